@@ -1,0 +1,39 @@
+"""Symbol tidying shared by every collapser (one place for each rule)."""
+
+from __future__ import annotations
+
+import re
+
+# Rust's legacy mangling, as printed by demanglers that do not know it:
+# `_$LT$core..result..Result$LT$T$C$$u20$E$GT$$GT$::and_then::h47fa4b8545196b9b`.
+RUST_HASH = re.compile(r"::h[0-9a-f]{16}$")
+LLVM_SUFFIX = re.compile(r"\.llvm\.\d+$")
+RUST_ESCAPE = re.compile(r"\$(LT|GT|C|RF|BP|LP|RP|u[0-9a-f]{1,6})\$")
+RUST_NAMED = {"LT": "<", "GT": ">", "C": ",", "RF": "&", "BP": "*", "LP": "(", "RP": ")"}
+
+
+def _rust_unescape(match: re.Match[str]) -> str:
+    code = match.group(1)
+    named = RUST_NAMED.get(code)
+    if named is not None:
+        return named
+    char = chr(int(code[1:], 16))
+    # A `;` would split the frame in folded output.
+    return ":" if char == ";" else char
+
+
+def tidy_rust(name: str) -> str:
+    """Tidy a Rust legacy-mangled name; anything else comes back unchanged.
+
+    Drops a `.llvm.N` suffix and the `::h<16 hex>` hash, decodes the `$..$`
+    escapes and turns `..` into `::`; a leading `_` before an escape goes.
+    """
+    if "$" not in name and "::h" not in name:
+        return name
+    stripped = LLVM_SUFFIX.sub("", name)
+    hashless = RUST_HASH.sub("", stripped)
+    if hashless == stripped and not RUST_ESCAPE.search(name):
+        return name
+    if hashless.startswith("_$"):
+        hashless = hashless[1:]
+    return RUST_ESCAPE.sub(_rust_unescape, hashless).replace("..", "::")

@@ -1,0 +1,1 @@
+"""Sampling sessions: perf (Linux) and DTrace (macOS) subprocesses, target resolution."""

@@ -1,0 +1,98 @@
+"""The ``flamed`` command line: one module per command in ``flamed.daemon.commands``.
+
+Each command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and
+``run(args) -> int``, and imports nothing heavy at module level (aiohttp and
+friends are imported inside ``run``) so ``flamed collapse`` starts fast.
+User errors (``FlamedError``) become one line on stderr and an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from flamed.collapse.errors import FlamedError
+from flamed.daemon.commands import COMMANDS
+
+DESCRIPTION = """\
+flamed: continuous profiling with perf/DTrace and flame graphs.
+
+The collapse and render commands stand in for FlameGraph's stackcollapse-perf.pl,
+stackcollapse.pl, difffolded.pl and flamegraph.pl (same formats, same options);
+`flamed run` is the always-on daemon that serves them over HTTP.
+"""
+
+
+def load_commands() -> list[ModuleType]:
+    return [importlib.import_module(f"flamed.daemon.commands.{name}") for name in COMMANDS]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flamed",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"flamed {version()}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log more (repeat for debug output)"
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="log errors only, no warnings"
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in load_commands():
+        sub = subparsers.add_parser(
+            module.NAME,
+            help=module.HELP,
+            description=getattr(module, "DESCRIPTION", module.HELP),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(sub)
+        sub.set_defaults(handler=module.run)
+    return parser
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("flamed")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def configure_logging(verbose: int, quiet: bool) -> None:
+    level = logging.ERROR if quiet else logging.DEBUG if verbose > 1 else (
+        logging.INFO if verbose else logging.WARNING
+    )
+    logging.basicConfig(level=level, format="flamed: %(levelname)s: %(message)s")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose, args.quiet)
+    try:
+        code: int = args.handler(args)
+    except FlamedError as err:
+        print(f"flamed {args.command}: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`flamed ... | head`): not an error, stop quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""``flamed collapse FORMAT [options] [FILE|-]``: profiler output to folded stacks.
+
+Each format has a row in FORMATS: its help, its options, and how to build its
+collapser from the parsed arguments. Output is sorted bytewise on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flamed.collapse.common import Collapser
+from flamed.daemon.commands.common import collapse_file, write_stdout
+
+NAME = "collapse"
+HELP = "fold profiler output (perf script, DTrace) into folded stacks"
+DESCRIPTION = """\
+Fold profiler output into folded stacks: one `frame;frame;frame COUNT` line per
+distinct stack, root first, sorted bytewise. Reads FILE (gzip-compressed too) or
+stdin. Drop-in for FlameGraph's stackcollapse-*.pl scripts, with the same options.
+"""
+
+
+@dataclass(frozen=True)
+class Format:
+    help: str
+    description: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    make_collapser: Callable[[argparse.Namespace], Collapser]
+
+
+def add_perf_arguments(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--pid", action="store_true", help="append the process id to the command name: comm-PID")
+    add("--tid", action="store_true", help="append process and thread id: comm-PID/TID")
+    add("--kernel", action="store_true", help="annotate kernel frames with _[k]")
+    add("--jit", action="store_true", help="annotate JIT frames (/tmp/perf-PID.map) with _[j]")
+    add("--all", action="store_true", help="all annotations (--kernel --jit)")
+    add("--addrs", action="store_true", help="show raw addresses where a symbol is unknown")
+    add(
+        "--event-filter",
+        metavar="EVENT",
+        help="keep samples of EVENT only (default: the first event seen); "
+        "modifiers are ignored, so `cycles` matches `cycles:u`",
+    )
+    add(
+        "--skip-after",
+        metavar="SYMBOL",
+        action="append",
+        default=[],
+        help="drop the callers of the first (leafmost) frame named SYMBOL, and the "
+        "command name; repeatable",
+    )
+    add(
+        "--srcline",
+        action="store_true",
+        help="input is `perf script -F+srcline`: append each frame's source line",
+    )
+
+
+def make_perf_collapser(args: argparse.Namespace) -> Collapser:
+    from flamed.collapse.perf import PerfCollapser, PerfOptions
+
+    return PerfCollapser(
+        PerfOptions(
+            include_pid=args.pid,
+            include_tid=args.tid,
+            annotate_kernel=args.kernel or args.all,
+            annotate_jit=args.jit or args.all,
+            include_addrs=args.addrs,
+            event_filter=args.event_filter,
+            skip_after=tuple(args.skip_after),
+            srcline=args.srcline,
+        )
+    )
+
+
+FORMATS: dict[str, Format] = {
+    "perf": Format(
+        help="`perf script` output (stackcollapse-perf.pl)",
+        description="Fold `perf script` output; same options and output as stackcollapse-perf.pl.",
+        add_arguments=add_perf_arguments,
+        make_collapser=make_perf_collapser,
+    ),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    formats = parser.add_subparsers(dest="format", metavar="FORMAT", required=True)
+    for name, fmt in FORMATS.items():
+        sub = formats.add_parser(name, help=fmt.help, description=fmt.description)
+        fmt.add_arguments(sub)
+        sub.add_argument("file", nargs="?", default="-", metavar="FILE", help="input (default: stdin)")
+
+
+def run(args: argparse.Namespace) -> int:
+    collapser = FORMATS[args.format].make_collapser(args)
+    folded = collapse_file(collapser, args.file)
+    write_stdout(folded.to_bytes())
+    return 0

@@ -1,0 +1,71 @@
+"""Input and output at the command line's edge: files, stdin, gzip, atomic writes."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import BinaryIO
+
+from flamed.collapse.common import Collapser
+from flamed.collapse.errors import InputError
+from flamed.collapse.folded import Folded
+
+CHUNK_SIZE = 1 << 20
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+@contextmanager
+def open_input(path: str) -> Iterator[BinaryIO]:
+    """Open FILE for reading bytes, ``-`` for stdin; gzip-compressed files are unpacked."""
+    if path == "-":
+        yield sys.stdin.buffer
+        return
+    try:
+        raw = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError as err:
+        raise InputError(f"cannot read {path}: {err.strerror or err}") from err
+    try:
+        if raw.peek(2)[:2] == GZIP_MAGIC:
+            with gzip.GzipFile(fileobj=raw) as unpacked:
+                yield unpacked  # type: ignore[misc]
+        else:
+            yield raw
+    finally:
+        raw.close()
+
+
+def iter_chunks(path: str, size: int = CHUNK_SIZE) -> Iterator[bytes]:
+    """The bytes of FILE (or stdin) in chunks, with read errors as InputError."""
+    with open_input(path) as stream:
+        try:
+            while chunk := stream.read(size):
+                yield chunk
+        except (OSError, EOFError) as err:
+            raise InputError(f"cannot read {path}: {err}") from err
+
+
+def collapse_file(collapser: Collapser, path: str) -> Folded:
+    for chunk in iter_chunks(path):
+        collapser.feed(chunk)
+    return collapser.finish()
+
+
+def write_stdout(data: bytes) -> None:
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write a file under a temporary name in the same folder, then rename it into place."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".flamed-", suffix=".tmp")
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise InputError(f"cannot write {path}: {err.strerror or err}") from err

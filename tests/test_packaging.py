@@ -1,0 +1,67 @@
+"""The wheel must carry every module: import each from an installed copy, outside the source tree."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+SOURCE_FOLDERS = {"collapse": "flamed.collapse", "render": "flamed.render",
+                  "collector": "flamed.collector", "daemon": "flamed.daemon"}
+
+
+def all_module_names() -> list[str]:
+    names = []
+    for folder, package in SOURCE_FOLDERS.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            parts = path.relative_to(ROOT / folder).with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            names.append(".".join((package, *parts)))
+    return names
+
+
+@pytest.mark.slow
+def test_wheel_contains_every_module(tmp_path: Path) -> None:
+    wheel_dir = tmp_path / "wheel"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+         "-q", "-w", str(wheel_dir), str(ROOT)],
+        check=True, capture_output=True, timeout=300,
+    )
+    target = tmp_path / "site"
+    wheel = next(wheel_dir.glob("flamed-*.whl"))
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
+         str(wheel)],
+        check=True, capture_output=True, timeout=300,
+    )
+    names = all_module_names()
+    script = "import importlib, sys\nfor n in sys.argv[1:]:\n    importlib.import_module(n)\n"
+    result = subprocess.run(
+        [sys.executable, "-P", "-c", script, *names],
+        cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    for name in names:
+        module_file = target.joinpath(*name.split(".")).with_suffix(".py")
+        package_file = target.joinpath(*name.split("."), "__init__.py")
+        assert module_file.exists() or package_file.exists(), name
+    assert (target / "flamed" / "collapse" / "py.typed").exists()
+
+
+def test_collapse_command_does_not_import_aiohttp() -> None:
+    script = (
+        "import sys\nfrom flamed.daemon.cli import build_parser\nbuild_parser()\n"
+        "import flamed.collapse.perf\n"
+        "heavy = [m for m in ('aiohttp', 'prometheus_client', 'watchdog') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
