@@ -98,3 +98,72 @@ class Folded:
 
     def __repr__(self) -> str:
         return f"Folded({len(self.counts)} stacks, total={self.total()})"
+
+
+class FoldedCollapser:
+    """Reads folded text (``stack count`` per line) in chunks; the same streaming interface.
+
+    A line whose last field is not a number is skipped with one warning.
+    Counts may be integers or decimals; repeated stacks are summed.
+    """
+
+    def __init__(self) -> None:
+        from flamed.collapse.common import WarnOnce
+
+        self.warn = WarnOnce()
+        self.profile = Folded()
+        self._pending = b""
+
+    def feed(self, data: bytes) -> None:
+        buffer = self._pending + data
+        end = buffer.rfind(b"\n")
+        if end < 0:
+            self._pending = buffer
+            return
+        self._pending = buffer[end + 1 :]
+        self._read(decode(buffer[:end]))
+
+    def finish(self) -> Folded:
+        self._read(decode(self._pending))
+        self._pending = b""
+        return self.profile
+
+    def _read(self, text: str) -> None:
+        add = self.profile.add
+        for line in text.split("\n"):
+            parsed = parse_line(line)
+            if parsed is None:
+                if line.strip():
+                    self.warn("folded line without a count", line)
+                continue
+            add(*parsed)
+
+
+def parse_count(text: str) -> Count | None:
+    """``12`` -> 12, ``1.5`` -> 1.5, anything else -> None."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if value == value and value not in (float("inf"), float("-inf")) else None
+
+
+def parse_line(line: str) -> tuple[str, Count] | None:
+    """One ``stack count`` line; None when it has no stack or no valid count."""
+    stack, _, count_text = line.rstrip("\r").rpartition(" ")
+    stack = stack.rstrip(" ")
+    if not stack:
+        return None
+    count = parse_count(count_text)
+    return None if count is None else (stack, count)
+
+
+def read_folded(data: bytes) -> Folded:
+    """Parse a whole folded text."""
+    collapser = FoldedCollapser()
+    collapser.feed(data)
+    return collapser.finish()

@@ -42,9 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="log more (repeat for debug output)"
     )
-    parser.add_argument(
-        "-q", "--quiet", action="store_true", help="log errors only, no warnings"
-    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="log errors only, no warnings")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in load_commands():
         sub = subparsers.add_parser(
@@ -69,8 +67,12 @@ def version() -> str:
 
 
 def configure_logging(verbose: int, quiet: bool) -> None:
-    level = logging.ERROR if quiet else logging.DEBUG if verbose > 1 else (
-        logging.INFO if verbose else logging.WARNING
+    level = (
+        logging.ERROR
+        if quiet
+        else logging.DEBUG
+        if verbose > 1
+        else (logging.INFO if verbose else logging.WARNING)
     )
     logging.basicConfig(level=level, format="flamed: %(levelname)s: %(message)s")
 

@@ -1,4 +1,4 @@
-"""The wheel must carry every module: import each from an installed copy, outside the source tree."""
+"""The wheel must carry every module: import each from an installed copy, outside the tree."""
 
 from __future__ import annotations
 
@@ -10,8 +10,12 @@ import pytest
 
 from tests.conftest import ROOT
 
-SOURCE_FOLDERS = {"collapse": "flamed.collapse", "render": "flamed.render",
-                  "collector": "flamed.collector", "daemon": "flamed.daemon"}
+SOURCE_FOLDERS = {
+    "collapse": "flamed.collapse",
+    "render": "flamed.render",
+    "collector": "flamed.collector",
+    "daemon": "flamed.daemon",
+}
 
 
 def all_module_names() -> list[str]:
@@ -29,23 +33,50 @@ def all_module_names() -> list[str]:
 def test_wheel_contains_every_module(tmp_path: Path) -> None:
     wheel_dir = tmp_path / "wheel"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "-q", "-w", str(wheel_dir), str(ROOT)],
-        check=True, capture_output=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(wheel_dir),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     target = tmp_path / "site"
     wheel = next(wheel_dir.glob("flamed-*.whl"))
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
-         str(wheel)],
-        check=True, capture_output=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "-q",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     names = all_module_names()
     script = "import importlib, sys\nfor n in sys.argv[1:]:\n    importlib.import_module(n)\n"
     result = subprocess.run(
         [sys.executable, "-P", "-c", script, *names],
-        cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=120, check=False,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     for name in names:
@@ -62,6 +93,7 @@ def test_collapse_command_does_not_import_aiohttp() -> None:
         "heavy = [m for m in ('aiohttp', 'prometheus_client', 'watchdog') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 0, result.stderr

@@ -91,7 +91,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, fmt in FORMATS.items():
         sub = formats.add_parser(name, help=fmt.help, description=fmt.description)
         fmt.add_arguments(sub)
-        sub.add_argument("file", nargs="?", default="-", metavar="FILE", help="input (default: stdin)")
+        sub.add_argument(
+            "file", nargs="?", default="-", metavar="FILE", help="input (default: stdin)"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
