@@ -9,8 +9,12 @@ bytes that were read. Text output is sorted bytewise, like the Perl tools.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
+
+OTHER = "[other]"
+"""The stack that :func:`top` sums the dropped stacks into."""
 
 Count = int | float
 
@@ -29,12 +33,17 @@ def encode(text: str) -> bytes:
 
 
 def format_count(count: Count) -> str:
-    """Print a count as the Perl tools do: integers plainly, fractions with 15 digits."""
+    """Print a count as the Perl tools do: integers plainly, fractions with 15 digits.
+
+    A fraction that 15 digits do not give back exactly is printed with the
+    shortest digits that do, so that writing and reading a profile loses nothing.
+    """
     if isinstance(count, int):
         return str(count)
     if count.is_integer():
         return str(int(count))
-    return f"{count:.15g}"
+    short = f"{count:.15g}"
+    return short if float(short) == count else repr(count)
 
 
 def bytewise_key(stack: str) -> bytes:
@@ -167,3 +176,104 @@ def read_folded(data: bytes) -> Folded:
     collapser = FoldedCollapser()
     collapser.feed(data)
     return collapser.finish()
+
+
+def is_applicable(head: bytes) -> bool | None:
+    """Does this look like folded stacks (``frame;frame COUNT`` lines)? None: need more input.
+
+    Yes when the first complete lines (up to ten, at least one) are all
+    ``stack count`` lines that start with a frame, not with white space.
+    """
+    lines = [line for line in decode(head).split("\n")[:-1] if line.strip()]
+    for line in lines[:10]:
+        if line[:1].isspace() or parse_line(line) is None:
+            return False
+    if lines:
+        return True
+    return None if len(head) < 64 * 1024 else False
+
+
+def merge(profiles: Iterable[Folded]) -> Folded:
+    """The sum of several profiles, as a new profile (the inputs are left alone)."""
+    merged = Folded()
+    for profile in profiles:
+        merged.update(profile)
+    return merged
+
+
+def diff(before: Folded, after: Folded) -> Folded:
+    """``after - before`` per stack, for every stack of either (0 where they are equal)."""
+    counts: dict[str, Count] = {stack: -count for stack, count in before.items()}
+    for stack, count in after.items():
+        counts[stack] = counts.get(stack, 0) + count
+    return Folded(counts)
+
+
+def paired(
+    before: Folded, after: Folded, normalize: bool = False
+) -> dict[str, tuple[Count, Count]]:
+    """Every stack of either profile with its two counts (0 where absent), as difffolded.pl.
+
+    With ``normalize`` the first counts are scaled to the second profile's total
+    and truncated to integers, as difffolded.pl -n does.
+    """
+    total1, total2 = before.total(), after.total()
+    scale = normalize and total1 != total2 and total1 != 0
+    pairs: dict[str, tuple[Count, Count]] = {}
+    for stack in (*before.counts, *after.counts):
+        if stack in pairs:
+            continue
+        count1 = before.counts.get(stack, 0)
+        if scale:
+            count1 = _scaled(count1, total1, total2)
+        pairs[stack] = (count1, after.counts.get(stack, 0))
+    return pairs
+
+
+def _scaled(count: Count, total1: Count, total2: Count) -> int:
+    """``int(count * total2 / total1)``, exact for integers."""
+    if isinstance(count, int) and isinstance(total1, int) and isinstance(total2, int):
+        scaled = abs(count * total2) // abs(total1)
+        return scaled if (count * total2 >= 0) == (total1 > 0) else -scaled
+    return int(count * total2 / total1)
+
+
+def format_pairs(pairs: dict[str, tuple[Count, Count]]) -> bytes:
+    """``stack count1 count2`` lines, sorted bytewise."""
+    lines = [
+        f"{stack} {format_count(one)} {format_count(two)}\n"
+        for stack, (one, two) in sorted(pairs.items(), key=lambda item: bytewise_key(item[0]))
+    ]
+    return encode("".join(lines))
+
+
+HEX_ADDRESS = re.compile(r"0x[0-9a-fA-F]+")
+
+
+def strip_hex(profile: Folded) -> Folded:
+    """Replace every hex address ``0x…`` in the stacks by ``0x...``; stacks that meet are summed."""
+    stripped = Folded()
+    for stack, count in profile.items():
+        stripped.add(HEX_ADDRESS.sub("0x...", stack), count)
+    return stripped
+
+
+def top(profile: Folded, n: int, other: str = OTHER) -> Folded:
+    """The ``n`` stacks with the largest counts, and the rest summed into one ``other`` stack.
+
+    Ties are broken bytewise by stack, so the result does not depend on the
+    order stacks were added. A stack already named ``other`` is always summed,
+    so ``top`` of ``top`` gives the same profile. The total is kept.
+    """
+    if n < 0:
+        raise ValueError(f"top: n must be >= 0, not {n}")
+    ranked = sorted(
+        ((stack, count) for stack, count in profile.items() if stack != other),
+        key=lambda item: (-item[1], bytewise_key(item[0])),
+    )
+    if len(ranked) <= n:
+        return Folded(dict(profile.counts))
+    kept = Folded(dict(ranked[:n]))
+    rest = profile.counts.get(other, 0) + sum(count for _, count in ranked[n:])
+    kept.counts[other] = rest
+    return kept

@@ -6,4 +6,5 @@ only the standard library and light flamed modules at top level.
 
 COMMANDS = [
     "collapse",
+    "diff_folded",
 ]

@@ -1,0 +1,256 @@
+"""Collapse DTrace ``stack()``/``ustack()`` aggregations into folded stacks (stackcollapse.pl).
+
+DTrace prints an aggregation keyed on a stack as one block per stack: the
+frames, leaf first, one per indented line (``module`function+0x1f``), then
+the count on a line of its own, then a blank line::
+
+    CPU     ID                    FUNCTION:NAME
+      0  64091                        :tick-60s
+
+                  unix`i86_mwait+0xd
+                  unix`cpu_idle+0x114
+                  1641
+
+A stream may hold several dumps one after the other (``tick-10s { printa(@);
+trunc(@); }``); each starts with header lines closed by a blank line.
+
+The lines between blank lines form a *run*. In a run each count line closes a
+stack of the frame lines before it; lines of a run that no count closes are a
+dump's header (skipped) or a stack the input cut short (warned, skipped).
+
+Speed comes from caching: the frame lines of a run are folded once and the
+result reused whenever the same lines come again.
+
+Beyond the Perl script (see also ``DTraceOptions``): the header is whatever
+precedes the first blank line, not three fixed lines, and later dumps' headers
+are skipped too; Rust legacy-mangled names are tidied as the perf collapser
+tidies them; a stack cut short at the end of the input is dropped with a
+warning instead of being merged into nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from flamed.collapse.common import WarnOnce
+from flamed.collapse.folded import Folded, decode
+from flamed.collapse.symbols import tidy_rust
+
+# The count that closes a stack: digits alone on a line (ASCII, as Perl on bytes).
+COUNT_LINE = re.compile(rb"[ \t\r\f\v]*(\d+)[ \t\r\f\v]*", re.ASCII)
+BLANK_LINE = re.compile(rb"[ \t\r\f\v]*", re.ASCII)
+# The lines DTrace prints before an aggregation when not run with -q:
+# `CPU     ID                    FUNCTION:NAME` and `  0  64091   :tick-60s`.
+HEADER_LINE = re.compile(r"\s*(CPU\s+ID\s+FUNCTION:NAME|\d+\s+\d+\s+\S*:\S*)\s*$", re.ASCII)
+SPACES = b" \t\r\f\v"
+
+# Without a blank line in this much input, complete lines are folded anyway to bound memory.
+MAX_PENDING = 4 << 20
+# Caches are dropped when they reach this many entries, to bound memory.
+CACHE_LIMIT = 100_000
+
+
+@dataclass(frozen=True)
+class DTraceOptions:
+    """Options of ``flamed collapse dtrace``, named as stackcollapse.pl names them."""
+
+    include_offset: bool = False
+    """Keep each frame's ``+0x…`` offset, except the leaf's (``--includeoffset``).
+
+    Unlike the Perl script, which cuts the whole stack at its last ``+`` and so
+    loses frames when the leaf has no offset (FlameGraph issue 202), only the
+    leaf frame's own offset is dropped; a C++ name keeps its offset after its
+    argument list is cut.
+    """
+
+
+class DTraceCollapser:
+    """Streaming DTrace collapser: ``feed()`` chunks split anywhere, then ``finish()``."""
+
+    def __init__(self, options: DTraceOptions | None = None) -> None:
+        self.options = options or DTraceOptions()
+        self.warn = WarnOnce()
+        self.counts: dict[str, int] = {}
+        self.samples = 0
+        self.bytes_fed = 0
+        self._pending = b""
+        self._frames: list[bytes] = []  # frame lines (leaf first) not yet closed by a count
+        self._started = False  # a blank line or a stack has been seen: the header is behind
+        self._run_cache: dict[bytes, str | None] = {}
+        self._line_cache: dict[tuple[bytes, bool], tuple[str, ...]] = {}
+
+    # -- streaming ---------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        """Fold every complete run in ``data`` and keep the rest for later."""
+        self.bytes_fed += len(data)
+        buffer = self._pending + data if self._pending else data
+        end = buffer.rfind(b"\n\n")
+        if end >= 0:
+            self._pending = buffer[end + 2 :]
+            self._fold_runs(buffer[:end])
+        elif len(buffer) > MAX_PENDING:
+            end = buffer.rfind(b"\n")
+            self._pending = buffer[end + 1 :]
+            self._fold_lines(buffer[:end].split(b"\n"))
+        else:
+            self._pending = buffer
+
+    def finish(self) -> Folded:
+        """Fold what is left; a stack without its count at the end is dropped with a warning."""
+        pending, self._pending = self._pending, b""
+        if pending:
+            self._fold_lines(pending.split(b"\n"))
+        if self._frames and (self._started or not self._header_only(self._frames)):
+            self.warn("input ends inside a stack (no count after its frames)", decode(pending))
+        self._frames = []
+        return Folded(dict(self.counts))
+
+    # -- runs --------------------------------------------------------------
+
+    def _fold_runs(self, text: bytes) -> None:
+        """Fold complete runs (the text ends just before a blank line)."""
+        counts = self.counts
+        cache = self._run_cache
+        for run in text.split(b"\n\n"):
+            body, _, last = run.rpartition(b"\n")
+            stack = cache.get(body) if not self._frames else None
+            if stack is not None and last.strip(SPACES).isdigit():
+                counts[stack] = counts.get(stack, 0) + int(last)
+                self.samples += 1
+                continue
+            self._fold_run(run, body, last)
+        self._started = True
+
+    def _fold_run(self, run: bytes, body: bytes, last: bytes) -> None:
+        """A run the cache does not know: fold it line by line, and cache it if it is simple."""
+        lines = run.split(b"\n")
+        if not self._frames and body and COUNT_LINE.fullmatch(last):
+            frames = lines[:-1]
+            if not any(BLANK_LINE.fullmatch(line) or COUNT_LINE.fullmatch(line) for line in frames):
+                stack = self._fold_stack(frames)
+                if len(self._run_cache) >= CACHE_LIMIT:
+                    self._run_cache.clear()
+                self._run_cache[body] = stack
+                if stack is not None:
+                    self._count(stack, int(last))
+                self._started = True
+                return
+        self._fold_lines(lines)
+        self._end_run()
+
+    def _fold_lines(self, lines: list[bytes]) -> None:
+        """The general path: lines in order, with frames carried across calls."""
+        for line in lines:
+            count = COUNT_LINE.fullmatch(line)
+            if count is not None:
+                stack = self._fold_stack(self._frames) if self._frames else None
+                if stack is not None:
+                    self._count(stack, int(count.group(1)))
+                elif not self._frames:
+                    self.warn("count without frames", decode(line))
+                self._frames = []
+                self._started = True
+            elif BLANK_LINE.fullmatch(line):
+                self._end_run()
+            else:
+                self._frames.append(line)
+
+    def _end_run(self) -> None:
+        """A blank line: frames no count closed are a dump header, or a stack cut short."""
+        frames = self._frames
+        if frames and self._started and not self._header_only(frames):
+            self.warn("frames without a count (skipped)", decode(b"\n".join(frames)))
+        self._frames = []
+        self._started = True
+
+    @staticmethod
+    def _header_only(lines: list[bytes]) -> bool:
+        return all(HEADER_LINE.match(decode(line)) for line in lines)
+
+    def _count(self, stack: str, count: int) -> None:
+        counts = self.counts
+        counts[stack] = counts.get(stack, 0) + count
+        self.samples += 1
+
+    # -- frames ------------------------------------------------------------
+
+    def _fold_stack(self, lines: list[bytes]) -> str | None:
+        """Frame lines, leaf first, to frames root first joined by ``;`` (None: no frames)."""
+        cache = self._line_cache
+        leaf_differs = self.options.include_offset
+        groups: list[tuple[str, ...]] = []
+        for index, line in enumerate(lines):
+            key = (line, leaf_differs and index == 0)
+            funcs = cache.get(key)
+            if funcs is None:
+                funcs = self._line_frames(line, key[1])
+                if len(cache) >= CACHE_LIMIT:
+                    cache.clear()
+                cache[key] = funcs
+            groups.append(funcs)
+        stack = [func for group in reversed(groups) for func in group]
+        return ";".join(stack) if stack else None
+
+    def _line_frames(self, raw: bytes, leaf: bool) -> tuple[str, ...]:
+        """The frames of one line, more than one when inlined (``a->b``)."""
+        frame = decode(raw).lstrip(" \t\r\f\v")
+        name, offset = split_offset(frame)
+        if not self.options.include_offset or leaf:
+            offset = ""
+        name = strip_cpp_arguments(name) + offset
+        if not name:
+            name = "-"
+        parts = name.split("->")
+        while parts and not parts[-1]:  # as Perl's split: trailing empty fields go
+            parts.pop()
+        return tuple(
+            tidy_frame(part) + ("_[i]" if index else "") for index, part in enumerate(parts)
+        )
+
+
+def split_offset(frame: str) -> tuple[str, str]:
+    """``mod`func+0x1f`` -> (``mod`func``, ``+0x1f``): everything from the last ``+``."""
+    plus = frame.rfind("+")
+    return (frame, "") if plus < 0 else (frame[:plus], frame[plus:])
+
+
+def strip_cpp_arguments(name: str) -> str:
+    """Cut what follows a C++ name: from the last ``(`` or ``<`` after the first ``::``."""
+    start = name.find("::")
+    if start < 0:
+        return name
+    cut = max(name.rfind("(", start + 2), name.rfind("<", start + 2))
+    return name if cut < 0 else name[:cut]
+
+
+def tidy_frame(func: str) -> str:
+    """One frame: no ``;`` (it separates frames), no leading Java ``L``, Rust names tidied."""
+    func = func.replace(";", ":")
+    if func.startswith("L"):
+        func = func[1:]
+    module, tick, symbol = func.rpartition("`")
+    return module + tick + tidy_rust(symbol)
+
+
+def is_applicable(head: bytes) -> bool | None:
+    """Does this look like a DTrace stack aggregation? None: not enough input to say.
+
+    Yes when a count line closes indented frame lines; no when a line that is
+    not indented, blank or a DTrace header comes first, or none closes in 64 KiB.
+    """
+    lines = head.split(b"\n")
+    complete = lines[:-1]
+    frames = 0
+    for line in complete:
+        if COUNT_LINE.fullmatch(line):
+            if frames:
+                return True
+        elif BLANK_LINE.fullmatch(line):
+            frames = 0
+        elif line[:1] in (b" ", b"\t"):
+            frames += 1
+        elif not HEADER_LINE.match(decode(line)) and not frames:
+            return False
+    return None if len(head) < 64 * 1024 else False
