@@ -1,0 +1,182 @@
+"""What every sampling session shares: options, the resolve/sample/restart loop, backoff.
+
+A session loops until ``stop()``: resolve the target; with nothing to sample,
+state ``waiting`` and look again after a bucket; otherwise run the sampler
+(``sample()``, one long-running perf or dtrace) until it is stopped, the target
+set changes, or it fails. A failure is counted under ``restarts["crash"]``,
+kept in ``last_error``, and retried after an exponential backoff (capped);
+chunks already folded are never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from flamed.collapse.errors import ProfilerError
+from flamed.collector.base import Chunk, ChunkSink, SessionStatus, TargetSpec
+from flamed.collector.targets import Resolution, Resolver
+
+log = logging.getLogger("flamed.collector")
+
+Outcome = Literal["stop", "targets"]
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """How a session samples; every external path and the clock are here for tests to swap."""
+
+    bucket_seconds: float = 10.0
+    """Length of one chunk; perf rounds it to whole seconds (at least 1)."""
+    spool_dir: Path = Path("/var/lib/flamed/spool")
+    """Where perf writes its rotated files; one subfolder per target."""
+    perf_path: str = "perf"
+    dtrace_path: str = "dtrace"
+    proc_root: Path = Path("/proc")
+    cgroup_root: Path = Path("/sys/fs/cgroup")
+    systemctl_path: str | None = "systemctl"
+    clock: Callable[[], float] = time.time
+    max_backlog: int = 8
+    """Rotated files waiting to be folded beyond this many: the oldest is dropped and counted."""
+    script_timeout: float = 120.0
+    """``perf script`` on one file is killed (with its group) after this many seconds."""
+    stop_timeout: float = 10.0
+    """After SIGINT, how long perf or dtrace may take to write its last data before SIGKILL."""
+    backoff_initial: float = 1.0
+    backoff_max: float = 60.0
+    fail_fast: bool = False
+    """Raise the first failure from ``run()`` instead of restarting (``flamed record``)."""
+    event: str | None = None
+    """perf event; None: ``cycles`` where the machine has a PMU, else ``cpu-clock``."""
+    mmap_pages: int | None = None
+    """perf's ring buffer size (``-m``), None for perf's default."""
+    exclude_pids: tuple[int, ...] = field(default_factory=tuple)
+    """Processes name patterns never match, besides flamed itself."""
+
+
+class SamplingSession:
+    """The loop shared by the perf and DTrace sessions; subclasses implement ``sample()``."""
+
+    backend = ""
+
+    def __init__(self, spec: TargetSpec, options: SessionOptions, on_chunk: ChunkSink) -> None:
+        self.spec = spec
+        self.options = options
+        self.on_chunk = on_chunk
+        self.status = SessionStatus(backend=self.backend)
+        self.resolver = Resolver(
+            spec,
+            proc_root=options.proc_root,
+            cgroup_root=options.cgroup_root,
+            systemctl_path=options.systemctl_path,
+            exclude=(*options.exclude_pids, os.getpid()),
+        )
+        self._stopping = asyncio.Event()
+        self._backoff = options.backoff_initial
+        self.chunks = 0
+        self.python_cpu_seconds = 0.0
+        """CPU this process spent folding (collapser and bookkeeping), summed over chunks."""
+        self.tool_cpu_seconds = 0.0
+        """CPU the converter (``perf script``) spent, summed over chunks."""
+
+    # -- public -------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Sample until ``stop()``; with ``fail_fast``, the first failure is raised."""
+        try:
+            await self.start()
+            while not self._stopping.is_set():
+                await self._cycle()
+        finally:
+            await self.finish()
+            self.status.state = "stopped"
+
+    async def stop(self) -> None:
+        """Ask ``run()`` to end: the sampler writes its last data, which is folded first."""
+        self._stopping.set()
+
+    # -- hooks ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Before the first sampler starts."""
+
+    async def finish(self) -> None:
+        """After the last sampler ended: fold what is left."""
+
+    async def sample(self, resolution: Resolution) -> Outcome:
+        raise NotImplementedError
+
+    # -- the loop -------------------------------------------------------------
+
+    async def _cycle(self) -> None:
+        resolution = self.resolve()
+        if resolution.empty:
+            self.status.state = "waiting"
+            self.status.pids = ()
+            await self.sleep(self.options.bucket_seconds)
+            return
+        started = time.monotonic()
+        try:
+            outcome = await self.sample(resolution)
+        except ProfilerError as err:
+            await self._failed(err, time.monotonic() - started)
+            return
+        if outcome == "targets" and not self._stopping.is_set():
+            self.count("restarts", "targets")
+
+    async def _failed(self, err: ProfilerError, ran: float) -> None:
+        self.status.last_error = str(err)
+        if self.options.fail_fast:
+            raise err
+        self.status.state = "error"
+        self.count("restarts", "crash")
+        if ran > max(self.options.bucket_seconds, self._backoff):
+            self._backoff = self.options.backoff_initial
+        log.warning("target %s: %s (restarting in %.3g s)", self.spec.name, err, self._backoff)
+        await self.sleep(self._backoff)
+        self._backoff = min(self._backoff * 2, self.options.backoff_max)
+
+    def resolve(self) -> Resolution:
+        return self.resolver.resolve()
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` or until stopped, whichever comes first."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def count(self, kind: Literal["restarts", "chunks_dropped"], reason: str) -> None:
+        table = self.status.restarts if kind == "restarts" else self.status.chunks_dropped
+        table[reason] = table.get(reason, 0) + 1
+
+    def drop(self, reason: str, error: str | None = None) -> None:
+        """A chunk is lost: count it under ``reason`` and keep the error for the status API."""
+        self.count("chunks_dropped", reason)
+        if error:
+            self.status.last_error = error
+            log.warning("target %s: chunk dropped: %s", self.spec.name, error)
+
+    def emit(self, chunk: Chunk, python_cpu: float, tool_cpu: float) -> None:
+        self.chunks += 1
+        self.python_cpu_seconds += python_cpu
+        self.tool_cpu_seconds += tool_cpu
+        try:
+            self.on_chunk(chunk)
+        except Exception:  # the sink's bug must not stop sampling
+            log.exception("target %s: the chunk sink failed", self.spec.name)
+
+
+async def wait_first(*aws: asyncio.Future[object] | asyncio.Task[object], timeout: float) -> None:
+    """Wait until one of ``aws`` is done or ``timeout`` passes (they keep running)."""
+    await asyncio.wait(aws, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)

@@ -1,0 +1,82 @@
+"""The factory the daemon and ``flamed record`` use: a spec in, a ``Session`` out."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from flamed.collapse.errors import UsageError
+from flamed.collector.base import ChunkSink, Session, TargetSpec
+from flamed.collector.runner import SamplingSession, SessionOptions
+from flamed.collector.targets import spec_kind
+
+
+def choose_backend(spec: TargetSpec, platform: str = sys.platform) -> str:
+    """``perf`` on Linux, ``dtrace`` on macOS and the BSDs, unless the spec says."""
+    if spec.backend != "auto":
+        return spec.backend
+    return "dtrace" if platform.startswith(("darwin", "freebsd", "sunos")) else "perf"
+
+
+def create_session(
+    spec: TargetSpec,
+    *,
+    bucket_seconds: float,
+    spool_dir: Path,
+    on_chunk: ChunkSink,
+    perf_path: str | None = None,
+    dtrace_path: str | None = None,
+    proc_root: Path = Path("/proc"),
+    cgroup_root: Path = Path("/sys/fs/cgroup"),
+    systemctl_path: str | None = "systemctl",
+    clock: Callable[[], float] = time.time,
+    max_backlog: int = 8,
+    script_timeout: float = 120.0,
+    stop_timeout: float = 10.0,
+    backoff_initial: float = 1.0,
+    backoff_max: float = 60.0,
+    fail_fast: bool = False,
+    event: str | None = None,
+    platform: str = sys.platform,
+) -> Session:
+    """A session for ``spec`` (not started: ``await session.run()``; ``await session.stop()``).
+
+    Raises ``UsageError`` for a spec that sets no target or more than one, a bad
+    regular expression, or a target the chosen backend cannot sample.
+    """
+    spec_kind(spec)
+    options = SessionOptions(
+        bucket_seconds=bucket_seconds,
+        spool_dir=spool_dir,
+        perf_path=perf_path or "perf",
+        dtrace_path=dtrace_path or "dtrace",
+        proc_root=proc_root,
+        cgroup_root=cgroup_root,
+        systemctl_path=systemctl_path,
+        clock=clock,
+        max_backlog=max_backlog,
+        script_timeout=script_timeout,
+        stop_timeout=stop_timeout,
+        backoff_initial=backoff_initial,
+        backoff_max=backoff_max,
+        fail_fast=fail_fast,
+        event=event,
+    )
+    return build(spec, options, on_chunk, platform)
+
+
+def build(
+    spec: TargetSpec, options: SessionOptions, on_chunk: ChunkSink, platform: str = sys.platform
+) -> SamplingSession:
+    backend = choose_backend(spec, platform)
+    if backend == "perf":
+        from flamed.collector.perf import PerfSession
+
+        return PerfSession(spec, options, on_chunk)
+    if backend == "dtrace":
+        from flamed.collector.dtrace import DTraceSession
+
+        return DTraceSession(spec, options, on_chunk)
+    raise UsageError(f"target {spec.name!r}: unknown backend {backend!r}")
