@@ -1,4 +1,4 @@
-"""systemd/flamed.service: clean for `systemd-analyze verify`, exposure <= 2.5, and perf still works.
+"""systemd/flamed.service: `systemd-analyze verify` clean, exposure <= 2.5, perf still works.
 
 `systemd-analyze verify` insists that every Exec*= binary exists. The unit
 starts /opt/flamed/venv/bin/flamed, which exists only after deploy/install.sh
@@ -84,7 +84,8 @@ def test_verify_of_the_shipped_unit_only_misses_the_installed_binary() -> None:
 
 
 def exposure_of(output: str) -> float:
-    match = re.search(r"Overall exposure level for flamed\.service:\s*([0-9]+(?:\.[0-9]+)?)", output)
+    pattern = r"Overall exposure level for flamed\.service:\s*([0-9]+(?:\.[0-9]+)?)"
+    match = re.search(pattern, output)
     assert match, f"no overall exposure in:\n{output}"
     return float(match.group(1))
 
@@ -98,7 +99,7 @@ def test_security_exposure_is_at_most_2_5() -> None:
 
 
 def test_exposure_parser_reads_the_figure() -> None:
-    sample = "✗ PrivateNetwork= ...  0.5\n\n→ Overall exposure level for flamed.service: 9.6 UNSAFE 😨\n"
+    sample = "✗ PrivateNetwork= 0.5\n\n→ Overall exposure level for flamed.service: 9.6 UNSAFE\n"
     assert exposure_of(sample) == 9.6
 
 
@@ -184,7 +185,7 @@ def test_sysusers_creates_an_unprivileged_user(tmp_path: Path) -> None:
 
 
 def setpriv_command(caps: set[str]) -> list[str]:
-    """Run as nobody with exactly `caps` (ambient, as the unit grants them) and no new privileges."""
+    """Run as nobody with exactly `caps` (ambient, as the unit grants them), no new privileges."""
     names = ",".join(["-all", *(f"+{cap.removeprefix('CAP_').lower()}" for cap in sorted(caps))])
     setpriv = shutil.which("setpriv")
     assert setpriv is not None
