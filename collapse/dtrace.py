@@ -97,6 +97,16 @@ class DTraceCollapser:
         else:
             self._pending = buffer
 
+    def detach(self) -> None:
+        """Forget the stacks counted so far but keep the caches.
+
+        A forked worker calls this to fold another part of the same input,
+        starting just after a blank line."""
+        self.counts = {}
+        self.samples = 0
+        self._pending = b""
+        self._frames = []
+
     def finish(self) -> Folded:
         """Fold what is left; a stack without its count at the end is dropped with a warning."""
         pending, self._pending = self._pending, b""

@@ -1,0 +1,213 @@
+"""DTrace collapse: reference corpus, our own fixtures, the fixed Perl bugs, streaming."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from flamed.collapse import dtrace
+from flamed.collapse.dtrace import DTraceCollapser, DTraceOptions, is_applicable
+from flamed.collapse.folded import Folded
+from tests.conftest import DATA, conformance_dir, run_flamed
+
+FIXTURES = DATA / "dtrace"
+REGEN = os.environ.get("FLAMED_REGEN") == "1"
+
+
+def collapse(data: bytes, options: DTraceOptions | None = None) -> Folded:
+    collapser = DTraceCollapser(options)
+    collapser.feed(data)
+    return collapser.finish()
+
+
+def corpus_cases() -> list[str]:
+    folder = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "dtrace"
+    return sorted(p.name[: -len(".txt")] for p in folder.glob("*.txt")) or ["(absent)"]
+
+
+@pytest.mark.parametrize("case", corpus_cases())
+def test_conformance(case: str) -> None:
+    folder = conformance_dir("dtrace")
+    expected = (folder / f"{case}.default.folded").read_bytes()
+    assert collapse((folder / f"{case}.txt").read_bytes()).to_bytes() == expected
+
+
+def test_conformance_cli() -> None:
+    folder = conformance_dir("dtrace")
+    result = run_flamed("collapse", "dtrace", str(folder / "example-dtrace-stacks.txt"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (folder / "example-dtrace-stacks.default.folded").read_bytes()
+
+
+FIXTURE_CASES = [
+    ("multi-dump", "default"),
+    ("offsets", "default"),
+    ("offsets", "includeoffset"),
+    ("rust", "default"),
+    ("truncated", "default"),
+]
+
+
+@pytest.mark.parametrize(("case", "option"), FIXTURE_CASES)
+def test_fixtures(case: str, option: str) -> None:
+    """Golden files written by hand; FLAMED_REGEN=1 rewrites them on purpose."""
+    options = DTraceOptions(include_offset=option == "includeoffset")
+    got = collapse((FIXTURES / f"{case}.txt").read_bytes(), options).to_bytes()
+    golden = FIXTURES / f"{case}.{option}.folded"
+    if REGEN:
+        golden.write_bytes(got)
+    assert got == golden.read_bytes()
+
+
+def test_fixture_cli_includeoffset() -> None:
+    result = run_flamed("collapse", "dtrace", "--includeoffset", str(FIXTURES / "offsets.txt"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (FIXTURES / "offsets.includeoffset.folded").read_bytes()
+
+
+def test_every_dump_of_a_stream_counts_and_no_header_becomes_a_frame() -> None:
+    profile = collapse((FIXTURES / "multi-dump.txt").read_bytes())
+    assert profile.total() == 40 + 3 + 38 + 5 + 2
+    assert not any("tick-10s" in stack or "CPU" in stack for stack in profile)
+
+
+def test_header_is_skipped_up_to_the_first_blank_line() -> None:
+    text = b"one\ntwo\nthree\nfour\n\n  a`f+0x1\n  a`main+0x2\n  7\n"
+    assert collapse(text).counts == {"a`main;a`f": 7}
+
+
+def test_input_without_header_keeps_its_first_stack() -> None:
+    text = b"  a`f+0x1\n  a`main+0x2\n  7\n\n  a`g\n  2\n"
+    assert collapse(text).counts == {"a`main;a`f": 7, "a`g": 2}
+
+
+def test_includeoffset_drops_only_the_leaf_offset() -> None:
+    """FlameGraph issue 202: a leaf without an offset must not eat its callers."""
+    text = b"\n  genunix`segvn_fault\n  unix`pagefault+0x96\n  unix`trap+0x2c7\n  1\n"
+    profile = collapse(text, DTraceOptions(include_offset=True))
+    assert profile.counts == {"unix`trap+0x2c7;unix`pagefault+0x96;genunix`segvn_fault": 1}
+    profile = collapse(text.replace(b"segvn_fault", b"segvn_fault+0x10"), DTraceOptions(True))
+    assert profile.counts == {"unix`trap+0x2c7;unix`pagefault+0x96;genunix`segvn_fault": 1}
+
+
+def test_rust_names_are_tidied_like_perf() -> None:
+    from flamed.collapse.symbols import tidy_rust
+
+    name = "_$LT$alloc..vec..Vec$LT$T$GT$$GT$::push::h0123456789abcdef"
+    profile = collapse(b"\n  app`" + name.encode() + b"+0x4\n  3\n")
+    assert profile.counts == {"app`" + tidy_rust(name): 3}
+    assert "$" not in next(iter(profile))
+
+
+def test_truncated_input_warns_and_keeps_earlier_stacks(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="flamed.collapse"):
+        profile = collapse((FIXTURES / "truncated.txt").read_bytes())
+    assert profile.total() == 1641
+    assert "input ends inside a stack" in caplog.text
+
+
+def test_malformed_lines_warn_once_per_kind(caplog: pytest.LogCaptureFixture) -> None:
+    text = b"\n  12\n\n  13\n\n  a`f\n  some junk\n\n  b`g\n  1\n\n  c`h\n\n  d`i\n\n"
+    collapser = DTraceCollapser()
+    with caplog.at_level(logging.WARNING, logger="flamed.collapse"):
+        collapser.feed(text)
+        profile = collapser.finish()
+    assert profile.counts == {"b`g": 1}
+    assert collapser.warn.counts == {
+        "count without frames": 2,
+        "frames without a count (skipped)": 3,
+    }
+    assert len(caplog.records) == 2
+
+
+def test_cpp_inline_java_and_semicolons_as_stackcollapse() -> None:
+    text = (
+        b"\n  libc`f+0x1\n  lib`ns::Cls::m(std::vector<int> const&)+0x10\n"
+        b"  test`foo->bar\n  Lcom/x;run\n  +0x5\n  1\n"
+    )
+    assert collapse(text).counts == {
+        "-;com/x:run;test`foo;bar_[i];lib`ns::Cls::m(std::vector;libc`f": 1
+    }
+
+
+def test_is_applicable() -> None:
+    folder = FIXTURES
+    assert is_applicable((folder / "multi-dump.txt").read_bytes()) is True
+    assert is_applicable(b"CPU     ID                    FUNCTION:NAME\n") is None
+    assert is_applicable(b"a;b;c 12\n") is False
+    assert is_applicable(b"perf 123 [000] 1.0: 1 cpu-clock:\n\tffff f (k)\n") is False
+    assert is_applicable(b"\n" + b"  a`f\n" * 20_000) is False  # no count within 64 KiB
+
+
+# -- streaming: any split gives the same result --------------------------------
+
+SPLIT_INPUTS = [
+    (FIXTURES / "multi-dump.txt").read_bytes(),
+    (FIXTURES / "offsets.txt").read_bytes(),
+    (FIXTURES / "truncated.txt").read_bytes(),
+    b"header\n\n  a`f\n  1\n  b`g\n  2\n   \n  c`h\n\t3\n\n\n\n  x`y\n",
+]
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(SPLIT_INPUTS),
+    st.lists(st.integers(min_value=0, max_value=3000), max_size=12),
+    st.booleans(),
+)
+def test_any_split_gives_the_same_result(data: bytes, cuts: list[int], offsets: bool) -> None:
+    options = DTraceOptions(include_offset=offsets)
+    whole = collapse(data, options)
+    collapser = DTraceCollapser(options)
+    points = sorted({min(cut, len(data)) for cut in cuts})
+    for start, end in zip([0, *points], [*points, len(data)], strict=True):
+        collapser.feed(data[start:end])
+    assert collapser.finish() == whole
+
+
+def test_long_input_without_blank_lines_is_bounded_and_equal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    text = b"".join(b"  a`f%d+0x1\n  a`main\n  %d\n" % (i % 7, i) for i in range(400))
+    whole = collapse(text)
+    monkeypatch.setattr(dtrace, "MAX_PENDING", 100)
+    collapser = DTraceCollapser()
+    for start in range(0, len(text), 37):
+        collapser.feed(text[start : start + 37])
+        assert len(collapser._pending) <= 100 + 37
+    assert collapser.finish() == whole
+    assert whole.total() == sum(range(400))
+
+
+FRAME = st.from_regex(r"[a-z]{1,6}`[a-z_]{1,8}", fullmatch=True)
+
+
+@st.composite
+def aggregations(draw: st.DrawFn) -> tuple[bytes, dict[str, int]]:
+    """Random DTrace dumps, and the profile they must fold to."""
+    expected: dict[str, int] = {}
+    out = [b"CPU     ID                    FUNCTION:NAME\n"]
+    for _ in range(draw(st.integers(1, 3))):
+        out.append(b"  0  64091                        :tick-10s \n\n")
+        for frames in draw(st.lists(st.lists(FRAME, min_size=1, max_size=5), max_size=6)):
+            count = draw(st.integers(1, 10**6))
+            offset = draw(st.sampled_from(["", "+0x1f", "+0xdeadbeef"]))
+            out.extend(b"              " + (f + offset).encode() + b"\n" for f in frames)
+            out.append(b"              %d\n\n" % count)
+            stack = ";".join(reversed(frames))
+            expected[stack] = expected.get(stack, 0) + count
+    return b"".join(out), expected
+
+
+@given(aggregations(), st.integers(1, 200))
+def test_model(case: tuple[bytes, dict[str, int]], chunk: int) -> None:
+    data, expected = case
+    collapser = DTraceCollapser()
+    for start in range(0, len(data), chunk):
+        collapser.feed(data[start : start + chunk])
+    assert collapser.finish().counts == expected
