@@ -1,0 +1,238 @@
+"""``flamed flamegraph [options] [FILE...|-]``: folded stacks to an interactive SVG.
+
+Options have flamegraph.pl's names and meanings (and inferno's where
+flamegraph.pl has none). Several inputs are merged; lines with two counts
+(``stack BEFORE AFTER``, as ``flamed diff-folded`` writes) make a differential
+graph. The SVG goes to stdout; with no samples it still is a valid SVG (saying
+"No samples") and the exit status is 2, as with flamegraph.pl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+from typing import TYPE_CHECKING
+
+from flamed.collapse.common import WarnOnce
+from flamed.collapse.errors import UsageError
+from flamed.collapse.folded import Count, decode
+from flamed.daemon.commands.common import iter_chunks, write_atomic, write_stdout
+
+if TYPE_CHECKING:
+    from flamed.render.options import RenderOptions
+
+NAME = "flamegraph"
+HELP = "draw folded stacks as an interactive SVG flame graph (flamegraph.pl)"
+DESCRIPTION = """\
+Draw folded stacks (`frame;frame;frame COUNT`, root first) as an interactive SVG
+flame graph: hover for details, click to zoom, Ctrl-F to search by regular
+expression. Several FILEs (gzip-compressed too) are merged; `-` or nothing reads
+stdin. Lines with two counts (`stack BEFORE AFTER`, from `flamed diff-folded`)
+draw a differential graph: widths from AFTER, red where it grew, blue where it
+shrank. Drop-in for flamegraph.pl (and inferno-flamegraph): same options, the
+same frames. Exit status 2, and an SVG saying "No samples", when there is
+nothing to draw.
+"""
+
+log = logging.getLogger("flamed.render")
+# flamegraph.pl's line: anything, one whitespace character, a non-negative number.
+LINE_RE = re.compile(r"(.*)\s(\d+(?:\.\d*)?)", re.DOTALL)
+EXIT_NO_SAMPLES = 2
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from flamed.render.options import PALETTES
+
+    add = parser.add_argument
+    add("files", nargs="*", metavar="FILE", help="folded stacks (default: stdin)")
+    add("--title", default="", help='heading (default "Flame Graph", "Icicle Graph" inverted)')
+    add("--subtitle", default="", help="second heading line")
+    add("--width", type=int, default=1200, help="image width in pixels (default 1200)")
+    add("--height", type=int, default=16, help="height of one frame in pixels (default 16)")
+    add(
+        "--minwidth",
+        default="0.1",
+        help='omit frames narrower than this many pixels, or "N%%" of the total (default 0.1)',
+    )
+    add("--fonttype", default="Verdana", help='font family (default "Verdana")')
+    add("--fontsize", type=float, default=12.0, help="font size in pixels (default 12)")
+    add("--fontwidth", type=float, default=0.59, help="average character width / size (0.59)")
+    add("--countname", default="samples", help='what the counts are (default "samples")')
+    add("--nametype", default="Function:", help='label of the details line (default "Function:")')
+    add("--notes", default="", help="text to embed in an XML comment")
+    add(
+        "--colors",
+        "--colours",
+        default="hot",
+        choices=PALETTES,
+        metavar="PALETTE",
+        help=f"palette: {', '.join(PALETTES)} (default hot)",
+    )
+    add("--bgcolors", default="", help="background: yellow, blue, green, grey or #rrggbb")
+    add("--hash", action="store_true", help="colour by flamegraph.pl's weighted name hash")
+    add("--deterministic", action="store_true", help="same colour per name in every run (always)")
+    add("--cp", action="store_true", help="use and extend a consistent palette file")
+    add(
+        "--palette-file",
+        default="palette.map",
+        metavar="FILE",
+        help="palette file for --cp (default palette.map; implies --cp when given)",
+    )
+    add("--reverse", action="store_true", help="reverse the stacks (leaf first) before merging")
+    add("--inverted", action="store_true", help="icicle graph: root at the top")
+    add("--flamechart", action="store_true", help="flame chart: keep input order, do not sort")
+    add("--negate", action="store_true", help="swap differential hues (blue grew, red shrank)")
+    add("--factor", type=float, default=1.0, help="multiply the displayed counts by this")
+    add("--total", type=float, default=None, help="total count to scale to, if above the real one")
+    add(
+        "--base",
+        action="append",
+        default=[],
+        metavar="SYMBOL",
+        help="root stacks at their leafmost SYMBOL frame, dropping stacks without it; repeatable",
+    )
+    add("--search-color", default="rgb(230,0,230)", help="fill of matched frames")
+    add("--search", default="", metavar="REGEX", help="highlight frames matching REGEX on open")
+    add("--no-javascript", action="store_true", help="a static SVG without the script")
+    add("--pretty-xml", action="store_true", help="indent the frames' elements")
+
+
+def make_options(args: argparse.Namespace) -> RenderOptions:
+    from flamed.render.options import RenderOptions, parse_minwidth
+
+    minwidth, percent = parse_minwidth(args.minwidth)
+    return RenderOptions(
+        title=args.title,
+        subtitle=args.subtitle,
+        width=args.width,
+        frame_height=args.height,
+        minwidth=minwidth,
+        minwidth_percent=percent,
+        font_type=args.fonttype,
+        font_size=args.fontsize,
+        font_width=args.fontwidth,
+        count_name=args.countname,
+        name_type=args.nametype,
+        notes=args.notes,
+        colors=args.colors,
+        bgcolors=args.bgcolors,
+        hash=args.hash,
+        deterministic=args.deterministic,
+        reverse=args.reverse,
+        inverted=args.inverted,
+        flamechart=args.flamechart,
+        negate=args.negate,
+        factor=args.factor,
+        total=args.total,
+        base=tuple(args.base),
+        search_color=args.search_color,
+        search=args.search,
+        javascript=not args.no_javascript,
+        pretty_xml=args.pretty_xml,
+    )
+
+
+class LineReader:
+    """Folded text lines, parsed as flamegraph.pl parses them, fed in chunks.
+
+    The count is the number after the last whitespace character; everything
+    before that character is the stack, trailing spaces included (a frame named
+    " " is a frame, as flamegraph.pl draws it; ``parse_line`` would strip it).
+    With ``merge`` repeated stacks are summed, else lines keep their order.
+    """
+
+    def __init__(self, merge: bool) -> None:
+        self.merge = merge
+        self.counts: dict[str, Count] = {}
+        self.ordered: list[tuple[str, Count]] = []
+        self.warn = WarnOnce(log)
+        self.pending = b""
+
+    def feed(self, data: bytes) -> None:
+        buffer = self.pending + data
+        end = buffer.rfind(b"\n")
+        if end < 0:
+            self.pending = buffer
+            return
+        self.pending = buffer[end + 1 :]
+        self.read(decode(buffer[:end]))
+
+    def finish(self) -> list[tuple[str, Count]]:
+        self.read(decode(self.pending))
+        self.pending = b""
+        return list(self.counts.items()) if self.merge else self.ordered
+
+    def read(self, text: str) -> None:
+        counts = self.counts
+        match = LINE_RE.fullmatch
+        for line in text.split("\n"):
+            found = match(line.rstrip("\r"))
+            if found is None:
+                if line.strip():
+                    self.warn("folded line without a count", line)
+                continue
+            stack, count = found.group(1), to_count(found.group(2))
+            if self.merge:
+                counts[stack] = counts.get(stack, 0) + count
+            else:
+                self.ordered.append((stack, count))
+
+
+def to_count(text: str) -> Count:
+    return float(text) if "." in text else int(text)
+
+
+def read_inputs(paths: list[str], merge: bool) -> list[tuple[str, Count]]:
+    """All inputs: merged into one profile, or every line in order (a flame chart)."""
+    reader = LineReader(merge)
+    for path in paths:
+        for chunk in iter_chunks(path):
+            reader.feed(chunk)
+        reader.feed(b"\n")
+    return reader.finish()
+
+
+def split_differential(items: list[tuple[str, Count]]) -> list[tuple[str, Count, Count]] | None:
+    """``stack BEFORE AFTER`` lines as triples, if every line has two counts; else None."""
+    triples: list[tuple[str, Count, Count]] = []
+    match = LINE_RE.fullmatch
+    for stack, after in items:
+        found = match(stack)
+        if found is None:
+            return None
+        triples.append((found.group(1), to_count(found.group(2)), after))
+    return triples or None
+
+
+def load_palette(path: str) -> dict[str, str]:
+    from flamed.render.palette import parse_palette_map
+
+    if not os.path.exists(path):
+        return {}
+    return parse_palette_map(b"".join(iter_chunks(path)))
+
+
+def run(args: argparse.Namespace) -> int:
+    from flamed.render.layout import layout_differential, layout_plain
+    from flamed.render.palette import format_palette_map
+    from flamed.render.svg import render_layout
+
+    options = make_options(args)
+    paths = args.files or ["-"]
+    if paths.count("-") > 1:
+        raise UsageError("stdin (-) can be read only once")
+    items = read_inputs(paths, merge=not options.flamechart)
+    triples = split_differential(items)
+    layout = layout_differential(triples, options) if triples else layout_plain(items, options)
+    use_palette = args.cp or args.palette_file != "palette.map"
+    palette = load_palette(args.palette_file) if use_palette else None
+    write_stdout(render_layout(layout, options, palette).encode("utf-8"))
+    if palette is not None:
+        write_atomic(args.palette_file, format_palette_map(palette))
+    if layout.empty:
+        print(f"flamed {NAME}: no samples in the input", file=sys.stderr)
+        return EXIT_NO_SAMPLES
+    return 0

@@ -1,0 +1,248 @@
+"""Folded stacks to frames: which rectangles a flame graph draws, in samples.
+
+The rules are flamegraph.pl's, so that flamed draws exactly the frames it does:
+
+* stacks are split on ``;`` (trailing empty frames dropped), optionally reversed
+  (``--reverse``), then sorted as text lines (``stack COUNT``) are sorted, or
+  kept in input order for a flame chart;
+* consecutive stacks share a frame while their frame names agree from the root
+  up; a frame spans the samples of the stacks that share it, so the same
+  function can appear twice in a row when lines in between break the run;
+* a frame narrower than ``minwidth`` (pixels at the given width, or a
+  percentage of the total) is dropped, and with it everything above it;
+* in a differential profile (two counts per stack) the width comes from the
+  second count and the delta (second minus first) belongs to the leaf frame of
+  each stack; the other frames get a delta of 0.
+
+Everything here is pure: input is a sequence of stacks, output a :class:`Layout`.
+"""
+
+from __future__ import annotations
+
+import logging
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from flamed.collapse.common import WarnOnce
+from flamed.collapse.folded import Count, Folded
+from flamed.render.options import RenderOptions
+
+log = logging.getLogger("flamed.render")
+
+XPAD = 10  # pixels left and right of the frames
+
+#: One input stack: (stack text, count that gives the width, delta or None).
+Entry = tuple[str, Count, "float | None"]
+Stacks = Folded | Mapping[str, Count] | Iterable[tuple[str, Count]]
+DiffStacks = Mapping[str, tuple[Count, Count]] | Iterable[tuple[str, Count, Count]]
+
+
+class Frame(NamedTuple):
+    """One rectangle: ``name`` at ``depth`` (0 is the root), spanning samples
+    ``[start, start + width)``; ``delta`` only in differential graphs."""
+
+    name: str
+    depth: int
+    start: float
+    width: float
+    delta: float | None
+
+
+@dataclass
+class Layout:
+    """The frames to draw and the totals the drawing needs."""
+
+    frames: list[Frame] = field(default_factory=list)
+    total: float = 0  # sum of the counts
+    time_max: float = 0  # the graph's full width in samples (``--total`` may widen it)
+    depth_max: int = 0
+    max_delta: float = 1
+    differential: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not self.total
+
+
+def split_frames(stack: str) -> list[str]:
+    """Frames of a stack, root first; empty trailing frames are dropped, as Perl's split does."""
+    frames = stack.split(";")
+    if not frames[-1]:
+        while frames and not frames[-1]:
+            frames.pop()
+    return frames
+
+
+def plain_entries(stacks: Stacks) -> list[Entry]:
+    """(stack, count) pairs, or a Folded, as layout entries; negative counts are skipped."""
+    items = stacks.items() if isinstance(stacks, Folded | Mapping) else stacks
+    warn = WarnOnce(log)
+    entries: list[Entry] = []
+    for stack, count in items:
+        if count < 0:
+            warn("stack with a negative count", stack)
+            continue
+        entries.append((stack, count, None))
+    return entries
+
+
+def diff_entries(stacks: DiffStacks) -> list[Entry]:
+    """(stack, before, after) as entries: width from ``after``, delta ``after - before``."""
+    if isinstance(stacks, Mapping):
+        triples: Iterable[tuple[str, Count, Count]] = (
+            (stack, pair[0], pair[1]) for stack, pair in stacks.items()
+        )
+    else:
+        triples = stacks
+    warn = WarnOnce(log)
+    entries: list[Entry] = []
+    for stack, before, after in triples:
+        if before < 0 or after < 0:
+            warn("stack with a negative count", stack)
+            continue
+        entries.append((stack, after, float(after - before)))
+    return entries
+
+
+def rebase(stack: str, base: frozenset[str]) -> str | None:
+    """The stack from its leafmost frame named in ``base``; None if it has none."""
+    frames = split_frames(stack)
+    for index in range(len(frames) - 1, -1, -1):
+        if frames[index] in base:
+            return ";".join(frames[index:])
+    return None
+
+
+def transform(entries: list[Entry], options: RenderOptions) -> list[Entry]:
+    """Apply ``--base`` and ``--reverse``, then order the stacks as flamegraph.pl does."""
+    if options.base:
+        base = frozenset(options.base)
+        rebased = ((rebase(stack, base), count, delta) for stack, count, delta in entries)
+        entries = [(stack, count, delta) for stack, count, delta in rebased if stack is not None]
+    if options.reverse:
+        entries = [
+            (";".join(reversed(split_frames(stack))), count, delta)
+            for stack, count, delta in entries
+        ]
+    if options.flamechart:
+        return entries
+    if options.base or options.reverse:
+        entries = merge_duplicates(entries)
+    # flamegraph.pl sorts whole "stack COUNT" lines; the space decides prefixes.
+    entries.sort(key=lambda entry: entry[0] + " ")
+    return entries
+
+
+def merge_duplicates(entries: list[Entry]) -> list[Entry]:
+    merged: dict[str, tuple[Count, float | None]] = {}
+    for stack, count, delta in entries:
+        seen = merged.get(stack)
+        if seen is None:
+            merged[stack] = (count, delta)
+        else:
+            old_delta = seen[1]
+            new_delta = None if delta is None or old_delta is None else old_delta + delta
+            merged[stack] = (seen[0] + count, new_delta)
+    return [(stack, count, delta) for stack, (count, delta) in merged.items()]
+
+
+def min_width_samples(options: RenderOptions, time_max: float) -> float:
+    """``--minwidth`` in samples: a percentage of the total, or pixels at ``--width``."""
+    if options.minwidth_percent:
+        return time_max * options.minwidth / 100
+    per_sample = (options.width - 2 * XPAD) / time_max
+    return options.minwidth / per_sample
+
+
+def build_layout(entries: list[Entry], options: RenderOptions) -> Layout:
+    """Merge the stacks into frames and drop the narrow ones."""
+    differential = any(entry[2] is not None for entry in entries)
+    entries = transform(entries, options)
+    total = sum(entry[1] for entry in entries)
+    layout = Layout(total=total, differential=differential)
+    if not total:
+        return layout
+    time_max = total
+    if options.total is not None and options.total >= total:
+        time_max = options.total
+    elif options.total:
+        log.warning(
+            "--total %s is less than the actual total %s, so it is ignored", options.total, total
+        )
+    layout.time_max = time_max
+    if differential:
+        layout.max_delta = max([1.0, *(abs(entry[2] or 0) for entry in entries)])
+    minimum = min_width_samples(options, time_max)
+    frames = merge_frames(entries, minimum, differential)
+    if total >= minimum:
+        frames.append(Frame("", 0, 0, time_max, 0.0 if differential else None))
+    frames.sort(key=lambda frame: (frame.depth, frame.start))
+    layout.frames = frames
+    layout.depth_max = max((frame.depth for frame in frames), default=0)
+    return layout
+
+
+def merge_frames(entries: Sequence[Entry], minimum: float, differential: bool) -> list[Frame]:
+    """flamegraph.pl's merge of consecutive stacks, closing frames as stacks diverge.
+
+    Frames are opened as the stacks grow and closed when the next stack leaves
+    them; a closed frame is kept if it is at least ``minimum`` samples wide.
+    Start times grow with depth, so the kept frames of a closing run are a
+    prefix of it, found by bisection rather than by looking at each one.
+    """
+    out: list[Frame] = []
+    names: list[str] = []
+    starts: list[float] = []
+    deltas: list[float] = []
+    time: float = 0
+    for stack, count, delta in entries:
+        frames = split_frames(stack)
+        same = 0
+        limit = min(len(names), len(frames))
+        while same < limit and names[same] == frames[same]:
+            same += 1
+        if same < len(names):
+            close_frames(out, names, starts, deltas if differential else None, same, time, minimum)
+            del starts[same:]
+            del deltas[same:]
+        opened = len(frames) - same
+        if opened:
+            starts.extend([time] * opened)
+            if differential:
+                deltas.extend([0.0] * (opened - 1))
+                deltas.append(delta or 0.0)
+        names = frames
+        time += count
+    close_frames(out, names, starts, deltas if differential else None, 0, time, minimum)
+    return out
+
+
+def close_frames(
+    out: list[Frame],
+    names: list[str],
+    starts: list[float],
+    deltas: list[float] | None,
+    first: int,
+    time: float,
+    minimum: float,
+) -> None:
+    """Keep the frames ``names[first:]`` ending at ``time`` that are wide enough."""
+    end = bisect_right(starts, time - minimum, first)
+    while end > first and time - starts[end - 1] < minimum:
+        end -= 1
+    while end < len(starts) and time - starts[end] >= minimum:
+        end += 1
+    for index in range(first, end):
+        start = starts[index]
+        delta = deltas[index] if deltas is not None else None
+        out.append(Frame(names[index], index + 1, start, time - start, delta))
+
+
+def layout_plain(stacks: Stacks, options: RenderOptions) -> Layout:
+    return build_layout(plain_entries(stacks), options)
+
+
+def layout_differential(stacks: DiffStacks, options: RenderOptions) -> Layout:
+    return build_layout(diff_entries(stacks), options)

@@ -1,0 +1,352 @@
+"""Frames to an interactive SVG flame graph: pure functions, text in, text out.
+
+Entry points (what the command line and the daemon call):
+
+* :func:`render_flamegraph` — a profile (a :class:`~flamed.collapse.folded.Folded`,
+  or ``(stack, count)`` pairs in order for a flame chart) to SVG text;
+* :func:`render_differential` — ``stack -> (before, after)`` to a differential
+  SVG (red grew, blue shrank); :func:`render_diff_folded` takes two profiles;
+* :func:`write_svg` — a computed :class:`~flamed.render.layout.Layout` to a
+  text stream, for callers that want the layout too (to learn it was empty).
+
+Every frame is a ``<g class="fg-f">`` carrying ``data-depth``, ``data-start``
+and ``data-width`` (in samples), a ``<title>`` ``NAME (N samples, P%)``, a
+``<rect>`` and a label. Everything that comes from a profile or a user is
+escaped for XML, characters XML forbids are dropped and undecodable bytes
+(lone surrogates) become U+FFFD, so a frame name cannot break the document or
+run as script. The JavaScript and CSS are this package's own assets.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable
+from functools import cache
+from importlib import resources
+from typing import TextIO
+
+from flamed.collapse.folded import Count, Folded
+from flamed.render.layout import (
+    XPAD,
+    DiffStacks,
+    Frame,
+    Layout,
+    Stacks,
+    layout_differential,
+    layout_plain,
+)
+from flamed.render.options import RenderOptions
+from flamed.render.palette import (
+    DARK_SEPARATOR,
+    GREY_SEPARATOR,
+    PaletteMap,
+    background,
+    diff_color,
+    frame_color,
+    strip_annotation,
+)
+
+FRAME_PAD = 1  # pixels between rows
+NO_SAMPLES = "No samples"
+
+# XML 1.0 allows tab, newline, carriage return and these ranges; lone surrogates
+# (undecodable input bytes kept by surrogateescape) and other controls are not.
+NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _clean_char(match: re.Match[str]) -> str:
+    return "\ufffd" if "\ud800" <= match.group() <= "\udfff" else ""
+
+
+def clean(text: str) -> str:
+    """Drop characters XML forbids; undecodable bytes become U+FFFD."""
+    return NOT_XML.sub(_clean_char, text)
+
+
+def xml_text(text: str) -> str:
+    """Escape for XML character data."""
+    return clean(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def xml_attr(text: str) -> str:
+    """Escape for a double-quoted XML attribute value (whitespace kept as references)."""
+    escaped = xml_text(text).replace('"', "&quot;").replace("'", "&#39;")
+    return escaped.replace("\t", "&#9;").replace("\n", "&#10;").replace("\r", "&#13;")
+
+
+def xml_comment(text: str) -> str:
+    """Text safe inside ``<!-- -->``: no ``--``, no trailing ``-``."""
+    return clean(text).replace("--", "- -").rstrip("-")
+
+
+def number(value: float) -> str:
+    """Samples for data attributes: integers plainly, fractions exactly (JS parses them back)."""
+    if value == int(value):
+        return str(int(value))
+    return repr(float(value))
+
+
+@cache
+def asset(name: str) -> str:
+    text = resources.files("flamed.render").joinpath("assets", name).read_text("utf-8")
+    if "]]>" in text:
+        raise ValueError(f"asset {name} must not contain ]]>")
+    return text
+
+
+class SvgWriter:
+    """Draws one layout with one set of options; :meth:`write` emits the document."""
+
+    def __init__(
+        self, layout: Layout, options: RenderOptions, palette_map: PaletteMap | None = None
+    ) -> None:
+        self.layout = layout
+        self.options = options
+        self.palette_map = palette_map
+        self.colors: dict[str, str] = {}
+        self.per_sample = (options.width - 2 * XPAD) / layout.time_max if layout.time_max else 0
+        self.char_width = options.font_size * options.font_width
+        self.ypad1 = options.font_size * 3
+        self.ypad2 = options.font_size * 2 + 10
+        self.ypad3 = options.font_size * 2 if options.subtitle else 0
+        rows = (layout.depth_max + 1) * options.frame_height
+        self.height = rows + self.ypad1 + self.ypad2 + self.ypad3
+        self.color_of = self.pick_coloring()
+
+    def write(self, out: TextIO) -> None:
+        if self.layout.empty:
+            out.write(empty_svg(self.options))
+            return
+        out.write(self.header())
+        out.write(self.controls())
+        out.write('<g class="fg-frames">\n')
+        out.write("\n".join(self.frame_element(frame) for frame in self.layout.frames))
+        out.write("\n</g>\n")
+        if self.options.javascript:
+            out.write(
+                f'<script type="text/ecmascript"><![CDATA[\n{asset("flamegraph.js")}]]></script>\n'
+            )
+        out.write("</svg>\n")
+
+    # The document's head: root element, background, style.
+
+    def header(self) -> str:
+        o = self.options
+        width, height = o.width, fmt(self.height)
+        first, second = background(o.colors, o.bgcolors)
+        data = {
+            "data-total": number(self.layout.time_max),
+            "data-xpad": str(XPAD),
+            "data-char-width": fmt(self.char_width),
+            "data-name-type": o.name_type,
+            "data-search": o.search,
+        }
+        attrs = " ".join(f'{key}="{xml_attr(value)}"' for key, value in data.items())
+        notes = f"<!-- NOTES: {xml_comment(o.notes)} -->\n" if o.notes else ""
+        return (
+            '<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n'
+            f'<svg version="1.1" width="{width}" height="{height}" viewBox="0 0 {width} {height}"'
+            f' xmlns="http://www.w3.org/2000/svg" class="flamegraph" {attrs}>\n'
+            "<!-- Flame graph drawn by flamed; click a frame to zoom, Ctrl-F to search. -->\n"
+            f"{notes}"
+            '<defs><linearGradient id="fg-background" y1="0" y2="1" x1="0" x2="0">'
+            f'<stop stop-color="{first}" offset="5%"/><stop stop-color="{second}" offset="95%"/>'
+            "</linearGradient></defs>\n"
+            f'<style type="text/css"><![CDATA[\n{asset("flamegraph.css")}{self.dynamic_css()}'
+            "]]></style>\n"
+            f'<rect x="0" y="0" width="{width}" height="{height}" fill="url(#fg-background)"/>\n'
+        )
+
+    def dynamic_css(self) -> str:
+        o = self.options
+        return (
+            f".flamegraph text {{ font-family: {o.font_type}; font-size: {fmt(o.font_size)}px; }}\n"
+            f".flamegraph .fg-title {{ font-size: {fmt(o.font_size + 5)}px; }}\n"
+            f".flamegraph .fg-f.fg-match > rect {{ fill: {o.search_color}; }}\n"
+        )
+
+    def controls(self) -> str:
+        o = self.options
+        middle = o.width // 2
+        top = fmt(o.font_size * 2)
+        bottom = fmt(self.height - self.ypad2 / 2)
+        right = o.width - XPAD
+        parts = [f'<text class="fg-title" x="{middle}" y="{top}">{xml_text(o.heading)}</text>']
+        if o.subtitle:
+            sub_y = fmt(o.font_size * 4)
+            parts.append(
+                f'<text class="fg-subtitle" x="{middle}" y="{sub_y}">{xml_text(o.subtitle)}</text>'
+            )
+        if o.javascript:
+            parts += [
+                f'<text class="fg-details" x="{XPAD}" y="{bottom}"> </text>',
+                f'<text class="fg-unzoom fg-hide" x="{XPAD}" y="{top}">Reset Zoom</text>',
+                f'<text class="fg-search" x="{right - 100}" y="{top}">Search</text>',
+                f'<text class="fg-ignorecase" x="{right - 16}" y="{top}">ic</text>',
+                f'<text class="fg-matched" x="{right - 100}" y="{bottom}"> </text>',
+            ]
+        return "\n".join(parts) + "\n"
+
+    # Frames.
+
+    def frame_element(self, frame: Frame) -> str:
+        o = self.options
+        x1 = XPAD + frame.start * self.per_sample
+        x2 = XPAD + (frame.start + frame.width) * self.per_sample
+        y1 = self.row_top(frame.depth)
+        name = strip_annotation(frame.name) if frame.depth else "all"
+        x1_text, x2_text = f"{x1:.1f}", f"{x2:.1f}"
+        rect_width = f"{float(x2_text) - float(x1_text):.1f}"
+        height = o.frame_height - FRAME_PAD
+        label = xml_text(fit_label(clean(name), x2 - x1, self.char_width))
+        sep = "\n  " if o.pretty_xml else ""
+        return (
+            f'<g class="fg-f" data-depth="{frame.depth}" data-start="{number(frame.start)}"'
+            f' data-width="{number(frame.width)}">'
+            f"{sep}<title>{self.title(frame, name)}</title>{sep}"
+            f'<rect x="{x1_text}" y="{fmt(y1)}" width="{rect_width}" height="{height}"'
+            f' fill="{self.color_of(frame)}" rx="2" ry="2"/>{sep}'
+            f'<text x="{x1 + 3:.2f}" y="{fmt(y1 + height / 2 + 3)}">{label}</text>'
+            f"{chr(10) if o.pretty_xml else ''}</g>"
+        )
+
+    def row_top(self, depth: int) -> float:
+        o = self.options
+        if o.inverted:
+            return self.ypad1 + self.ypad3 + depth * o.frame_height
+        return self.height - self.ypad2 - (depth + 1) * o.frame_height + FRAME_PAD
+
+    def title(self, frame: Frame, name: str) -> str:
+        o = self.options
+        samples = float(f"{frame.width * o.factor:.0f}")
+        counted = f"{samples:,.0f} {o.count_name}"
+        if not frame.depth:
+            return xml_text(f"all ({counted}, 100%)")
+        full = self.layout.time_max * o.factor
+        pct = f"{100 * samples / full:.2f}" if full else "0.00"
+        if frame.delta is None:
+            return xml_text(f"{name} ({counted}, {pct}%)")
+        delta = -frame.delta if o.negate else frame.delta
+        delta_pct = f"{100 * delta / full:.2f}" if full else "0.00"
+        sign = "+" if delta > 0 else ""
+        return xml_text(f"{name} ({counted}, {pct}%; {sign}{delta_pct}%)")
+
+    # Colours.
+
+    def pick_coloring(self) -> Callable[[Frame], str]:
+        if self.layout.differential:
+            return self.diff_coloring
+        return self.name_coloring
+
+    def diff_coloring(self, frame: Frame) -> str:
+        special = separator_color(frame.name)
+        if special:
+            return special
+        return diff_color(frame.delta or 0.0, self.layout.max_delta, self.options.negate)
+
+    def name_coloring(self, frame: Frame) -> str:
+        name = frame.name
+        color = self.colors.get(name)
+        if color is None:
+            color = separator_color(name) or self.named_color(name)
+            self.colors[name] = color
+        return color
+
+    def named_color(self, name: str) -> str:
+        mapping = self.palette_map
+        if mapping is not None and name in mapping:
+            return xml_attr(mapping[name])
+        color = frame_color(name, self.options.colors, self.options.hash)
+        if mapping is not None:
+            mapping[name] = color
+        return color
+
+
+def separator_color(name: str) -> str:
+    if name == "--":
+        return DARK_SEPARATOR
+    if name == "-":
+        return GREY_SEPARATOR
+    return ""
+
+
+def fit_label(name: str, pixels: float, char_width: float) -> str:
+    """The label that fits ``pixels``: the name, cut with ``..`` when too long, or nothing."""
+    chars = int(pixels / char_width)
+    if chars < 3:
+        return ""
+    if chars < len(name):
+        return name[: chars - 2] + ".."
+    return name
+
+
+def fmt(value: float) -> str:
+    """A coordinate: integers without a fraction, else up to two decimals."""
+    if value == int(value):
+        return str(int(value))
+    return f"{value:.2f}".rstrip("0")
+
+
+def empty_svg(options: RenderOptions) -> str:
+    """A valid SVG that says there is nothing to draw."""
+    width, height = options.width, fmt(options.font_size * 5)
+    return (
+        '<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n'
+        f'<svg version="1.1" width="{width}" height="{height}" viewBox="0 0 {width} {height}"'
+        ' xmlns="http://www.w3.org/2000/svg" class="flamegraph fg-empty">\n'
+        f'<text x="{width // 2}" y="{fmt(options.font_size * 2)}" text-anchor="middle"'
+        f' font-family="{xml_attr(options.font_type)}" font-size="{fmt(options.font_size)}">'
+        f"{NO_SAMPLES}</text>\n</svg>\n"
+    )
+
+
+def write_svg(
+    layout: Layout,
+    options: RenderOptions,
+    out: TextIO,
+    palette_map: PaletteMap | None = None,
+) -> None:
+    """Write the SVG for a computed layout to ``out``.
+
+    ``palette_map`` (``--cp``): names found in it keep their colour; new names
+    are added to it, so the caller can save it for the next graph.
+    """
+    SvgWriter(layout, options, palette_map).write(out)
+
+
+def render_layout(
+    layout: Layout, options: RenderOptions, palette_map: PaletteMap | None = None
+) -> str:
+    buffer = io.StringIO()
+    write_svg(layout, options, buffer, palette_map)
+    return buffer.getvalue()
+
+
+def render_flamegraph(
+    folded: Stacks, options: RenderOptions | None = None, palette_map: PaletteMap | None = None
+) -> str:
+    """A flame graph of ``folded`` (a Folded, a mapping, or ordered (stack, count) pairs)."""
+    options = options or RenderOptions()
+    return render_layout(layout_plain(folded, options), options, palette_map)
+
+
+def render_differential(
+    stacks: DiffStacks, options: RenderOptions | None = None, palette_map: PaletteMap | None = None
+) -> str:
+    """A differential flame graph of ``stack -> (before, after)`` (as diff-folded writes)."""
+    options = options or RenderOptions()
+    return render_layout(layout_differential(stacks, options), options, palette_map)
+
+
+def diff_pairs(before: Folded, after: Folded) -> dict[str, tuple[Count, Count]]:
+    """Every stack of either profile with its two counts (0 where absent)."""
+    pairs: dict[str, tuple[Count, Count]] = {stack: (count, 0) for stack, count in before.items()}
+    for stack, count in after.items():
+        pairs[stack] = (pairs.get(stack, (0, 0))[0], count)
+    return pairs
+
+
+def render_diff_folded(before: Folded, after: Folded, options: RenderOptions | None = None) -> str:
+    """A differential flame graph from two profiles: widths from ``after``."""
+    return render_differential(diff_pairs(before, after), options)
