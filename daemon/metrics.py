@@ -1,0 +1,124 @@
+"""The daemon's Prometheus metrics, through an explicit registry (a fresh one per test).
+
+Counters the daemon increments live here as ordinary metric objects; values that
+are cheap to read at scrape time (collector state, pids, window sizes, the
+sessions' own restart and drop counts) come from ``TargetCollector``, which asks
+a callable for one ``TargetReading`` per target. Labels are bounded: target
+names come from the config, reasons and formats from the code, routes from the
+router; never pids or stacks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+RENDER_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+
+
+@dataclass(frozen=True)
+class TargetReading:
+    """What the scrape-time collector reports for one target."""
+
+    target: str
+    up: bool
+    pids: int
+    stacks: int
+    restarts: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+class TargetCollector(Collector):
+    """Per-target gauges and session counters, read when Prometheus scrapes."""
+
+    def __init__(self, read: Callable[[], Iterable[TargetReading]]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "flamed_collector_up", "1 if the target's sampler runs", labels=["target"]
+        )
+        pids = GaugeMetricFamily("flamed_target_pids", "Processes being sampled", labels=["target"])
+        stacks = GaugeMetricFamily(
+            "flamed_window_stacks", "Distinct stacks held in the target's window", labels=["target"]
+        )
+        restarts = CounterMetricFamily(
+            "flamed_collector_restarts", "Sampler restarts", labels=["target", "reason"]
+        )
+        dropped = CounterMetricFamily(
+            "flamed_chunks_dropped", "Chunks of samples lost", labels=["target", "reason"]
+        )
+        for reading in self.read():
+            up.add_metric([reading.target], 1.0 if reading.up else 0.0)
+            pids.add_metric([reading.target], reading.pids)
+            stacks.add_metric([reading.target], reading.stacks)
+            for reason, count in sorted(reading.restarts.items()):
+                restarts.add_metric([reading.target, reason], count)
+            for reason, count in sorted(reading.dropped.items()):
+                dropped.add_metric([reading.target, reason], count)
+        yield from (up, pids, stacks, restarts, dropped)
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+
+class Metrics:
+    """Every metric the daemon exports, registered in ``registry``."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        version: str = "unknown",
+        read_targets: Callable[[], Iterable[TargetReading]] = lambda: (),
+        process: bool = True,
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        reg = self.registry
+        self.input_bytes = Counter(
+            "flamed_collapse_input_bytes_total",
+            "Bytes of profiler text folded",
+            ["target", "format"],
+            registry=reg,
+        )
+        self.samples = Counter(
+            "flamed_collapse_samples_total", "Samples folded", ["target"], registry=reg
+        )
+        self.collapse_seconds = Counter(
+            "flamed_collapse_seconds_total",
+            "CPU seconds spent folding (rate(bytes)/rate(seconds) is the throughput)",
+            ["target", "format"],
+            registry=reg,
+        )
+        self.render_seconds = Histogram(
+            "flamed_render_seconds", "Time to render a graph", buckets=RENDER_BUCKETS, registry=reg
+        )
+        self.http_duration = Histogram(
+            "flamed_http_request_duration_seconds",
+            "HTTP request latency",
+            ["route", "code"],
+            buckets=HTTP_BUCKETS,
+            registry=reg,
+        )
+        self.config_reloads = Counter(
+            "flamed_config_reloads_total", "Configuration reloads", ["result"], registry=reg
+        )
+        for result in ("success", "failure"):
+            self.config_reloads.labels(result)
+        build = Gauge("flamed_build_info", "flamed's version", ["version"], registry=reg)
+        build.labels(version).set(1)
+        self.target_collector = TargetCollector(read_targets)
+        reg.register(self.target_collector)
+        if process:
+            ProcessCollector(registry=reg)
+
+    def chunk_folded(self, target: str, fmt: str, nbytes: int, samples: int, cpu: float) -> None:
+        self.input_bytes.labels(target, fmt).inc(nbytes)
+        self.samples.labels(target).inc(samples)
+        self.collapse_seconds.labels(target, fmt).inc(max(cpu, 0.0))

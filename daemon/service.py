@@ -1,0 +1,427 @@
+"""The daemon's core: one sampling session per target, their windows, persistence, reloads.
+
+``Service`` owns time (a clock parameter), the per-target ``Window``s, the disk
+writer, and the sessions, which it builds with an injected ``SessionFactory``
+(the real one is ``flamed.collector``'s; tests pass a fake that emits chunks).
+A session whose ``run()`` ends or fails is restarted with a growing delay and
+counted. Everything here runs on the event loop; blocking file I/O goes to a
+worker thread through one bounded queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import math
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from flamed.collapse.errors import FlamedError
+from flamed.collapse.folded import Folded
+from flamed.collector.base import Chunk, ChunkSink, Session, SessionStatus, TargetSpec
+from flamed.daemon.config import Config, load_config
+from flamed.daemon.metrics import Metrics, TargetReading
+from flamed.daemon.store import Bucket, DiskStore, Window, make_bucket
+
+log = logging.getLogger("flamed.daemon")
+
+WRITE_QUEUE = 256
+STOP_TIMEOUT = 6.0
+RELOAD_SETTLE = 0.3
+RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+
+
+class SessionFactory(Protocol):
+    """Builds a session for one target; ``flamed.collector.create_session`` is one."""
+
+    def __call__(
+        self, spec: TargetSpec, *, bucket_seconds: float, spool_dir: Path, on_chunk: ChunkSink
+    ) -> Session: ...
+
+
+@dataclass
+class Target:
+    """A configured target at run time: its spec, current session and supervisor task."""
+
+    spec: TargetSpec
+    session: Session | None = None
+    task: asyncio.Task[None] | None = None
+    stopping: bool = False
+    restarts: Counter[str] = field(default_factory=Counter)
+    dropped: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def status(self) -> SessionStatus:
+        return self.session.status if self.session is not None else SessionStatus()
+
+
+class Service:
+    """Sessions, windows and persistence for one config; ``apply`` swaps configs live."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        session_factory: SessionFactory,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
+        config_path: str | None = None,
+        persist: bool = True,
+    ) -> None:
+        self.config = config
+        self.session_factory = session_factory
+        self.clock = clock
+        self.config_path = config_path
+        self.metrics = metrics if metrics is not None else Metrics(process=False)
+        self.metrics.target_collector.read = self.readings
+        self.disk = DiskStore(config.storage.state_dir) if persist else None
+        self.windows: dict[str, Window] = {}
+        self.targets: dict[str, Target] = {}
+        self.started = False
+        self._writes: asyncio.Queue[tuple[str, str, list[Bucket]]] = asyncio.Queue(WRITE_QUEUE)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = 0
+        self._apply_lock = asyncio.Lock()
+        self._reload_wanted = asyncio.Event()
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
+        self._tasks = [
+            asyncio.create_task(self._writer(), name="flamed-writer"),
+            asyncio.create_task(self._pruner(), name="flamed-pruner"),
+            asyncio.create_task(self._reloader(), name="flamed-reloader"),
+        ]
+        for spec in self.config.targets:
+            await self._add_target(spec)
+        self.started = True
+
+    async def stop(self) -> None:
+        """Stop every session (each flushes its last bucket), then finish the writes."""
+        await asyncio.gather(*(self._stop_target(t) for t in list(self.targets.values())))
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._writes.join(), STOP_TIMEOUT)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    # -- targets ---------------------------------------------------------------------------
+
+    async def _add_target(self, spec: TargetSpec) -> None:
+        if spec.name not in self.windows:
+            self.windows[spec.name] = await self._load_window(spec.name)
+        target = Target(spec)
+        self.targets[spec.name] = target
+        target.task = asyncio.create_task(self._supervise(target), name=f"flamed-{spec.name}")
+
+    async def _load_window(self, name: str) -> Window:
+        storage = self.config.storage
+        window = Window(name, storage.max_stacks)
+        if self.disk is not None:
+            since = self.clock() - storage.retention
+            buckets = await asyncio.to_thread(self.disk.load, name, since, storage.max_stacks)
+            for bucket in buckets:
+                window.add(bucket)
+            if buckets:
+                log.info("target %s: loaded %d buckets from disk", name, len(buckets))
+        return window
+
+    async def _supervise(self, target: Target) -> None:
+        failures = 0
+        while not target.stopping:
+            try:
+                session = self._make_session(target.spec)
+            except FlamedError as err:
+                target.session = FailedSession(target.spec, str(err))
+                log.error("target %s: %s", target.spec.name, err)
+                reason = "error"
+            else:
+                target.session = session
+                reason = await self._run_session(session)
+            if target.stopping:
+                break
+            target.restarts[reason] += 1
+            delay = RESTART_DELAYS[min(failures, len(RESTART_DELAYS) - 1)]
+            failures += 1
+            log.warning(
+                "target %s: sampler ended (%s); restarting in %gs", target.spec.name, reason, delay
+            )
+            await asyncio.sleep(delay)
+
+    def _make_session(self, spec: TargetSpec) -> Session:
+        spool = Path(self.config.storage.state_dir) / ".spool"  # the session adds the name
+        return self.session_factory(
+            spec,
+            bucket_seconds=self.config.storage.bucket,
+            spool_dir=spool,
+            on_chunk=self.on_chunk,
+        )
+
+    async def _run_session(self, session: Session) -> str:
+        """Run a session to its end; the restart reason if it ended by itself."""
+        try:
+            await session.run()
+        except FlamedError as err:
+            self._session_failed(session, str(err))
+            return "error"
+        except Exception as err:  # a bug in a session must not take the daemon down
+            log.exception("target %s: sampler crashed", session.spec.name)
+            self._session_failed(session, f"{type(err).__name__}: {err}")
+            return "crash"
+        return "exit"
+
+    def _session_failed(self, session: Session, message: str) -> None:
+        session.status.state = "error"
+        session.status.last_error = message
+        log.error("target %s: %s", session.spec.name, message)
+
+    async def _stop_target(self, target: Target) -> None:
+        target.stopping = True
+        name = target.spec.name
+        if target.session is not None:
+            try:
+                await asyncio.wait_for(target.session.stop(), STOP_TIMEOUT)
+            except (TimeoutError, FlamedError, OSError) as err:
+                log.warning("target %s: stopping the sampler: %s", name, str(err) or "timed out")
+        if target.task is not None:
+            done, _ = await asyncio.wait([target.task], timeout=2.0)
+            if not done:
+                target.task.cancel()
+                await asyncio.gather(target.task, return_exceptions=True)
+
+    # -- chunks ----------------------------------------------------------------------------
+
+    def on_chunk(self, chunk: Chunk) -> None:
+        """The sessions' sink; safe to call from another thread."""
+        loop = self._loop
+        if loop is not None and threading.get_ident() != self._thread:
+            loop.call_soon_threadsafe(self._take_chunk, chunk)
+        else:
+            self._take_chunk(chunk)
+
+    def _take_chunk(self, chunk: Chunk) -> None:
+        target = self.targets.get(chunk.target)
+        window = self.windows.get(chunk.target)
+        if target is None or window is None:
+            log.debug("chunk for unknown target %s dropped", chunk.target)
+            return
+        if chunk.end <= self.clock() - self.config.storage.retention:
+            target.dropped["stale"] += 1
+            return
+        self.metrics.chunk_folded(
+            chunk.target, chunk.format, chunk.bytes_folded, chunk.samples, chunk.cpu_seconds
+        )
+        bucket = make_bucket(chunk.start, chunk.end, chunk.folded, window.max_stacks, chunk.samples)
+        self._queue_write("write", chunk.target, [window.add(bucket)], target)
+
+    def ingest(self, name: str, folded: Folded, fmt: str, nbytes: int, cpu: float) -> None:
+        """Fold a profile from outside (the inbox) into the current bucket of ``name``."""
+        size = self.config.storage.bucket
+        start = math.floor(self.clock() / size) * size
+        samples = int(folded.total())
+        self._take_chunk(Chunk(name, start, start + size, folded, samples, nbytes, cpu, fmt))
+
+    def _queue_write(
+        self, op: str, name: str, buckets: list[Bucket], target: Target | None
+    ) -> None:
+        if self.disk is None:
+            return
+        try:
+            self._writes.put_nowait((op, name, buckets))
+        except asyncio.QueueFull:
+            if target is not None:
+                target.dropped["disk_backlog"] += 1
+            log.warning("target %s: disk writes are behind; a bucket is kept in memory only", name)
+
+    async def _writer(self) -> None:
+        while True:
+            op, name, buckets = await self._writes.get()
+            try:
+                await asyncio.to_thread(self._write_now, op, name, buckets)
+            except OSError as err:
+                log.error("target %s: cannot %s bucket files: %s", name, op, err.strerror or err)
+            finally:
+                self._writes.task_done()
+
+    def _write_now(self, op: str, name: str, buckets: list[Bucket]) -> None:
+        assert self.disk is not None
+        if op == "write":
+            for bucket in buckets:
+                self.disk.write(name, bucket)
+        else:
+            self.disk.delete(name, buckets)
+
+    # -- retention -------------------------------------------------------------------------
+
+    async def _pruner(self) -> None:
+        while True:
+            self.prune()
+            await asyncio.sleep(min(self.config.storage.bucket, 60.0))
+
+    def prune(self) -> None:
+        cutoff = self.clock() - self.config.storage.retention
+        for name, window in self.windows.items():
+            dropped = window.prune(cutoff)
+            if dropped:
+                self._queue_write("delete", name, dropped, self.targets.get(name))
+
+    # -- reload ----------------------------------------------------------------------------
+
+    def request_reload(self) -> None:
+        """Ask for a reload (SIGHUP, the file watcher); safe from any thread."""
+        loop = self._loop
+        if loop is not None and threading.get_ident() != self._thread:
+            loop.call_soon_threadsafe(self._reload_wanted.set)
+        else:
+            self._reload_wanted.set()
+
+    async def _reloader(self) -> None:
+        while True:
+            await self._reload_wanted.wait()
+            await asyncio.sleep(RELOAD_SETTLE)  # an editor's save is several events
+            self._reload_wanted.clear()
+            await self.reload()
+
+    async def reload(self) -> bool:
+        """Re-read the config file and apply it; a bad one is refused, logged and counted."""
+        if self.config_path is None:
+            log.info("reload asked, but running on the embedded default: nothing to re-read")
+            return False
+        try:
+            new = await asyncio.to_thread(load_config, self.config_path)
+        except FlamedError as err:
+            log.error("config reload refused, keeping the running config: %s", err)
+            self.metrics.config_reloads.labels("error").inc()
+            return False
+        await self.apply(new)
+        self.metrics.config_reloads.labels("success").inc()
+        return True
+
+    async def apply(self, new: Config) -> None:
+        """Swap to ``new``: targets added, removed or changed; the others keep running."""
+        async with self._apply_lock:
+            new = self._keep_fixed(new)
+            old = self.config
+            self.config = new
+            bucket_changed = old.storage.bucket != new.storage.bucket
+            for window in self.windows.values():
+                window.max_stacks = new.storage.max_stacks
+            wanted = {spec.name: spec for spec in new.targets}
+            for name, target in list(self.targets.items()):
+                if wanted.get(name) != target.spec or bucket_changed:
+                    await self._stop_target(target)
+                    del self.targets[name]
+                    if name not in wanted:
+                        self.windows.pop(name, None)
+                        log.info("target %s removed", name)
+            for spec in new.targets:
+                if spec.name not in self.targets:
+                    await self._add_target(spec)
+                    log.info("target %s started", spec.name)
+            self.prune()
+
+    def _keep_fixed(self, new: Config) -> Config:
+        """Settings that need a restart keep their running values (with a warning)."""
+        old = self.config
+        storage = dataclasses.replace(
+            new.storage, state_dir=old.storage.state_dir, inbox=old.storage.inbox
+        )
+        server = dataclasses.replace(new.server, host=old.server.host, port=old.server.port)
+        for what, before, after in (
+            ("server.listen", old.server.listen, new.server.listen),
+            ("storage.state_dir", old.storage.state_dir, new.storage.state_dir),
+            ("storage.inbox", old.storage.inbox, new.storage.inbox),
+        ):
+            if before != after:
+                log.warning("%s changed; it takes effect at the next restart", what)
+        return dataclasses.replace(new, storage=storage, server=server)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def readings(self) -> list[TargetReading]:
+        out = []
+        for name, target in self.targets.items():
+            status = target.status
+            window = self.windows.get(name)
+            out.append(
+                TargetReading(
+                    target=name,
+                    up=status.state == "running",
+                    pids=len(status.pids),
+                    stacks=window.stacks() if window is not None else 0,
+                    restarts=dict(Counter(status.restarts) + target.restarts),
+                    dropped=dict(Counter(status.chunks_dropped) + target.dropped),
+                )
+            )
+        return out
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """One entry of /api/v1/targets."""
+        target = self.targets[name]
+        window = self.windows[name]
+        status = target.status
+        state = status.state if status.state in ("running", "waiting", "error") else "waiting"
+        return {
+            "name": name,
+            "spec": spec_json(target.spec),
+            "state": state,
+            "last_error": status.last_error,
+            "pids": list(status.pids),
+            "backend": status.backend,
+            "event": status.event,
+            "oldest": window.oldest,
+            "newest": window.newest,
+            "samples_last_minute": window.samples_since(self.clock() - 60.0),
+            "restarts": sum((Counter(status.restarts) + target.restarts).values()),
+        }
+
+    def ready(self) -> tuple[bool, str]:
+        if not self.started:
+            return False, "starting"
+        bad = [n for n, t in self.targets.items() if t.status.state not in ("running", "waiting")]
+        if bad:
+            return False, "not sampling: " + ", ".join(sorted(bad))
+        return True, "ready"
+
+    def summary(self) -> str:
+        states = Counter(t.status.state for t in self.targets.values())
+        parts = ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
+        return f"{len(self.targets)} targets ({parts or 'none'})"
+
+
+class FailedSession:
+    """Stands in for a session that could not even be built, to carry its error."""
+
+    def __init__(self, spec: TargetSpec, error: str) -> None:
+        self.spec = spec
+        self.status = SessionStatus(state="error", last_error=error)
+
+    async def run(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+
+def spec_json(spec: TargetSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if spec.all:
+        out["all"] = True
+    elif spec.pids:
+        out["pids"] = list(spec.pids)
+    for key in ("process", "cmdline", "unit"):
+        if getattr(spec, key) is not None:
+            out[key] = getattr(spec, key)
+    out.update(frequency=spec.frequency, call_graph=spec.call_graph, backend=spec.backend)
+    return out

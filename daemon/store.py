@@ -1,0 +1,290 @@
+"""Rolling windows of folded stacks, one per target, and their files on disk.
+
+A window is a time-ordered list of immutable buckets. A bucket keeps its stacks
+as a tuple of interned strings (shared by every bucket that saw the same stack)
+and its counts as an ``array('d')``: about 16 bytes per stack and bucket, plus
+each distinct stack once. At most ``max_stacks`` stacks per bucket: the rarest
+ones beyond that are summed into ``[other]``.
+
+Each completed bucket is written to ``state_dir/<target>/<start_ms>-<end_ms>.folded.gz``
+(gzip-compressed folded text after a ``# flamed bucket samples=N`` line) under
+a temporary name and renamed into place, and read back at start, so a
+restart loses at most the bucket in flight. Buckets older than the retention
+are dropped from memory and deleted from disk. A file that cannot be read is
+skipped with a warning.
+
+Queries merge the buckets that overlap a time range; merged results are cached
+until the window changes. Merging only reads immutable buckets, so it may run in
+a worker thread while the event loop adds new buckets.
+"""
+
+from __future__ import annotations
+
+import bisect
+import gzip
+import logging
+import os
+import re
+import sys
+import tempfile
+import zlib
+from array import array
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from flamed.collapse.folded import Count, Folded, read_folded, top
+
+log = logging.getLogger("flamed.daemon.store")
+
+OTHER = "[other]"
+FILE_NAME = re.compile(r"(\d+)-(\d+)\.folded\.gz")
+CACHE_ENTRIES = 8
+HEADER = "# flamed bucket "
+"""First line of a bucket file, with what the folded text cannot say (the sample count)."""
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """One completed bucket: [start, end) in unix seconds, its stacks and counts."""
+
+    start: float
+    end: float
+    stacks: tuple[str, ...]
+    counts: array[float]
+    samples: int
+
+    @property
+    def key(self) -> int:
+        return round(self.start * 1000)
+
+    def folded(self) -> Folded:
+        return Folded(
+            {stack: as_count(c) for stack, c in zip(self.stacks, self.counts, strict=True)}
+        )
+
+    def file_name(self) -> str:
+        return f"{round(self.start * 1000)}-{round(self.end * 1000)}.folded.gz"
+
+
+def bucket_key(bucket: Bucket) -> int:
+    return bucket.key
+
+
+def bucket_start(bucket: Bucket) -> float:
+    return bucket.start
+
+
+def bucket_end(bucket: Bucket) -> float:
+    return bucket.end
+
+
+def as_count(value: float) -> Count:
+    return int(value) if value.is_integer() else value
+
+
+def cap_stacks(folded: Folded, max_stacks: int) -> Folded:
+    """Keep the ``max_stacks - 1`` heaviest stacks; sum the rest into ``[other]``."""
+    if len(folded) <= max_stacks:
+        return folded
+    return top(folded, max_stacks - 1, OTHER)
+
+
+def make_bucket(
+    start: float, end: float, folded: Folded, max_stacks: int, samples: int | None = None
+) -> Bucket:
+    """A bucket of ``folded``; ``samples`` defaults to its total count."""
+    capped = cap_stacks(folded, max_stacks)
+    stacks = tuple(sys.intern(stack) for stack in capped.counts)
+    counts = array("d", (float(count) for count in capped.counts.values()))
+    total = int(capped.total()) if samples is None else samples
+    return Bucket(start, end, stacks, counts, total)
+
+
+def merge_buckets(buckets: Iterable[Bucket], max_stacks: int) -> Folded:
+    """Sum buckets into one profile, capped at ``max_stacks`` stacks."""
+    merged: dict[str, float] = {}
+    get = merged.get
+    for bucket in buckets:
+        for stack, count in zip(bucket.stacks, bucket.counts, strict=True):
+            merged[stack] = get(stack, 0.0) + count
+    folded = Folded({stack: as_count(count) for stack, count in merged.items()})
+    return cap_stacks(folded, max_stacks)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The buckets a query covers; ``key`` names the selection for caches and ETags."""
+
+    buckets: tuple[Bucket, ...]
+    generation: int
+
+    @property
+    def key(self) -> tuple[int, int, int, int]:
+        if not self.buckets:
+            return (self.generation, 0, 0, 0)
+        return (self.generation, self.buckets[0].key, self.buckets[-1].key, len(self.buckets))
+
+    @property
+    def start(self) -> float | None:
+        return self.buckets[0].start if self.buckets else None
+
+    @property
+    def end(self) -> float | None:
+        return self.buckets[-1].end if self.buckets else None
+
+
+class Window:
+    """The buckets of one target, oldest first, with a small cache of merged queries."""
+
+    def __init__(self, name: str, max_stacks: int) -> None:
+        self.name = name
+        self.max_stacks = max_stacks
+        self.buckets: list[Bucket] = []
+        self.generation = 0
+        self._refs: dict[str, int] = {}
+        self._cache: OrderedDict[tuple[int, int, int, int], Folded] = OrderedDict()
+
+    def add(self, bucket: Bucket) -> Bucket:
+        """Insert a bucket in time order; one with the same start is merged into it."""
+        index = bisect.bisect_left(self.buckets, bucket.key, key=bucket_key)
+        if index < len(self.buckets) and self.buckets[index].key == bucket.key:
+            old = self.buckets[index]
+            both = merge_buckets((old, bucket), self.max_stacks)
+            end, samples = max(old.end, bucket.end), old.samples + bucket.samples
+            bucket = make_bucket(old.start, end, both, self.max_stacks, samples)
+            self._track(old, -1)
+            self.buckets[index] = bucket
+        else:
+            self.buckets.insert(index, bucket)
+        self._track(bucket, 1)
+        self._changed()
+        return bucket
+
+    def prune(self, before: float) -> list[Bucket]:
+        """Drop the buckets that ended before ``before``; returns them."""
+        count = 0
+        while count < len(self.buckets) and self.buckets[count].end <= before:
+            count += 1
+        dropped, self.buckets = self.buckets[:count], self.buckets[count:]
+        for bucket in dropped:
+            self._track(bucket, -1)
+        if dropped:
+            self._changed()
+        return dropped
+
+    def select(self, start: float, end: float) -> Selection:
+        """The buckets that overlap [start, end)."""
+        low = bisect.bisect_right(self.buckets, start, key=bucket_end)
+        high = bisect.bisect_left(self.buckets, end, key=bucket_start)
+        chosen = tuple(b for b in self.buckets[low:high] if b.end > start and b.start < end)
+        return Selection(chosen, self.generation)
+
+    def cached(self, selection: Selection) -> Folded | None:
+        folded = self._cache.get(selection.key)
+        if folded is not None:
+            self._cache.move_to_end(selection.key)
+        return folded
+
+    def remember(self, selection: Selection, folded: Folded) -> None:
+        if selection.generation != self.generation:
+            return
+        self._cache[selection.key] = folded
+        while len(self._cache) > CACHE_ENTRIES:
+            self._cache.popitem(last=False)
+
+    def merge(self, selection: Selection) -> Folded:
+        """Merged profile of a selection (safe to call from a worker thread)."""
+        return merge_buckets(selection.buckets, self.max_stacks)
+
+    def stacks(self) -> int:
+        """Distinct stacks held, over all buckets (for the window_stacks gauge)."""
+        return len(self._refs)
+
+    @property
+    def oldest(self) -> float | None:
+        return self.buckets[0].start if self.buckets else None
+
+    @property
+    def newest(self) -> float | None:
+        return self.buckets[-1].end if self.buckets else None
+
+    def samples_since(self, since: float) -> int:
+        return sum(b.samples for b in reversed(self.buckets) if b.end > since)
+
+    def _track(self, bucket: Bucket, step: int) -> None:
+        refs = self._refs
+        for stack in bucket.stacks:
+            left = refs.get(stack, 0) + step
+            if left > 0:
+                refs[stack] = left
+            else:
+                refs.pop(stack, None)
+
+    def _changed(self) -> None:
+        self.generation += 1
+        self._cache.clear()
+
+
+class DiskStore:
+    """Bucket files under ``state_dir/<target>/``; every method does blocking I/O."""
+
+    def __init__(self, state_dir: str | os.PathLike[str]) -> None:
+        self.root = Path(state_dir)
+
+    def folder(self, target: str) -> Path:
+        return self.root / target
+
+    def write(self, target: str, bucket: Bucket) -> None:
+        folder = self.folder(target)
+        folder.mkdir(parents=True, exist_ok=True)
+        header = f"{HEADER}samples={bucket.samples}\n".encode()
+        data = gzip.compress(header + bucket.folded().to_bytes(), compresslevel=6, mtime=0)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.replace(tmp, folder / bucket.file_name())
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def delete(self, target: str, buckets: Sequence[Bucket]) -> None:
+        folder = self.folder(target)
+        for bucket in buckets:
+            (folder / bucket.file_name()).unlink(missing_ok=True)
+
+    def load(self, target: str, since: float, max_stacks: int) -> list[Bucket]:
+        """Read the target's bucket files that end after ``since``; delete older ones."""
+        folder = self.folder(target)
+        if not folder.is_dir():
+            return []
+        buckets = []
+        for path in sorted(folder.iterdir()):
+            bucket = self._load_one(path, since, max_stacks)
+            if bucket is not None:
+                buckets.append(bucket)
+        return buckets
+
+    def _load_one(self, path: Path, since: float, max_stacks: int) -> Bucket | None:
+        match = FILE_NAME.fullmatch(path.name)
+        if match is None:
+            if path.name.startswith(".") and path.name.endswith(".tmp"):
+                path.unlink(missing_ok=True)  # left by a crash mid-write
+            return None
+        start, end = int(match.group(1)) / 1000, int(match.group(2)) / 1000
+        if end <= since:
+            path.unlink(missing_ok=True)
+            return None
+        try:
+            data = gzip.decompress(path.read_bytes())
+        except (OSError, EOFError, zlib.error) as err:
+            log.warning("skipping unreadable bucket file %s: %s", path, err)
+            return None
+        samples = None
+        if data.startswith(HEADER.encode()):
+            first, _, data = data.partition(b"\n")
+            found = re.search(rb"samples=(\d+)", first)
+            samples = int(found.group(1)) if found else None
+        return make_bucket(start, end, read_folded(data), max_stacks, samples)
