@@ -36,7 +36,13 @@ ARGS_START = re.compile(r"\((?!anonymous namespace\))")
 EVENT_MODIFIERS = re.compile(r":[ukhpPGHISDWe]+$")
 KERNEL_MODULE = re.compile(r"(^\[|vmlinux$|/vmlinux-[^/]*$|\.ko(\.[a-z]+)?$)")
 JIT_MODULE = re.compile(r"(/tmp/perf-\d+\.map|/tmp/jitted-\d+-\d+\.so)")
-UNINDENTED_LINE = re.compile(r"^\S", re.MULTILINE)
+# The common record, whole: an event line ending in `PERIOD EVENT:` (the two
+# patterns above, kept within one line) and the indented frame lines after it.
+RECORD = re.compile(
+    r"^(\S.+?)[^\S\n]+(\d+)/*(\d+)*[^\S\n]+[^\n]*?:[^\S\n]*(\d+)*[^\S\n]+(\S+):[^\S\n]*\n"
+    r"((?:[ \t][^\n]*\n)*)",
+    re.ASCII | re.MULTILINE,
+)
 
 # Without a blank line in this much input (perf script of a recording without
 # call chains has none), complete lines are folded anyway to bound memory.
@@ -91,7 +97,7 @@ class PerfCollapser:
     def __init__(self, options: PerfOptions | None = None) -> None:
         self.options = options or PerfOptions()
         self.warn = WarnOnce()
-        self.counts: dict[str, int] = {}
+        self._tallies: dict[tuple[str, tuple[str, bool]], int] = {}
         self.samples = 0
         self.bytes_fed = 0
         self._pending = b""
@@ -99,6 +105,8 @@ class PerfCollapser:
             None if self.options.event_filter is None else event_base(self.options.event_filter)
         )
         self._filter_warned = False
+        self._events: dict[str, bool] = {}
+        self._names: dict[str, str] = {}
         self._body_cache: tuple[dict[str, tuple[str, bool]], dict[str, tuple[str, bool]]] = ({}, {})
         self._line_cache: tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]] = ({}, {})
         self._skip = frozenset(self.options.skip_after)
@@ -118,62 +126,92 @@ class PerfCollapser:
         self._pending = buffer[end + 1 :]
         self._fold_text(decode(buffer[:end]))
 
+    def detach(self) -> None:
+        """Forget the stacks counted so far but keep what was learnt (the event filter, caches).
+
+        A forked worker calls this to fold another part of the same input."""
+        self._tallies = {}
+        self.samples = 0
+        self._pending = b""
+
     def finish(self) -> Folded:
         """Fold what is left (a last record needs no blank line after it) and return the profile."""
         if self._pending.strip():
             self._fold_text(decode(self._pending))
         self._pending = b""
-        return Folded(dict(self.counts))
+        return Folded(self.counts)
 
-    def is_applicable(self, head: bytes) -> bool | None:
-        return is_applicable(head)
+    @property
+    def counts(self) -> dict[str, int]:
+        """Stack -> count of what was folded so far."""
+        counts: dict[str, int] = {}
+        for (pname, (frames, drop_comm)), count in self._tallies.items():
+            stack = frames if drop_comm else f"{pname};{frames}" if frames else pname
+            counts[stack] = counts.get(stack, 0) + count
+        return counts
 
     # -- records -----------------------------------------------------------
 
     def _fold_text(self, text: str) -> None:
-        for record in text.split("\n\n"):
-            if record:
-                self._fold_record(record.strip("\n"))
+        """Fold complete records. The common shape (an event line ending in ``EVENT:``
+        and indented frame lines) is matched by one regular expression and its frames
+        looked up in a cache; anything between such records goes through ``_fold_lines``."""
+        if not text.endswith("\n"):
+            text += "\n"
+        tallies = self._tallies
+        keep_event = self._keep_event_cached
+        bodies = self._body_cache
+        names = self._names
+        by_comm = not (self.options.include_pid or self.options.include_tid)
+        accepted = self._event_filter
+        position = samples = 0
+        for record in RECORD.finditer(text):
+            start = record.start()
+            if start != position:
+                self._fold_gap(text[position:start])
+            position = record.end()
+            comm, pid, tid, period, event, body = record.groups()
+            if event != accepted:
+                if not keep_event(event):
+                    continue
+                accepted = event
+            java = comm.startswith("java")
+            folded = bodies[java].get(body)
+            if folded is None:
+                folded = self._fold_body(body, java)
+            pname = names.get(comm) if by_comm else None
+            if pname is None:
+                pname = self._pname(comm, pid, tid)
+            # Keyed by cached objects whose hashes are cached: no string is built per sample.
+            key = (pname, folded)
+            tallies[key] = tallies.get(key, 0) + (int(period) if period else 1)
+            samples += 1
+        self.samples += samples
+        self._fold_gap(text[position:])
 
-    def _fold_record(self, record: str) -> None:
-        if record.startswith("#") or "\n#" in record:
-            record = "\n".join(line for line in record.split("\n") if not line.startswith("#"))
-            if not record:
-                return
-        newline = record.find("\n")
-        header = record if newline < 0 else record[:newline]
-        body = "" if newline < 0 else record[newline + 1 :]
-        event = EVENT_LINE.match(header)
-        if event is None:
-            self._fold_lines(record.split("\n"))
-            return
-        sample = self._sample(header, event)
-        if sample is None:
-            return
-        if sample.frame_lines:  # no call chain: the frame is on the event line
-            self._fold_lines(record.split("\n"))
-            return
-        cache = self._body_cache[sample.java]
-        folded = cache.get(body)
-        if folded is None:
-            if UNINDENTED_LINE.search(body):
-                self._fold_lines(record.split("\n"))
-                return
-            folded = self._fold_frames(body.split("\n") if body else [], sample.java)
-            if len(cache) >= CACHE_LIMIT:
-                cache.clear()
-            cache[body] = folded
-        self._count(sample, folded)
+    def _fold_gap(self, text: str) -> None:
+        if text.strip():
+            self._fold_lines(text.split("\n"))
+
+    def _fold_body(self, body: str, java: bool) -> tuple[str, bool]:
+        folded = self._fold_frames(body[:-1].split("\n") if body else [], java)
+        cache = self._body_cache[java]
+        if len(cache) >= CACHE_LIMIT:
+            cache.clear()
+        cache[body] = folded
+        return folded
 
     def _fold_lines(self, lines: Iterable[str]) -> None:
         """The slow path: a state machine over the lines of a record, as the Perl script reads."""
         sample: _Sample | None = None
         for line in lines:
-            event = None if line[:1].isspace() else EVENT_LINE.match(line)
+            if line.startswith("#"):
+                continue
+            event = event_line(line)
             if event is not None:
                 if sample is not None:
                     self._count(sample, self._fold_frames(sample.frame_lines, sample.java))
-                sample = self._sample(line, event)
+                sample = self._sample(line.lstrip(), event)
             elif sample is not None:
                 sample.frame_lines.append(line)
             elif not line[:1].isspace() and line:
@@ -181,11 +219,31 @@ class PerfCollapser:
         if sample is not None:
             self._count(sample, self._fold_frames(sample.frame_lines, sample.java))
 
+    def _pname(self, comm: str, pid: str, tid: str | None) -> str:
+        """The process name a stack starts with: ``comm``, ``comm-PID`` or ``comm-PID/TID``."""
+        options = self.options
+        if tid is None:
+            pid, tid = "?", pid
+        if options.include_tid:
+            pname = f"{comm}-{pid}/{tid}"
+        elif options.include_pid:
+            pname = f"{comm}-{pid}"
+        else:
+            if len(self._names) >= CACHE_LIMIT:
+                self._names.clear()
+            pname = self._names[comm] = comm.replace(" ", "_")
+            return pname
+        return pname.replace(" ", "_")
+
+    def _keep_event_cached(self, event: str) -> bool:
+        keep = self._events.get(event)
+        if keep is None:
+            keep = self._events[event] = self._keep_event(event)
+        return keep
+
     def _sample(self, header: str, event: re.Match[str]) -> _Sample | None:
         """Parse an event line; None when the event filter drops the sample."""
         comm, pid, tid = event.group(1, 2, 3)
-        if tid is None:
-            pid, tid = "?", pid
         frame_lines = []
         found = PERIOD_EVENT.search(header)
         if found is None:
@@ -196,16 +254,9 @@ class PerfCollapser:
         if found is not None:
             if found.group(1):
                 period = int(found.group(1))
-            if not self._keep_event(found.group(2)):
+            if not self._keep_event_cached(found.group(2)):
                 return None
-        options = self.options
-        if options.include_tid:
-            pname = f"{comm}-{pid}/{tid}"
-        elif options.include_pid:
-            pname = f"{comm}-{pid}"
-        else:
-            pname = comm
-        return _Sample(pname.replace(" ", "_"), period, pname.startswith("java"), frame_lines)
+        return _Sample(self._pname(comm, pid, tid), period, comm.startswith("java"), frame_lines)
 
     def _keep_event(self, event: str) -> bool:
         base = event_base(event)
@@ -225,43 +276,49 @@ class PerfCollapser:
         return False
 
     def _count(self, sample: _Sample, folded: tuple[str, bool]) -> None:
-        frames, drop_comm = folded
-        if drop_comm:
-            stack = frames
-        elif frames:
-            stack = f"{sample.pname};{frames}"
-        else:
-            stack = sample.pname
-        counts = self.counts
-        counts[stack] = counts.get(stack, 0) + sample.period
+        key = (sample.pname, folded)
+        self._tallies[key] = self._tallies.get(key, 0) + sample.period
         self.samples += 1
 
     # -- frames ------------------------------------------------------------
 
     def _fold_frames(self, lines: list[str], java: bool) -> tuple[str, bool]:
         """Frame lines (leaf first) to ``(frames root first joined by ';', drop the comm?)``."""
+        cache = self._line_cache[java]
         groups: list[tuple[str, ...]] = []
-        if self.options.srcline:
-            source = iter(lines)
-            for line in source:
-                groups.append(self._line_frames(line, java, source))
-        else:
-            cache = self._line_cache[java]
-            for line in lines:
-                frames = cache.get(line)
-                if frames is None:
-                    frames = self._line_frames(line, java, None)
-                    if len(cache) >= CACHE_LIMIT:
-                        cache.clear()
-                    cache[line] = frames
-                groups.append(frames)
+        for key in self._srcline_pairs(lines) if self.options.srcline else lines:
+            frames = cache.get(key)
+            if frames is None:
+                line, _, source = key.partition("\n")
+                frames = self._line_frames(line, java, source)
+                if len(cache) >= CACHE_LIMIT:
+                    cache.clear()
+                cache[key] = frames
+            groups.append(frames)
         stack = [frame for group in reversed(groups) for frame in group]
         if self._skip:
             return skip_callers(stack, self._skip)
         return ";".join(stack), False
 
-    def _line_frames(self, line: str, java: bool, source: Iterator[str] | None) -> tuple[str, ...]:
-        """The frames of one ``ip symbol (module)`` line; more than one when inlined (``a->b``)."""
+    @staticmethod
+    def _srcline_pairs(lines: list[str]) -> Iterator[str]:
+        """``perf script -F+srcline`` puts a source line after a frame where it knows one:
+        join each frame line with its source line, if any, as ``frame\nsource``."""
+        index = 0
+        while index < len(lines):
+            line = lines[index]
+            following = lines[index + 1] if index + 1 < len(lines) else ""
+            if following.strip() and FRAME_LINE.match(following) is None:
+                yield f"{line}\n{following}"
+                index += 2
+            else:
+                yield line
+                index += 1
+
+    def _line_frames(self, line: str, java: bool, source: str) -> tuple[str, ...]:
+        """The frames of one ``ip symbol (module)`` line; more than one when inlined (``a->b``).
+
+        ``source`` is the frame's source line under ``--srcline``, else empty."""
         match = FRAME_LINE.match(line)
         if match is None:
             if line.strip():
@@ -270,6 +327,7 @@ class PerfCollapser:
         pc, raw, module = match.group(1, 2, 3)
         if module.count("(") != module.count(")"):
             pc, raw, module = split_balanced(line) or (pc, raw, module)
+        module = module.removesuffix(" (deleted)")
         raw = OFFSET.sub("", raw)
         if raw.startswith("("):
             return ()
@@ -280,10 +338,9 @@ class PerfCollapser:
                 unknown = unknown or module == "[unknown]"
                 part = self._unknown_name(pc, module)
             func = self._tidy(part, java)
-            func = self._annotate(func, module, inlined=index > 0)
-            if source is not None and not unknown:
-                func += srcline_suffix(next(source, ""))
-            frames.append(func)
+            frames.append(self._annotate(func, module, inlined=index > 0))
+        if source and not unknown:
+            frames[-1] += srcline_suffix(source)
         return tuple(frames)
 
     def _unknown_name(self, pc: str, module: str) -> str:
@@ -309,6 +366,16 @@ class PerfCollapser:
         if options.annotate_jit and JIT_MODULE.search(module):
             return func if "_[j]" in func else func + "_[j]"
         return func
+
+
+def event_line(line: str) -> re.Match[str] | None:
+    """Match an event line. Without call chains perf indents it and puts the frame on it."""
+    if not line[:1].isspace():
+        return EVENT_LINE.match(line)
+    stripped = line.lstrip()
+    if INLINE_FRAME.search(stripped):
+        return EVENT_LINE.match(stripped)
+    return None
 
 
 def event_base(event: str) -> str:

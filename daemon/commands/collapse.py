@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from flamed.collapse.common import Collapser
-from flamed.daemon.commands.common import collapse_file, write_stdout
+from flamed.daemon.commands.common import collapse_path, write_stdout
 
 NAME = "collapse"
 HELP = "fold profiler output (perf script, DTrace) into folded stacks"
@@ -76,12 +76,51 @@ def make_perf_collapser(args: argparse.Namespace) -> Collapser:
     )
 
 
+def add_dtrace_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--includeoffset",
+        action="store_true",
+        help="keep each frame's +0x... offset, except the leaf's",
+    )
+
+
+def make_dtrace_collapser(args: argparse.Namespace) -> Collapser:
+    from flamed.collapse.dtrace import DTraceCollapser, DTraceOptions
+
+    return DTraceCollapser(DTraceOptions(include_offset=args.includeoffset))
+
+
+def add_no_arguments(parser: argparse.ArgumentParser) -> None:
+    del parser
+
+
+def make_guess_collapser(args: argparse.Namespace) -> Collapser:
+    from flamed.collapse.guess import GuessCollapser
+
+    return GuessCollapser()
+
+
 FORMATS: dict[str, Format] = {
     "perf": Format(
         help="`perf script` output (stackcollapse-perf.pl)",
         description="Fold `perf script` output; same options and output as stackcollapse-perf.pl.",
         add_arguments=add_perf_arguments,
         make_collapser=make_perf_collapser,
+    ),
+    "dtrace": Format(
+        help="DTrace stack()/ustack() aggregation output (stackcollapse.pl)",
+        description="Fold the output of a DTrace aggregation keyed on stack() or ustack() "
+        "(`@[ustack()] = count();`); same output as stackcollapse.pl. Several dumps one "
+        "after another (printa in a tick probe) are added up; each dump's header is skipped.",
+        add_arguments=add_dtrace_arguments,
+        make_collapser=make_dtrace_collapser,
+    ),
+    "guess": Format(
+        help="tell the format (perf script, DTrace, folded) from the first lines",
+        description="Detect the input format from its first lines (perf script, DTrace "
+        "aggregation, folded stacks) and fold it with that format's defaults.",
+        add_arguments=add_no_arguments,
+        make_collapser=make_guess_collapser,
     ),
 }
 
@@ -98,6 +137,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     collapser = FORMATS[args.format].make_collapser(args)
-    folded = collapse_file(collapser, args.file)
+    folded = collapse_path(collapser, args.file)
     write_stdout(folded.to_bytes())
     return 0
