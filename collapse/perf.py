@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from flamed.collapse.common import WarnOnce
-from flamed.collapse.folded import Folded, decode
+from flamed.collapse.folded import Count, Folded, decode
 from flamed.collapse.symbols import tidy_rust
 
 # `comm pid[/tid] ...`: the command name may hold spaces, so it is the shortest
@@ -142,9 +142,9 @@ class PerfCollapser:
         return Folded(self.counts)
 
     @property
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[str, Count]:
         """Stack -> count of what was folded so far."""
-        counts: dict[str, int] = {}
+        counts: dict[str, Count] = {}
         for (pname, (frames, drop_comm)), count in self._tallies.items():
             stack = frames if drop_comm else f"{pname};{frames}" if frames else pname
             counts[stack] = counts.get(stack, 0) + count
