@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"flamed {version()}")
+    parser.add_argument("--version", action=VersionAction, help="print the version and exit")
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="log more (repeat for debug output)"
     )
@@ -54,6 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_arguments(sub)
         sub.set_defaults(handler=module.run)
     return parser
+
+
+class VersionAction(argparse.Action):
+    """``--version``, looked up only when asked: importlib.metadata is slow to import."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help=str(kwargs.get("help")))
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        print(f"flamed {version()}")
+        parser.exit()
 
 
 def version() -> str:
