@@ -39,7 +39,6 @@ def test_wheel_contains_every_module(tmp_path: Path) -> None:
             "pip",
             "wheel",
             "--no-deps",
-            "--no-build-isolation",
             "-q",
             "-w",
             str(wheel_dir),
