@@ -1,0 +1,119 @@
+"""Fakes for the daemon's tests: a session that emits the chunks a test hands it, a clock."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from flamed.collapse.folded import Folded, read_folded
+from flamed.collector.base import Chunk, ChunkSink, SessionStatus, TargetSpec
+from flamed.daemon.config import Config, parse_config
+
+T0 = 1_700_000_000.0
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class FakeSession:
+    """Runs until stopped; ``emit`` hands a chunk to the daemon as a real session would."""
+
+    def __init__(
+        self, spec: TargetSpec, *, bucket_seconds: float, spool_dir: Path, on_chunk: ChunkSink
+    ) -> None:
+        self.spec = spec
+        self.bucket_seconds = bucket_seconds
+        self.spool_dir = spool_dir
+        self.on_chunk = on_chunk
+        self.status = SessionStatus(state="starting", backend="fake", event="cpu-clock")
+        self.stopped = asyncio.Event()
+        self.fail_with: BaseException | None = None
+
+    async def run(self) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.status.state = "running"
+        self.status.pids = (101, 102)
+        await self.stopped.wait()
+        self.status.state = "stopped"
+
+    async def stop(self) -> None:
+        self.stopped.set()
+
+    def emit(self, start: float, end: float, text: str, samples: int | None = None) -> None:
+        folded = read_folded(text.encode())
+        count = int(folded.total()) if samples is None else samples
+        self.on_chunk(Chunk(self.spec.name, start, end, folded, count, len(text), 0.01))
+
+
+class FakeFactory:
+    """A SessionFactory that keeps every session it made, newest last per target."""
+
+    def __init__(self) -> None:
+        self.made: list[FakeSession] = []
+
+    def __call__(
+        self, spec: TargetSpec, *, bucket_seconds: float, spool_dir: Path, on_chunk: ChunkSink
+    ) -> FakeSession:
+        session = FakeSession(
+            spec, bucket_seconds=bucket_seconds, spool_dir=spool_dir, on_chunk=on_chunk
+        )
+        self.made.append(session)
+        return session
+
+    def latest(self, name: str) -> FakeSession:
+        return [s for s in self.made if s.spec.name == name][-1]
+
+    def running(self, *names: str) -> bool:
+        """Whether the newest session of each target runs (for wait_for)."""
+        states = {s.spec.name: s.status.state for s in self.made}
+        return all(states.get(name) == "running" for name in names)
+
+
+def make_config(state_dir: Path, targets: str = "", server: str = "", storage: str = "") -> Config:
+    """A config with two targets (a: all, b: process) unless told otherwise."""
+    targets = targets or TWO_TARGETS
+    text = (
+        f"[server]\n{server}\n[storage]\nstate_dir = {str(state_dir)!r}\n"
+        f'bucket = "10s"\nretention = "1h"\n{storage}\n{targets}'
+    )
+    return parse_config(text, "test.toml")
+
+
+TWO_TARGETS = '[[targets]]\nname = "a"\nall = true\n\n[[targets]]\nname = "b"\nprocess = "^b$"\n'
+
+
+async def wait_for(predicate: object, timeout: float = 10.0) -> None:
+    """Poll ``predicate()`` until true (no timing assertion: only a bound on waiting)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():  # type: ignore[operator]
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def factory() -> FakeFactory:
+    return FakeFactory()
+
+
+def folded_of(text: str) -> Folded:
+    return read_folded(text.encode())

@@ -1,0 +1,203 @@
+"""Windows, the [other] cap, the merge cache, bucket files, retention, restarts."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flamed.collapse.folded import Folded, merge
+from flamed.daemon.service import Service
+from flamed.daemon.store import OTHER, DiskStore, Window, cap_stacks, make_bucket, merge_buckets
+from tests.daemon.conftest import T0, FakeClock, FakeFactory, folded_of, make_config, wait_for
+
+
+def bucket(start: float, text: str, size: float = 10.0, max_stacks: int = 100):  # type: ignore[no-untyped-def]
+    return make_bucket(start, start + size, folded_of(text), max_stacks)
+
+
+def test_cap_keeps_the_heaviest_and_sums_the_rest() -> None:
+    folded = folded_of("a 5\nb 4\nc 1\nd 1\ne 2\n")
+    capped = cap_stacks(folded, 3)
+    assert capped.counts == {"a": 5, "b": 4, OTHER: 4}
+    assert capped.total() == folded.total()
+    assert cap_stacks(folded, 5) is folded
+
+
+def test_bucket_round_trips_its_profile() -> None:
+    folded = folded_of("main;f 3\nmain;g 1.5\n")
+    made = make_bucket(T0, T0 + 10, folded, 100)
+    assert made.folded() == folded
+    assert made.samples == 4  # int of the total, when no sample count is given
+
+
+def test_window_selects_overlapping_buckets_and_merges() -> None:
+    window = Window("a", 100)
+    window.add(bucket(T0 + 10, "x;y 2\n"))
+    window.add(bucket(T0, "x;y 1\nx;z 1\n"))
+    window.add(bucket(T0 + 20, "x;z 5\n"))
+    assert [b.start for b in window.buckets] == [T0, T0 + 10, T0 + 20]
+    everything = window.select(T0 - 100, T0 + 100)
+    assert window.merge(everything).counts == {"x;y": 3, "x;z": 6}
+    last = window.select(T0 + 25, T0 + 30)
+    assert window.merge(last).counts == {"x;z": 5}
+    middle = window.select(T0 + 10, T0 + 20)
+    assert [b.start for b in middle.buckets] == [T0 + 10]
+    assert window.select(T0 + 40, T0 + 50).buckets == ()
+
+
+def test_a_bucket_with_the_same_start_is_merged_into_it() -> None:
+    window = Window("a", 100)
+    window.add(make_bucket(T0, T0 + 10, folded_of("a 1\n"), 100, samples=1))
+    window.add(make_bucket(T0, T0 + 10, folded_of("a 2\nb 1\n"), 100, samples=3))
+    (only,) = window.buckets
+    assert only.folded().counts == {"a": 3, "b": 1} and only.samples == 4
+    assert window.stacks() == 2
+
+
+def test_merge_cache_lasts_until_the_window_changes() -> None:
+    window = Window("a", 100)
+    window.add(bucket(T0, "a 1\n"))
+    selection = window.select(T0, T0 + 10)
+    assert window.cached(selection) is None
+    merged = window.merge(selection)
+    window.remember(selection, merged)
+    assert window.cached(window.select(T0, T0 + 10)) is merged
+    window.add(bucket(T0 + 10, "a 1\n"))
+    assert window.cached(window.select(T0, T0 + 10)) is None
+
+
+def test_prune_drops_old_buckets_and_their_stacks() -> None:
+    window = Window("a", 100)
+    window.add(bucket(T0, "old 1\n"))
+    window.add(bucket(T0 + 10, "new 1\n"))
+    assert window.stacks() == 2
+    dropped = window.prune(T0 + 10)
+    assert [b.start for b in dropped] == [T0]
+    assert window.stacks() == 1 and window.oldest == T0 + 10
+
+
+profiles = st.dictionaries(
+    st.text(alphabet="abc;", min_size=1, max_size=6).filter(lambda s: s.strip(";") == s),
+    st.integers(min_value=1, max_value=1000),
+    max_size=8,
+)
+
+
+@given(st.lists(profiles, max_size=5))
+def test_merging_buckets_is_folded_merge(parts: list[dict[str, int]]) -> None:
+    buckets = [make_bucket(T0 + i, T0 + i + 1, Folded(dict(p)), 10_000) for i, p in enumerate(parts)]
+    assert merge_buckets(buckets, 10_000) == merge(Folded(dict(p)) for p in parts)
+
+
+def test_merged_queries_are_capped_too() -> None:
+    window = Window("a", 3)
+    window.add(bucket(T0, "a 5\nb 1\n", max_stacks=3))
+    window.add(bucket(T0 + 10, "c 4\nd 1\n", max_stacks=3))
+    merged = window.merge(window.select(T0, T0 + 20))
+    assert merged.counts == {"a": 5, "c": 4, OTHER: 2}
+
+
+def test_disk_round_trip_keeps_counts_and_samples(tmp_path: Path) -> None:
+    disk = DiskStore(tmp_path)
+    made = make_bucket(T0, T0 + 10, folded_of("main;f 3\nmain;g 0.5\n"), 100, samples=7)
+    disk.write("a", made)
+    files = list((tmp_path / "a").iterdir())
+    assert [f.name for f in files] == [made.file_name()]
+    text = gzip.decompress(files[0].read_bytes()).decode()
+    assert text.splitlines()[1:] == ["main;f 3", "main;g 0.5"]
+    (loaded,) = disk.load("a", T0 - 1, 100)
+    assert loaded.folded() == made.folded()
+    assert (loaded.start, loaded.end, loaded.samples) == (T0, T0 + 10, 7)
+
+
+def test_load_skips_corrupt_files_and_deletes_expired_ones(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    disk = DiskStore(tmp_path)
+    disk.write("a", bucket(T0, "old 1\n"))
+    disk.write("a", bucket(T0 + 100, "new 1\n"))
+    corrupt = tmp_path / "a" / f"{int((T0 + 200) * 1000)}-{int((T0 + 210) * 1000)}.folded.gz"
+    corrupt.write_bytes(b"\x1f\x8bnot really gzip")
+    leftover = tmp_path / "a" / ".abc.tmp"
+    leftover.write_bytes(b"half a write")
+    with caplog.at_level(logging.WARNING):
+        loaded = disk.load("a", T0 + 50, 100)
+    assert [b.folded().counts for b in loaded] == [{"new": 1}]
+    assert "skipping unreadable bucket file" in caplog.text
+    assert not leftover.exists()
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == sorted([bucket(T0 + 100, "new 1\n").file_name(), corrupt.name])
+
+
+async def test_service_persists_buckets_and_a_restart_keeps_them(tmp_path: Path) -> None:
+    clock, factory = FakeClock(), FakeFactory()
+    config = make_config(tmp_path)
+    service = Service(config, session_factory=factory, clock=clock)
+    await service.start()
+    await wait_for(lambda: factory.running("a"))
+    factory.latest("a").emit(T0 - 20, T0 - 10, "main;f 2\n", samples=2)
+    factory.latest("a").emit(T0 - 10, T0, "main;g 1\n", samples=1)
+    await service.stop()
+    assert len(list((tmp_path / "a").glob("*.folded.gz"))) == 2
+
+    again = Service(config, session_factory=FakeFactory(), clock=clock)
+    await again.start()
+    window = again.windows["a"]
+    assert window.merge(window.select(T0 - 60, T0)).counts == {"main;f": 2, "main;g": 1}
+    assert again.describe("a")["samples_last_minute"] == 3
+    await again.stop()
+
+
+async def test_retention_deletes_from_memory_and_disk(tmp_path: Path) -> None:
+    clock, factory = FakeClock(), FakeFactory()
+    service = Service(make_config(tmp_path), session_factory=factory, clock=clock)
+    await service.start()
+    await wait_for(lambda: factory.running("a"))
+    factory.latest("a").emit(T0 - 10, T0, "old 1\n")
+    await wait_for(lambda: len(list((tmp_path / "a").glob("*.gz"))) == 1)
+    clock.advance(3600 + 60)
+    factory.latest("a").emit(clock.now - 10, clock.now, "new 1\n")
+    service.prune()
+    window = service.windows["a"]
+    assert [b.folded().counts for b in window.buckets] == [{"new": 1}]
+    kept = [window.buckets[0].file_name()]
+    await wait_for(lambda: [p.name for p in (tmp_path / "a").glob("*.gz")] == kept)
+    await service.stop()
+
+
+async def test_stale_chunks_are_dropped_and_counted(tmp_path: Path) -> None:
+    clock, factory = FakeClock(), FakeFactory()
+    service = Service(make_config(tmp_path), session_factory=factory, clock=clock, persist=False)
+    await service.start()
+    await wait_for(lambda: factory.running("a", "b"))
+    factory.latest("a").emit(T0 - 7200, T0 - 7190, "ancient 1\n")
+    assert service.windows["a"].buckets == []
+    reading = next(r for r in service.readings() if r.target == "a")
+    assert reading.dropped == {"stale": 1}
+    await service.stop()
+
+
+async def test_a_failing_session_is_restarted_and_reported(tmp_path: Path) -> None:
+    from flamed.collapse.errors import ProfilerError
+
+    class Failing(FakeFactory):
+        def __call__(self, spec, **kwargs):  # type: ignore[no-untyped-def]
+            session = super().__call__(spec, **kwargs)
+            if len(self.made) <= 2 and spec.name == "a":
+                session.fail_with = ProfilerError("perf: permission denied")
+            return session
+
+    factory = Failing()
+    service = Service(make_config(tmp_path), session_factory=factory, persist=False)
+    await service.start()
+    await wait_for(lambda: factory.running("b"))
+    assert service.ready() == (False, "not sampling: a")
+    await wait_for(lambda: service.targets["a"].restarts["error"] >= 1, timeout=20)
+    described = service.describe("a")
+    assert described["restarts"] >= 1
+    await service.stop()
