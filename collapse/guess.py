@@ -67,13 +67,19 @@ class GuessCollapser:
         self.format: GuessFormat | None = None
         self._collapser: Collapser | None = None
         self._head = b""
+        self._next_check = 1
 
     def feed(self, data: bytes) -> None:
         if self._collapser is not None:
             self._collapser.feed(data)
             return
         self._head += data
-        if self._head.strip():
+        if not self._head.strip():
+            self._head = self._head[-1024:]  # white space only so far: keep a bounded tail
+            return
+        # Judging the head costs its length: judge again only when it has doubled.
+        if len(self._head) >= self._next_check:
+            self._next_check = min(2 * len(self._head), HEAD_LIMIT)
             self._decide(complete=False)
 
     def finish(self) -> Folded:

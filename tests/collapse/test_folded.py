@@ -1,0 +1,164 @@
+"""Folded profiles: read/write, merge, diff, pairs (difffolded.pl), top-N with an [other] stack."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flamed.collapse.folded import (
+    OTHER,
+    Folded,
+    FoldedCollapser,
+    diff,
+    format_count,
+    format_pairs,
+    is_applicable,
+    merge,
+    paired,
+    parse_line,
+    read_folded,
+    strip_hex,
+    top,
+)
+
+# A frame as collapsers make them: no `;` (separator), no line breaks or control
+# characters, no white space at its ends (the reader trims a stack's end).
+FRAME = (
+    st.text(
+        st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"), blacklist_characters=";"),
+        min_size=1,
+        max_size=12,
+    )
+    .map(str.strip)
+    .filter(bool)
+)
+STACK = st.lists(FRAME, min_size=1, max_size=6).map(";".join)
+INT_COUNT = st.integers(min_value=-(10**12), max_value=10**12)
+FLOAT_COUNT = st.floats(allow_nan=False, allow_infinity=False, width=64)
+# Halves add up exactly, so sums of them do not depend on the order.
+EXACT_COUNT = st.one_of(INT_COUNT, st.integers(-(10**6), 10**6).map(lambda n: n / 2))
+
+PROFILES = st.dictionaries(STACK, st.one_of(INT_COUNT, FLOAT_COUNT), max_size=20).map(Folded)
+EXACT_PROFILES = st.dictionaries(STACK, EXACT_COUNT, max_size=20).map(Folded)
+POSITIVE_PROFILES = st.dictionaries(STACK, st.integers(1, 10**6), max_size=30).map(Folded)
+
+
+@given(PROFILES)
+def test_write_then_read_is_the_identity(profile: Folded) -> None:
+    assert read_folded(profile.to_bytes()) == profile
+
+
+@given(FLOAT_COUNT)
+def test_format_count_round_trips(count: float) -> None:
+    text = format_count(count)
+    assert float(text) == count
+    assert " " not in text
+
+
+def test_format_count_prints_like_perl_where_15_digits_suffice() -> None:
+    assert format_count(3) == "3"
+    assert format_count(3.0) == "3"
+    assert format_count(1.5) == "1.5"
+    assert format_count(2 / 3) == "0.6666666666666666"  # 15 digits would lose it
+    assert format_count(0.1) == "0.1"
+
+
+@given(EXACT_PROFILES, EXACT_PROFILES, EXACT_PROFILES)
+def test_merge_is_associative(a: Folded, b: Folded, c: Folded) -> None:
+    assert merge([merge([a, b]), c]) == merge([a, merge([b, c])]) == merge([a, b, c])
+
+
+@given(EXACT_PROFILES, EXACT_PROFILES)
+def test_merge_is_commutative(a: Folded, b: Folded) -> None:
+    assert merge([a, b]) == merge([b, a])
+
+
+@given(EXACT_PROFILES, EXACT_PROFILES)
+def test_merge_sums_and_leaves_inputs_alone(a: Folded, b: Folded) -> None:
+    before = dict(a.counts)
+    merged = merge([a, b])
+    assert a.counts == before
+    assert set(merged) == set(a) | set(b)
+    for stack in merged:
+        assert merged[stack] == a.counts.get(stack, 0) + b.counts.get(stack, 0)
+
+
+@given(PROFILES)
+def test_diff_with_itself_is_all_zeros(profile: Folded) -> None:
+    difference = diff(profile, profile)
+    assert set(difference) == set(profile)
+    assert all(count == 0 for _, count in difference.items())
+
+
+@given(EXACT_PROFILES, EXACT_PROFILES)
+def test_diff_then_merge_gives_back_after(before: Folded, after: Folded) -> None:
+    restored = merge([before, diff(before, after)])
+    assert {s: c for s, c in restored.items() if c} == {s: c for s, c in after.items() if c}
+
+
+def test_paired_as_difffolded() -> None:
+    before = Folded({"a;b": 4, "a;c": 2})
+    after = Folded({"a;b": 1, "a;d": 5})
+    assert paired(before, after) == {"a;b": (4, 1), "a;c": (2, 0), "a;d": (0, 5)}
+    # -n: the first file scaled to the second's total (6/6: unchanged; else truncated)
+    assert paired(before, after, normalize=True) == {"a;b": (4, 1), "a;c": (2, 0), "a;d": (0, 5)}
+    after.add("a;d", 3)
+    assert paired(before, after, normalize=True) == {"a;b": (6, 1), "a;c": (3, 0), "a;d": (0, 8)}
+    assert format_pairs(paired(before, after)) == b"a;b 4 1\na;c 2 0\na;d 0 8\n"
+
+
+def test_paired_keeps_fractions_and_survives_an_empty_first_file() -> None:
+    assert paired(Folded({"a": 1.25}), Folded({"a": 0.5})) == {"a": (1.25, 0.5)}
+    assert paired(Folded(), Folded({"a": 2}), normalize=True) == {"a": (0, 2)}
+
+
+def test_strip_hex_merges_stacks_that_differ_by_address() -> None:
+    profile = Folded({"f;[x <0x7f00>]": 1, "f;[x <0xAB12>]": 2, "f;0xzz": 3})
+    assert strip_hex(profile).counts == {"f;[x <0x...>]": 3, "f;0xzz": 3}
+
+
+@given(POSITIVE_PROFILES, st.integers(0, 40))
+def test_top_keeps_the_largest_and_sums_the_rest(profile: Folded, n: int) -> None:
+    kept = top(profile, n)
+    assert kept.total() == profile.total()
+    assert len(kept) <= n + 1
+    if len(profile) <= n:
+        assert kept == profile
+        return
+    others = [count for stack, count in profile.items() if stack not in kept]
+    assert kept[OTHER] == sum(others) + profile.counts.get(OTHER, 0)
+    smallest_kept = min((c for s, c in kept.items() if s != OTHER), default=math.inf)
+    assert all(count <= smallest_kept for count in others)
+    assert top(kept, n) == kept
+
+
+def test_top_breaks_ties_by_stack_and_folds_an_existing_other() -> None:
+    profile = Folded({"b": 5, "a": 5, "c": 5, OTHER: 100})
+    assert top(profile, 1).counts == {"a": 5, OTHER: 110}
+    with pytest.raises(ValueError):
+        top(profile, -1)
+
+
+def test_reader_streams_and_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    data = b"a;b 3\nno count here\nalso bad x\na;b 1.5\r\nc 2\n"
+    collapser = FoldedCollapser()
+    with caplog.at_level(logging.WARNING, logger="flamed.collapse"):
+        for byte in range(len(data)):
+            collapser.feed(data[byte : byte + 1])
+        profile = collapser.finish()
+    assert profile.counts == {"a;b": 4.5, "c": 2}
+    assert collapser.warn.counts == {"folded line without a count": 2}
+    assert len(caplog.records) == 1
+    assert parse_line("a b c 12") == ("a b c", 12)
+
+
+def test_is_applicable() -> None:
+    assert is_applicable(b"a;b;c 12\nd 3\n") is True
+    assert is_applicable(b"a;b;c 12") is None  # no complete line yet
+    assert is_applicable(b"  a`f+0x1\n  12\n") is False
+    assert is_applicable(b"CPU     ID                    FUNCTION:NAME\n") is False
+    assert is_applicable(b"perf 123 [000] 1.0: 1 cpu-clock:\n") is False
