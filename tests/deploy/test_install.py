@@ -7,6 +7,7 @@ each records its call, and the tests assert that staging never called one.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -206,3 +207,47 @@ def test_staging_with_a_virtual_environment(tmp_path: Path, fakes: Path) -> None
     assert result.returncode == 0 and "collapse" in result.stdout, result.stderr
     run_install(fakes, "--root", str(root), "--uninstall")
     assert not (root / "opt").exists() or not any((root / "opt").iterdir())
+
+
+# -- the example config the installer writes ---------------------------------------------------
+
+CONTRACT_KEYS = {  # issue 6's configuration contract, plus [server] max_renders
+    "server": {"listen", "token_file", "max_renders"},
+    "storage": {"state_dir", "bucket", "retention", "max_stacks", "inbox"},
+    "profile": {"frequency", "call_graph", "backend"},
+    "targets": {"name", "all", "pids", "process", "cmdline", "unit", "frequency"},
+}
+
+
+def example_text() -> str:
+    return (ROOT / "deploy" / "flamed.toml").read_text(encoding="utf-8")
+
+
+def test_the_example_config_shows_every_option() -> None:
+    text = example_text()
+    for table, keys in CONTRACT_KEYS.items():
+        assert f"[{table}]" in text or f"[[{table}]]" in text, table
+        for key in keys:
+            assert re.search(rf"^#?\s*{key}\s*=", text, re.MULTILINE), f"{table}.{key}"
+
+
+def uncommented_example() -> str:
+    """The example with every commented `key = value` line switched on (first target only)."""
+    lines = []
+    for line in example_text().split("[[targets]]")[0].splitlines():
+        match = re.fullmatch(r"#\s*(\w+\s*=\s*.+)", line)
+        lines.append(match.group(1) if match else line)
+    return "\n".join(lines) + '\n[[targets]]\nname = "system"\nall = true\n'
+
+
+def test_the_example_config_is_valid_as_shipped_and_with_every_option_on(tmp_path: Path) -> None:
+    config = pytest.importorskip("flamed.daemon.config", reason="the daemon's config module")
+    shipped = config.load_config(str(ROOT / "deploy" / "flamed.toml"))
+    assert [target.name for target in shipped.targets] == ["system"]
+    token = tmp_path / "token"
+    token.write_text("secret\n")
+    text = uncommented_example().replace("/etc/flamed/token", str(token))
+    text = re.sub(r'listen = "\[::1\]:9797"\n', "", text)  # the alternative spelling
+    everything = config.parse_config(text, "flamed.toml (all options on)")
+    assert everything.server.token == "secret"
+    assert everything.storage.inbox == "/var/lib/flamed/inbox"
