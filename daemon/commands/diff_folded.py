@@ -36,8 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    before = collapse_file(FoldedCollapser(), args.file1)
-    after = collapse_file(FoldedCollapser(), args.file2)
+    first, second = FoldedCollapser(), FoldedCollapser()
+    second.warn = first.warn  # a bad line is warned once, whichever file holds it
+    before = collapse_file(first, args.file1)
+    after = collapse_file(second, args.file2)
     if args.strip_hex:
         before, after = strip_hex(before), strip_hex(after)
     write_stdout(format_pairs(paired(before, after, normalize=args.normalize)))
