@@ -593,6 +593,20 @@ async def run_daemon(
     runner = web.AppRunner(app, handle_signals=False, access_log=None, keepalive_timeout=15.0)
     stop = asyncio.Event()
     install_signals(stop, app[SERVICE])
+    try:
+        await serve(runner, app, config, notifier, stop)
+    finally:
+        remove_signals()
+    return 0
+
+
+async def serve(
+    runner: web.AppRunner,
+    app: web.Application,
+    config: Config,
+    notifier: Notifier,
+    stop: asyncio.Event,
+) -> None:
     await runner.setup()
     try:
         await start_site(runner, config)
@@ -611,7 +625,17 @@ async def run_daemon(
         await asyncio.wait_for(runner.cleanup(), SHUTDOWN_TIMEOUT)
     except TimeoutError:
         log.warning("shutdown took longer than %gs; leaving the rest", SHUTDOWN_TIMEOUT)
-    return 0
+
+
+SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
+
+
+def remove_signals() -> None:
+    import signal
+
+    loop = asyncio.get_running_loop()
+    for name in SIGNALS:
+        loop.remove_signal_handler(getattr(signal, name))
 
 
 def install_signals(stop: asyncio.Event, service: Service) -> None:

@@ -99,7 +99,13 @@ def test_bad_durations(text: str) -> None:
 
 
 def test_format_duration() -> None:
-    assert [format_duration(s) for s in (60, 300, 86400, 90, 2.5)] == ["1m", "5m", "1d", "90s", "2.5s"]
+    assert [format_duration(s) for s in (60, 300, 86400, 90, 2.5)] == [
+        "1m",
+        "5m",
+        "1d",
+        "90s",
+        "2.5s",
+    ]
 
 
 def test_listen_addresses() -> None:
@@ -118,20 +124,56 @@ def replace_line(old: str, new: str) -> str:
 
 REFUSALS = [
     # (config text, expected message start after "bad.toml")
-    (replace_line('bucket = "5s"', 'bucket = "5s"\nbukcet = 1'), ':7: storage.bukcet: unknown key'),
-    (replace_line('bucket = "5s"', "bucket = 5"), ":6: storage.bucket: expected a string, got an integer"),
-    (replace_line('bucket = "5s"', 'bucket = "5 s"'), ":6: storage.bucket: '5 s' is not a duration"),
-    (replace_line('retention = "2h"', 'retention = "1s"'), ":7: storage.retention: must be at least"),
-    (replace_line("max_stacks = 1000", "max_stacks = 1"), ":8: storage.max_stacks: must be between"),
-    (replace_line('"127.0.0.1:9999"', '"nowhere"'), ":2: server.listen: 'nowhere' is not host:port"),
-    (replace_line('"^postgres$"', '"(unclosed"'), ":19: targets[1].process: bad regular expression"),
+    (replace_line('bucket = "5s"', 'bucket = "5s"\nbukcet = 1'), ":7: storage.bukcet: unknown key"),
+    (
+        replace_line('bucket = "5s"', "bucket = 5"),
+        ":6: storage.bucket: expected a string, got an integer",
+    ),
+    (
+        replace_line('bucket = "5s"', 'bucket = "5 s"'),
+        ":6: storage.bucket: '5 s' is not a duration",
+    ),
+    (
+        replace_line('retention = "2h"', 'retention = "1s"'),
+        ":7: storage.retention: must be at least",
+    ),
+    (
+        replace_line("max_stacks = 1000", "max_stacks = 1"),
+        ":8: storage.max_stacks: must be between",
+    ),
+    (
+        replace_line('"127.0.0.1:9999"', '"nowhere"'),
+        ":2: server.listen: 'nowhere' is not host:port",
+    ),
+    (
+        replace_line('"^postgres$"', '"(unclosed"'),
+        ":19: targets[1].process: bad regular expression",
+    ),
     (replace_line('name = "db"', 'name = "system"'), ":18: targets[1].name: duplicate target name"),
-    (replace_line('name = "db"', 'name = "../etc"'), ":18: targets[1].name: '../etc' is not a safe"),
-    (replace_line('call_graph = "dwarf"', 'call_graph = "lbrx"'), ":21: targets[1].call_graph: 'lbrx'"),
-    (replace_line("frequency = 199", "frequency = 0"), ":20: targets[1].frequency: must be between"),
-    (replace_line("frequency = 49", 'frequency = "49"'), ":11: profile.frequency: expected an integer"),
-    (replace_line("pids = [1, 2]", 'pids = [1, "x"]'), ":25: targets[2].pids: 'x' is not a process id"),
-    (replace_line("all = true", "all = true\nunit = \"x.service\""), ":13: targets[0]: conflicting keys"),
+    (
+        replace_line('name = "db"', 'name = "../etc"'),
+        ":18: targets[1].name: '../etc' is not a safe",
+    ),
+    (
+        replace_line('call_graph = "dwarf"', 'call_graph = "lbrx"'),
+        ":21: targets[1].call_graph: 'lbrx'",
+    ),
+    (
+        replace_line("frequency = 199", "frequency = 0"),
+        ":20: targets[1].frequency: must be between",
+    ),
+    (
+        replace_line("frequency = 49", 'frequency = "49"'),
+        ":11: profile.frequency: expected an integer",
+    ),
+    (
+        replace_line("pids = [1, 2]", 'pids = [1, "x"]'),
+        ":25: targets[2].pids: 'x' is not a process id",
+    ),
+    (
+        replace_line("all = true", 'all = true\nunit = "x.service"'),
+        ":13: targets[0]: conflicting keys",
+    ),
     (replace_line("all = true", "frequency = 5"), ":13: targets[0]: missing: set exactly one"),
     (replace_line("all = true", "all = false"), ":15: targets[0].all: only `all = true`"),
     (replace_line("[profile]", "[profiel]"), ":10: profiel: unknown key"),

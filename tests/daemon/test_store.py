@@ -90,8 +90,11 @@ profiles = st.dictionaries(
 
 @given(st.lists(profiles, max_size=5))
 def test_merging_buckets_is_folded_merge(parts: list[dict[str, int]]) -> None:
-    buckets = [make_bucket(T0 + i, T0 + i + 1, Folded(dict(p)), 10_000) for i, p in enumerate(parts)]
-    assert merge_buckets(buckets, 10_000) == merge(Folded(dict(p)) for p in parts)
+    buckets = [
+        make_bucket(T0 + i, T0 + i + 1, Folded(dict(p)), 10_000) for i, p in enumerate(parts)
+    ]
+    expected = merge(Folded(dict(p)) for p in parts)
+    assert merge_buckets(buckets, 10_000) == expected
 
 
 def test_merged_queries_are_capped_too() -> None:

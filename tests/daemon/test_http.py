@@ -1,0 +1,255 @@
+"""The HTTP contract, with fake sessions and a fake clock (pytest-aiohttp)."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import threading
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from prometheus_client import CollectorRegistry
+
+from flamed.daemon import http
+from flamed.daemon.config import Config
+from flamed.daemon.http import LIMITER, create_app, parse_range
+from tests.daemon.conftest import T0, FakeClock, FakeFactory, make_config, wait_for
+
+Client = TestClient[web.Request, web.Application]
+MakeClient = Callable[[web.Application], Awaitable[Client]]
+
+
+async def start(
+    aiohttp_client: MakeClient, config: Config, factory: FakeFactory, clock: FakeClock
+) -> Client:
+    app = create_app(
+        config, session_factory=factory, clock=clock, registry=CollectorRegistry(), watch=False
+    )
+    client = await aiohttp_client(app)
+    await wait_for(lambda: factory.running(*(spec.name for spec in config.targets)))
+    return client
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: MakeClient, tmp_path: Path, factory: FakeFactory, clock: FakeClock
+) -> Client:
+    client = await start(aiohttp_client, make_config(tmp_path), factory, clock)
+    session = factory.latest("a")
+    session.emit(T0 - 130, T0 - 120, "main;old 4\n")
+    session.emit(T0 - 20, T0 - 10, "main;work;hot 6\nmain;idle 1\n")
+    session.emit(T0 - 10, T0, "main;work;hot 2\nmain;work;cold 1\n")
+    return client
+
+
+async def test_health_and_readiness(client: Client, factory: FakeFactory) -> None:
+    assert (await client.get("/healthz")).status == 200
+    ready = await client.get("/readyz")
+    assert ready.status == 200 and (await ready.text()) == "ready\n"
+    factory.latest("b").status.state = "error"
+    not_ready = await client.get("/readyz")
+    assert not_ready.status == 503 and "b" in await not_ready.text()
+
+
+async def test_targets(client: Client) -> None:
+    response = await client.get("/api/v1/targets")
+    assert response.status == 200
+    body = await response.json()
+    assert [t["name"] for t in body] == ["a", "b"]
+    a, b = body
+    assert a["state"] == "running" and a["pids"] == [101, 102]
+    assert a["spec"] == {"all": True, "frequency": 99, "call_graph": "fp", "backend": "auto"}
+    assert b["spec"]["process"] == "^b$"
+    assert (a["backend"], a["event"], a["last_error"]) == ("fake", "cpu-clock", None)
+    assert (a["oldest"], a["newest"]) == (T0 - 130, T0)
+    assert a["samples_last_minute"] == 10
+    assert b["oldest"] is None and b["samples_last_minute"] == 0
+
+
+async def test_folded_merges_the_window(client: Client) -> None:
+    response = await client.get("/api/v1/folded", params={"target": "a", "window": "1m"})
+    assert response.status == 200
+    assert response.content_type == "text/plain"
+    assert await response.text() == "main;idle 1\nmain;work;cold 1\nmain;work;hot 8\n"
+    everything = await client.get("/api/v1/folded?target=a&window=1h")
+    assert "main;old 4\n" in await everything.text()
+    recent = await client.get(f"/api/v1/folded?target=a&from={T0 - 5}&until=now")
+    assert await recent.text() == "main;work;cold 1\nmain;work;hot 2\n"
+    relative = await client.get("/api/v1/folded?target=a&from=now-15s&until=now-12s")
+    assert await relative.text() == "main;idle 1\nmain;work;hot 6\n"
+
+
+async def test_quick_endpoints_use_the_first_target_and_last_minute(client: Client) -> None:
+    folded = await client.get("/folded.txt")
+    assert await folded.text() == "main;idle 1\nmain;work;cold 1\nmain;work;hot 8\n"
+    svg = await client.get("/flamegraph.svg")
+    assert svg.status == 200 and svg.content_type == "image/svg+xml"
+    text = await svg.text()
+    assert text.startswith("<?xml") and "hot" in text and "a: last 1m" in text
+
+
+async def test_flamegraph_options_and_default_title(client: Client) -> None:
+    response = await client.get("/api/v1/flamegraph?target=a&window=5m")
+    assert response.status == 200
+    text = await response.text()
+    assert "a: last 5m" in text and "work" in text and "cold" in text
+    titled = await client.get("/api/v1/flamegraph?target=a&title=Mine&inverted=1&width=800")
+    text = await titled.text()
+    assert "Mine" in text and 'width="800"' in text
+
+
+async def test_diff_against_the_previous_window(client: Client) -> None:
+    response = await client.get("/api/v1/diff?target=a&window=10s&baseline=previous")
+    assert response.status == 200 and response.content_type == "image/svg+xml"
+    assert "cold" in await response.text()
+    explicit = await client.get(
+        "/api/v1/diff",
+        params={
+            "target": "a",
+            "a_from": T0 - 20,
+            "a_until": T0 - 10,
+            "b_from": T0 - 10,
+            "b_until": T0,
+        },
+    )
+    assert explicit.status == 200
+
+
+BAD = [
+    "/api/v1/folded?target=a&window=abc",
+    "/api/v1/folded?target=a&window=0s",
+    "/api/v1/folded?target=a&window=1m&from=now-5m",
+    "/api/v1/folded?target=a&from=now&until=now-1m",
+    "/api/v1/folded?target=a&from=yesterday",
+    "/api/v1/folded?target=a&until=1e300",
+    "/api/v1/folded?window=1m",
+    "/api/v1/flamegraph?target=a&width=wide",
+    "/api/v1/flamegraph?target=a&minwidth=-",
+    "/api/v1/flamegraph?target=a&colors=nosuch",
+    "/api/v1/flamegraph?target=a&reverse=maybe",
+    "/api/v1/diff?target=a&a_from=1",
+    "/api/v1/diff?target=a&baseline=tomorrow",
+    "/flamegraph.svg?window=%00",
+]
+
+
+@pytest.mark.parametrize("path", BAD)
+async def test_bad_parameters_are_400_with_one_line(client: Client, path: str) -> None:
+    response = await client.get(path)
+    assert response.status == 400, await response.text()
+    text = await response.text()
+    assert text.endswith("\n") and text.count("\n") == 1 and len(text) > 5
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/v1/folded?target=nope", "/api/v1/flamegraph?target=nope", "/api/v1/diff?target=x"],
+)
+async def test_unknown_target_is_404(client: Client, path: str) -> None:
+    response = await client.get(path)
+    assert response.status == 404
+    assert "unknown target" in await response.text()
+
+
+async def test_etag_gives_304_until_a_bucket_arrives(client: Client, factory: FakeFactory) -> None:
+    first = await client.get("/api/v1/flamegraph?target=a&window=5m")
+    etag = first.headers["ETag"]
+    again = await client.get(
+        "/api/v1/flamegraph?target=a&window=5m", headers={"If-None-Match": etag}
+    )
+    assert again.status == 304
+    other = await client.get(
+        "/api/v1/flamegraph?target=a&window=5m&title=x", headers={"If-None-Match": etag}
+    )
+    assert other.status == 200
+    factory.latest("a").emit(T0, T0 + 10, "main;new 1\n")
+    changed = await client.get(
+        "/api/v1/flamegraph?target=a&window=5m", headers={"If-None-Match": etag}
+    )
+    assert changed.status == 200 and changed.headers["ETag"] != etag
+
+
+async def test_gzip_when_accepted(client: Client) -> None:
+    plain = await client.get(
+        "/api/v1/folded?target=a&window=1h",
+        headers={"Accept-Encoding": "identity"},
+        auto_decompress=False,
+    )
+    assert "Content-Encoding" not in plain.headers
+    packed = await client.get(
+        "/api/v1/folded?target=a&window=1h",
+        headers={"Accept-Encoding": "gzip"},
+        auto_decompress=False,
+    )
+    assert packed.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(await packed.read()) == await plain.read()
+
+
+async def test_renders_beyond_the_limit_get_503(client: Client) -> None:
+    limiter = client.app[LIMITER]
+    limiter.active = limiter.limit
+    response = await client.get("/api/v1/flamegraph?target=a&window=7m")
+    assert response.status == 503 and response.headers["Retry-After"] == "1"
+    assert (await client.get("/healthz")).status == 200
+    limiter.active = 0
+
+
+async def test_a_slow_render_does_not_stall_the_server(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release, entered = threading.Event(), threading.Event()
+    real = http.render_flamegraph
+
+    def slow(folded, options):  # type: ignore[no-untyped-def]
+        entered.set()
+        release.wait(30)
+        return real(folded, options)
+
+    monkeypatch.setattr(http, "render_flamegraph", slow)
+    pending = asyncio.ensure_future(client.get("/api/v1/flamegraph?target=a&window=9m"))
+    await wait_for(entered.is_set)
+    assert (await client.get("/healthz")).status == 200
+    assert (await client.get("/metrics")).status == 200
+    assert not pending.done()
+    release.set()
+    assert (await pending).status == 200
+
+
+async def test_bearer_token(
+    aiohttp_client: MakeClient, tmp_path: Path, factory: FakeFactory, clock: FakeClock
+) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    config = make_config(tmp_path, server=f"token_file = {str(token)!r}")
+    client = await start(aiohttp_client, config, factory, clock)
+    assert (await client.get("/healthz")).status == 200
+    assert (await client.get("/readyz")).status == 200
+    refused = await client.get("/api/v1/targets")
+    assert refused.status == 401 and refused.headers["WWW-Authenticate"] == "Bearer"
+    wrong = await client.get("/metrics", headers={"Authorization": "Bearer s3cre"})
+    assert wrong.status == 401
+    right = await client.get("/api/v1/targets", headers={"Authorization": "Bearer s3cret"})
+    assert right.status == 200
+
+
+async def test_index_links_every_target(client: Client) -> None:
+    page = await (await client.get("/")).text()
+    assert "target=a&amp;window=1m" in page and "target=b&amp;window=1m" in page
+
+
+async def test_empty_window_still_renders(client: Client) -> None:
+    response = await client.get("/api/v1/flamegraph?target=b")
+    assert response.status == 200
+    folded = await client.get("/api/v1/folded?target=b")
+    assert folded.status == 200 and await folded.text() == ""
+
+
+def test_parse_range_labels() -> None:
+    assert parse_range({"window": "5m"}, 1000.0, 60).label == "last 5m"
+    span = parse_range({}, 1000.0, 60)
+    assert (span.start, span.end) == (940.0, 1000.0)
+    fixed = parse_range({"from": "0", "until": "60"}, 1000.0, 60)
+    assert fixed.label == "1970-01-01 00:00:00 UTC to 1970-01-01 00:01:00 UTC"
