@@ -44,9 +44,17 @@ def strip_annotation(name: str) -> str:
     return name
 
 
+def name_bytes(name: str) -> bytes:
+    """The name's bytes: undecodable input bytes come back as they were read."""
+    try:
+        return encode(name)
+    except UnicodeEncodeError:  # a lone surrogate that did not come from input bytes
+        return name.encode("utf-8", "surrogatepass")
+
+
 def stable_values(name: str) -> Values:
     """Three numbers in [0, 1) from CRC-32s of the name: the same everywhere, always."""
-    data = encode(name)
+    data = name_bytes(name)
     first = zlib.crc32(data) / 0x1_0000_0000
     second = zlib.crc32(data[::-1]) / 0x1_0000_0000
     return first, second, second
@@ -259,5 +267,5 @@ def parse_palette_map(data: bytes) -> PaletteMap:
 
 
 def format_palette_map(mapping: PaletteMap) -> bytes:
-    lines = (f"{name}->{mapping[name]}\n" for name in sorted(mapping, key=encode))
-    return encode("".join(lines))
+    lines = (f"{name}->{mapping[name]}\n" for name in sorted(mapping, key=name_bytes))
+    return name_bytes("".join(lines))

@@ -228,6 +228,7 @@ class SvgWriter:
         if frame.delta is None:
             return xml_text(f"{name} ({counted}, {pct}%)")
         delta = -frame.delta if o.negate else frame.delta
+        delta = delta or 0.0  # no "-0.00%"
         delta_pct = f"{100 * delta / full:.2f}" if full else "0.00"
         sign = "+" if delta > 0 else ""
         return xml_text(f"{name} ({counted}, {pct}%; {sign}{delta_pct}%)")
