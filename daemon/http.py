@@ -578,6 +578,7 @@ async def run_daemon(
     *,
     session_factory: SessionFactory | None = None,
     notifier: Notifier | None = None,
+    watch: bool = True,
 ) -> int:
     """Serve until SIGTERM/SIGINT; SIGHUP reloads. Returns the exit code."""
     from flamed.daemon.cli import version
@@ -589,6 +590,7 @@ async def run_daemon(
         config_path=config_path,
         notifier=notifier,
         version=version(),
+        watch=watch,
     )
     runner = web.AppRunner(app, handle_signals=False, access_log=None, keepalive_timeout=15.0)
     stop = asyncio.Event()
