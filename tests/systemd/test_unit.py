@@ -9,9 +9,16 @@ shipped and accepts only complaints about that one missing binary.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
+import socket
 import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -227,3 +234,121 @@ def test_the_unit_capabilities_are_enough_for_whole_machine_perf() -> None:
     paranoid = int(Path("/proc/sys/kernel/perf_event_paranoid").read_text().strip())
     if paranoid >= 1:  # the control: without the capabilities the same run must fail
         assert run_as_service_user(set()).stdout.strip() == ""
+
+
+# -- the daemon under the unit's conditions -------------------------------------------------------
+
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+
+
+def system_python_can_make_venvs() -> bool:
+    check = "import sys, ensurepip, venv; sys.exit(sys.version_info < (3, 11))"
+    if not SYSTEM_PYTHON.exists():
+        return False
+    result = subprocess.run([str(SYSTEM_PYTHON), "-c", check], capture_output=True, check=False)
+    return result.returncode == 0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def stage_venv(where: Path) -> Path:
+    """deploy/install.sh --root, with the system Python (the service user cannot enter /root)."""
+    source = where / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(ROOT / name, source / name)
+    for folder in ("collapse", "render", "collector", "daemon"):
+        ignore = shutil.ignore_patterns("__pycache__")
+        shutil.copytree(ROOT / folder, source / folder, ignore=ignore)
+    root = where / "root"
+    command = [str(ROOT / "deploy" / "install.sh"), "--root", str(root), "--source", str(source)]
+    command += ["--python", str(SYSTEM_PYTHON)]
+    subprocess.run(command, check=True, capture_output=True, timeout=600)
+    return root / "opt" / "flamed" / "venv" / "bin" / "flamed"
+
+
+def receive(sock: socket.socket, wanted: str, deadline: float) -> list[str]:
+    """Datagrams from the notify socket until one contains `wanted` (or time runs out)."""
+    seen: list[str] = []
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.1, deadline - time.monotonic()))
+        try:
+            message = sock.recv(4096).decode()
+        except TimeoutError:
+            break
+        seen.append(message)
+        if wanted in message.splitlines():
+            return seen
+    raise AssertionError(f"no {wanted} from the daemon; got {seen}")
+
+
+def get(port: int, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as response:
+            return int(response.status), bytes(response.read())
+    except urllib.error.HTTPError as err:
+        with err:
+            return err.code, err.read()
+
+
+@pytest.mark.perf
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv (util-linux) is missing")
+@pytest.mark.skipif(shutil.which("perf") is None, reason="perf is not installed")
+@pytest.mark.skipif(not system_python_can_make_venvs(), reason="/usr/bin/python3 >= 3.11 with venv")
+def test_the_daemon_runs_as_an_unprivileged_user_with_the_unit_s_capabilities() -> None:
+    """What the unit sets up, minus systemd: uid nobody, ambient caps, sd_notify, watchdog."""
+    where = Path(tempfile.mkdtemp(prefix="flamed-unit-", dir="/tmp"))
+    try:
+        where.chmod(0o755)  # the service user must reach the venv and its config
+        run_daemon(where, stage_venv(where))
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def run_daemon(where: Path, flamed: Path) -> None:
+    state, port = where / "state", free_port()
+    state.mkdir()
+    os.chown(state, 65534, 65534)
+    config = where / "flamed.toml"
+    config.write_text(
+        f'[server]\nlisten = "127.0.0.1:{port}"\n[storage]\nstate_dir = "{state}"\n'
+        'bucket = "2s"\nretention = "1m"\n[[targets]]\nname = "system"\nall = true\n'
+    )
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(where / "notify"))
+        (where / "notify").chmod(0o777)
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/nonexistent"}
+        env |= {"NOTIFY_SOCKET": str(where / "notify"), "WATCHDOG_USEC": "2000000"}
+        caps = set(one("AmbientCapabilities").split())
+        command = [*setpriv_command(caps), str(flamed), "run", "--config", str(config)]
+        with subprocess.Popen(command, env=env, cwd="/", stderr=subprocess.PIPE) as daemon:
+            try:
+                check_running_daemon(notify, port, state)
+            finally:
+                daemon.terminate()
+                _, stderr = daemon.communicate(timeout=60)
+            assert daemon.returncode == 0, stderr.decode()
+        receive(notify, "STOPPING=1", time.monotonic() + 5)
+
+
+def check_running_daemon(notify: socket.socket, port: int, state: Path) -> None:
+    receive(notify, "READY=1", time.monotonic() + 60)
+    receive(notify, "WATCHDOG=1", time.monotonic() + 10)
+    assert get(port, "/readyz")[0] == 200
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        (target,) = json.loads(get(port, "/api/v1/targets")[1])
+        if target["samples_last_minute"] > 0 and list(state.glob("system/*")):
+            break
+        time.sleep(1)
+    assert target["state"] == "running" and target["samples_last_minute"] > 0, target
+    status, folded = get(port, "/api/v1/folded?target=system&window=1m")
+    assert status == 200 and folded.strip(), folded[:500]
+    files = list(state.glob("system/*"))
+    assert files and all(path.stat().st_uid == 65534 for path in files)
