@@ -131,7 +131,7 @@ def test_flamed_run_with_real_perf(tmp_path: Path, burner: subprocess.Popen[byte
         targets = json.loads(get(f"{daemon.base}/api/v1/targets")[1])
         (burn,) = targets
         assert burn["state"] == "running" and burner.pid in burn["pids"]
-        write_config(config, port, state, '[[targets]]\nname = "again"\npids = [%d]\n' % burner.pid)
+        write_config(config, port, state, f'[[targets]]\nname = "again"\npids = [{burner.pid}]\n')
 
         def reloaded() -> bool:
             names = [t["name"] for t in json.loads(get(f"{daemon.base}/api/v1/targets")[1])]
