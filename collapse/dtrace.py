@@ -32,10 +32,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TypeVar
 
 from flamed.collapse.common import WarnOnce
 from flamed.collapse.folded import Folded, decode
 from flamed.collapse.symbols import tidy_rust
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 # The count that closes a stack: digits alone on a line (ASCII, as Perl on bytes).
 COUNT_LINE = re.compile(rb"[ \t\r\f\v]*(\d+)[ \t\r\f\v]*", re.ASCII)
@@ -43,12 +47,15 @@ BLANK_LINE = re.compile(rb"[ \t\r\f\v]*", re.ASCII)
 # The lines DTrace prints before an aggregation when not run with -q:
 # `CPU     ID                    FUNCTION:NAME` and `  0  64091   :tick-60s`.
 HEADER_LINE = re.compile(r"\s*(CPU\s+ID\s+FUNCTION:NAME|\d+\s+\d+\s+\S*:\S*)\s*$", re.ASCII)
-SPACES = b" \t\r\f\v"
+# A line that is not a frame: blank, or a count.
+NOT_A_FRAME = re.compile(rb"^[ \t\r\f\v]*(\d+[ \t\r\f\v]*)?$", re.ASCII | re.MULTILINE)
 
 # Without a blank line in this much input, complete lines are folded anyway to bound memory.
 MAX_PENDING = 4 << 20
-# Caches are dropped when they reach this many entries, to bound memory.
-CACHE_LIMIT = 100_000
+# Caches are dropped when they reach this many entries, to bound memory
+# (a run is a few hundred bytes, a line a few dozen).
+RUN_CACHE_LIMIT = 20_000
+LINE_CACHE_LIMIT = 100_000
 
 
 @dataclass(frozen=True)
@@ -77,7 +84,8 @@ class DTraceCollapser:
         self._pending = b""
         self._frames: list[bytes] = []  # frame lines (leaf first) not yet closed by a count
         self._started = False  # a blank line or a stack has been seen: the header is behind
-        self._run_cache: dict[bytes, str | None] = {}
+        self._run_cache: dict[bytes, tuple[str, int]] = {}  # frames and count -> stack, count
+        self._body_cache: dict[bytes, str] = {}  # frame lines -> stack
         self._line_cache: dict[tuple[bytes, bool], tuple[str, ...]] = {}
 
     # -- streaming ---------------------------------------------------------
@@ -97,16 +105,6 @@ class DTraceCollapser:
         else:
             self._pending = buffer
 
-    def detach(self) -> None:
-        """Forget the stacks counted so far but keep the caches.
-
-        A forked worker calls this to fold another part of the same input,
-        starting just after a blank line."""
-        self.counts = {}
-        self.samples = 0
-        self._pending = b""
-        self._frames = []
-
     def finish(self) -> Folded:
         """Fold what is left; a stack without its count at the end is dropped with a warning."""
         pending, self._pending = self._pending, b""
@@ -121,34 +119,46 @@ class DTraceCollapser:
 
     def _fold_runs(self, text: bytes) -> None:
         """Fold complete runs (the text ends just before a blank line)."""
+        runs = text.split(b"\n\n")
+        if self._frames:  # the rest of a run that the MAX_PENDING path began
+            self._fold_lines(runs.pop(0).split(b"\n"))
+            self._end_run()
         counts = self.counts
         cache = self._run_cache
-        for run in text.split(b"\n\n"):
-            body, _, last = run.rpartition(b"\n")
-            stack = cache.get(body) if not self._frames else None
-            if stack is not None and last.strip(SPACES).isdigit():
-                counts[stack] = counts.get(stack, 0) + int(last)
-                self.samples += 1
+        hits = 0
+        for run in runs:
+            found = cache.get(run)
+            if found is None:
+                self._fold_run(run)
                 continue
-            self._fold_run(run, body, last)
+            stack, count = found
+            counts[stack] = counts.get(stack, 0) + count
+            hits += 1
+        self.samples += hits
         self._started = True
 
-    def _fold_run(self, run: bytes, body: bytes, last: bytes) -> None:
-        """A run the cache does not know: fold it line by line, and cache it if it is simple."""
-        lines = run.split(b"\n")
-        if not self._frames and body and COUNT_LINE.fullmatch(last):
-            frames = lines[:-1]
-            if not any(BLANK_LINE.fullmatch(line) or COUNT_LINE.fullmatch(line) for line in frames):
-                stack = self._fold_stack(frames)
-                if len(self._run_cache) >= CACHE_LIMIT:
-                    self._run_cache.clear()
-                self._run_cache[body] = stack
-                if stack is not None:
-                    self._count(stack, int(last))
-                self._started = True
-                return
-        self._fold_lines(lines)
-        self._end_run()
+    def _fold_run(self, run: bytes) -> None:
+        """A run the run cache does not know: one stack (then cached), or line by line."""
+        body, _, last = run.rpartition(b"\n")
+        count = COUNT_LINE.fullmatch(last)
+        stack = self._body_stack(body) if count is not None and body else None
+        if count is None or stack is None:
+            self._fold_lines(run.split(b"\n"))
+            self._end_run()
+            return
+        number = int(count.group(1))
+        self._count(stack, number)
+        self._started = True
+        remember(self._run_cache, run, (stack, number), RUN_CACHE_LIMIT)
+
+    def _body_stack(self, body: bytes) -> str | None:
+        """The stack of a run's frame lines, cached; None unless they are all frame lines."""
+        stack = self._body_cache.get(body)
+        if stack is None and NOT_A_FRAME.search(body) is None:
+            stack = self._fold_stack(body.split(b"\n"))
+            if stack is not None:
+                remember(self._body_cache, body, stack, RUN_CACHE_LIMIT)
+        return stack
 
     def _fold_lines(self, lines: list[bytes]) -> None:
         """The general path: lines in order, with frames carried across calls."""
@@ -196,9 +206,7 @@ class DTraceCollapser:
             funcs = cache.get(key)
             if funcs is None:
                 funcs = self._line_frames(line, key[1])
-                if len(cache) >= CACHE_LIMIT:
-                    cache.clear()
-                cache[key] = funcs
+                remember(cache, key, funcs, LINE_CACHE_LIMIT)
             groups.append(funcs)
         stack = [func for group in reversed(groups) for func in group]
         return ";".join(stack) if stack else None
@@ -218,6 +226,13 @@ class DTraceCollapser:
         return tuple(
             tidy_frame(part) + ("_[i]" if index else "") for index, part in enumerate(parts)
         )
+
+
+def remember(cache: dict[K, V], key: K, value: V, limit: int) -> None:
+    """Store in a bounded cache: at the limit it is emptied and starts again."""
+    if len(cache) >= limit:
+        cache.clear()
+    cache[key] = value
 
 
 def split_offset(frame: str) -> tuple[str, str]:

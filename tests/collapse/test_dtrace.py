@@ -211,3 +211,15 @@ def test_model(case: tuple[bytes, dict[str, int]], chunk: int) -> None:
     for start in range(0, len(data), chunk):
         collapser.feed(data[start : start + chunk])
     assert collapser.finish().counts == expected
+
+
+def test_bounded_caches_give_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = (conformance_dir("dtrace") / "example-dtrace-stacks.txt").read_bytes()
+    whole = collapse(data)
+    monkeypatch.setattr(dtrace, "RUN_CACHE_LIMIT", 3)
+    monkeypatch.setattr(dtrace, "LINE_CACHE_LIMIT", 5)
+    collapser = DTraceCollapser()
+    for start in range(0, len(data), 5000):
+        collapser.feed(data[start : start + 5000])
+    assert collapser.finish() == whole
+    assert len(collapser._run_cache) <= 3 and len(collapser._line_cache) <= 5
