@@ -20,9 +20,11 @@ Everything here is pure: input is a sequence of stacks, output a :class:`Layout`
 from __future__ import annotations
 
 import logging
+import re
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import NamedTuple
 
 from flamed.collapse.common import WarnOnce
@@ -32,6 +34,7 @@ from flamed.render.options import RenderOptions
 log = logging.getLogger("flamed.render")
 
 XPAD = 10  # pixels left and right of the frames
+CONTROL_RE = re.compile("[\x00-\x1f]")
 
 #: One input stack: (stack text, count that gives the width, delta or None).
 Entry = tuple[str, Count, "float | None"]
@@ -130,8 +133,13 @@ def transform(entries: list[Entry], options: RenderOptions) -> list[Entry]:
         return entries
     if options.base or options.reverse:
         entries = merge_duplicates(entries)
-    # flamegraph.pl sorts whole "stack COUNT" lines; the space decides prefixes.
-    entries.sort(key=lambda entry: entry[0] + " ")
+    # flamegraph.pl sorts whole "stack COUNT" lines, so when one stack is a prefix
+    # of another the space after it sorts it first -- unless a control character
+    # (below the space) follows the prefix. Only then does the key need the space.
+    if any(CONTROL_RE.search(entry[0]) for entry in entries):
+        entries.sort(key=lambda entry: entry[0] + " ")
+    else:
+        entries.sort(key=itemgetter(0))
     return entries
 
 

@@ -48,6 +48,7 @@ from flamed.render.palette import (
 )
 
 FRAME_PAD = 1  # pixels between rows
+BATCH = 1000  # frames per write: bounded memory for the text of huge graphs
 NO_SAMPLES = "No samples"
 
 # XML 1.0 allows tab, newline, carriage return and these ranges; lone surrogates
@@ -121,8 +122,11 @@ class SvgWriter:
         out.write(self.header())
         out.write(self.controls())
         out.write('<g class="fg-frames">\n')
-        out.write("\n".join(self.frame_element(frame) for frame in self.layout.frames))
-        out.write("\n</g>\n")
+        frames = self.layout.frames
+        for first in range(0, len(frames), BATCH):
+            batch = frames[first : first + BATCH]
+            out.write("".join([self.frame_element(frame) + "\n" for frame in batch]))
+        out.write("</g>\n")
         if self.options.javascript:
             out.write(
                 f'<script type="text/ecmascript"><![CDATA[\n{asset("flamegraph.js")}]]></script>\n'

@@ -10,6 +10,7 @@ graph. The SVG goes to stdout; with no samples it still is a valid SVG (saying
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import re
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 from flamed.collapse.common import WarnOnce
 from flamed.collapse.errors import UsageError
 from flamed.collapse.folded import Count, decode
-from flamed.daemon.commands.common import iter_chunks, write_atomic, write_stdout
+from flamed.daemon.commands.common import iter_chunks, write_atomic
 
 if TYPE_CHECKING:
     from flamed.render.options import RenderOptions
@@ -218,7 +219,7 @@ def load_palette(path: str) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     from flamed.render.layout import layout_differential, layout_plain
     from flamed.render.palette import format_palette_map
-    from flamed.render.svg import render_layout
+    from flamed.render.svg import write_svg
 
     options = make_options(args)
     paths = args.files or ["-"]
@@ -229,7 +230,12 @@ def run(args: argparse.Namespace) -> int:
     layout = layout_differential(triples, options) if triples else layout_plain(items, options)
     use_palette = args.cp or args.palette_file != "palette.map"
     palette = load_palette(args.palette_file) if use_palette else None
-    write_stdout(render_layout(layout, options, palette).encode("utf-8"))
+    out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="\n")
+    try:
+        write_svg(layout, options, out, palette)
+        out.flush()
+    finally:
+        out.detach()
     if palette is not None:
         write_atomic(args.palette_file, format_palette_map(palette))
     if layout.empty:

@@ -1,0 +1,217 @@
+"""Benchmark `flamed flamegraph` against flamegraph.pl, whole process, time and memory.
+
+    python tests/bench/bench_render.py [--megabytes 30] [--runs 3] [--input FILE]
+
+Generates (once, kept in tests/bench/out/) about 30 MB of folded stacks: tens of
+thousands of distinct deep stacks (15 to 60 frames) walked through a synthetic
+call tree, so that stacks share prefixes as real ones do. Then it runs
+`flamed flamegraph FILE > SVG` with default options --runs times and prints the
+best wall time and the peak RSS. When FLAMEGRAPH_DIR points at a FlameGraph
+checkout (e.g. FLAMEGRAPH_DIR=/work/ref), it runs `perl flamegraph.pl FILE`
+the same way, prints the speed ratio and both peak RSS figures, and checks
+that both drew the same frames (the titles of every frame). Run it on a quiet
+machine: other load skews the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+TITLE_RE = re.compile(rb"<title>(.*?)</title>")
+TIME = "/usr/bin/time" if Path("/usr/bin/time").exists() else None
+
+WORDS = [
+    "alloc",
+    "buffer",
+    "cache",
+    "channel",
+    "codec",
+    "commit",
+    "compact",
+    "decode",
+    "dispatch",
+    "encode",
+    "event",
+    "fetch",
+    "flush",
+    "frame",
+    "handle",
+    "hash",
+    "index",
+    "inflate",
+    "invoke",
+    "journal",
+    "lookup",
+    "merge",
+    "parse",
+    "poll",
+    "queue",
+    "read",
+    "reduce",
+    "render",
+    "resolve",
+    "scan",
+    "schedule",
+    "serialize",
+    "socket",
+    "sort",
+    "split",
+    "stream",
+    "sync",
+    "table",
+    "task",
+    "thread",
+    "tree",
+    "update",
+    "validate",
+    "visit",
+    "wait",
+    "write",
+]
+
+
+def make_names(rng: random.Random, count: int) -> list[str]:
+    names = []
+    for index in range(count):
+        module = rng.choice(WORDS)
+        function = "_".join(rng.sample(WORDS, 2))
+        names.append(f"app{index % 17}::{module}::{function}_{index}")
+    return names
+
+
+def generate(path: Path, megabytes: float, seed: int = 4) -> None:
+    """Distinct deep stacks from a random call tree, until the file reaches the size."""
+    rng = random.Random(seed)
+    names = make_names(rng, 4000)
+    children: dict[tuple[str, ...], list[str]] = {}
+    seen: set[str] = set()
+    target = int(megabytes * 1024 * 1024)
+    size = 0
+    lines = []
+    while size < target:
+        stack: list[str] = [f"worker-{rng.randrange(8)}"]
+        for _ in range(rng.randint(15, 60)):
+            key = tuple(stack[-2:])
+            options = children.get(key)
+            if options is None:
+                options = children[key] = rng.sample(names, rng.randint(1, 4))
+            stack.append(rng.choice(options))
+        text = ";".join(stack)
+        if text in seen:
+            continue
+        seen.add(text)
+        line = f"{text} {int(rng.paretovariate(1.2) * 3)}\n"
+        lines.append(line)
+        size += len(line)
+    rng.shuffle(lines)
+    OUT.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(lines), "utf-8")
+    os.replace(tmp, path)
+
+
+@dataclass
+class Run:
+    seconds: float
+    peak_rss_mib: float
+    output: bytes
+
+
+def measure(command: list[str], output: Path) -> Run:
+    """Wall time and peak RSS of one whole process.
+
+    The peak RSS comes from GNU time (``/usr/bin/time -f %M``): a child forked
+    straight from this big Python process would inherit its high-water mark,
+    which survives exec, so wait4's figure would be ours, not the child's.
+    """
+    rss_file = output.with_suffix(".rss")
+    timed = [TIME, "-f", "%M", "-o", str(rss_file), *command] if TIME else command
+    with open(output, "wb") as out:
+        started = time.perf_counter()
+        process = subprocess.Popen(timed, stdout=out, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"{command[0]} failed with status {process.returncode}")
+    peak_kib = int(rss_file.read_text().split()[-1]) if TIME else usage.ru_maxrss
+    return Run(seconds, peak_kib / 1024, output.read_bytes())
+
+
+def best_of(command: list[str], output: Path, runs: int) -> Run:
+    results = [measure(command, output) for _ in range(runs)]
+    fastest = min(results, key=lambda run: run.seconds)
+    fastest.peak_rss_mib = max(run.peak_rss_mib for run in results)
+    return fastest
+
+
+def flamed_command() -> list[str]:
+    script = Path(sys.executable).with_name("flamed")
+    if script.exists():
+        return [str(script), "flamegraph"]
+    found = shutil.which("flamed")
+    if found:
+        return [found, "flamegraph"]
+    return [sys.executable, "-m", "flamed.daemon.cli", "flamegraph"]
+
+
+def titles(svg: bytes) -> Counter[bytes]:
+    return Counter(TITLE_RE.findall(svg))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--megabytes", type=float, default=30, help="size of the profile (30)")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each, best time kept (3)")
+    parser.add_argument("--input", type=Path, help="a folded file instead of the generated one")
+    args = parser.parse_args()
+
+    path = args.input or OUT / f"render-{args.megabytes:g}mb.folded"
+    if not path.exists():
+        started = time.perf_counter()
+        generate(path, args.megabytes)
+        print(f"generated {path} in {time.perf_counter() - started:.1f} s")
+    data = path.read_bytes()
+    stacks = data.count(b"\n")
+    print(
+        f"input: {path} ({len(data) / 2**20:.1f} MiB, {stacks} stacks, "
+        f"{data.count(b';') + stacks} frames)"
+    )
+    OUT.mkdir(parents=True, exist_ok=True)
+
+    ours = best_of([*flamed_command(), str(path)], OUT / "render-flamed.svg", args.runs)
+    print(
+        f"flamed flamegraph: {ours.seconds:.2f} s, peak RSS {ours.peak_rss_mib:.0f} MiB, "
+        f"{len(titles(ours.output))} frames"
+    )
+    folder = os.environ.get("FLAMEGRAPH_DIR")
+    if not folder:
+        print("set FLAMEGRAPH_DIR to a FlameGraph checkout to compare with flamegraph.pl")
+        return 0
+    script = Path(folder) / "flamegraph.pl"
+    theirs = best_of(["perl", str(script), str(path)], OUT / "render-perl.svg", args.runs)
+    print(
+        f"flamegraph.pl:     {theirs.seconds:.2f} s, peak RSS {theirs.peak_rss_mib:.0f} MiB, "
+        f"{len(titles(theirs.output))} frames"
+    )
+    same = titles(ours.output) == titles(theirs.output)
+    print(f"speed-up: {theirs.seconds / ours.seconds:.1f}x (whole process, best of {args.runs})")
+    print(f"memory: {ours.peak_rss_mib:.0f} MiB vs {theirs.peak_rss_mib:.0f} MiB peak RSS")
+    print(f"same frames: {'yes' if same else 'NO'}")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
