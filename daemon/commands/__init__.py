@@ -7,4 +7,6 @@ only the standard library and light flamed modules at top level.
 COMMANDS = [
     "collapse",
     "diff_folded",
+    "run",
+    "check_config",
 ]
