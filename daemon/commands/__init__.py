@@ -7,6 +7,7 @@ only the standard library and light flamed modules at top level.
 COMMANDS = [
     "collapse",
     "diff_folded",
+    "flamegraph",
     "run",
     "check_config",
 ]
