@@ -50,6 +50,8 @@ HEADER_LINE = re.compile(r"\s*(CPU\s+ID\s+FUNCTION:NAME|\d+\s+\d+\s+\S*:\S*)\s*$
 # A line that is not a frame: blank, or a count.
 NOT_A_FRAME = re.compile(rb"^[ \t\r\f\v]*(\d+[ \t\r\f\v]*)?$", re.ASCII | re.MULTILINE)
 
+# A header longer than this many unindented lines is not DTrace's (format guessing).
+MAX_HEADER_LINES = 10
 # Without a blank line in this much input, complete lines are folded anyway to bound memory.
 MAX_PENDING = 4 << 20
 # Caches are dropped when they reach this many entries, to bound memory
@@ -262,20 +264,24 @@ def tidy_frame(func: str) -> str:
 def is_applicable(head: bytes) -> bool | None:
     """Does this look like a DTrace stack aggregation? None: not enough input to say.
 
-    Yes when a count line closes indented frame lines; no when a line that is
-    not indented, blank or a DTrace header comes first, or none closes in 64 KiB.
+    Yes when a count line closes indented frame lines. No when, after the
+    header (a few lines before the first blank line), an unindented line that
+    is not a DTrace probe line starts a run, or when no stack closes in 64 KiB.
     """
-    lines = head.split(b"\n")
-    complete = lines[:-1]
     frames = 0
-    for line in complete:
+    header: int | None = 0  # unindented lines before the first blank line; None after it
+    for line in head.split(b"\n")[:-1]:
         if COUNT_LINE.fullmatch(line):
             if frames:
                 return True
         elif BLANK_LINE.fullmatch(line):
-            frames = 0
+            frames, header = 0, None
         elif line[:1] in (b" ", b"\t"):
             frames += 1
-        elif not HEADER_LINE.match(decode(line)) and not frames:
+        elif header is not None:
+            header += 1
+            if header > MAX_HEADER_LINES:
+                return False
+        elif not frames and not HEADER_LINE.match(decode(line)):
             return False
     return None if len(head) < 64 * 1024 else False

@@ -139,8 +139,13 @@ def test_is_applicable() -> None:
     folder = FIXTURES
     assert is_applicable((folder / "multi-dump.txt").read_bytes()) is True
     assert is_applicable(b"CPU     ID                    FUNCTION:NAME\n") is None
-    assert is_applicable(b"a;b;c 12\n") is False
-    assert is_applicable(b"perf 123 [000] 1.0: 1 cpu-clock:\n\tffff f (k)\n") is False
+    assert is_applicable(b"a;b;c 12\n") is None  # may be a header: DTrace needs more
+    assert is_applicable(b"a;b;c 12\n" * 11) is False  # too long for a header
+    assert is_applicable(b"a;b;c 12\n\nd;e 3\n") is False
+    assert is_applicable(b"my header\n\n  a`f\n  1\n") is True
+    record = b"perf 123 [000] 1.0: 1 cpu-clock:\n\tffff f (k)\n\n"
+    assert is_applicable(record) is None
+    assert is_applicable(record * 2) is False
     assert is_applicable(b"\n" + b"  a`f\n" * 20_000) is False  # no count within 64 KiB
 
 

@@ -65,6 +65,8 @@ def test_a_short_head_is_enough(name: str) -> None:
 def test_small_fixture_inputs() -> None:
     fmt = guess_format((DATA / "dtrace" / "multi-dump.txt").read_bytes(), complete=True)
     assert fmt is not None and fmt.name == "dtrace"
+    fmt = guess_format((conformance_dir("dtrace") / "java.txt").read_bytes(), complete=True)
+    assert fmt is not None and fmt.name == "dtrace"  # a header of its own, then stacks
     fmt = guess_format(b"main;f 1", complete=True)  # no newline at the end
     assert fmt is not None and fmt.name == "folded"
 
