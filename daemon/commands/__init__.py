@@ -10,4 +10,5 @@ COMMANDS = [
     "flamegraph",
     "run",
     "check_config",
+    "export",
 ]
