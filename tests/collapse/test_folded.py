@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 
 import pytest
 from hypothesis import given
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from flamed.collapse.folded import (
     OTHER,
+    Count,
     Folded,
     FoldedCollapser,
     diff,
@@ -42,9 +44,14 @@ FLOAT_COUNT = st.floats(allow_nan=False, allow_infinity=False, width=64)
 # Halves add up exactly, so sums of them do not depend on the order.
 EXACT_COUNT = st.one_of(INT_COUNT, st.integers(-(10**6), 10**6).map(lambda n: n / 2))
 
-PROFILES = st.dictionaries(STACK, st.one_of(INT_COUNT, FLOAT_COUNT), max_size=20).map(Folded)
-EXACT_PROFILES = st.dictionaries(STACK, EXACT_COUNT, max_size=20).map(Folded)
-POSITIVE_PROFILES = st.dictionaries(STACK, st.integers(1, 10**6), max_size=30).map(Folded)
+
+def as_profile(counts: Mapping[str, Count]) -> Folded:
+    return Folded(dict(counts))
+
+
+PROFILES = st.dictionaries(STACK, st.one_of(INT_COUNT, FLOAT_COUNT), max_size=20).map(as_profile)
+EXACT_PROFILES = st.dictionaries(STACK, EXACT_COUNT, max_size=20).map(as_profile)
+POSITIVE_PROFILES = st.dictionaries(STACK, st.integers(1, 10**6), max_size=30).map(as_profile)
 
 
 @given(PROFILES)
