@@ -1,0 +1,63 @@
+"""The layout's shortcuts (bisected pruning, sorting without a key) change nothing."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flamed.render.layout import Frame, build_layout, plain_entries, split_frames
+from flamed.render.options import RenderOptions
+
+NAMES = st.sampled_from(["a", "b", "a.b", "a b", "", "c\tx", "zz", "b1"])
+STACKS = st.lists(NAMES, min_size=1, max_size=6).map(";".join)
+PROFILES = st.dictionaries(STACKS, st.integers(min_value=0, max_value=50), max_size=25)
+
+
+def reference_frames(profile: dict[str, int], minimum: float) -> list[Frame]:
+    """flamegraph.pl's merge, written plainly: sort "stack count" lines, open and close
+    every frame, keep those at least ``minimum`` wide."""
+    lines = sorted(f"{stack} {count}" for stack, count in profile.items())
+    kept: list[Frame] = []
+    open_names: list[str] = []
+    open_starts: list[float] = []
+    time = 0
+    for line in [*lines, None]:
+        if line is None:
+            frames: list[str] = []
+            count = 0
+        else:
+            stack, _, text = line.rpartition(" ")
+            frames, count = split_frames(stack), int(text)
+        same = 0
+        while same < min(len(frames), len(open_names)) and frames[same] == open_names[same]:
+            same += 1
+        for depth in range(len(open_names) - 1, same - 1, -1):
+            if time - open_starts[depth] >= minimum:
+                kept.append(
+                    Frame(
+                        open_names[depth],
+                        depth + 1,
+                        open_starts[depth],
+                        time - open_starts[depth],
+                        None,
+                    )
+                )
+        open_names = frames
+        open_starts = open_starts[:same] + [time] * (len(frames) - same)
+        time += count
+    return kept
+
+
+@settings(max_examples=300, deadline=None)
+@given(PROFILES, st.sampled_from([0.0, 0.5, 1.0, 2.0, 7.5]))
+def test_layout_equals_the_plain_merge(profile: dict[str, int], pixels: float) -> None:
+    options = RenderOptions(width=138, minwidth=pixels)  # 118 px of frames
+    layout = build_layout(plain_entries(profile), options)
+    total = sum(profile.values())
+    if not total:
+        assert layout.empty and not layout.frames
+        return
+    minimum = pixels / (118 / total)
+    got = sorted(frame for frame in layout.frames if frame.depth)
+    assert got == sorted(reference_frames(profile, minimum))
+    assert layout.depth_max == max((frame.depth for frame in layout.frames), default=0)
