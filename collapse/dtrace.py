@@ -106,6 +106,18 @@ class DTraceCollapser:
             self._fold_lines(buffer[:end].split(b"\n"))
         else:
             self._pending = buffer
+        self._fold_closed_tail()
+
+    def _fold_closed_tail(self) -> None:
+        """Fold the rest now when it ends with a count line, so a live stream's last stack
+        of a dump (no blank line after it yet) counts before the next dump comes."""
+        pending = self._pending
+        if not pending.endswith(b"\n"):
+            return
+        start = pending.rfind(b"\n", 0, len(pending) - 1) + 1
+        if COUNT_LINE.fullmatch(pending, start, len(pending) - 1):
+            self._pending = b""
+            self._fold_lines(pending[:-1].split(b"\n"))
 
     def finish(self) -> Folded:
         """Fold what is left; a stack without its count at the end is dropped with a warning."""

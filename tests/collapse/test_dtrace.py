@@ -228,3 +228,14 @@ def test_bounded_caches_give_the_same_result(monkeypatch: pytest.MonkeyPatch) ->
         collapser.feed(data[start : start + 5000])
     assert collapser.finish() == whole
     assert len(collapser._run_cache) <= 3 and len(collapser._line_cache) <= 5
+
+
+def test_a_live_stream_counts_a_dumps_last_stack_without_waiting() -> None:
+    """dtrace prints the last stack of a dump and then nothing until the next tick."""
+    collapser = DTraceCollapser()
+    collapser.feed(b"\n  a`f+0x1\n  a`main\n  3\n\n  a`g\n  a`main\n")
+    assert collapser.counts == {"a`main;a`f": 3}
+    collapser.feed(b"                2\n")
+    assert collapser.counts == {"a`main;a`f": 3, "a`main;a`g": 2}
+    collapser.feed(b"\n  0  64091      :tick-10s \n\n  a`g\n  a`main\n  1\n\n")
+    assert collapser.finish().counts == {"a`main;a`f": 3, "a`main;a`g": 3}
