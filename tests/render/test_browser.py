@@ -161,3 +161,15 @@ def test_works_inlined_in_a_page(page: Any, served: str) -> None:
     frame(page, "main").locator("rect").click()
     assert rect_width(page, "main") == pytest.approx(FULL, abs=0.1)
     assert "fg-hide" in classes(page, "other")
+
+
+def test_search_option_highlights_on_open(page: Any, served: str, tmp_path: Path) -> None:
+    """The daemon's `search` query parameter: highlighted as soon as the graph opens."""
+    svg = render_flamegraph(PROFILE, RenderOptions(search="^(idle|compute)$", inverted=True))
+    (tmp_path / "searched.svg").write_text(svg, "utf-8")
+    page.goto(f"{served}/searched.svg")
+    assert "fg-match" in classes(page, "idle") and "fg-match" in classes(page, "compute")
+    assert page.locator(".fg-matched").text_content() == "Matched: 35.0%"
+    frame(page, "work").locator("rect").click()  # icicle: zoom works the same way up
+    assert rect_width(page, "compute") == pytest.approx(FULL * 15 / 75, abs=0.1)
+    assert "fg-parent" in classes(page, "main")
