@@ -18,7 +18,8 @@
   var xpad = parseFloat(svg.getAttribute("data-xpad"));
   var charWidth = parseFloat(svg.getAttribute("data-char-width"));
   var nameType = svg.getAttribute("data-name-type") || "";
-  var fullWidth = parseFloat(svg.getAttribute("width")) - 2 * xpad;
+  // The viewBox, not the width attribute: a page may size the SVG as it likes.
+  var fullWidth = svg.viewBox.baseVal.width - 2 * xpad;
   var slack = total * 1e-9;
 
   function control(name) {
