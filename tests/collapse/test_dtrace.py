@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,7 +12,7 @@ from hypothesis import strategies as st
 from flamed.collapse import dtrace
 from flamed.collapse.dtrace import DTraceCollapser, DTraceOptions, is_applicable
 from flamed.collapse.folded import Folded
-from tests.conftest import DATA, conformance_dir, run_flamed
+from tests.conftest import CONFORMANCE, DATA, conformance_dir, run_flamed
 
 FIXTURES = DATA / "dtrace"
 REGEN = os.environ.get("FLAMED_REGEN") == "1"
@@ -26,7 +25,7 @@ def collapse(data: bytes, options: DTraceOptions | None = None) -> Folded:
 
 
 def corpus_cases() -> list[str]:
-    folder = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "dtrace"
+    folder = CONFORMANCE / "dtrace"
     return sorted(p.name[: -len(".txt")] for p in folder.glob("*.txt")) or ["(absent)"]
 
 
