@@ -136,7 +136,7 @@ def transform(entries: list[Entry], options: RenderOptions) -> list[Entry]:
     # flamegraph.pl sorts whole "stack COUNT" lines, so when one stack is a prefix
     # of another the space after it sorts it first -- unless a control character
     # (below the space) follows the prefix. Only then does the key need the space.
-    if any(CONTROL_RE.search(entry[0]) for entry in entries):
+    if any(not entry[0].isprintable() and CONTROL_RE.search(entry[0]) for entry in entries):
         entries.sort(key=lambda entry: entry[0] + " ")
     else:
         entries.sort(key=itemgetter(0))

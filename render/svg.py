@@ -83,6 +83,8 @@ def xml_comment(text: str) -> str:
 
 def number(value: float) -> str:
     """Samples for data attributes: integers plainly, fractions exactly (JS parses them back)."""
+    if type(value) is int:
+        return str(value)
     if value == int(value):
         return str(int(value))
     return repr(float(value))
@@ -114,6 +116,13 @@ class SvgWriter:
         rows = (layout.depth_max + 1) * options.frame_height
         self.height = rows + self.ypad1 + self.ypad2 + self.ypad3
         self.color_of = self.pick_coloring()
+        self.names: dict[str | None, tuple[str, str]] = {}
+        self.row_texts: dict[int, tuple[str, str]] = {}
+        self.rect_height = options.frame_height - FRAME_PAD
+        self.count_name = xml_text(options.count_name)
+        self.full = layout.time_max * options.factor
+        self.sep = "\n  " if options.pretty_xml else ""
+        self.end_sep = "\n" if options.pretty_xml else ""
 
     def write(self, out: TextIO) -> None:
         if self.layout.empty:
@@ -195,47 +204,60 @@ class SvgWriter:
     # Frames.
 
     def frame_element(self, frame: Frame) -> str:
-        o = self.options
         x1 = XPAD + frame.start * self.per_sample
         x2 = XPAD + (frame.start + frame.width) * self.per_sample
-        y1 = self.row_top(frame.depth)
-        name = strip_annotation(frame.name) if frame.depth else "all"
         x1_text, x2_text = f"{x1:.1f}", f"{x2:.1f}"
         rect_width = f"{float(x2_text) - float(x1_text):.1f}"
-        height = o.frame_height - FRAME_PAD
-        label = xml_text(fit_label(clean(name), x2 - x1, self.char_width))
-        sep = "\n  " if o.pretty_xml else ""
+        clean_name, escaped = self.name_texts(frame)
+        label = fit_label(clean_name, x2 - x1, self.char_width)
+        label = escaped if label is clean_name else xml_text(label)
+        rect_y, text_y = self.rows(frame.depth)
+        sep = self.sep
         return (
             f'<g class="fg-f" data-depth="{frame.depth}" data-start="{number(frame.start)}"'
             f' data-width="{number(frame.width)}">'
-            f"{sep}<title>{self.title(frame, name)}</title>{sep}"
-            f'<rect x="{x1_text}" y="{fmt(y1)}" width="{rect_width}" height="{height}"'
+            f"{sep}<title>{self.title(frame, escaped)}</title>{sep}"
+            f'<rect x="{x1_text}" y="{rect_y}" width="{rect_width}" height="{self.rect_height}"'
             f' fill="{self.color_of(frame)}" rx="2" ry="2"/>{sep}'
-            f'<text x="{x1 + 3:.2f}" y="{fmt(y1 + height / 2 + 3)}">{label}</text>'
-            f"{chr(10) if o.pretty_xml else ''}</g>"
+            f'<text x="{x1 + 3:.2f}" y="{text_y}">{label}</text>{self.end_sep}</g>'
         )
 
-    def row_top(self, depth: int) -> float:
-        o = self.options
-        if o.inverted:
-            return self.ypad1 + self.ypad3 + depth * o.frame_height
-        return self.height - self.ypad2 - (depth + 1) * o.frame_height + FRAME_PAD
+    def name_texts(self, frame: Frame) -> tuple[str, str]:
+        """The frame's display name, cleaned and escaped (cached: names repeat)."""
+        key = frame.name if frame.depth else None
+        texts = self.names.get(key)
+        if texts is None:
+            name = clean(strip_annotation(frame.name)) if frame.depth else "all"
+            texts = self.names[key] = (name, xml_text(name))
+        return texts
 
-    def title(self, frame: Frame, name: str) -> str:
-        o = self.options
-        samples = float(f"{frame.width * o.factor:.0f}")
-        counted = f"{samples:,.0f} {o.count_name}"
+    def rows(self, depth: int) -> tuple[str, str]:
+        """The y of a row's rectangles and of their labels (cached per depth)."""
+        found = self.row_texts.get(depth)
+        if found is None:
+            o = self.options
+            if o.inverted:
+                top = self.ypad1 + self.ypad3 + depth * o.frame_height
+            else:
+                top = self.height - self.ypad2 - (depth + 1) * o.frame_height + FRAME_PAD
+            found = self.row_texts[depth] = (fmt(top), fmt(top + self.rect_height / 2 + 3))
+        return found
+
+    def title(self, frame: Frame, escaped_name: str) -> str:
+        """``NAME (N samples, P%)``, with ``; +D%`` in a differential graph; escaped."""
+        samples = round(frame.width * self.options.factor)
+        counted = f"{samples:,} {self.count_name}"
         if not frame.depth:
-            return xml_text(f"all ({counted}, 100%)")
-        full = self.layout.time_max * o.factor
+            return f"all ({counted}, 100%)"
+        full = self.full
         pct = f"{100 * samples / full:.2f}" if full else "0.00"
         if frame.delta is None:
-            return xml_text(f"{name} ({counted}, {pct}%)")
-        delta = -frame.delta if o.negate else frame.delta
+            return f"{escaped_name} ({counted}, {pct}%)"
+        delta = -frame.delta if self.options.negate else frame.delta
         delta = delta or 0.0  # no "-0.00%"
         delta_pct = f"{100 * delta / full:.2f}" if full else "0.00"
         sign = "+" if delta > 0 else ""
-        return xml_text(f"{name} ({counted}, {pct}%; {sign}{delta_pct}%)")
+        return f"{escaped_name} ({counted}, {pct}%; {sign}{delta_pct}%)"
 
     # Colours.
 
