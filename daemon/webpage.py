@@ -1,0 +1,109 @@
+"""The daemon's web page: ``GET /`` and its script and style sheet.
+
+The page is static: plain HTML, CSS and JavaScript shipped as package data in
+``daemon/assets/`` (no build step, nothing fetched from the internet). It holds
+no profile data; its script reads ``api/v1/targets``, ``api/v1/flamegraph``,
+``api/v1/diff`` and ``api/v1/folded`` with the bearer token the user gives it,
+so the page and its assets can be served without a token (``PAGE_PATHS``).
+
+Every URL in the page is relative (``static/page.js``, ``api/v1/...``), so the
+page works unchanged behind a reverse proxy that maps a path prefix such as
+``/flamed/`` onto the daemon's root. Each response carries a Content-Security-
+Policy with a fresh nonce: only the page's own script runs, and it passes the
+nonce on to the flame graph's script when it inlines an SVG.
+"""
+
+from __future__ import annotations
+
+import secrets
+import zlib
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+from aiohttp import web
+
+STATIC = "/static/"
+CONTENT_TYPES = {"page.js": "text/javascript", "page.css": "text/css"}
+PAGE_PATHS = frozenset({"/", *(STATIC + name for name in CONTENT_TYPES)})
+"""Paths that need no bearer token: the page holds no data and asks for the token itself."""
+
+NONCE_MARK = "{{nonce}}"
+VERSION_MARK = "{{version}}"
+
+
+@dataclass(frozen=True)
+class Asset:
+    body: bytes
+    content_type: str
+    etag: str
+
+
+def read_asset(name: str) -> bytes:
+    return resources.files("flamed.daemon").joinpath("assets", name).read_bytes()
+
+
+def etag_of(body: bytes) -> str:
+    return f'"{zlib.crc32(body):08x}"'
+
+
+@cache
+def asset(name: str) -> Asset:
+    """One of the page's assets, read once from the package."""
+    body = read_asset(name)
+    return Asset(body, CONTENT_TYPES[name], etag_of(body))
+
+
+@cache
+def page_template() -> str:
+    """index.html with the assets' version filled in (so a new release is never stale)."""
+    version = "".join(asset(name).etag.strip('"') for name in sorted(CONTENT_TYPES))
+    return read_asset("index.html").decode("utf-8").replace(VERSION_MARK, version)
+
+
+def security_policy(nonce: str) -> str:
+    """Only our script (and the SVG script it inlines with the nonce); API calls to us only."""
+    return "; ".join(
+        (
+            "default-src 'none'",
+            f"script-src 'nonce-{nonce}'",
+            "style-src 'self' 'unsafe-inline'",
+            "img-src 'self' data: blob:",
+            "connect-src 'self'",
+            "base-uri 'none'",
+            "form-action 'none'",
+            "frame-ancestors 'self'",
+        )
+    )
+
+
+async def index(request: web.Request) -> web.Response:
+    """The page, with a fresh CSP nonce."""
+    nonce = secrets.token_urlsafe(18)
+    headers = {
+        "Content-Security-Policy": security_policy(nonce),
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    }
+    text = page_template().replace(NONCE_MARK, nonce)
+    return web.Response(text=text, content_type="text/html", headers=headers)
+
+
+async def static_asset(request: web.Request) -> web.Response:
+    """``static/page.js`` and ``static/page.css``; 304 when the browser has them."""
+    item = asset(request.path.removeprefix(STATIC))
+    headers = {"ETag": item.etag, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+    wanted = request.headers.get("If-None-Match", "")
+    if item.etag in (tag.strip() for tag in wanted.split(",")):
+        return web.Response(status=304, headers=headers)
+    return web.Response(
+        body=item.body, content_type=item.content_type, charset="utf-8", headers=headers
+    )
+
+
+def add_page_routes(app: web.Application) -> None:
+    """Register ``/`` and the page's assets on ``app`` (the daemon's application)."""
+    app.router.add_get("/", index)
+    for name in CONTENT_TYPES:
+        app.router.add_get(STATIC + name, static_asset)
