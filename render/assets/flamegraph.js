@@ -76,12 +76,16 @@
     frame.label.textContent = fitLabel(frame.name, width);
   }
 
-  function setClass(frame, name, on) {
+  function toggle(element, name, on) {
     if (on) {
-      frame.group.classList.add(name);
+      element.classList.add(name);
     } else {
-      frame.group.classList.remove(name);
+      element.classList.remove(name);
     }
+  }
+
+  function setClass(frame, name, on) {
+    toggle(frame.group, name, on);
   }
 
   // Zoom: the frame fills the width, frames above it scale with it, its
@@ -153,7 +157,7 @@
       setClass(frame, "fg-match", pattern !== null && pattern.test(frame.name));
     });
     searchButton.textContent = term ? "Reset Search" : "Search";
-    setClass({group: searchButton}, "fg-show", !!term);
+    toggle(searchButton, "fg-show", !!term);
     if (pattern) {
       showMatched();
     } else if (!term) {
@@ -199,7 +203,7 @@
 
   function toggleCase() {
     ignoreCase = !ignoreCase;
-    setClass({group: caseButton}, "fg-show", ignoreCase);
+    toggle(caseButton, "fg-show", ignoreCase);
     search(term);
   }
 
@@ -245,7 +249,7 @@
     var params = new URLSearchParams(window.location.search);
     if (params.get("i") === "1") {
       ignoreCase = true;
-      setClass({group: caseButton}, "fg-show", true);
+      toggle(caseButton, "fg-show", true);
     }
     if (params.has("x") && params.has("y")) {
       var target = findFrame(parseFloat(params.get("x")), parseInt(params.get("y"), 10));
