@@ -205,8 +205,11 @@ install_files() {
     else
         put_file 0644 "$REPO/deploy/flamed.toml" "$CONF_DST"
     fi
-    install -d -m 0755 "$ROOT${LINK_DST%/*}"
-    ln -sfn "$(venv_dir)/bin/flamed" "$ROOT$LINK_DST"
+    # The command on PATH is a convenience: a read-only /usr must not stop the install.
+    if ! { install -d -m 0755 "$ROOT${LINK_DST%/*}" &&
+        ln -sfn "$(venv_dir)/bin/flamed" "$ROOT$LINK_DST"; } 2>/dev/null; then
+        say "warning: could not link $LINK_DST; the command is $(venv_dir)/bin/flamed"
+    fi
 }
 
 create_user() {
