@@ -51,7 +51,7 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 DEFAULT_API_WINDOW = 300.0
 DEFAULT_QUICK_WINDOW = 60.0
 CACHE_ENTRIES = 32
-CACHE_BYTES = 64 << 20
+CACHE_BYTES = 32 << 20
 SVG = "image/svg+xml"
 TEXT = "text/plain"
 
@@ -92,6 +92,13 @@ class ResponseCache:
         self.max_bytes = max_bytes
         self.size = 0
         self.items: OrderedDict[str, Rendered] = OrderedDict()
+        self.pending: dict[str, asyncio.Future[Rendered]] = {}
+
+    def settle(self, etag: str, done: asyncio.Future[Rendered]) -> None:
+        """A rendering ended: cache its result (if any) and forget it as pending."""
+        self.pending.pop(etag, None)
+        if not done.cancelled() and done.exception() is None:
+            self.put(etag, done.result())
 
     def get(self, etag: str) -> Rendered | None:
         item = self.items.get(etag)
@@ -101,7 +108,7 @@ class ResponseCache:
 
     def put(self, etag: str, item: Rendered) -> None:
         cost = len(item.body) + len(item.gzipped)
-        if cost > self.max_bytes or etag in self.items:
+        if cost > self.max_bytes // 4 or etag in self.items:
             return
         self.items[etag] = item
         self.size += cost
@@ -251,14 +258,22 @@ def packed(body: bytes, content_type: str) -> Rendered:
 async def cached_response(
     request: web.Request, etag: str, work: Callable[[], Rendered]
 ) -> web.StreamResponse:
-    """304 when the client has it, the cached body when we have it, else render once."""
+    """304 when the client has it, the cached body when we have it, else render once.
+
+    Requests for an ETag whose rendering is under way wait for that rendering
+    instead of starting another (so a poll storm after a new bucket renders once).
+    """
     if not_modified(request, etag):
         return web.Response(status=304, headers={"ETag": etag, "Vary": "Accept-Encoding"})
     cache = request.app[RESPONSES]
     item = cache.get(etag)
     if item is None:
-        item = await request.app[LIMITER].run(work)
-        cache.put(etag, item)
+        pending = cache.pending.get(etag)
+        if pending is None:
+            pending = asyncio.ensure_future(request.app[LIMITER].run(work))
+            cache.pending[etag] = pending
+            pending.add_done_callback(lambda done: cache.settle(etag, done))
+        item = await asyncio.shield(pending)
     return send(request, etag, item)
 
 

@@ -91,6 +91,7 @@ class Service:
         self._thread = 0
         self._apply_lock = asyncio.Lock()
         self._reload_wanted = asyncio.Event()
+        self._loading: set[str] = set()
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -109,7 +110,7 @@ class Service:
     async def stop(self) -> None:
         """Stop every session (each flushes its last bucket), then finish the writes."""
         await asyncio.gather(*(self._stop_target(t) for t in list(self.targets.values())))
-        with contextlib.suppress(asyncio.TimeoutError):
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._writes.join(), STOP_TIMEOUT)
         for task in self._tasks:
             task.cancel()
@@ -120,22 +121,29 @@ class Service:
 
     async def _add_target(self, spec: TargetSpec) -> None:
         if spec.name not in self.windows:
-            self.windows[spec.name] = await self._load_window(spec.name)
+            self.windows[spec.name] = Window(spec.name, self.config.storage.max_stacks)
+            self._loading.add(spec.name)
+            self._tasks.append(asyncio.create_task(self._load_window(spec.name)))
         target = Target(spec)
         self.targets[spec.name] = target
         target.task = asyncio.create_task(self._supervise(target), name=f"flamed-{spec.name}")
 
-    async def _load_window(self, name: str) -> Window:
+    async def _load_window(self, name: str) -> None:
+        """Read the target's bucket files in a thread while sampling and serving go on."""
         storage = self.config.storage
-        window = Window(name, storage.max_stacks)
-        if self.disk is not None:
+        try:
+            if self.disk is None:
+                return
             since = self.clock() - storage.retention
             buckets = await asyncio.to_thread(self.disk.load, name, since, storage.max_stacks)
-            for bucket in buckets:
-                window.add(bucket)
-            if buckets:
+            window = self.windows.get(name)
+            if window is not None and buckets:
+                window.add_many(buckets)
                 log.info("target %s: loaded %d buckets from disk", name, len(buckets))
-        return window
+        except OSError as err:
+            log.error("target %s: cannot read its bucket files: %s", name, err.strerror or err)
+        finally:
+            self._loading.discard(name)
 
     async def _supervise(self, target: Target) -> None:
         failures = 0
@@ -386,9 +394,16 @@ class Service:
             "restarts": sum((Counter(status.restarts) + target.restarts).values()),
         }
 
+    @property
+    def loading(self) -> bool:
+        """True while bucket files are still being read at start."""
+        return bool(self._loading)
+
     def ready(self) -> tuple[bool, str]:
         if not self.started:
             return False, "starting"
+        if self._loading:
+            return False, "loading windows from disk: " + ", ".join(sorted(self._loading))
         bad = [n for n, t in self.targets.items() if t.status.state not in ("running", "waiting")]
         if bad:
             return False, "not sampling: " + ", ".join(sorted(bad))

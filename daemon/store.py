@@ -34,13 +34,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from flamed.collapse.folded import Count, Folded, read_folded, top
+from flamed.collapse.folded import Count, Folded, bytewise_key, read_folded, top
 
 log = logging.getLogger("flamed.daemon.store")
 
 OTHER = "[other]"
 FILE_NAME = re.compile(r"(\d+)-(\d+)\.folded\.gz")
-CACHE_ENTRIES = 8
+CACHE_ENTRIES = 4
 HEADER = "# flamed bucket "
 """First line of a bucket file, with what the folded text cannot say (the sample count)."""
 
@@ -103,14 +103,34 @@ def make_bucket(
 
 
 def merge_buckets(buckets: Iterable[Bucket], max_stacks: int) -> Folded:
-    """Sum buckets into one profile, capped at ``max_stacks`` stacks."""
+    """Sum buckets into one profile, capped at ``max_stacks`` stacks like ``cap_stacks``."""
     merged: dict[str, float] = {}
     get = merged.get
     for bucket in buckets:
         for stack, count in zip(bucket.stacks, bucket.counts, strict=True):
             merged[stack] = get(stack, 0.0) + count
-    folded = Folded({stack: as_count(count) for stack, count in merged.items()})
-    return cap_stacks(folded, max_stacks)
+    if len(merged) > max_stacks:
+        merged = cap_counts(merged, max_stacks)
+    return Folded({stack: as_count(count) for stack, count in merged.items()})
+
+
+def cap_counts(counts: dict[str, float], max_stacks: int) -> dict[str, float]:
+    """``cap_stacks`` for a plain dict, without sorting every stack (big merges)."""
+    rest = counts.pop(OTHER, 0.0)
+    keep = max_stacks - 1
+    values = sorted(counts.values(), reverse=True)
+    if len(values) <= keep:
+        counts[OTHER] = rest
+        return counts
+    threshold = values[keep - 1]
+    kept = {stack: count for stack, count in counts.items() if count > threshold}
+    ties = sorted(
+        (stack for stack, count in counts.items() if count == threshold), key=bytewise_key
+    )
+    for stack in ties[: keep - len(kept)]:
+        kept[stack] = threshold
+    kept[OTHER] = rest + sum(values) - sum(kept.values())
+    return kept
 
 
 @dataclass(frozen=True)
@@ -143,7 +163,8 @@ class Window:
         self.max_stacks = max_stacks
         self.buckets: list[Bucket] = []
         self.generation = 0
-        self._refs: dict[str, int] = {}
+        self.entries = 0
+        """Stack entries over all buckets: what memory grows with (the window_stacks gauge)."""
         self._cache: OrderedDict[tuple[int, int, int, int], Folded] = OrderedDict()
 
     def add(self, bucket: Bucket) -> Bucket:
@@ -161,6 +182,15 @@ class Window:
         self._track(bucket, 1)
         self._changed()
         return bucket
+
+    def add_many(self, buckets: Iterable[Bucket]) -> None:
+        """Add buckets loaded from disk; those already in memory (same start) are kept as is."""
+        have = {bucket.key for bucket in self.buckets}
+        fresh = sorted((b for b in buckets if b.key not in have), key=bucket_key)
+        for bucket in fresh:
+            self._track(bucket, 1)
+        self.buckets = sorted([*self.buckets, *fresh], key=bucket_key)
+        self._changed()
 
     def prune(self, before: float) -> list[Bucket]:
         """Drop the buckets that ended before ``before``; returns them."""
@@ -199,8 +229,8 @@ class Window:
         return merge_buckets(selection.buckets, self.max_stacks)
 
     def stacks(self) -> int:
-        """Distinct stacks held, over all buckets (for the window_stacks gauge)."""
-        return len(self._refs)
+        """Stack entries held over all buckets (a stack seen in 3 buckets counts 3 times)."""
+        return self.entries
 
     @property
     def oldest(self) -> float | None:
@@ -214,13 +244,7 @@ class Window:
         return sum(b.samples for b in reversed(self.buckets) if b.end > since)
 
     def _track(self, bucket: Bucket, step: int) -> None:
-        refs = self._refs
-        for stack in bucket.stacks:
-            left = refs.get(stack, 0) + step
-            if left > 0:
-                refs[stack] = left
-            else:
-                refs.pop(stack, None)
+        self.entries += step * len(bucket.stacks)
 
     def _changed(self) -> None:
         self.generation += 1

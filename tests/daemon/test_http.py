@@ -253,3 +253,26 @@ def test_parse_range_labels() -> None:
     assert (span.start, span.end) == (940.0, 1000.0)
     fixed = parse_range({"from": "0", "until": "60"}, 1000.0, 60)
     assert fixed.label == "1970-01-01 00:00:00 UTC to 1970-01-01 00:01:00 UTC"
+
+
+async def test_concurrent_requests_for_one_graph_render_it_once(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release, calls = threading.Event(), []
+    real = http.render_flamegraph
+
+    def counted(folded, options):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        release.wait(30)
+        return real(folded, options)
+
+    monkeypatch.setattr(http, "render_flamegraph", counted)
+    url = "/api/v1/flamegraph?target=a&window=11m"
+    pending = [asyncio.ensure_future(client.get(url)) for _ in range(5)]
+    await wait_for(lambda: len(calls) == 1)
+    await asyncio.sleep(0.2)
+    release.set()
+    responses = await asyncio.gather(*pending)
+    assert [r.status for r in responses] == [200] * 5 and len(calls) == 1
+    bodies = {await r.read() for r in responses}
+    assert len(bodies) == 1

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flamed.collapse.folded import Folded, merge
+from flamed.collapse.folded import Folded, merge, top
 from flamed.daemon.service import Service
 from flamed.daemon.store import OTHER, DiskStore, Window, cap_stacks, make_bucket, merge_buckets
 from tests.daemon.conftest import T0, FakeClock, FakeFactory, folded_of, make_config, wait_for
@@ -97,6 +97,14 @@ def test_merging_buckets_is_folded_merge(parts: list[dict[str, int]]) -> None:
     assert merge_buckets(buckets, 10_000) == expected
 
 
+@given(st.lists(profiles, max_size=5), st.integers(min_value=2, max_value=6))
+def test_capped_merge_is_top_of_merge(parts: list[dict[str, int]], cap: int) -> None:
+    buckets = [make_bucket(T0 + i, T0 + i + 1, Folded(p), 10_000) for i, p in enumerate(parts)]
+    whole = merge(Folded(dict(p)) for p in parts)
+    expected = whole if len(whole) <= cap else top(whole, cap - 1)
+    assert merge_buckets(buckets, cap) == expected
+
+
 def test_merged_queries_are_capped_too() -> None:
     window = Window("a", 3)
     window.add(bucket(T0, "a 5\nb 1\n", max_stacks=3))
@@ -150,6 +158,7 @@ async def test_service_persists_buckets_and_a_restart_keeps_them(tmp_path: Path)
 
     again = Service(config, session_factory=FakeFactory(), clock=clock)
     await again.start()
+    await wait_for(lambda: not again.loading)
     window = again.windows["a"]
     assert window.merge(window.select(T0 - 60, T0)).counts == {"main;f": 2, "main;g": 1}
     assert again.describe("a")["samples_last_minute"] == 3
