@@ -20,10 +20,10 @@ Everything here is pure: input is a sequence of stacks, output a :class:`Layout`
 from __future__ import annotations
 
 import logging
-import re
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from operator import itemgetter
 from typing import NamedTuple
 
@@ -34,7 +34,6 @@ from flamed.render.options import RenderOptions
 log = logging.getLogger("flamed.render")
 
 XPAD = 10  # pixels left and right of the frames
-CONTROL_RE = re.compile("[\x00-\x1f]")
 
 #: One input stack: (stack text, count that gives the width, delta or None).
 Entry = tuple[str, Count, "float | None"]
@@ -135,12 +134,16 @@ def transform(entries: list[Entry], options: RenderOptions) -> list[Entry]:
         entries = merge_duplicates(entries)
     # flamegraph.pl sorts whole "stack COUNT" lines, so when one stack is a prefix
     # of another the space after it sorts it first -- unless a control character
-    # (below the space) follows the prefix. Only then does the key need the space.
-    if any(not entry[0].isprintable() and CONTROL_RE.search(entry[0]) for entry in entries):
+    # (below the space) follows the prefix. Only then does the key need the space;
+    # such a pair would be neighbours in plain order, so look there first.
+    entries.sort(key=itemgetter(0))
+    if any(control_follows_prefix(a[0], b[0]) for a, b in pairwise(entries)):
         entries.sort(key=lambda entry: entry[0] + " ")
-    else:
-        entries.sort(key=itemgetter(0))
     return entries
+
+
+def control_follows_prefix(first: str, second: str) -> bool:
+    return second.startswith(first) and len(second) > len(first) and second[len(first)] < " "
 
 
 def merge_duplicates(entries: list[Entry]) -> list[Entry]:
