@@ -25,6 +25,8 @@
   let graphSeq = 0;
   let shownText = "";
   let listeners = [];
+  let installCost = 0;
+  let lastInstall = 0;
 
   class Refused extends Error {}
 
@@ -366,7 +368,7 @@
 
   async function loadGraph(quiet) {
     updateDownloads();
-    if (!state.target) {
+    if (!state.target || (quiet && !dueForRefresh())) {
       return;
     }
     const seq = ++graphSeq;
@@ -401,6 +403,12 @@
     }
   }
 
+  // A huge graph can take seconds to inline: then refresh it less often, so that
+  // the page spends at most a fifth of its time redrawing.
+  function dueForRefresh() {
+    return performance.now() - lastInstall >= 5 * installCost;
+  }
+
   function currentSvg() {
     return holder.querySelector("svg");
   }
@@ -414,6 +422,7 @@
   // Inline the SVG, run its own script (scripts do not run when parsed as data),
   // and keep the zoom (by the frame's stack, not its position) and the search.
   function install(text) {
+    const began = performance.now();
     const parsed = new DOMParser().parseFromString(text, "image/svg+xml");
     const root = parsed.documentElement;
     if (!root || root.localName !== "svg" || parsed.getElementsByTagName("parsererror").length) {
@@ -430,7 +439,7 @@
       dropFromUrl(["x", "y"]);
     }
     teardown();
-    const svg = document.importNode(root, true);
+    const svg = document.adoptNode(root);
     holder.replaceChildren(svg);
     shownText = text;
     if (code) {
@@ -441,6 +450,8 @@
     }
     syncSearch();
     holder.dataset.generation = String(parseInt(holder.dataset.generation, 10) + 1);
+    lastInstall = performance.now();
+    installCost = lastInstall - began;
   }
 
   // The graph's script listens on window for its keys; remember those listeners
@@ -482,9 +493,10 @@
     }
     const [start, depth] = view.zoomed;
     const slack = parseFloat(svg.getAttribute("data-total")) * 1e-9;
+    const frames = framesOf(svg);
     const path = [];
     for (let d = 0; d <= depth; d++) {
-      const frame = framesOf(svg).find((f) => f.depth === d && f.start <= start + slack &&
+      const frame = frames.find((f) => f.depth === d && f.start <= start + slack &&
         f.start + f.width >= start - slack && (d < depth || Math.abs(f.start - start) <= slack));
       if (!frame) {
         return null;

@@ -206,6 +206,7 @@ class Proxy:
         self.serve_page = not (response.status == 200 and b"static/page.js" in body)
         app = web.Application()
         app.router.add_get(PREFIX + "{tail:.*}", self.handle)
+        app.router.add_get(PREFIX.rstrip("/"), self.handle)  # a proxy that does not redirect
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
@@ -217,7 +218,7 @@ class Proxy:
             await self.session.close()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        path = "/" + request.match_info["tail"]
+        path = "/" + request.match_info.get("tail", "")
         if self.serve_page and path in webpage.PAGE_PATHS:
             local = request.clone(rel_url=request.rel_url.with_path(path))
             if path == "/":
@@ -362,7 +363,7 @@ def test_asks_for_the_token_then_lists_the_targets(tab: Tab, proxy: Proxy, daemo
     page.click("#token-form button[type=submit]")
     burner = page.locator("#targets tr[data-target=burner]")
     burner.wait_for()
-    page.wait_for_function("document.querySelector('#graph svg.flamegraph') !== null")
+    page.wait_for_function("() => document.querySelector('#graph svg.flamegraph') !== null")
     cells = burner.locator("td").all_inner_texts()
     assert cells[0] == "burner" and cells[1] == "running"
     assert str(daemon.burner_pid) in cells[2]
@@ -384,6 +385,13 @@ def test_flame_graph_of_the_workload_under_the_prefix(tab: Tab, proxy: Proxy) ->
     ours = [url for url in tab.requests if not url.startswith(("data:", "blob:"))]
     assert ours and all(url.startswith(proxy.url) for url in ours), ours
     assert any("/flamed/api/v1/flamegraph?" in url for url in ours)
+
+
+def test_the_prefix_without_its_slash_is_fixed_up(tab: Tab, proxy: Proxy) -> None:
+    page = open_page(tab, proxy)
+    page.goto(proxy.url.rstrip("/") + "?target=burner&window=1m")
+    wait_graph(page, "burner: last 1m")
+    assert page.url.startswith(proxy.url + "?target=burner")
 
 
 def test_a_click_zooms_and_reset_unzooms(tab: Tab, proxy: Proxy) -> None:
@@ -508,7 +516,7 @@ def test_daemon_errors_show_as_text(tab: Tab, proxy: Proxy) -> None:
     assert "404" in message.inner_text() and "unknown target 'nope'" in message.inner_text()
     page.locator("#targets tr[data-target=ghost]").wait_for()
     page.goto(proxy.url + "?target=burner&window=banana")
-    page.wait_for_function("document.getElementById('message').textContent.includes('400')")
+    page.wait_for_function("() => document.getElementById('message').textContent.includes('400')")
     assert "window" in message.inner_text() and "banana" in message.inner_text()
     shot(page, "10-daemon-error")
 
