@@ -1,9 +1,10 @@
 """The perf session: one long-running ``perf record`` rotating a file per bucket.
 
-``perf record --switch-output=Ns`` closes its output file every bucket and
-prints ``[ perf record: Dump SPOOL/perf.data.<timestamp> ]`` on stderr once the
-file is complete; that line is how the session learns of a new file (no file
-watching, no guessing whether perf is still writing). Each file is converted by
+``perf record --switch-output=signal`` closes its output file when the session
+sends it SIGUSR2 (every bucket) and prints ``[ perf record: Dump
+SPOOL/perf.data.<timestamp> ]`` on stderr once the file is complete; that line
+is how the session learns of a new file (no file watching, no guessing whether
+perf is still writing). Each file is converted by
 ``perf script`` with only the fields the collapser needs and ``--no-inline``,
 its output streamed into the perf collapser as it arrives, then deleted.
 The queue of files waiting to be folded is bounded (``max_backlog``; perf's own
@@ -127,11 +128,14 @@ def record_argv(
     output: Path,
     resolution: Resolution,
 ) -> list[str]:
-    seconds = max(1, round(options.bucket_seconds))
     argv = [perf_path, "record", "-F", str(spec.frequency), "-e", event]
     argv += ["--call-graph", spec.call_graph, "-o", str(output)]
-    argv += [f"--switch-output={seconds}s", f"--switch-max-files={options.max_backlog + 2}"]
-    argv += ["--no-buildid-cache"]
+    # The session rotates perf's file itself with SIGUSR2 every bucket: perf's own
+    # timer (--switch-output=10s, one alarm() re-armed after each switch) was seen to
+    # stop rotating for a minute and more on a loaded machine. Without the BPF
+    # side-band thread perf is single-threaded, so the signal always wakes its poll().
+    argv += ["--switch-output=signal", f"--switch-max-files={options.max_backlog + 2}"]
+    argv += ["--no-buildid-cache", "--no-bpf-event"]
     if options.mmap_pages:
         argv += ["-m", str(options.mmap_pages)]
     if resolution.mode == "pids":
@@ -228,17 +232,29 @@ class PerfSession(SamplingSession):
         stopping: asyncio.Task[bool],
         resolution: Resolution,
     ) -> Outcome | None:
-        """Until stopped (stop), the target set changes (targets), or perf exits (None)."""
+        """Until stopped (stop), the target set changes (targets), or perf exits (None).
+
+        Every bucket, perf is told to rotate its file (SIGUSR2) and name targets are
+        re-resolved.
+        """
+        bucket = self.options.bucket_seconds
+        next_rotation = time.monotonic() + bucket
         while True:
             await asyncio.wait(
                 {exited, stopping},
-                timeout=self.options.bucket_seconds,
+                timeout=max(0.0, next_rotation - time.monotonic()),
                 return_when=asyncio.FIRST_COMPLETED,
             )
             if stopping.done():
                 return "stop"
             if exited.done():
                 return None
+            if time.monotonic() < next_rotation:
+                continue
+            next_rotation = max(next_rotation + bucket, time.monotonic() + bucket / 2)
+            if self.perf_pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.perf_pid, signal.SIGUSR2)
             if self.resolver.dynamic:
                 now = self.resolve()
                 if now.sampling_key() != resolution.sampling_key():
@@ -267,6 +283,7 @@ class PerfSession(SamplingSession):
 
     def _stderr_line(self, line: bytes, tail: deque[str]) -> None:
         found = DUMP_LINE.search(line)
+        log.debug("target %s: perf: %s", self.spec.name, line.decode("utf-8", "replace"))
         if found is None:
             if line.strip():
                 tail.append(line.decode("utf-8", "replace"))
@@ -298,6 +315,9 @@ class PerfSession(SamplingSession):
             job = self._queue.popleft()
             try:
                 await self._fold(job)
+            except Exception as err:  # a bug folding one file must not end the session
+                log.exception("target %s: folding %s failed", self.spec.name, job.path)
+                self.drop("error", f"folding {job.path.name} failed: {err!r}")
             finally:
                 with contextlib.suppress(OSError):
                     job.path.unlink()

@@ -34,7 +34,7 @@ class SessionOptions:
     """How a session samples; every external path and the clock are here for tests to swap."""
 
     bucket_seconds: float = 10.0
-    """Length of one chunk; perf rounds it to whole seconds (at least 1)."""
+    """Length of one chunk (DTrace rounds it to whole seconds, at least 1)."""
     spool_dir: Path = Path("/var/lib/flamed/spool")
     """Where perf writes its rotated files; one subfolder per target."""
     perf_path: str = "perf"
