@@ -8,6 +8,7 @@ COMMANDS = [
     "collapse",
     "diff_folded",
     "flamegraph",
+    "record",
     "run",
     "check_config",
     "export",
