@@ -273,6 +273,7 @@
       return;
     }
     state.target = name;
+    resetZoom();  // another program's stacks: a zoom there would mean something else
     writeState();
     showTargets();
     loadGraph(false);

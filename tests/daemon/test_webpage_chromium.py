@@ -147,6 +147,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, workload: int) -> Iterator[
         f'inbox = "{inbox}"\n'
         f'[[targets]]\nname = "burner"\npids = [{workload}]\n'
         f'[[targets]]\nname = "ghost"\npids = [{ghost}]\n'
+        f'[[targets]]\nname = "broken"\npids = [{workload}]\nbackend = "dtrace"\n'
     )
     log = (folder / "daemon.log").open("wb")
     command = [sys.executable, "-m", "flamed.daemon.cli", "run", "--config", str(config)]
@@ -514,7 +515,15 @@ def test_daemon_errors_show_as_text(tab: Tab, proxy: Proxy) -> None:
     message = page.locator("#message")
     message.wait_for(state="visible")
     assert "404" in message.inner_text() and "unknown target 'nope'" in message.inner_text()
-    page.locator("#targets tr[data-target=ghost]").wait_for()
+    page.wait_for_function(
+        """() => {
+            const row = document.querySelector('#targets tr[data-target=broken]');
+            return row && row.cells[1].textContent === 'error';
+        }"""
+    )
+    broken = page.locator("#targets tr[data-target=broken] td")
+    assert "dtrace not found" in broken.nth(7).inner_text()
+    assert "note-error" in classes(broken.nth(7))
     page.goto(proxy.url + "?target=burner&window=banana")
     page.wait_for_function("() => document.getElementById('message').textContent.includes('400')")
     assert "window" in message.inner_text() and "banana" in message.inner_text()
