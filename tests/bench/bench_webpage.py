@@ -27,7 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from flamed.collapse.folded import Folded
+from flamed.collapse.folded import Count, Folded
 from flamed.daemon import webpage
 from flamed.render import RenderOptions, render_flamegraph
 
@@ -45,7 +45,7 @@ CHROMIUM_ARGS = [
 def profile(stacks: int, seed: int) -> Folded:
     rng = random.Random(seed)
     names = [f"fn_{n}" for n in range(400)]
-    counts: dict[str, int] = {}
+    counts: dict[str, Count] = {}
     while len(counts) < stacks:
         depth = rng.randint(10, 40)
         frames = ["main"] + [names[(i * 7 + rng.randint(0, 3 + i)) % 400] for i in range(depth)]
