@@ -7,9 +7,17 @@ a small renderer below, so a template naming a label the alert lacks fails.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import shutil
+import socket
 import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -226,3 +234,96 @@ def test_alerts_fire_when_they_should_and_only_then(tmp_path: Path) -> None:
     (tmp_path / "tests.yml").write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     result = promtool("test", "rules", "tests.yml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# -- the shipped config and rules against a real daemon and a real Prometheus -------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def api(port: int, path: str, **params: str) -> Any:
+    url = f"http://127.0.0.1:{port}{path}?{urllib.parse.urlencode(params)}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return json.loads(response.read())["data"]
+    except (OSError, ValueError):
+        return None
+
+
+def shipped_config_for(daemon_port: int) -> dict[str, Any]:
+    """deploy/prometheus/prometheus.yml, pointed at a test port and scraping every second."""
+    config: dict[str, Any] = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    (job,) = config["scrape_configs"]
+    job.update(scrape_interval="1s", scrape_timeout="1s")
+    job["static_configs"][0]["targets"] = [f"127.0.0.1:{daemon_port}"]
+    return config
+
+
+@contextlib.contextmanager
+def running(command: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out, subprocess.Popen(command, stdout=out, stderr=out) as proc:
+        try:
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def wait_until(predicate: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.5)
+
+
+@pytest.mark.slow
+@pytest.mark.perf
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="Debian's prometheus")
+@pytest.mark.skipif(shutil.which("perf") is None, reason="perf is not installed")
+def test_the_rules_evaluate_cleanly_against_a_real_daemon(tmp_path: Path) -> None:
+    daemon_port, prom_port = free_port(), free_port()
+    flamed_config = tmp_path / "flamed.toml"
+    flamed_config.write_text(
+        f'[server]\nlisten = "127.0.0.1:{daemon_port}"\n[storage]\n'
+        f'state_dir = "{tmp_path / "state"}"\nbucket = "2s"\nretention = "1m"\n'
+        '[[targets]]\nname = "system"\nall = true\n'
+    )
+    shutil.copy2(RULES, tmp_path / RULES.name)
+    prom_config = tmp_path / "prometheus.yml"
+    prom_config.write_text(yaml.safe_dump(shipped_config_for(daemon_port)), encoding="utf-8")
+    daemon = [sys.executable, "-m", "flamed.daemon.cli", "run", "--config", str(flamed_config)]
+    prometheus = [
+        str(shutil.which("prometheus")),
+        f"--config.file={prom_config}",
+        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{prom_port}",
+    ]
+    with running(daemon, tmp_path / "flamed.log"), running(prometheus, tmp_path / "prom.log"):
+        check_rules_live(prom_port)
+
+
+def check_rules_live(port: int) -> None:
+    def samples_recorded() -> bool:
+        found = api(port, "/api/v1/query", query="target:flamed_collapse_samples:rate5m > 0")
+        return bool(found and found["result"])
+
+    wait_until(samples_recorded, 120, "the recording rule never saw samples")
+    rules = [rule for group in api(port, "/api/v1/rules")["groups"] for rule in group["rules"]]
+    assert len(rules) == len(load_rules())
+    for rule in rules:
+        assert rule["health"] == "ok", rule
+    up = api(port, "/api/v1/query", query='up{job="flamed"}')["result"]
+    assert [sample["value"][1] for sample in up] == ["1"]
+    throughput = "target:flamed_collapse_throughput_bytes_per_second:rate5m"
+    wait_until(lambda: bool(api(port, "/api/v1/query", query=throughput)["result"]), 60, throughput)
+    firing = api(port, "/api/v1/alerts")["alerts"]
+    assert firing == [], firing  # a healthy daemon raises nothing, not even pending
