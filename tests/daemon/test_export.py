@@ -704,3 +704,71 @@ def test_parse_uses_the_callers_fail_for_line_numbers() -> None:
 def test_gzip_of_pushed_profiles_is_real(pb: ModuleType) -> None:
     data = pprof_for(Folded({"x": 1}), frequency=99, start=T0, end=T0 + 10, target="t")
     assert gzip.decompress(data)
+
+
+# -- wired into the daemon (runs once config, service and http call this module) ----------
+
+
+def daemon_wired() -> bool:
+    from flamed.daemon import config, http
+
+    return "exporters" in config.TOP_KEYS and hasattr(http, "api_pprof")
+
+
+wired = pytest.mark.skipif(
+    not daemon_wired(), reason="[[exporters]] and /api/v1/pprof are not wired into the daemon yet"
+)
+
+
+@wired
+async def test_daemon_pushes_buckets_and_serves_pprof(
+    aiohttp_server: MakeServer,
+    aiohttp_client: Callable[[web.Application], Awaitable[Any]],
+    pb: ModuleType,
+    tmp_path: Path,
+) -> None:
+    from flamed.daemon.http import create_app
+    from tests.daemon.conftest import FakeFactory, make_config, wait_for
+
+    stand_in = StandIn("pyroscope", pb)
+    server = await aiohttp_server(stand_in.app())
+    exporters = f'\n[[exporters]]\nkind = "pyroscope"\nurl = "{server.make_url("/")}"\n'
+    targets = '[[targets]]\nname = "a"\nall = true\nfrequency = 250\n' + exporters
+    config = make_config(tmp_path, targets=targets)
+    factory, clock, registry = FakeFactory(), FakeClock(T0), CollectorRegistry()
+    app = create_app(
+        config, session_factory=factory, clock=clock, registry=registry, watch=False,
+        persist=False,
+    )  # fmt: skip
+    client = await aiohttp_client(app)
+    await wait_for(lambda: factory.running("a"))
+    factory.latest("a").emit(T0 - 10, T0, "main;work 5\nmain;idle 1\n")
+    await wait_for(lambda: len(stand_in.received) == 1)
+    [got] = stand_in.received
+    assert got.folded == {"main;work": 5, "main;idle": 1}
+    assert got.labels["target"] == "a" and got.time_nanos == int((T0 - 10) * 1e9)
+    assert stand_in.violations == []
+
+    response = await client.get(
+        "/api/v1/pprof", params={"target": "a", "window": "5m"},
+        headers={"Accept-Encoding": "gzip"}, auto_decompress=False,
+    )  # fmt: skip
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "application/octet-stream"
+    assert "Content-Encoding" not in response.headers
+    profile = decode_protobuf(pb, await response.read())
+    assert profile.folded() == {"main;work": 5, "main;idle": 1}
+    assert profile.period == 4_000_000
+    assert (await client.get("/api/v1/pprof", params={"target": "zzz"})).status == 404
+    assert (await client.get("/api/v1/pprof", params={"target": "a", "window": "x"})).status == 400
+    success = {"exporter": "pyroscope", "result": "success"}
+    assert registry.get_sample_value("flamed_export_pushes_total", success) == 1
+
+
+@wired
+def test_config_refuses_bad_exporters_with_file_and_line(tmp_path: Path) -> None:
+    from tests.daemon.conftest import make_config
+
+    bad = '[[targets]]\nname = "a"\nall = true\n\n[[exporters]]\nkind = "parca"\nurl = "ftp://x"\n'
+    with pytest.raises(ConfigError, match=r"test\.toml:\d+: exporters\[0\]\.url: 'ftp://x'"):
+        make_config(tmp_path, targets=bad)
