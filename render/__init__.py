@@ -11,19 +11,40 @@ The flame graph API, for the command line and the daemon alike:
   ``options_from_query(params)`` for HTTP query parameters;
 * ``layout_plain`` / ``layout_differential`` and ``write_svg`` to render into a
   stream and learn whether there were samples at all (``Layout.empty``).
+
+The names are loaded on first use, so importing ``flamed.render.options`` (as
+every command's argument parser does) stays cheap.
 """
 
 from __future__ import annotations
 
-from flamed.render.layout import Frame, Layout, layout_differential, layout_plain
-from flamed.render.options import RenderOptions, options_from_query
-from flamed.render.svg import (
-    render_diff_folded,
-    render_differential,
-    render_flamegraph,
-    render_layout,
-    write_svg,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flamed.render.layout import Frame, Layout, layout_differential, layout_plain
+    from flamed.render.options import RenderOptions, options_from_query
+    from flamed.render.svg import (
+        render_diff_folded,
+        render_differential,
+        render_flamegraph,
+        render_layout,
+        write_svg,
+    )
+
+EXPORTS = {
+    "Frame": "layout",
+    "Layout": "layout",
+    "layout_differential": "layout",
+    "layout_plain": "layout",
+    "RenderOptions": "options",
+    "options_from_query": "options",
+    "render_diff_folded": "svg",
+    "render_differential": "svg",
+    "render_flamegraph": "svg",
+    "render_layout": "svg",
+    "write_svg": "svg",
+}
 
 __all__ = [
     "Frame",
@@ -38,3 +59,10 @@ __all__ = [
     "render_layout",
     "write_svg",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'flamed.render' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"flamed.render.{module}"), name)

@@ -23,7 +23,6 @@ import io
 import re
 from collections.abc import Callable
 from functools import cache
-from importlib import resources
 from typing import TextIO
 
 from flamed.collapse.folded import Count, Folded
@@ -92,6 +91,8 @@ def number(value: float) -> str:
 
 @cache
 def asset(name: str) -> str:
+    from importlib import resources
+
     text = resources.files("flamed.render").joinpath("assets", name).read_text("utf-8")
     if "]]>" in text:
         raise ValueError(f"asset {name} must not contain ]]>")

@@ -125,6 +125,7 @@ def generate(path: Path, megabytes: float, seed: int = 4) -> None:
 @dataclass
 class Run:
     seconds: float
+    cpu_seconds: float
     peak_rss_mib: float
     output: bytes
 
@@ -137,7 +138,7 @@ def measure(command: list[str], output: Path) -> Run:
     which survives exec, so wait4's figure would be ours, not the child's.
     """
     rss_file = output.with_suffix(".rss")
-    timed = [TIME, "-f", "%M", "-o", str(rss_file), *command] if TIME else command
+    timed = [TIME, "-f", "%M %U %S", "-o", str(rss_file), *command] if TIME else command
     with open(output, "wb") as out:
         started = time.perf_counter()
         process = subprocess.Popen(timed, stdout=out, stderr=subprocess.DEVNULL)
@@ -146,14 +147,19 @@ def measure(command: list[str], output: Path) -> Run:
         process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise SystemExit(f"{command[0]} failed with status {process.returncode}")
-    peak_kib = int(rss_file.read_text().split()[-1]) if TIME else usage.ru_maxrss
-    return Run(seconds, peak_kib / 1024, output.read_bytes())
+    if TIME:
+        peak, user, system = rss_file.read_text().split()[-3:]
+        peak_kib, cpu = int(peak), float(user) + float(system)
+    else:
+        peak_kib, cpu = usage.ru_maxrss, usage.ru_utime + usage.ru_stime
+    return Run(seconds, cpu, peak_kib / 1024, output.read_bytes())
 
 
 def best_of(command: list[str], output: Path, runs: int) -> Run:
     results = [measure(command, output) for _ in range(runs)]
     fastest = min(results, key=lambda run: run.seconds)
     fastest.peak_rss_mib = max(run.peak_rss_mib for run in results)
+    fastest.cpu_seconds = min(run.cpu_seconds for run in results)
     return fastest
 
 
@@ -193,8 +199,8 @@ def main() -> int:
 
     ours = best_of([*flamed_command(), str(path)], OUT / "render-flamed.svg", args.runs)
     print(
-        f"flamed flamegraph: {ours.seconds:.2f} s, peak RSS {ours.peak_rss_mib:.0f} MiB, "
-        f"{len(titles(ours.output))} frames"
+        f"flamed flamegraph: {ours.seconds:.2f} s wall, {ours.cpu_seconds:.2f} s CPU, "
+        f"peak RSS {ours.peak_rss_mib:.0f} MiB, {len(titles(ours.output))} frames"
     )
     folder = os.environ.get("FLAMEGRAPH_DIR")
     if not folder:
@@ -203,11 +209,14 @@ def main() -> int:
     script = Path(folder) / "flamegraph.pl"
     theirs = best_of(["perl", str(script), str(path)], OUT / "render-perl.svg", args.runs)
     print(
-        f"flamegraph.pl:     {theirs.seconds:.2f} s, peak RSS {theirs.peak_rss_mib:.0f} MiB, "
-        f"{len(titles(theirs.output))} frames"
+        f"flamegraph.pl:     {theirs.seconds:.2f} s wall, {theirs.cpu_seconds:.2f} s CPU, "
+        f"peak RSS {theirs.peak_rss_mib:.0f} MiB, {len(titles(theirs.output))} frames"
     )
     same = titles(ours.output) == titles(theirs.output)
-    print(f"speed-up: {theirs.seconds / ours.seconds:.1f}x (whole process, best of {args.runs})")
+    print(
+        f"speed-up: {theirs.seconds / ours.seconds:.1f}x wall, "
+        f"{theirs.cpu_seconds / ours.cpu_seconds:.1f}x CPU (whole process, best of {args.runs})"
+    )
     print(f"memory: {ours.peak_rss_mib:.0f} MiB vs {theirs.peak_rss_mib:.0f} MiB peak RSS")
     print(f"same frames: {'yes' if same else 'NO'}")
     return 0 if same else 1
