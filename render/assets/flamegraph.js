@@ -4,6 +4,9 @@
 // data-depth, data-start and data-width in samples, so no pixel arithmetic is
 // needed to know who contains whom. The view lives in the URL: ?x=START&y=DEPTH
 // for the zoomed frame, s=REGEX for the search, i=1 to ignore case.
+// A page that hosts the SVG may drive it through svg.flamegraph (zoom(start,
+// depth), unzoom(), search(regex), view()) and read g.flamegraphFrame; the
+// daemon's web page does, so those names are a contract.
 (function () {
   "use strict";
 
