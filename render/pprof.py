@@ -113,10 +113,6 @@ def bytes_field(field: int, payload: bytes) -> bytes:
     return key(field, LENGTH_DELIMITED) + varint(len(payload)) + payload
 
 
-def packed(field: int, values: list[int]) -> bytes:
-    return bytes_field(field, b"".join(map(varint, values))) if values else b""
-
-
 # -- the profile ---------------------------------------------------------------------------
 
 
@@ -165,26 +161,34 @@ def mapping_message() -> bytes:
 
 
 class Frames:
-    """Frame names to location ids (1..n, first met first); the function has the same id."""
+    """Frame names to location ids (1..n, first met first); the function has the same id.
+
+    Each id is kept as its encoded varint, since stacks are encoded far more
+    often than frames are added.
+    """
 
     def __init__(self) -> None:
-        self.ids: dict[str, int] = {}
+        self.ids: dict[str, bytes] = {}
 
-    def locations(self, stack: str) -> list[int]:
-        """The stack's location ids, leaf first."""
+    def locations(self, stack: str) -> bytes:
+        """The stack's location ids, leaf first, as the payload of a packed field."""
         ids = self.ids
-        out = []
-        for frame in reversed(stack.split(";")):
-            found = ids.get(frame)
-            if found is None:
-                found = ids[frame] = len(ids) + 1
-            out.append(found)
-        return out
+        frames = stack.split(";")
+        frames.reverse()
+        try:
+            return b"".join([ids[frame] for frame in frames])
+        except KeyError:
+            for frame in frames:
+                if frame not in ids:
+                    ids[frame] = varint(len(ids) + 1)
+            return b"".join([ids[frame] for frame in frames])
 
     def encode(self, strings: StringTable) -> bytes:
         parts = [mapping_message()]
-        parts.extend(location_message(ident) for ident in self.ids.values())
-        parts.extend(function_message(ident, strings(name)) for name, ident in self.ids.items())
+        parts.extend(location_message(ident) for ident in range(1, len(self.ids) + 1))
+        parts.extend(
+            function_message(ident, strings(name)) for ident, name in enumerate(self.ids, 1)
+        )
         return b"".join(parts)
 
 
@@ -193,10 +197,26 @@ def int64(value: int) -> int:
     return max(INT64_MIN, min(INT64_MAX, value))
 
 
-def sample_message(locations: list[int], count: int, period: int, labels: bytes) -> bytes:
-    values = [int64(count), int64(count * period)]
-    body = packed(SAMPLE_LOCATION_ID, locations) + packed(SAMPLE_VALUE, values)
-    return bytes_field(PROFILE_SAMPLE, body + labels)
+SAMPLE_LOCATIONS_KEY = key(SAMPLE_LOCATION_ID, LENGTH_DELIMITED)
+SAMPLE_VALUES_KEY = key(SAMPLE_VALUE, LENGTH_DELIMITED)
+PROFILE_SAMPLE_KEY = key(PROFILE_SAMPLE, LENGTH_DELIMITED)
+
+
+def sample_message(locations: bytes, count: int, period: int, labels: bytes) -> bytes:
+    """A Sample: packed location ids (already encoded), values [count, count * period]."""
+    values = varint(int64(count)) + varint(int64(count * period))
+    body = b"".join(
+        (
+            SAMPLE_LOCATIONS_KEY,
+            varint(len(locations)),
+            locations,
+            SAMPLE_VALUES_KEY,
+            varint(len(values)),
+            values,
+            labels,
+        )
+    )
+    return PROFILE_SAMPLE_KEY + varint(len(body)) + body
 
 
 def label_messages(labels: tuple[tuple[str, str], ...], strings: StringTable) -> bytes:
@@ -215,7 +235,7 @@ def encode_profile(folded: Folded, options: PprofOptions = PprofOptions()) -> by
     cpu_type = value_type(strings("cpu"), strings("nanoseconds"))
     labels = label_messages(options.labels, strings)
     samples = []
-    for stack, raw in folded.sorted_items():
+    for stack, raw in sorted(folded.counts.items()):  # a fixed order: same input, same bytes
         count = round(raw)
         if count:
             samples.append(sample_message(frames.locations(stack), count, period, labels))
