@@ -95,6 +95,8 @@ say svg "$(curl -s -o /dev/null -w '%{http_code}' "$api/flamegraph?target=system
 say state_dir "$(stat -c '%U:%a' /var/lib/flamed)"
 score='s/.*Overall exposure level for flamed.service: \([0-9.]*\).*/\1/p'
 say security "$(systemd-analyze security flamed | sed -n "$score")"
+bash /root/src/deploy/install.sh --no-venv --no-perf; say reinstall_rc $?
+say reinstall_state "$(show ActiveState)/$(show SubState)"
 say reload_rc "$(systemctl reload flamed; echo $?)"
 sleep 2
 say reload_ok "$(m 'flamed_config_reloads_total{result="success"}')"
@@ -103,6 +105,9 @@ bash /root/src/deploy/install.sh --uninstall; say uninstall_rc $?
 say unit_after "$(systemctl show flamed -p LoadState --value)"
 say kept "$(ls /etc/flamed/flamed.toml)"
 say venv_after "$(ls /opt/flamed/venv 2>&1 >/dev/null | grep -c 'No such')"
+bash /root/src/deploy/install.sh --uninstall --purge; say purge_rc $?
+left=$(ls -d /etc/flamed /var/lib/flamed 2>/dev/null | wc -l)
+say purged "$left/$(getent passwd flamed | wc -l)"
 journalctl -u flamed --no-pager | tail -40
 say done yes
 """
@@ -223,6 +228,11 @@ def test_perf_samples_with_kernel_symbols_inside_the_sandbox(results: dict[str, 
     assert check(results, "state_dir") == "flamed:750"
 
 
+def test_installing_again_keeps_it_running(results: dict[str, str]) -> None:
+    assert check(results, "reinstall_rc") == "0"
+    assert check(results, "reinstall_state") == "active/running"
+
+
 def test_live_security_score_and_reload(results: dict[str, str]) -> None:
     assert float(check(results, "security")) <= 2.5
     assert check(results, "reload_rc") == "0"
@@ -235,3 +245,5 @@ def test_uninstall_removes_the_unit_and_keeps_the_config(results: dict[str, str]
     assert check(results, "unit_after") == "not-found"
     assert check(results, "kept") == "/etc/flamed/flamed.toml"
     assert check(results, "venv_after") == "1"
+    assert check(results, "purge_rc") == "0"
+    assert check(results, "purged") == "0/0"  # no config, no state, no user
