@@ -162,9 +162,11 @@ def parse_count(text: str) -> Count | None:
 
 
 def parse_line(line: str) -> tuple[str, Count] | None:
-    """One ``stack count`` line; None when it has no stack or no valid count."""
+    """One ``stack count`` line; None when it has no stack or no valid count.
+
+    Only the one space before the count separates: a stack may end in spaces
+    (a frame named " " is a frame, as flamegraph.pl draws it)."""
     stack, _, count_text = line.rstrip("\r").rpartition(" ")
-    stack = stack.rstrip(" ")
     if not stack:
         return None
     count = parse_count(count_text)
