@@ -223,15 +223,16 @@ def node_decoder(cache_dir: Path) -> Path:
     if not (cache_dir / "node_modules" / "pprof-format" / "package.json").is_file():
         try:
             done = subprocess.run(
-                [npm, "install", "--no-audit", "--no-fund", "--prefix", str(cache_dir),
-                 "pprof-format@2"],
+                [npm, "install", "--no-audit", "--no-fund", "--fetch-retries=1",
+                 "--prefix", str(cache_dir), "pprof-format@2"],
                 capture_output=True, timeout=180, check=False,
             )  # fmt: skip
         except subprocess.TimeoutExpired:
             pytest.skip("npm install pprof-format timed out: is the npm registry reachable?")
         if done.returncode != 0:
-            tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:]
-            pytest.skip(f"npm install pprof-format failed (registry unreachable?): {tail}")
+            lines = done.stderr.decode(errors="replace").splitlines()
+            said = [x for x in lines if "error" in x and "complete log" not in x][:2]
+            pytest.skip(f"npm install pprof-format failed (registry unreachable?): {said}")
     script.write_text(NODE_DECODER, encoding="utf-8")
     return script
 

@@ -58,8 +58,11 @@ def pb_module(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
 
 
 @pytest.fixture(scope="session")
-def node_script(request: pytest.FixtureRequest) -> Path:
-    return node_decoder(request.config.cache.mkdir("pprof-format"))
+def node_script(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """pprof-format, installed once into pytest's cache (or a temporary folder without one)."""
+    cache = getattr(request.config, "cache", None)
+    folder = cache.mkdir("pprof-format") if cache is not None else None
+    return node_decoder(folder or tmp_path_factory.mktemp("pprof-format"))
 
 
 @pytest.fixture(params=["protobuf", "pprof-format"])
