@@ -105,7 +105,9 @@ class DTraceSession(SamplingSession):
 
     async def sample(self, resolution: Resolution) -> Outcome:
         condition = predicate(self.spec, resolution)
-        argv = dtrace_argv(self.options.dtrace_path, self.spec, self.options.bucket_seconds, condition)
+        argv = dtrace_argv(
+            self.options.dtrace_path, self.spec, self.options.bucket_seconds, condition
+        )
         try:
             proc = await spawn(argv, stdout=asyncio.subprocess.PIPE)
         except FileNotFoundError as err:

@@ -181,10 +181,12 @@ class PerfSession(SamplingSession):
         self._queued.set()
         if self._worker is not None:
             await self._worker
+        self._clear_unfinished()
 
     async def sample(self, resolution: Resolution) -> Outcome:
         if not self.status.event:
             self.status.event = self.options.event or await detect_event(self.options.perf_path)
+        self._clear_unfinished()
         argv = record_argv(
             self.options.perf_path,
             self.spec,
@@ -201,10 +203,26 @@ class PerfSession(SamplingSession):
             raise ProfilerError(f"cannot run {argv[0]}: {err.strerror or err}") from err
         return await self._supervise(proc, resolution)
 
+    def _clear_unfinished(self) -> None:
+        """A perf that died leaves its current file without a header: drop it and count it.
+
+        (perf would otherwise keep it as ``perf.data.old``.)
+        """
+        for name in (SPOOL_NAME, SPOOL_NAME + ".old"):
+            path = self.spool / name
+            try:
+                size = path.stat().st_size
+                path.unlink()
+            except OSError:
+                continue
+            if size and name == SPOOL_NAME:
+                self.count("chunks_dropped", "unfinished")  # last_error keeps why perf died
+
     # -- one perf record ------------------------------------------------------
 
     async def _supervise(self, proc: asyncio.subprocess.Process, resolution: Resolution) -> Outcome:
         self.perf_pid = proc.pid
+        log.info("target %s: perf record started (pid %d)", self.spec.name, proc.pid)
         self._last_dump = self.options.clock()
         self.status.state = "running"
         self.status.pids = resolution.pids

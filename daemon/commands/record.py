@@ -9,12 +9,7 @@ chunks and writes them: ``.svg`` through the renderer, anything else (``.folded`
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import shutil
-import signal
 import sys
-import tempfile
 from pathlib import Path
 
 from flamed.collapse.errors import InputError, ProfilerError, UsageError
@@ -80,6 +75,8 @@ def target_spec(args: argparse.Namespace) -> TargetSpec:
 
 
 def describe(spec: TargetSpec) -> str:
+    if spec.all:
+        return "the whole machine"
     if spec.pids:
         return "process id " + ",".join(map(str, spec.pids))
     if spec.process is not None:
@@ -100,41 +97,25 @@ def check_target(spec: TargetSpec) -> None:
         raise InputError(f"no process with {describe(spec)} {what}")
 
 
-def check_output(path: str) -> None:
-    if path.endswith(".svg") and render_function() is None:
-        raise UsageError("SVG output needs flamed's renderer, which is not installed; use .folded")
-
-
-def render_function() -> object | None:
-    try:
-        from flamed import render
-    except ImportError:
-        return None
-    return getattr(render, "render_svg", None)
-
-
-def write_output(folded: Folded, path: str) -> None:
-    if path.endswith(".svg"):
-        data = render_svg(folded)
-    else:
-        data = folded.to_bytes()
+def write_output(folded: Folded, path: str, title: str) -> None:
+    data = render_svg(folded, title) if path.endswith(".svg") else folded.to_bytes()
     if path == "-":
         write_stdout(data)
     else:
         write_atomic(path, data)
 
 
-def render_svg(folded: Folded) -> bytes:
-    import io
+def render_svg(folded: Folded, title: str) -> bytes:
+    from flamed.render import RenderOptions, render_flamegraph
 
-    from flamed.render import render_svg as render  # type: ignore[attr-defined]
-
-    out = io.BytesIO()
-    result = render(folded, out)
-    return out.getvalue() if result is None else bytes(result)
+    return render_flamegraph(folded, RenderOptions(title=title)).encode("utf-8", "surrogateescape")
 
 
 async def record(args: argparse.Namespace, spec: TargetSpec, spool: Path) -> Folded:
+    import asyncio
+    import contextlib
+    import signal
+
     from flamed.collector.sessions import create_session
 
     merged = Folded()
@@ -172,8 +153,11 @@ async def record(args: argparse.Namespace, spec: TargetSpec, spool: Path) -> Fol
 
 
 def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import shutil
+    import tempfile
+
     spec = target_spec(args)
-    check_output(args.output)
     check_target(spec)
     spool = Path(tempfile.mkdtemp(prefix="flamed-record-"))
     try:
@@ -184,5 +168,5 @@ def run(args: argparse.Namespace) -> int:
         shutil.rmtree(spool, ignore_errors=True)
     if not folded:
         print("flamed record: no samples were taken", file=sys.stderr)
-    write_output(folded, args.output)
+    write_output(folded, args.output, f"flamed record: {describe(spec)}")
     return 0

@@ -22,7 +22,7 @@ from tests.conftest import DATA
 
 REPLAY = DATA / "dtrace-replay"
 
-FAKE_DTRACE = r'''
+FAKE_DTRACE = r"""
 import json, os, re, signal, sys, time
 
 args = sys.argv[1:]
@@ -42,7 +42,8 @@ if found is None:
 tick = int(found.group(3))
 marker = found.group(4).replace("\\n", "\n")
 folder = os.environ["FAKE_REPLAY"]
-dumps = [open(os.path.join(folder, n)).read() for n in sorted(os.listdir(folder)) if n.endswith(".txt")]
+names = sorted(n for n in os.listdir(folder) if n.endswith(".txt"))
+dumps = [open(os.path.join(folder, n)).read() for n in names]
 exit_after = int(os.environ.get("FAKE_EXIT_AFTER", "0"))
 stopped = False
 
@@ -70,7 +71,7 @@ while True:
     if exit_after and shown >= exit_after:
         print("dtrace: processing aborted: Abort due to systemic unresponsiveness", file=sys.stderr)
         sys.exit(1)
-'''
+"""
 
 
 def fake_dtrace(tmp_path: Path, exit_after: int = 0) -> str:

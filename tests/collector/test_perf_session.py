@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import subprocess
@@ -72,7 +73,9 @@ async def until(condition: Callable[[], bool], what: str, timeout: float = 90) -
 def children() -> str:
     done = subprocess.run(
         ["ps", "-o", "pid,stat,etime,time,args", "--ppid", str(os.getpid())],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     return done.stdout
 
@@ -110,8 +113,9 @@ def perf_children() -> list[int]:
     return found
 
 
-async def test_session_sees_heavy_three_times_light(perf: str, burn: Path, tmp_path: Path,
-                                                     processes: list[subprocess.Popen[bytes]]) -> None:
+async def test_session_sees_heavy_three_times_light(
+    perf: str, burn: Path, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
     pid = start(burn, processes)
     chunks: list[Chunk] = []
     session = make(TargetSpec("burn", pids=(pid,), frequency=499), tmp_path, chunks)
@@ -139,8 +143,9 @@ async def test_session_sees_heavy_three_times_light(perf: str, burn: Path, tmp_p
     assert list((tmp_path / "spool" / "burn").iterdir()) == [], "spool not emptied"
 
 
-async def test_stop_folds_perfs_last_file(perf: str, burn: Path, tmp_path: Path,
-                                          processes: list[subprocess.Popen[bytes]]) -> None:
+async def test_stop_folds_perfs_last_file(
+    perf: str, burn: Path, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
     """A bucket longer than the run: the only data is the file perf writes on SIGINT."""
     pid = start(burn, processes)
     chunks: list[Chunk] = []
@@ -159,8 +164,9 @@ async def test_stop_folds_perfs_last_file(perf: str, burn: Path, tmp_path: Path,
     assert weight(chunks[0].folded, "heavy") > 0
 
 
-async def test_process_target_follows_a_restart(perf: str, burn: Path, tmp_path: Path,
-                                                processes: list[subprocess.Popen[bytes]]) -> None:
+async def test_process_target_follows_a_restart(
+    perf: str, burn: Path, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
     chunks: list[Chunk] = []
     session = make(TargetSpec("byname", process="^flamedburn$", frequency=499), tmp_path, chunks)
 
@@ -203,7 +209,9 @@ async def test_killed_perf_is_restarted_and_chunks_kept(
 
     await running(session, body)
     assert session.status.restarts == {"crash": 1}
+    assert set(session.status.chunks_dropped) <= {"unfinished"}
     assert "signal 9" in (session.status.last_error or "")
+    assert list((tmp_path / "spool" / "burn").iterdir()) == [], "spool not emptied"
     assert heavy_light_ratio(merged(chunks)) > 1.5
 
 
@@ -223,8 +231,13 @@ async def test_perf_that_exits_1_restarts_with_backoff(tmp_path: Path) -> None:
     )
     chunks: list[Chunk] = []
     session = make(
-        TargetSpec("all", all=True), tmp_path, chunks,
-        perf_path=perf, backoff_initial=0.05, backoff_max=0.4, event="cpu-clock",
+        TargetSpec("all", all=True),
+        tmp_path,
+        chunks,
+        perf_path=perf,
+        backoff_initial=0.05,
+        backoff_max=0.4,
+        event="cpu-clock",
     )
 
     async def body() -> None:
@@ -234,7 +247,7 @@ async def test_perf_that_exits_1_restarts_with_backoff(tmp_path: Path) -> None:
 
     await running(session, body)
     starts = [float(line) for line in (tmp_path / "calls").read_text().split()]
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     # 0.05, 0.1, 0.2, 0.4, 0.4, ...: far fewer attempts than a restart loop without backoff
     assert len(starts) <= 12, starts
     assert gaps[3] > gaps[0]
@@ -244,22 +257,29 @@ async def test_perf_that_exits_1_restarts_with_backoff(tmp_path: Path) -> None:
 
 async def test_fail_fast_raises_a_one_line_error(tmp_path: Path) -> None:
     perf = fake_perf(tmp_path, 'echo "Error: something broke" >&2; exit 1')
-    session = make(TargetSpec("all", all=True), tmp_path, [], perf_path=perf, fail_fast=True,
-                   event="cpu-clock")
+    session = make(
+        TargetSpec("all", all=True), tmp_path, [], perf_path=perf, fail_fast=True, event="cpu-clock"
+    )
     with pytest.raises(ProfilerError, match="perf record exited 1: Error: something broke"):
         await asyncio.wait_for(session.run(), 60)
     assert session.status.state == "stopped"
 
 
 async def test_missing_perf_names_the_package(tmp_path: Path) -> None:
-    session = make(TargetSpec("all", all=True), tmp_path, [],
-                   perf_path=str(tmp_path / "no-perf"), fail_fast=True)
+    session = make(
+        TargetSpec("all", all=True),
+        tmp_path,
+        [],
+        perf_path=str(tmp_path / "no-perf"),
+        fail_fast=True,
+    )
     with pytest.raises(ProfilerError, match=r"linux-perf on Debian, linux-tools-\$\(uname -r\)"):
         await asyncio.wait_for(session.run(), 60)
 
 
-async def test_permission_denied_explains_paranoid(perf: str, burn: Path, tmp_path: Path,
-                                                   processes: list[subprocess.Popen[bytes]]) -> None:
+async def test_permission_denied_explains_paranoid(
+    perf: str, burn: Path, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
     if os.geteuid() != 0 or not Path("/usr/bin/setpriv").exists():
         pytest.skip("needs root and setpriv to drop privileges for perf")
     pid = start(burn, processes)
@@ -273,8 +293,13 @@ async def test_permission_denied_explains_paranoid(perf: str, burn: Path, tmp_pa
     spool.chmod(0o777)
     try:
         session = create_session(
-            TargetSpec("burn", pids=(pid,)), bucket_seconds=1, spool_dir=spool,
-            on_chunk=lambda chunk: None, perf_path=str(wrapper), fail_fast=True, event="cpu-clock",
+            TargetSpec("burn", pids=(pid,)),
+            bucket_seconds=1,
+            spool_dir=spool,
+            on_chunk=lambda chunk: None,
+            perf_path=str(wrapper),
+            fail_fast=True,
+            event="cpu-clock",
         )
         (spool / "burn").mkdir(mode=0o777)
         (spool / "burn").chmod(0o777)
@@ -288,8 +313,9 @@ async def test_permission_denied_explains_paranoid(perf: str, burn: Path, tmp_pa
     assert "\n" not in message
 
 
-async def test_failing_perf_script_drops_one_chunk(perf: str, burn: Path, tmp_path: Path,
-                                                   processes: list[subprocess.Popen[bytes]]) -> None:
+async def test_failing_perf_script_drops_one_chunk(
+    perf: str, burn: Path, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
     wrapper = fake_perf(
         tmp_path,
         'if [ "$1" = script ]; then echo x >> "$LOG"; '
@@ -297,8 +323,9 @@ async def test_failing_perf_script_drops_one_chunk(perf: str, burn: Path, tmp_pa
     )
     pid = start(burn, processes)
     chunks: list[Chunk] = []
-    session = make(TargetSpec("burn", pids=(pid,), frequency=199), tmp_path, chunks,
-                   perf_path=wrapper)
+    session = make(
+        TargetSpec("burn", pids=(pid,), frequency=199), tmp_path, chunks, perf_path=wrapper
+    )
 
     async def body() -> None:
         await until(lambda: len(chunks) >= 3, "three chunks")
@@ -309,13 +336,19 @@ async def test_failing_perf_script_drops_one_chunk(perf: str, burn: Path, tmp_pa
     assert session.status.restarts == {}
 
 
-async def test_backlog_is_bounded(perf: str, burn: Path, tmp_path: Path,
-                                  processes: list[subprocess.Popen[bytes]]) -> None:
+async def test_backlog_is_bounded(
+    perf: str, burn: Path, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
     wrapper = fake_perf(tmp_path, 'if [ "$1" = script ]; then sleep 2.5; fi')
     pid = start(burn, processes)
     chunks: list[Chunk] = []
-    session = make(TargetSpec("burn", pids=(pid,), frequency=99), tmp_path, chunks,
-                   perf_path=wrapper, max_backlog=1)
+    session = make(
+        TargetSpec("burn", pids=(pid,), frequency=99),
+        tmp_path,
+        chunks,
+        perf_path=wrapper,
+        max_backlog=1,
+    )
     spool = tmp_path / "spool" / "burn"
     most = 0
 

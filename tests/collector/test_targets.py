@@ -136,14 +136,19 @@ OPTIONS = SessionOptions(bucket_seconds=10, max_backlog=4)
     [
         (Resolution("pids", (3, 4)), ["-p", "3,4"]),
         (Resolution("all"), ["-a"]),
-        (Resolution("cgroup", (1,), "system.slice/x.service"), ["-a", "-G", "system.slice/x.service"]),
+        (
+            Resolution("cgroup", (1,), "system.slice/x.service"),
+            ["-a", "-G", "system.slice/x.service"],
+        ),
     ],
 )
 def test_record_command_line(resolution: Resolution, tail: list[str]) -> None:
     spec = TargetSpec("t", all=True, frequency=49, call_graph="dwarf")
-    argv = record_argv("/usr/bin/perf", spec, OPTIONS, "cpu-clock", Path("/s/perf.data"), resolution)
+    argv = record_argv(
+        "/usr/bin/perf", spec, OPTIONS, "cpu-clock", Path("/s/perf.data"), resolution
+    )
     assert argv[:6] == ["/usr/bin/perf", "record", "-F", "49", "-e", "cpu-clock"]
-    assert ["--call-graph", "dwarf"] == argv[6:8]
+    assert argv[6:8] == ["--call-graph", "dwarf"]
     assert "--switch-output=signal" in argv and "--switch-max-files=6" in argv
     assert "--no-bpf-event" in argv and "--no-buildid-cache" in argv
     assert argv[-len(tail) :] == tail
@@ -165,7 +170,9 @@ def test_event_detection_reads_perf_stat() -> None:
 def test_failures_explained_on_one_line(tmp_path: Path) -> None:
     (tmp_path / "sys/kernel").mkdir(parents=True)
     (tmp_path / "sys/kernel/perf_event_paranoid").write_text("2\n")
-    err = explain_failure("perf record", 255, "Error:\nAccess ... perf_event_paranoid setting", tmp_path)
+    err = explain_failure(
+        "perf record", 255, "Error:\nAccess ... perf_event_paranoid setting", tmp_path
+    )
     assert "kernel.perf_event_paranoid is 2" in str(err) and "CAP_PERFMON" in str(err)
     err = explain_failure("perf record", -9, "[ perf record: Woken up ]\n", tmp_path)
     assert str(err) == "perf record was killed by signal 9: no message"

@@ -1,0 +1,99 @@
+"""`flamed record` as a user runs it: real perf on a small C program, errors in one line."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flamed.collapse.folded import read_folded
+from tests.collector.helpers import build_burn, heavy_light_ratio, require_perf, weight
+from tests.conftest import run_flamed
+
+
+@pytest.fixture
+def burning(tmp_path: Path) -> Iterator[int]:
+    proc = subprocess.Popen([str(build_burn(tmp_path)), "120"])
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+def one_line_error(done: subprocess.CompletedProcess[bytes]) -> str:
+    err = done.stderr.decode()
+    assert done.returncode != 0
+    assert "Traceback" not in err
+    assert err.count("\n") == 1, err
+    return err
+
+
+@pytest.mark.perf
+def test_record_pid_to_folded(tmp_path: Path, burning: int) -> None:
+    require_perf()
+    out = tmp_path / "out.folded"
+    done = run_flamed("record", "-p", str(burning), "-F", "499", "-d", "4", "-o", str(out))
+    assert done.returncode == 0, done.stderr.decode()
+    folded = read_folded(out.read_bytes())
+    assert 2.0 <= heavy_light_ratio(folded) <= 4.5
+    assert all(stack.startswith("flamedburn;") for stack in folded)
+
+
+@pytest.mark.perf
+def test_record_svg_and_stdout(tmp_path: Path, burning: int) -> None:
+    require_perf()
+    svg = tmp_path / "out.svg"
+    done = run_flamed("record", "--cmdline", "flamedburn 120", "-d", "2", "-o", str(svg))
+    assert done.returncode == 0, done.stderr.decode()
+    text = svg.read_text()
+    assert "<svg" in text and "heavy" in text and "flamed record: command line" in text
+    done = run_flamed("record", "--process", "^flamedburn$", "-d", "2", "-o", "-")
+    assert done.returncode == 0, done.stderr.decode()
+    assert weight(read_folded(done.stdout), "heavy") > 0
+
+
+@pytest.mark.perf
+def test_ctrl_c_stops_early_and_still_writes(tmp_path: Path, burning: int) -> None:
+    require_perf()
+    out = tmp_path / "out.folded"
+    argv = [sys.executable, "-m", "flamed.daemon.cli", "-v", "record", "-p", str(burning)]
+    proc = subprocess.Popen([*argv, "-o", str(out)], stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if b"perf record started" in line:
+            break
+    time.sleep(3)  # some samples to write (perf's own start-up is slow on a loaded machine)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    assert weight(read_folded(out.read_bytes()), "heavy") > 0
+
+
+def test_missing_pid_is_one_line(tmp_path: Path) -> None:
+    done = run_flamed("record", "-p", "999999999", "-d", "1", "-o", str(tmp_path / "x.folded"))
+    assert "no process with process id 999999999 is running" in one_line_error(done)
+    assert not (tmp_path / "x.folded").exists()
+
+
+def test_pattern_matching_nothing_is_one_line() -> None:
+    done = run_flamed("record", "--process", "^no-such-process-here$", "-d", "1")
+    assert "no process with process name" in one_line_error(done)
+    done = run_flamed("record", "--unit", "no-such.service", "-d", "1")
+    assert "no cgroup found" in one_line_error(done)
+
+
+def test_bad_arguments_are_usage_errors() -> None:
+    done = run_flamed("record", "--process", "(", "-d", "1")
+    assert "bad regular expression" in one_line_error(done)
+    assert done.returncode == 2
+    done = run_flamed("record", "-p", "12,abc")
+    assert "process ids" in one_line_error(done)
+
+
+def test_missing_perf_names_the_package(tmp_path: Path) -> None:
+    done = run_flamed("record", "-a", "-d", "1", "--perf", str(tmp_path / "no-perf"))
+    assert "linux-perf on Debian" in one_line_error(done)
