@@ -74,7 +74,8 @@ RESULTS = ("success", "retry", "rejected")
 DROP_REASONS = ("queue_full", "too_old", "rejected", "shutdown")
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 60.0
-STOP_TIMEOUT = 5.0
+STOP_TIMEOUT = 2.0
+"""Seconds a stopping daemon keeps pushing what is queued (the daemon's stop is bounded)."""
 ERROR_BODY_BYTES = 1024
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -494,8 +495,8 @@ class Exporter:
     # -- the producer's side (never blocks) --
 
     def submit(self, target: str, bucket: Bucket, frequency: float) -> None:
-        if not self.config.wants(target):
-            return
+        if not bucket.stacks or not self.config.wants(target):
+            return  # an idle bucket says nothing a receiver needs
         if self.queue.full():
             self.queue.get_nowait()
             self.queue.task_done()

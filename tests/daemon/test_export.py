@@ -488,6 +488,15 @@ async def test_profiles_over_pyroscope_limits_are_reduced(rig: MakeRig) -> None:
     assert sum(got.folded.values()) == sum(range(1, 20_001))
 
 
+async def test_empty_buckets_are_not_pushed(rig: MakeRig) -> None:
+    r = await rig()
+    r.exporter.submit("web", make_bucket(T0, T0 + 10, Folded(), 50_000), 99)
+    r.exporter.submit("web", bucket(T0 + 10, PROFILE), 99)
+    await r.idle()
+    assert r.stand_in.attempts == 1
+    assert [got.time_nanos for got in r.stand_in.received] == [int((T0 + 10) * 1e9)]
+
+
 async def test_targets_filter(rig: MakeRig) -> None:
     r = await rig(targets=("a",))
     r.exporter.submit("b", bucket(T0, PROFILE), 99)
