@@ -270,14 +270,28 @@ class PerfSession(SamplingSession):
             if time.monotonic() < next_rotation:
                 continue
             next_rotation = max(next_rotation + bucket, time.monotonic() + bucket / 2)
-            if self.perf_pid is not None:
+            outcome = self._tick(resolution)
+            if outcome is not None:
+                return outcome
+
+    def _tick(self, resolution: Resolution) -> Outcome | None:
+        """Once a bucket: rotate perf's file, check its memory, re-resolve the target."""
+        pid = self.perf_pid
+        if pid is not None:
+            # Before perf has installed its handler, SIGUSR2 would kill it: wait for it.
+            if catches(self.options.proc_root, pid, signal.SIGUSR2):
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.perf_pid, signal.SIGUSR2)
-            if self.resolver.dynamic:
-                now = self.resolve()
-                if now.sampling_key() != resolution.sampling_key():
-                    return "targets"
-                self.status.pids = now.pids
+                    os.kill(pid, signal.SIGUSR2)
+            limit = self.options.perf_rss_limit
+            if limit and resident_bytes(self.options.proc_root, pid) > limit:
+                log.warning("target %s: perf grew past %d bytes, restarting", self.spec.name, limit)
+                return "rss"
+        if self.resolver.dynamic:
+            now = self.resolve()
+            if now.sampling_key() != resolution.sampling_key():
+                return "targets"
+            self.status.pids = now.pids
+        return None
 
     def _after_exit(self, code: int | None, stderr: str, resolution: Resolution) -> Outcome:
         """perf ended by itself: its targets went away (fine) or it failed (raise)."""
@@ -377,6 +391,31 @@ class PerfSession(SamplingSession):
             format="perf",
         )
         self.emit(chunk, python_cpu, result.cpu_seconds)
+
+
+def proc_status(proc_root: Path, pid: int, key: str) -> str:
+    """One field of ``/proc/PID/status`` ("" when unreadable)."""
+    try:
+        text = (proc_root / str(pid) / "status").read_text()
+    except OSError:
+        return ""
+    for line in text.splitlines():
+        if line.startswith(key + ":"):
+            return line[len(key) + 1 :].strip()
+    return ""
+
+
+def catches(proc_root: Path, pid: int, signum: int) -> bool:
+    """Has the process installed a handler for ``signum``? (True where /proc cannot tell.)"""
+    if not proc_root.is_dir():
+        return True
+    caught = proc_status(proc_root, pid, "SigCgt")
+    return bool(caught) and bool(int(caught, 16) >> (signum - 1) & 1)
+
+
+def resident_bytes(proc_root: Path, pid: int) -> int:
+    words = proc_status(proc_root, pid, "VmRSS").split()
+    return int(words[0]) * 1024 if words and words[0].isdigit() else 0
 
 
 def safe_name(name: str) -> str:

@@ -26,7 +26,8 @@ from flamed.collector.targets import Resolution, Resolver
 
 log = logging.getLogger("flamed.collector")
 
-Outcome = Literal["stop", "targets"]
+Outcome = Literal["stop", "targets", "rss"]
+"""Why a sampler ended: stopped, its target set changed, or perf outgrew its memory cap."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,8 @@ class SessionOptions:
     """perf event; None: ``cycles`` where the machine has a PMU, else ``cpu-clock``."""
     mmap_pages: int | None = None
     """perf's ring buffer size (``-m``), None for perf's default."""
+    perf_rss_limit: int = 512 << 20
+    """perf is restarted (``restarts["rss"]``) when its resident memory passes this; 0: never."""
     exclude_pids: tuple[int, ...] = field(default_factory=tuple)
     """Processes name patterns never match, besides flamed itself."""
 
@@ -128,8 +131,8 @@ class SamplingSession:
         except ProfilerError as err:
             await self._failed(err, time.monotonic() - started)
             return
-        if outcome == "targets" and not self._stopping.is_set():
-            self.count("restarts", "targets")
+        if outcome != "stop" and not self._stopping.is_set():
+            self.count("restarts", outcome)
 
     async def _failed(self, err: ProfilerError, ran: float) -> None:
         self.status.last_error = str(err)

@@ -39,6 +39,8 @@ def create_session(
     backoff_max: float = 60.0,
     fail_fast: bool = False,
     event: str | None = None,
+    mmap_pages: int | None = None,
+    perf_rss_limit: int = 512 << 20,
     platform: str = sys.platform,
 ) -> Session:
     """A session for ``spec`` (not started: ``await session.run()``; ``await session.stop()``).
@@ -63,6 +65,8 @@ def create_session(
         backoff_max=backoff_max,
         fail_fast=fail_fast,
         event=event,
+        mmap_pages=mmap_pages,
+        perf_rss_limit=perf_rss_limit,
     )
     return build(spec, options, on_chunk, platform)
 

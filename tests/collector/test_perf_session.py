@@ -364,3 +364,24 @@ async def test_backlog_is_bounded(
     assert chunks, "the files not dropped are folded"
     assert most <= 3  # the queued one, the one being folded, and one just rotated
     assert list(spool.iterdir()) == []
+
+
+async def test_perf_past_its_memory_cap_is_restarted(
+    perf: str, burn: Path, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    pid = start(burn, processes)
+    chunks: list[Chunk] = []
+    session = make(TargetSpec("burn", pids=(pid,)), tmp_path, chunks, perf_rss_limit=1)
+    pids: set[int] = set()
+
+    async def body() -> None:
+        def seen() -> bool:
+            pids.add(session.perf_pid or 0)
+            return session.status.restarts.get("rss", 0) >= 2 and len(chunks) >= 2
+
+        await until(seen, "two restarts for memory")
+
+    await running(session, body)
+    assert len(pids - {0}) >= 2
+    assert "crash" not in session.status.restarts
+    assert weight(merged(chunks), "heavy") > 0

@@ -176,3 +176,17 @@ def test_failures_explained_on_one_line(tmp_path: Path) -> None:
     assert "kernel.perf_event_paranoid is 2" in str(err) and "CAP_PERFMON" in str(err)
     err = explain_failure("perf record", -9, "[ perf record: Woken up ]\n", tmp_path)
     assert str(err) == "perf record was killed by signal 9: no message"
+
+
+def test_signal_handler_and_memory_read_from_proc_status(tmp_path: Path) -> None:
+    from flamed.collector.perf import catches, resident_bytes
+
+    (tmp_path / "7").mkdir()
+    (tmp_path / "7" / "status").write_text(
+        "Name:\tperf\nVmRSS:\t  2048 kB\nSigCgt:\t0000000000000800\n"
+    )
+    assert catches(tmp_path, 7, 12)  # SIGUSR2 is signal 12, bit 11
+    assert not catches(tmp_path, 7, 14)
+    assert not catches(tmp_path, 8, 12), "no such process"
+    assert resident_bytes(tmp_path, 7) == 2048 * 1024
+    assert resident_bytes(tmp_path, 8) == 0
