@@ -59,6 +59,16 @@ class StorageConfig:
     max_stacks: int = 50_000
     """Distinct stacks per bucket; the rarest beyond it are summed into ``[other]``."""
     inbox: str | None = None
+    rollup_after: float = 1800.0
+    """Buckets older than this are merged into ``rollup``-long ones (memory, files, speed)."""
+    rollup: float = 600.0
+
+    @property
+    def max_buckets(self) -> int:
+        """Buckets one target can hold: fine ones for ``rollup_after``, rolled-up ones after."""
+        fine = min(self.rollup_after, self.retention) / self.bucket
+        coarse = max(self.retention - self.rollup_after, 0.0) / self.rollup
+        return int(fine + coarse) + 2
 
 
 @dataclass(frozen=True)
@@ -237,7 +247,15 @@ def kind_name(kind: type) -> str:
 
 TOP_KEYS = ("server", "storage", "profile", "targets")
 SERVER_KEYS = ("listen", "token_file", "max_renders")
-STORAGE_KEYS = ("state_dir", "bucket", "retention", "max_stacks", "inbox")
+STORAGE_KEYS = (
+    "state_dir",
+    "bucket",
+    "retention",
+    "max_stacks",
+    "inbox",
+    "rollup_after",
+    "rollup",
+)
 PROFILE_KEYS = ("frequency", "call_graph", "backend")
 TARGET_KEYS = ("name", *SELECTORS, *PROFILE_KEYS)
 
@@ -305,7 +323,12 @@ def read_storage(
     if not 2 <= max_stacks <= 10_000_000:
         raise reader.fail((*path, "max_stacks"), "must be between 2 and 10000000")
     inbox = reader.get(table, "inbox", str, path)
-    return StorageConfig(state_dir, bucket, retention, max_stacks, inbox)
+    rollup_after = reader.convert(table, "rollup_after", parse_duration, path)
+    rollup = reader.convert(table, "rollup", parse_duration, path) or 600.0
+    rollup_after = 1800.0 if rollup_after is None else rollup_after
+    if rollup < bucket:
+        raise reader.fail((*path, "rollup"), "must be at least one bucket")
+    return StorageConfig(state_dir, bucket, retention, max_stacks, inbox, rollup_after, rollup)
 
 
 def read_profile(reader: _Reader, table: dict[str, Any]) -> dict[str, Any]:

@@ -121,12 +121,22 @@ class Service:
 
     async def _add_target(self, spec: TargetSpec) -> None:
         if spec.name not in self.windows:
-            self.windows[spec.name] = Window(spec.name, self.config.storage.max_stacks)
+            self.windows[spec.name] = self._new_window(spec.name)
             self._loading.add(spec.name)
             self._tasks.append(asyncio.create_task(self._load_window(spec.name)))
         target = Target(spec)
         self.targets[spec.name] = target
         target.task = asyncio.create_task(self._supervise(target), name=f"flamed-{spec.name}")
+
+    def _new_window(self, name: str) -> Window:
+        disk = self.disk
+        read = (lambda bucket: disk.read(name, bucket)) if disk is not None else None
+        return Window(name, self.config.storage.max_stacks, read)
+
+    def _hot_since(self) -> float:
+        """Buckets that ended before this keep their stacks on disk only."""
+        storage = self.config.storage
+        return self.clock() - storage.rollup_after - storage.rollup
 
     async def _load_window(self, name: str) -> None:
         """Read the target's bucket files in a thread while sampling and serving go on."""
@@ -135,7 +145,9 @@ class Service:
             if self.disk is None:
                 return
             since = self.clock() - storage.retention
-            buckets = await asyncio.to_thread(self.disk.load, name, since, storage.max_stacks)
+            buckets = await asyncio.to_thread(
+                self.disk.load, name, since, storage.max_stacks, self._hot_since()
+            )
             window = self.windows.get(name)
             if window is not None and buckets:
                 window.add_many(buckets)
@@ -267,6 +279,9 @@ class Service:
         if op == "write":
             for bucket in buckets:
                 self.disk.write(name, bucket)
+        elif op == "replace":  # a roll-up: the new file first, then the ones it replaces
+            self.disk.write(name, buckets[0])
+            self.disk.delete(name, buckets[1:])
         else:
             self.disk.delete(name, buckets)
 
@@ -278,11 +293,17 @@ class Service:
             await asyncio.sleep(min(self.config.storage.bucket, 60.0))
 
     def prune(self) -> None:
-        cutoff = self.clock() - self.config.storage.retention
+        """Drop buckets past the retention; roll old ones up (files: write first, then delete)."""
+        storage, now = self.config.storage, self.clock()
         for name, window in self.windows.items():
-            dropped = window.prune(cutoff)
+            target = self.targets.get(name)
+            dropped = window.prune(now - storage.retention)
             if dropped:
-                self._queue_write("delete", name, dropped, self.targets.get(name))
+                self._queue_write("delete", name, dropped, target)
+            for coarse, members in window.rollup(now - storage.rollup_after, storage.rollup):
+                self._queue_write("replace", name, [coarse, *members], target)
+            if self.disk is not None:  # written a roll-up period ago: on disk by now
+                window.evict(self._hot_since())
 
     # -- reload ----------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import bisect
 import gzip
 import logging
+import math
 import os
 import re
 import sys
@@ -30,7 +31,7 @@ import tempfile
 import zlib
 from array import array
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,8 @@ class Bucket:
     stacks: tuple[str, ...]
     counts: array[float]
     samples: int
+    cold: bool = False
+    """Its stacks are on disk only (read again by queries); ``stacks`` is empty."""
 
     @property
     def key(self) -> int:
@@ -66,6 +69,15 @@ class Bucket:
 
     def file_name(self) -> str:
         return f"{round(self.start * 1000)}-{round(self.end * 1000)}.folded.gz"
+
+    def chilled(self) -> Bucket:
+        """The same bucket without its stacks in memory."""
+        return Bucket(self.start, self.end, (), array("d"), self.samples, cold=True)
+
+
+ColdReader = Callable[[Bucket], Folded | None]
+MERGE_SLACK = 4
+"""A merge holds at most this many times max_stacks before summing the rarest into [other]."""
 
 
 def bucket_key(bucket: Bucket) -> int:
@@ -102,13 +114,30 @@ def make_bucket(
     return Bucket(start, end, stacks, counts, total)
 
 
-def merge_buckets(buckets: Iterable[Bucket], max_stacks: int) -> Folded:
-    """Sum buckets into one profile, capped at ``max_stacks`` stacks like ``cap_stacks``."""
+def merge_buckets(
+    buckets: Iterable[Bucket], max_stacks: int, read_cold: ColdReader | None = None
+) -> Folded:
+    """Sum buckets into one profile, capped at ``max_stacks`` stacks like ``cap_stacks``.
+
+    Cold buckets are read with ``read_cold`` (skipped when it returns None). To
+    bound memory, the running sum is capped whenever it exceeds MERGE_SLACK times
+    ``max_stacks``; a stack rare at first and common later may then be summed
+    into [other] (the profile's total is always exact).
+    """
     merged: dict[str, float] = {}
     get = merged.get
     for bucket in buckets:
-        for stack, count in zip(bucket.stacks, bucket.counts, strict=True):
+        pairs: Iterable[tuple[str, float]]
+        if bucket.cold:
+            folded = read_cold(bucket) if read_cold is not None else None
+            pairs = folded.counts.items() if folded is not None else ()
+        else:
+            pairs = zip(bucket.stacks, bucket.counts, strict=True)
+        for stack, count in pairs:
             merged[stack] = get(stack, 0.0) + count
+        if len(merged) > MERGE_SLACK * max_stacks:
+            merged = cap_counts(merged, max_stacks)
+            get = merged.get
     if len(merged) > max_stacks:
         merged = cap_counts(merged, max_stacks)
     return Folded({stack: as_count(count) for stack, count in merged.items()})
@@ -158,9 +187,10 @@ class Selection:
 class Window:
     """The buckets of one target, oldest first, with a small cache of merged queries."""
 
-    def __init__(self, name: str, max_stacks: int) -> None:
+    def __init__(self, name: str, max_stacks: int, read_cold: ColdReader | None = None) -> None:
         self.name = name
         self.max_stacks = max_stacks
+        self.read_cold = read_cold
         self.buckets: list[Bucket] = []
         self.generation = 0
         self.entries = 0
@@ -191,6 +221,59 @@ class Window:
             self._track(bucket, 1)
         self.buckets = sorted([*self.buckets, *fresh], key=bucket_key)
         self._changed()
+
+    def rollup(self, cutoff: float, size: float) -> list[tuple[Bucket, list[Bucket]]]:
+        """Merge the buckets that ended before ``cutoff`` into ``size``-long ones.
+
+        Buckets are grouped by ``floor(start / size)``; only groups whose whole
+        span ended before the cutoff are merged, and only buckets still in
+        memory (cold ones stay as they are on disk). Returns (new bucket, replaced).
+        """
+        groups: dict[int, list[Bucket]] = {}
+        for bucket in self.buckets:
+            if bucket.end > cutoff:
+                break
+            slot = math.floor(bucket.start / size)
+            fine = not bucket.cold and bucket.end - bucket.start < size * 0.99
+            if fine and (slot + 1) * size <= cutoff:
+                groups.setdefault(slot, []).append(bucket)
+        done = []
+        for members in groups.values():
+            if len(members) < 2:
+                continue
+            merged = merge_buckets(members, self.max_stacks)
+            samples = sum(member.samples for member in members)
+            coarse = make_bucket(
+                members[0].start, members[-1].end, merged, self.max_stacks, samples
+            )
+            done.append((coarse, members))
+        if done:
+            self._replace(done)
+        return done
+
+    def _replace(self, done: list[tuple[Bucket, list[Bucket]]]) -> None:
+        gone = {id(member) for _, members in done for member in members}
+        for coarse, members in done:
+            for member in members:
+                self._track(member, -1)
+            self._track(coarse, 1)
+        kept = [bucket for bucket in self.buckets if id(bucket) not in gone]
+        self.buckets = sorted([*kept, *(coarse for coarse, _ in done)], key=bucket_key)
+        self._changed()
+
+    def evict(self, before: float) -> int:
+        """Drop from memory the stacks of buckets that ended before ``before`` (kept on disk)."""
+        count = 0
+        for index, bucket in enumerate(self.buckets):
+            if bucket.end > before:
+                break
+            if not bucket.cold:
+                self._track(bucket, -1)
+                self.buckets[index] = bucket.chilled()
+                count += 1
+        if count:
+            self._changed()
+        return count
 
     def prune(self, before: float) -> list[Bucket]:
         """Drop the buckets that ended before ``before``; returns them."""
@@ -226,7 +309,7 @@ class Window:
 
     def merge(self, selection: Selection) -> Folded:
         """Merged profile of a selection (safe to call from a worker thread)."""
-        return merge_buckets(selection.buckets, self.max_stacks)
+        return merge_buckets(selection.buckets, self.max_stacks, self.read_cold)
 
     def stacks(self) -> int:
         """Stack entries held over all buckets (a stack seen in 3 buckets counts 3 times)."""
@@ -279,19 +362,51 @@ class DiskStore:
         for bucket in buckets:
             (folder / bucket.file_name()).unlink(missing_ok=True)
 
-    def load(self, target: str, since: float, max_stacks: int) -> list[Bucket]:
-        """Read the target's bucket files that end after ``since``; delete older ones."""
+    def read(self, target: str, bucket: Bucket) -> Folded | None:
+        """A cold bucket's stacks, or None (with a warning) if its file is unreadable."""
+        path = self.folder(target) / bucket.file_name()
+        data = self._read(path)
+        return None if data is None else read_folded(split_header(data)[1])
+
+    def _read(self, path: Path) -> bytes | None:
+        try:
+            return gzip.decompress(path.read_bytes())
+        except (OSError, EOFError, zlib.error) as err:
+            log.warning("skipping unreadable bucket file %s: %s", path, err)
+            return None
+
+    def load(
+        self, target: str, since: float, max_stacks: int, hot_since: float = 0.0
+    ) -> list[Bucket]:
+        """Read the target's bucket files that end after ``since``; delete older ones.
+
+        Buckets that ended before ``hot_since`` are loaded cold (their sample
+        count only); their stacks are read again when a query needs them.
+        """
         folder = self.folder(target)
         if not folder.is_dir():
             return []
-        buckets = []
+        loaded = []
         for path in sorted(folder.iterdir()):
-            bucket = self._load_one(path, since, max_stacks)
+            bucket = self._load_one(path, since, max_stacks, hot_since)
             if bucket is not None:
-                buckets.append(bucket)
-        return buckets
+                loaded.append(bucket)
+        return self._drop_contained(target, loaded)
 
-    def _load_one(self, path: Path, since: float, max_stacks: int) -> Bucket | None:
+    def _drop_contained(self, target: str, buckets: list[Bucket]) -> list[Bucket]:
+        """Buckets inside a rolled-up one (a crash between writing it and deleting them)."""
+        buckets.sort(key=lambda b: (b.start, b.start - b.end))
+        kept: list[Bucket] = []
+        for bucket in buckets:
+            if kept and bucket.start >= kept[-1].start and bucket.end <= kept[-1].end:
+                self.delete(target, [bucket])
+                continue
+            kept.append(bucket)
+        return kept
+
+    def _load_one(
+        self, path: Path, since: float, max_stacks: int, hot_since: float
+    ) -> Bucket | None:
         match = FILE_NAME.fullmatch(path.name)
         if match is None:
             if path.name.startswith(".") and path.name.endswith(".tmp"):
@@ -301,14 +416,32 @@ class DiskStore:
         if end <= since:
             path.unlink(missing_ok=True)
             return None
-        try:
-            data = gzip.decompress(path.read_bytes())
-        except (OSError, EOFError, zlib.error) as err:
-            log.warning("skipping unreadable bucket file %s: %s", path, err)
+        if end <= hot_since:
+            samples = read_samples(path)
+            return None if samples is None else Bucket(start, end, (), array("d"), samples, True)
+        data = self._read(path)
+        if data is None:
             return None
-        samples = None
-        if data.startswith(HEADER.encode()):
-            first, _, data = data.partition(b"\n")
-            found = re.search(rb"samples=(\d+)", first)
-            samples = int(found.group(1)) if found else None
-        return make_bucket(start, end, read_folded(data), max_stacks, samples)
+        samples, body = split_header(data)
+        return make_bucket(start, end, read_folded(body), max_stacks, samples)
+
+
+def split_header(data: bytes) -> tuple[int | None, bytes]:
+    """(the sample count from the header line, the folded text)."""
+    if not data.startswith(HEADER.encode()):
+        return None, data
+    first, _, body = data.partition(b"\n")
+    found = re.search(rb"samples=(\d+)", first)
+    return (int(found.group(1)) if found else None), body
+
+
+def read_samples(path: Path) -> int | None:
+    """The sample count of a bucket file from its first line; None if unreadable."""
+    try:
+        with gzip.open(path, "rb") as stream:
+            first = stream.readline(200)
+    except (OSError, EOFError, zlib.error) as err:
+        log.warning("skipping unreadable bucket file %s: %s", path, err)
+        return None
+    samples, _ = split_header(first)
+    return 0 if samples is None else samples

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from flamed.daemon import http
 from flamed.daemon.config import Config
-from flamed.daemon.http import LIMITER, create_app, parse_range
+from flamed.daemon.http import LIMITER, SERVICE, create_app, parse_range
 from tests.daemon.conftest import T0, FakeClock, FakeFactory, make_config, wait_for
 
 Client = TestClient[web.Request, web.Application]
@@ -30,6 +30,7 @@ async def start(
     )
     client = await aiohttp_client(app)
     await wait_for(lambda: factory.running(*(spec.name for spec in config.targets)))
+    await wait_for(lambda: not app[SERVICE].loading)
     return client
 
 
