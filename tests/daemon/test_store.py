@@ -310,5 +310,7 @@ def test_rollup_leaves_cold_buckets_alone() -> None:
     for i in range(6):
         window.add(make_bucket(base + i * 100, base + (i + 1) * 100, folded_of("x 1\n"), 100, 1))
     window.evict(base + 300)
-    assert window.rollup(base + 1000, 600) == []  # merging them would lose the cold ones
-    assert len(window.buckets) == 6
+    ((coarse, members),) = window.rollup(base + 1000, 600)  # only the three still in memory
+    assert (coarse.start, coarse.end, len(members)) == (base + 300, base + 600, 3)
+    assert [b.cold for b in window.buckets] == [True, True, True, False]
+    assert window.rollup(base + 1000, 600) == []
