@@ -76,7 +76,7 @@ class Bucket:
 
 
 ColdReader = Callable[[Bucket], Folded | None]
-MERGE_SLACK = 4
+MERGE_SLACK = 2
 """A merge holds at most this many times max_stacks before summing the rarest into [other]."""
 
 
@@ -309,7 +309,10 @@ class Window:
 
     def merge(self, selection: Selection) -> Folded:
         """Merged profile of a selection (safe to call from a worker thread)."""
-        return merge_buckets(selection.buckets, self.max_stacks, self.read_cold)
+        merged = merge_buckets(selection.buckets, self.max_stacks, self.read_cold)
+        if any(bucket.cold for bucket in selection.buckets):
+            trim_memory()  # what was read from disk was freed: give it back to the system
+        return merged
 
     def stacks(self) -> int:
         """Stack entries held over all buckets (a stack seen in 3 buckets counts 3 times)."""
@@ -424,6 +427,28 @@ class DiskStore:
             return None
         samples, body = split_header(data)
         return make_bucket(start, end, read_folded(body), max_stacks, samples)
+
+
+_LIBC: list[object] = []
+
+
+def trim_memory() -> None:
+    """Return freed heap memory to the system (glibc's malloc_trim); a no-op elsewhere.
+
+    Stack strings are longer than pymalloc's small-object limit, so after a
+    merge that read many cold buckets their memory sits free inside malloc's
+    heap; without this the process keeps its peak RSS for good.
+    """
+    if not _LIBC:
+        try:
+            import ctypes
+
+            _LIBC.append(ctypes.CDLL("libc.so.6").malloc_trim)
+        except (OSError, AttributeError):
+            _LIBC.append(None)
+    trim = _LIBC[0]
+    if callable(trim):
+        trim(0)
 
 
 def split_header(data: bytes) -> tuple[int | None, bytes]:
