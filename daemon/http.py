@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hmac
-import html
 import json
 import logging
 import time
@@ -36,6 +35,7 @@ from flamed.daemon.metrics import Metrics
 from flamed.daemon.notify import Notifier
 from flamed.daemon.service import Service, SessionFactory
 from flamed.daemon.store import Selection, Window
+from flamed.daemon.webpage import PAGE_PATHS
 
 if TYPE_CHECKING:
     from flamed.render.options import RenderOptions
@@ -48,6 +48,7 @@ NOTIFIER = web.AppKey("notifier", Notifier)
 NONCE = web.AppKey("nonce", str)
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+"""Never need the bearer token (nor do the web page's paths, which hold no data)."""
 DEFAULT_API_WINDOW = 300.0
 DEFAULT_QUICK_WINDOW = 60.0
 CACHE_ENTRIES = 32
@@ -415,23 +416,6 @@ def selection_note(selection: Selection) -> str:
     return f"{format_time(selection.start)} to {format_time(selection.end)}, {samples} samples"
 
 
-def index_row(name: str) -> str:
-    graph = f"/api/v1/flamegraph?target={name}&amp;window=1m"
-    text = f"/api/v1/folded?target={name}&amp;window=1m"
-    return f'<li><a href="{graph}">{name}</a> (<a href="{text}">folded</a>)</li>'
-
-
-async def index(request: web.Request) -> web.Response:
-    service = request.app[SERVICE]
-    rows = "".join(index_row(html.escape(name)) for name in service.targets)
-    page = (
-        "<!doctype html><meta charset=utf-8><title>flamed</title><h1>flamed</h1>"
-        f"<p>Flame graphs of the last minute:</p><ul>{rows}</ul>"
-        '<p><a href="/api/v1/targets">targets</a> · <a href="/metrics">metrics</a></p>'
-    )
-    return web.Response(text=page, content_type="text/html")
-
-
 # -- middlewares ---------------------------------------------------------------------------
 
 
@@ -448,7 +432,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     token = request.app[SERVICE].config.server.token
-    if token is not None and request.path not in OPEN_PATHS:
+    if token is not None and request.path not in OPEN_PATHS | PAGE_PATHS:
         given = request.headers.get("Authorization", "")
         expected = f"Bearer {token}"
         if not hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8")):
@@ -535,8 +519,10 @@ def create_app(
 
 
 def add_routes(app: web.Application, registry: CollectorRegistry) -> None:
+    from flamed.daemon.webpage import add_page_routes
+
+    add_page_routes(app)
     get = app.router.add_get
-    get("/", index)
     get("/healthz", healthz)
     get("/readyz", readyz)
     get("/metrics", metrics_handler(registry))
