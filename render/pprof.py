@@ -15,7 +15,10 @@ The profile, for one target and one time range:
   ``cpu/nanoseconds`` and ``period`` is ``1e9 / frequency``;
 * one ``Function`` and one ``Location`` per distinct frame name, ids 1..n in
   the order the frames are first met (Parca refuses gaps), all on one
-  ``Mapping`` (id 1) that says its functions are already known;
+  ``Mapping`` (id 1) that says its functions are already known. A Function
+  has a ``name`` and no ``system_name``: the frames are already demangled,
+  and a ``system_name`` equal to the name makes ``go tool pprof`` "simplify"
+  C++ names (dropping parameters and template arguments);
 * one ``Sample`` per stack, its ``location_id`` list leaf first (folded stacks
   are root first), values ``[count, count * period]``;
 * ``time_nanos`` / ``duration_nanos`` the range, and ``labels`` as string
@@ -58,7 +61,7 @@ LABEL_KEY, LABEL_STR = 1, 2
 MAPPING_ID, MAPPING_HAS_FUNCTIONS = 1, 7
 LOCATION_ID, LOCATION_MAPPING_ID, LOCATION_LINE = 1, 2, 4
 LINE_FUNCTION_ID = 1
-FUNCTION_ID, FUNCTION_NAME, FUNCTION_SYSTEM_NAME = 1, 2, 3
+FUNCTION_ID, FUNCTION_NAME = 1, 2
 
 VARINT, LENGTH_DELIMITED = 0, 2
 INT64_WRAP = 1 << 64
@@ -144,8 +147,10 @@ def value_type(kind: int, unit: int) -> bytes:
 
 
 def function_message(ident: int, name: int) -> bytes:
-    body = int_field(FUNCTION_ID, ident) + int_field(FUNCTION_NAME, name)
-    return bytes_field(PROFILE_FUNCTION, body + int_field(FUNCTION_SYSTEM_NAME, name))
+    """A Function with only its name: no ``system_name``, see the module's notes."""
+    return bytes_field(
+        PROFILE_FUNCTION, int_field(FUNCTION_ID, ident) + int_field(FUNCTION_NAME, name)
+    )
 
 
 def location_message(ident: int) -> bytes:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import importlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -251,3 +252,62 @@ def decode_node(script: Path, data: bytes) -> Decoded:
         sample["values"] = [int(value) for value in sample["values"]]
         sample["labels"] = [tuple(label) for label in sample["labels"]]
     return Decoded(**raw)
+
+
+# -- go tool pprof (a third reader: what pprof users will see) -----------------------------
+
+RAW_SAMPLE = re.compile(r"\s*(-?\d+)\s+(-?\d+):((?: \d+)*) ?")
+RAW_LABEL = re.compile(r"\s+(\w+):\[(.*)\]")
+RAW_LOCATION = re.compile(r"\s*(\d+): 0x[0-9a-f]+ M=(\d+) (.*) :\d+ s=\d+\(.*\)")
+
+
+def go_pprof_raw(data: bytes, folder: Path) -> Decoded:
+    """``go tool pprof -raw`` of the profile, parsed; skips where Go is not installed."""
+    go = shutil.which("go")
+    if go is None:
+        pytest.skip("go tool pprof is not installed (apt-get install golang-go)")
+    path = folder / "profile.pb.gz"
+    path.write_bytes(data)
+    env = {"HOME": str(folder), "PATH": "/usr/bin:/bin", "GOCACHE": str(folder / "cache")}
+    done = subprocess.run(
+        [go, "tool", "pprof", "-raw", str(path)], capture_output=True, timeout=120, env=env
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    return parse_raw(done.stdout.decode("utf-8"))
+
+
+def parse_raw(text: str) -> Decoded:
+    lines = text.splitlines()
+    period = next(int(x.split()[1]) for x in lines if x.startswith("Period:"))
+    period_type = next(tuple(x.split()[1:3]) for x in lines if x.startswith("PeriodType:"))
+    header = lines[lines.index("Samples:") + 1]
+    sample_types = [tuple(t.split("/")) for t in header.split()]
+    samples: list[dict[str, Any]] = []
+    locations: list[dict[str, Any]] = []
+    functions: list[dict[str, Any]] = []
+    section = ""
+    for line in lines:
+        if line in ("Samples:", "Locations", "Mappings"):
+            section = line
+        elif section == "Samples:" and (m := RAW_SAMPLE.fullmatch(line)):
+            ids = [int(i) for i in m.group(3).split()]
+            values = [int(m.group(1)), int(m.group(2))]
+            samples.append({"location_ids": ids, "values": values, "labels": []})
+        elif section == "Samples:" and samples and (m := RAW_LABEL.fullmatch(line)):
+            samples[-1]["labels"].append((m.group(1), m.group(2)))
+        elif section == "Locations" and (m := RAW_LOCATION.fullmatch(line)):
+            ident = int(m.group(1))
+            locations.append({"id": ident, "mapping_id": int(m.group(2)), "functions": [ident]})
+            functions.append({"id": ident, "name": m.group(3)})
+    return Decoded(
+        string_table=[""],
+        sample_types=sample_types,  # type: ignore[arg-type]
+        period_type=period_type,  # type: ignore[arg-type]
+        period=period,
+        time_nanos=0,
+        duration_nanos=0,
+        mappings=[],
+        locations=locations,
+        functions=functions,
+        samples=samples,
+    )

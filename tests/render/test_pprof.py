@@ -32,6 +32,7 @@ from tests.render.pprofread import (
     Decoded,
     decode_node,
     decode_protobuf,
+    go_pprof_raw,
     node_decoder,
     profile_module,
 )
@@ -170,6 +171,25 @@ def test_real_profiles_round_trip(decode: Decode, path: Path) -> None:
     profile = decode(encode_pprof(integral, frequency=99))
     assert profile.folded() == integral.counts
     check_parca_rules(profile)
+
+
+def test_go_tool_pprof_shows_the_same_stacks(tmp_path: Path) -> None:
+    data = encode_pprof(SMALL, frequency=99, labels={"target": "web"})
+    profile = go_pprof_raw(data, tmp_path)
+    assert profile.folded() == SMALL.counts  # names exactly, C++ parameters included
+    assert profile.sample_types == [("samples", "count"), ("cpu", "nanoseconds")]
+    assert profile.period_type == ("cpu", "nanoseconds")
+    assert profile.period == round(1e9 / 99)
+    for sample in profile.samples:
+        assert sample["labels"] == [("target", "web")]
+        assert sample["values"][1] == sample["values"][0] * profile.period
+
+
+@pytest.mark.parametrize("path", real_profiles()[:4], ids=lambda p: p.name)
+def test_go_tool_pprof_reads_real_profiles(path: Path, tmp_path: Path) -> None:
+    folded = read_folded(path.read_bytes())
+    integral = Folded({stack: round(count) for stack, count in folded.items() if round(count)})
+    assert go_pprof_raw(encode_pprof(integral), tmp_path).folded() == integral.counts
 
 
 def test_output_is_deterministic_gzip() -> None:
