@@ -517,6 +517,9 @@ class Exporter:
             item = await self.queue.get()
             try:
                 await self.deliver(item)
+            except asyncio.CancelledError:
+                self._drop("shutdown")  # stopped while this one was in flight
+                raise
             except Exception:  # a bug here must not stop the exporter
                 log.exception("exporter %s: push failed", self.name)
             finally:
