@@ -180,8 +180,17 @@ class PerfSession(SamplingSession):
         self._closing = True
         self._queued.set()
         if self._worker is not None:
-            await self._worker
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
         self._clear_unfinished()
+
+    def abort(self) -> None:
+        for job in self._queue:
+            with contextlib.suppress(OSError):
+                job.path.unlink()
+        self._queue.clear()
+        if self._worker is not None:
+            self._worker.cancel()
 
     async def sample(self, resolution: Resolution) -> Outcome:
         if not self.status.event:

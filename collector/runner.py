@@ -97,6 +97,9 @@ class SamplingSession:
             await self.start()
             while not self._stopping.is_set():
                 await self._cycle()
+        except asyncio.CancelledError:
+            self.abort()  # cancelled (shutdown timeout): no more folding, only reaping
+            raise
         finally:
             await self.finish()
             self.status.state = "stopped"
@@ -112,6 +115,9 @@ class SamplingSession:
 
     async def finish(self) -> None:
         """After the last sampler ended: fold what is left."""
+
+    def abort(self) -> None:
+        """``run()`` was cancelled: give up folding what is left (``finish()`` still runs)."""
 
     async def sample(self, resolution: Resolution) -> Outcome:
         raise NotImplementedError

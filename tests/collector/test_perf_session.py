@@ -72,7 +72,7 @@ async def until(condition: Callable[[], bool], what: str, timeout: float = 90) -
 
 def children() -> str:
     done = subprocess.run(
-        ["ps", "-o", "pid,stat,etime,time,args", "--ppid", str(os.getpid())],
+        ["ps", "-ww", "-o", "pid,stat,etime,time,args", "--ppid", str(os.getpid())],
         capture_output=True,
         text=True,
         check=False,
@@ -94,6 +94,20 @@ def merged(chunks: list[Chunk]) -> Folded:
     for chunk in chunks:
         total.update(chunk.folded)
     return total
+
+
+def group_members(group: int) -> list[tuple[int, str]]:
+    """Live processes (pid, state) of a process group; zombies left to init do not count."""
+    found = []
+    for name in os.listdir(PROC):
+        try:
+            stat = (PROC / name / "stat").read_text() if name.isdigit() else ""
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if fields and int(fields[2]) == group and fields[0] != "Z":
+            found.append((int(name), fields[0]))
+    return found
 
 
 def perf_children() -> list[int]:
@@ -385,3 +399,23 @@ async def test_perf_past_its_memory_cap_is_restarted(
     assert len(pids - {0}) >= 2
     assert "crash" not in session.status.restarts
     assert weight(merged(chunks), "heavy") > 0
+
+
+async def test_cancelled_session_leaves_nothing_running(
+    perf: str, burn: Path, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """A daemon whose shutdown timed out cancels run(): perf and perf script are still reaped."""
+    pid = start(burn, processes)
+    chunks: list[Chunk] = []
+    wrapper = fake_perf(tmp_path, 'if [ "$1" = script ]; then sleep 30; fi')
+    session = make(TargetSpec("burn", pids=(pid,)), tmp_path, chunks, perf_path=wrapper)
+    task = asyncio.create_task(session.run())
+    await until(lambda: any("script" in line for line in children().splitlines()), "perf script")
+    script = next(line for line in children().splitlines() if "script" in line)
+    group = int(script.split()[0])  # perf script leads its own process group
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert perf_children() == []
+    assert group_members(group) == [], "the wrapper's `sleep` outlived it"
+    assert not chunks
