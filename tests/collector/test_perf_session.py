@@ -419,3 +419,73 @@ async def test_cancelled_session_leaves_nothing_running(
     assert perf_children() == []
     assert group_members(group) == [], "the wrapper's `sleep` outlived it"
     assert not chunks
+
+
+def cgroup2_mount() -> Path:
+    """Where cgroup v2 is mounted (v2-only or hybrid), or skip."""
+    for line in Path("/proc/mounts").read_text().splitlines():
+        fields = line.split()
+        if fields[2] == "cgroup2":
+            return Path(fields[1])
+    pytest.skip("no cgroup v2 mount to make a test cgroup in")
+
+
+async def test_unit_target_samples_its_cgroup_and_follows_restarts(
+    perf: str, burn: Path, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("making a cgroup needs root")
+    mount = cgroup2_mount()
+    unit = f"flamed-test-{os.getpid()}.service"
+    folder = mount / unit
+    folder.mkdir()
+    systemctl = tmp_path / "systemctl"
+    systemctl.write_text(f'#!/bin/sh\n[ "$5" = {unit} ] && echo /{unit}\n')
+    systemctl.chmod(0o755)
+    other = tmp_path / "otherburn"
+    other.write_bytes(burn.read_bytes())
+    other.chmod(0o755)
+    outside = start(other, processes)  # burns too, outside the unit: must not be sampled
+    chunks: list[Chunk] = []
+    session = create_session(
+        TargetSpec("svc", unit=unit, frequency=199),
+        bucket_seconds=1,
+        spool_dir=tmp_path / "spool",
+        on_chunk=chunks.append,
+        systemctl_path=str(systemctl),
+        cgroup_root=mount.parent if mount.name == "unified" else mount,
+    )
+    assert isinstance(session, PerfSession)
+
+    def enter() -> int:
+        pid = start(burn, processes)
+        (folder / "cgroup.procs").write_text(str(pid))
+        return pid
+
+    async def body() -> None:
+        first = enter()
+        await until(lambda: session.status.pids == (first,), "the unit's process")
+        await until(lambda: weight(merged(chunks), "heavy") > 0, "samples from the unit")
+        processes[1].kill()
+        processes[1].wait()
+        second = enter()  # the service restarted: same cgroup, new pid
+        await until(lambda: session.status.pids == (second,), "the restarted process")
+        chunks.clear()
+        await until(lambda: weight(merged(chunks), "heavy") > 0, "samples after the restart")
+
+    try:
+        await running(session, body)
+    finally:
+        for proc in processes:
+            proc.kill()
+            proc.wait()
+        for _ in range(50):
+            try:
+                folder.rmdir()
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+    assert session.status.restarts == {}, "a cgroup target needs no perf restart"
+    assert outside not in session.status.pids
+    comms = {stack.split(";")[0] for chunk in chunks for stack in chunk.folded}
+    assert comms == {"flamedburn"}, comms
