@@ -463,20 +463,36 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 # -- the app -------------------------------------------------------------------------------
 
 
-def metrics_handler(registry: CollectorRegistry) -> Handler:
-    try:
-        from prometheus_client.aiohttp import make_aiohttp_handler
-    except ImportError:  # prometheus-client < 0.21
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+METRICS_TTL = 1.0
+"""Seconds one exposition is reused: a scrape storm renders it once (Prometheus scrapes
+every 15 s or so; dashboards and alerts never see the difference)."""
 
-        async def handler(request: web.Request) -> web.Response:
-            response = web.Response(body=generate_latest(registry))
-            response.headers["Content-Type"] = CONTENT_TYPE_LATEST
-            response.enable_compression()
-            return response
 
-        return handler
-    return make_aiohttp_handler(registry)
+def metrics_handler(registry: CollectorRegistry, ttl: float = METRICS_TTL) -> Handler:
+    """GET /metrics: the text (or OpenMetrics) exposition, gzip-compressed once per render.
+
+    Like prometheus_client's ``make_aiohttp_handler`` (same encoder choice by
+    Accept header), plus a short reuse of the rendered and compressed body.
+    """
+    from prometheus_client.exposition import choose_encoder
+
+    rendered: dict[str, tuple[float, Rendered]] = {}
+
+    async def handler(request: web.Request) -> web.Response:
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        now = time.monotonic()
+        hit = rendered.get(content_type)
+        if hit is None or now - hit[0] > ttl:
+            hit = now, packed(encoder(registry), content_type)
+            rendered[content_type] = hit
+        item = hit[1]
+        headers = {"Content-Type": content_type, "Vary": "Accept, Accept-Encoding"}
+        if accepts_gzip(request):
+            headers["Content-Encoding"] = "gzip"
+            return web.Response(body=item.gzipped, headers=headers)
+        return web.Response(body=item.body, headers=headers)
+
+    return handler
 
 
 def create_app(
