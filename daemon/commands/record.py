@@ -21,7 +21,7 @@ NAME = "record"
 HELP = "profile a process, a service or the whole machine once and write a flame graph"
 DESCRIPTION = """\
 Profile one target with perf (Linux) or DTrace (macOS) for -d SECONDS, or until
-Ctrl-C, and write the profile: OUT.svg is an interactive flame graph, OUT.folded
+Ctrl-C (with -p: or until those processes have exited), and write the profile: OUT.svg is an interactive flame graph, OUT.folded
 (or - for stdout, the default) folded stacks. The target is one of: -p PID[,PID...],
 --process REGEX (command name), --cmdline REGEX (full command line), --unit UNIT
 (a systemd unit's cgroup), -a (the whole machine). A process target that restarts
@@ -137,14 +137,22 @@ async def record(args: argparse.Namespace, spec: TargetSpec, spool: Path) -> Fol
     done = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, done.set)
+
+    async def processes_gone() -> None:
+        """With -p, as with perf: the recording ends when every process has exited."""
+        while not (spec.pids and session.status.state == "waiting"):
+            await asyncio.sleep(0.2)
+
     runner = asyncio.create_task(session.run())
     interrupted = asyncio.create_task(done.wait())
+    gone = asyncio.create_task(processes_gone())
     try:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(duration):
-                await asyncio.wait({runner, interrupted}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({runner, interrupted, gone}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         interrupted.cancel()
+        gone.cancel()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await session.stop()

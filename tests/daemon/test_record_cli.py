@@ -73,6 +73,19 @@ def test_ctrl_c_stops_early_and_still_writes(tmp_path: Path, burning: int) -> No
     assert weight(read_folded(out.read_bytes()), "heavy") > 0
 
 
+@pytest.mark.perf
+def test_record_ends_when_the_process_exits(tmp_path: Path) -> None:
+    require_perf()
+    burn = subprocess.Popen([str(build_burn(tmp_path)), "4"])
+    try:
+        done = run_flamed("record", "-p", str(burn.pid), "-F", "199")  # no -d: until it exits
+    finally:
+        burn.kill()
+        burn.wait()
+    assert done.returncode == 0, done.stderr.decode()
+    assert weight(read_folded(done.stdout), "heavy") > 0
+
+
 def test_missing_pid_is_one_line(tmp_path: Path) -> None:
     done = run_flamed("record", "-p", "999999999", "-d", "1", "-o", str(tmp_path / "x.folded"))
     assert "no process with process id 999999999 is running" in one_line_error(done)
