@@ -20,12 +20,13 @@ from flamed.daemon.commands.common import write_atomic, write_stdout
 NAME = "record"
 HELP = "profile a process, a service or the whole machine once and write a flame graph"
 DESCRIPTION = """\
-Profile one target with perf (Linux) or DTrace (macOS) for -d SECONDS, or until
-Ctrl-C (with -p: or until those processes have exited), and write the profile: OUT.svg is an interactive flame graph, OUT.folded
-(or - for stdout, the default) folded stacks. The target is one of: -p PID[,PID...],
---process REGEX (command name), --cmdline REGEX (full command line), --unit UNIT
-(a systemd unit's cgroup), -a (the whole machine). A process target that restarts
-is followed. Needs root, CAP_PERFMON, or a low kernel.perf_event_paranoid.
+Profile one target with perf (Linux) or DTrace (macOS) for -d SECONDS or until
+Ctrl-C (with -p, also until those processes have exited), then write the
+profile: OUT.svg is an interactive flame graph, OUT.folded (or - for stdout, the
+default) folded stacks. The target is one of: -p PID[,PID...], --process REGEX
+(command name), --cmdline REGEX (full command line), --unit UNIT (a systemd
+unit's cgroup), -a (the whole machine). A process target that restarts is
+followed. Needs root, CAP_PERFMON, or a low kernel.perf_event_paranoid.
 """
 
 
