@@ -489,3 +489,29 @@ async def test_unit_target_samples_its_cgroup_and_follows_restarts(
     assert outside not in session.status.pids
     comms = {stack.split(";")[0] for chunk in chunks for stack in chunk.folded}
     assert comms == {"flamedburn"}, comms
+
+
+def test_script_fields_fold_like_the_default_output(
+    perf: str, burn: Path, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """`perf script` with only our fields and --no-inline folds as its default output does."""
+    from flamed.collapse.perf import PerfCollapser
+    from flamed.collector.perf import script_argv
+
+    pid = start(burn, processes)
+    data = tmp_path / "perf.data"
+    subprocess.run(
+        [perf, "record", "-F", "499", "-e", "cpu-clock", "-g", "-p", str(pid), "-o", str(data),
+         "--", "sleep", "2"],
+        capture_output=True, check=True, timeout=120,
+    )  # fmt: skip
+
+    def fold(argv: list[str]) -> Folded:
+        collapser = PerfCollapser()
+        collapser.feed(subprocess.run(argv, capture_output=True, check=True, timeout=120).stdout)
+        return collapser.finish()
+
+    ours = fold(script_argv(perf, data))
+    default = fold([perf, "script", "-i", str(data)])
+    assert weight(ours, "heavy") > 0
+    assert ours == default
