@@ -16,10 +16,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from flamed.collapse.errors import ConfigError
 from flamed.collector.base import TargetSpec
+
+if TYPE_CHECKING:
+    from flamed.daemon.export import ExporterConfig
 
 DEFAULT_SOURCE = "<embedded default>"
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -77,6 +80,8 @@ class Config:
     storage: StorageConfig
     targets: tuple[TargetSpec, ...]
     source: str = DEFAULT_SOURCE
+    exporters: tuple[ExporterConfig, ...] = ()
+    """``[[exporters]]``: receivers every completed bucket is pushed to (flamed.daemon.export)."""
 
     def target(self, name: str) -> TargetSpec | None:
         return next((spec for spec in self.targets if spec.name == name), None)
@@ -245,7 +250,7 @@ def kind_name(kind: type) -> str:
     )
 
 
-TOP_KEYS = ("server", "storage", "profile", "targets")
+TOP_KEYS = ("server", "storage", "profile", "targets", "exporters")
 SERVER_KEYS = ("listen", "token_file", "max_renders")
 STORAGE_KEYS = (
     "state_dir",
@@ -278,7 +283,19 @@ def parse_config(
     storage = read_storage(reader, reader.table(data.get("storage", {}), ("storage",)), env, euid)
     profile = read_profile(reader, reader.table(data.get("profile", {}), ("profile",)))
     targets = read_targets(reader, data.get("targets"), profile)
-    return Config(server=server, storage=storage, targets=targets, source=source)
+    exporters = read_exporters(reader, data.get("exporters"), targets)
+    return Config(server, storage, targets, source, exporters)
+
+
+def read_exporters(
+    reader: _Reader, raw: object, targets: tuple[TargetSpec, ...]
+) -> tuple[ExporterConfig, ...]:
+    if raw is None:
+        return ()
+    from flamed.daemon.export import parse_exporters
+
+    known = {spec.name for spec in targets}
+    return parse_exporters(raw, reader.source, fail=reader.fail, known_targets=known)
 
 
 def read_server(reader: _Reader, table: dict[str, Any]) -> ServerConfig:

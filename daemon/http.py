@@ -55,6 +55,7 @@ CACHE_ENTRIES = 32
 CACHE_BYTES = 32 << 20
 SVG = "image/svg+xml"
 TEXT = "text/plain"
+PPROF = "application/octet-stream"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -82,6 +83,7 @@ class RenderLimiter:
 class Rendered:
     body: bytes
     gzipped: bytes
+    """The body gzip-compressed; empty for bodies that are compressed already (pprof)."""
     content_type: str
 
 
@@ -246,7 +248,7 @@ def accepts_gzip(request: web.Request) -> bool:
 
 def send(request: web.Request, etag: str, item: Rendered) -> web.Response:
     headers = {"ETag": etag, "Vary": "Accept-Encoding", "Cache-Control": "no-cache"}
-    if accepts_gzip(request):
+    if item.gzipped and accepts_gzip(request):
         headers["Content-Encoding"] = "gzip"
         return web.Response(body=item.gzipped, content_type=item.content_type, headers=headers)
     return web.Response(body=item.body, content_type=item.content_type, headers=headers)
@@ -383,6 +385,29 @@ async def api_diff(request: web.Request) -> web.StreamResponse:
         with metrics.render_seconds.time():
             svg = render_diff(a, b, options)
         return packed(svg.encode("utf-8", "surrogateescape"), SVG)
+
+    return await cached_response(request, etag, work)
+
+
+async def api_pprof(request: web.Request) -> web.StreamResponse:
+    """The range as gzip-compressed pprof (``go tool pprof``, Pyroscope, Parca, ...)."""
+    from flamed.daemon.export import pprof_for
+
+    name, window = pick_window(request, False)
+    service = request.app[SERVICE]
+    span = parse_range(request.query, service.clock(), DEFAULT_API_WINDOW)
+    selection = window.select(span.start, span.end)
+    spec = service.targets[name].spec
+    etag = make_etag(request, name, selection.key)
+    thunk, loop = merged(window, selection), asyncio.get_running_loop()
+
+    def work() -> Rendered:
+        folded = thunk()
+        remember(window, selection, folded, loop)
+        data = pprof_for(
+            folded, frequency=spec.frequency, start=span.start, end=span.end, target=name
+        )
+        return Rendered(data, b"", PPROF)  # gzip already: never compressed again
 
     return await cached_response(request, etag, work)
 
@@ -546,6 +571,7 @@ def add_routes(app: web.Application, registry: CollectorRegistry) -> None:
     get("/api/v1/folded", api_folded)
     get("/api/v1/flamegraph", api_flamegraph)
     get("/api/v1/diff", api_diff)
+    get("/api/v1/pprof", api_pprof)
     get("/folded.txt", quick_folded)
     get("/flamegraph.svg", quick_flamegraph)
 

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from flamed.collapse.errors import FlamedError
 from flamed.collapse.folded import Folded
@@ -29,6 +29,9 @@ from flamed.collector.base import Chunk, ChunkSink, Session, SessionStatus, Targ
 from flamed.daemon.config import Config, load_config
 from flamed.daemon.metrics import Metrics, TargetReading
 from flamed.daemon.store import Bucket, DiskStore, Window, make_bucket
+
+if TYPE_CHECKING:
+    from flamed.daemon.export import Exporters
 
 log = logging.getLogger("flamed.daemon")
 
@@ -92,6 +95,7 @@ class Service:
         self._apply_lock = asyncio.Lock()
         self._reload_wanted = asyncio.Event()
         self._loading: set[str] = set()
+        self.exporters: Exporters | None = None
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -105,6 +109,7 @@ class Service:
         ]
         for spec in self.config.targets:
             await self._add_target(spec)
+        await self._start_exporters()
         self.started = True
 
     async def stop(self) -> None:
@@ -112,6 +117,7 @@ class Service:
         await asyncio.gather(*(self._stop_target(t) for t in list(self.targets.values())))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._writes.join(), STOP_TIMEOUT)
+        await self._stop_exporters()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -244,6 +250,8 @@ class Service:
         )
         bucket = make_bucket(chunk.start, chunk.end, chunk.folded, window.max_stacks, chunk.samples)
         self._queue_write("write", chunk.target, [window.add(bucket)], target)
+        if self.exporters is not None:
+            self.exporters.submit(chunk.target, bucket, target.spec.frequency)
 
     def ingest(self, name: str, folded: Folded, fmt: str, nbytes: int, cpu: float) -> None:
         """Fold a profile from outside (the inbox) into the current bucket of ``name``."""
@@ -284,6 +292,29 @@ class Service:
             self.disk.delete(name, buckets[1:])
         else:
             self.disk.delete(name, buckets)
+
+    # -- exporters -------------------------------------------------------------------------
+
+    async def _start_exporters(self) -> None:
+        """Push every completed bucket to the configured receivers (if any)."""
+        if not self.config.exporters:
+            return
+        from flamed.daemon.export import Exporters
+
+        self.exporters = Exporters(
+            self.config.exporters, registry=self.metrics.registry, clock=self.clock
+        )
+        await self.exporters.start()
+
+    async def _stop_exporters(self) -> None:
+        if self.exporters is not None:
+            await self.exporters.stop()
+
+    async def _apply_exporters(self, new: Config) -> None:
+        if self.exporters is None:
+            await self._start_exporters()
+        else:
+            await self.exporters.apply(new.exporters)
 
     # -- retention -------------------------------------------------------------------------
 
@@ -358,6 +389,8 @@ class Service:
                 if spec.name not in self.targets:
                     await self._add_target(spec)
                     log.info("target %s started", spec.name)
+            if old.exporters != new.exporters:
+                await self._apply_exporters(new)
             self.prune()
 
     def _keep_fixed(self, new: Config) -> Config:
