@@ -46,7 +46,9 @@ class TargetCollector(Collector):
         )
         pids = GaugeMetricFamily("flamed_target_pids", "Processes being sampled", labels=["target"])
         stacks = GaugeMetricFamily(
-            "flamed_window_stacks", "Distinct stacks held in the target's window", labels=["target"]
+            "flamed_window_stacks",
+            "Stack entries the target's window holds in memory (summed over its buckets)",
+            labels=["target"],
         )
         restarts = CounterMetricFamily(
             "flamed_collector_restarts", "Sampler restarts", labels=["target", "reason"]
