@@ -466,7 +466,8 @@ class Service:
     def summary(self) -> str:
         states = Counter(t.status.state for t in self.targets.values())
         parts = ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
-        return f"{len(self.targets)} targets ({parts or 'none'})"
+        count = len(self.targets)
+        return f"{count} target{'' if count == 1 else 's'} ({parts or 'none'})"
 
 
 class FailedSession:
