@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import random
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -280,3 +281,23 @@ async def test_concurrent_requests_for_one_graph_render_it_once(
     assert [r.status for r in responses] == [200] * 5 and len(calls) == 1
     bodies = {await r.read() for r in responses}
     assert len(bodies) == 1
+
+
+FUZZ_KEYS = ["target", "window", "from", "until", "title", "colors", "width", "minwidth", "search"]
+FUZZ_KEYS += ["reverse", "inverted", "baseline", "a_from", "a_until", "b_from", "b_until", "height"]
+FUZZ_VALUES = ["", "a", "b", "5m", "now-1m", "now", "-1", "0", "1e400", "nan", "inf", "%", "\x00"]
+FUZZ_VALUES += ["9" * 40, "1h30m", "1.5", "true", "yes", "<svg>", "'\"", "../../etc", "é", " "]
+
+
+async def test_no_input_gets_a_500(client: Client) -> None:
+    """Random parameter soup on every GET route: 200, 304, 400, 404 or 503, never 500."""
+    rng = random.Random(20261125)
+    paths = ["/api/v1/folded", "/api/v1/flamegraph", "/api/v1/diff", "/api/v1/pprof"]
+    paths += ["/folded.txt", "/flamegraph.svg", "/api/v1/targets", "/metrics", "/readyz"]
+    for _ in range(300):
+        params = {rng.choice(FUZZ_KEYS): rng.choice(FUZZ_VALUES) for _ in range(rng.randint(0, 5))}
+        path = rng.choice(paths)
+        response = await client.get(path, params=params)
+        assert response.status in (200, 400, 404, 503), (path, params, await response.text())
+        if response.status == 400:
+            assert (await response.text()).count("\n") == 1
