@@ -577,12 +577,13 @@ def add_routes(app: web.Application, registry: CollectorRegistry) -> None:
 
 
 def real_session_factory() -> SessionFactory:
-    from flamed import collector
+    """flamed.collector's sessions, told to stop within the daemon's shutdown budget."""
+    import functools
 
-    factory: SessionFactory | None = getattr(collector, "create_session", None)
-    if factory is None:
-        raise FlamedError("this build of flamed has no sampler (flamed.collector.create_session)")
-    return factory
+    from flamed.collector import create_session
+    from flamed.daemon.service import SESSION_STOP
+
+    return functools.partial(create_session, stop_timeout=SESSION_STOP)
 
 
 async def service_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -611,7 +612,9 @@ async def watchers_ctx(app: web.Application) -> AsyncIterator[None]:
 
 # -- the daemon's main task ----------------------------------------------------------------
 
-SHUTDOWN_TIMEOUT = 9.0
+SHUTDOWN_TIMEOUT = 9.5
+HTTP_DRAIN = 1.5
+"""Seconds requests under way get at shutdown before their connections are closed."""
 STATUS_PERIOD = 10.0
 
 
@@ -635,7 +638,13 @@ async def run_daemon(
         version=version(),
         watch=watch,
     )
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, keepalive_timeout=15.0)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        keepalive_timeout=15.0,
+        shutdown_timeout=HTTP_DRAIN,  # then the samplers' last buckets are folded and written
+    )
     stop = asyncio.Event()
     install_signals(stop, app[SERVICE])
     try:

@@ -36,7 +36,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("flamed.daemon")
 
 WRITE_QUEUE = 256
-STOP_TIMEOUT = 6.0
+STOP_TIMEOUT = 6.5
+"""Seconds a sampler gets to stop (the collector's own limit, SESSION_STOP, comes first)."""
+SESSION_STOP = 5.0
+WRITES_TIMEOUT = 1.5
+"""Seconds the last bucket files get at shutdown; with the above, exit within 10 s."""
 RELOAD_SETTLE = 0.3
 RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
@@ -116,7 +120,7 @@ class Service:
         """Stop every session (each flushes its last bucket), then finish the writes."""
         await asyncio.gather(*(self._stop_target(t) for t in list(self.targets.values())))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._writes.join(), STOP_TIMEOUT)
+            await asyncio.wait_for(self._writes.join(), WRITES_TIMEOUT)
         await self._stop_exporters()
         for task in self._tasks:
             task.cancel()
