@@ -348,7 +348,7 @@ async def flamegraph(
     span = parse_range(request.query, service.clock(), default)
     selection = window.select(span.start, span.end)
     options = render_options(request.query, f"{name}: {span.label}", selection_note(selection))
-    etag = make_etag(request, name, selection.key)
+    etag = make_etag(request, name, selection.key, span.label)  # the title names the range
     thunk, loop, metrics = merged(window, selection), asyncio.get_running_loop(), service.metrics
 
     def work() -> Rendered:
@@ -377,7 +377,7 @@ async def api_diff(request: web.Request) -> web.StreamResponse:
     sel_b = window.select(after.start, after.end)
     title = f"{name}: {after.label} against {before.label}"
     options = render_options(request.query, title, selection_note(sel_b))
-    etag = make_etag(request, name, sel_a.key, sel_b.key)
+    etag = make_etag(request, name, sel_a.key, sel_b.key, title)
     metrics = service.metrics
 
     def work() -> Rendered:
