@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 from watchdog.events import (
     FileClosedEvent,
+    FileCreatedEvent,
+    FileModifiedEvent,
     FileMovedEvent,
     FileSystemEvent,
     FileSystemEventHandler,
@@ -60,11 +62,17 @@ class _Forward(FileSystemEventHandler):
             return
         if isinstance(event, FileMovedEvent):
             path = decode_path(event.dest_path)
-        elif isinstance(event, FileClosedEvent) or self.config:
+        elif isinstance(event, FileClosedEvent) or (self.config and is_write(event)):
             path = decode_path(event.src_path)
         else:
             return
         self.loop.call_soon_threadsafe(self.callback, path)
+
+
+def is_write(event: FileSystemEvent) -> bool:
+    """A change of content. Opening or reading a file (as a reload itself does) is not:
+    reacting to those made every reload trigger the next one."""
+    return isinstance(event, FileModifiedEvent | FileCreatedEvent | FileClosedEvent)
 
 
 class Watchers:

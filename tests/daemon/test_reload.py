@@ -13,10 +13,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from flamed.daemon.config import load_config
-from flamed.daemon.http import SERVICE, create_app, run_daemon
+from flamed.daemon.http import METRICS, SERVICE, create_app, run_daemon
 from flamed.daemon.metrics import Metrics
 from flamed.daemon.notify import Notifier
-from flamed.daemon.service import Service
+from flamed.daemon.service import RELOAD_SETTLE, Service
 from tests.daemon.conftest import TWO_TARGETS, FakeFactory, wait_for
 
 THIRD = '[[targets]]\nname = "c"\ncmdline = "gunicorn"\n'
@@ -100,6 +100,10 @@ async def test_editing_the_file_reloads(tmp_path: Path, factory: FakeFactory) ->
         with path.open("a") as out:
             out.write('[[targets]]\nname = "d"\npids = [1]\n')
         await wait_for(lambda: "d" in service.targets)
+        # Reading the file for a reload must not itself look like a change.
+        settled = reloads(app[METRICS], "success")
+        await asyncio.sleep(10 * RELOAD_SETTLE)
+        assert reloads(app[METRICS], "success") == settled
     finally:
         await runner.cleanup()
 
