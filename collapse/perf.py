@@ -79,6 +79,9 @@ class PerfOptions:
     """Drop the callers of the leafmost frame with one of these names, and the comm."""
     srcline: bool = False
     """Input has a source line after each frame (``perf script -F+srcline``)."""
+    period_weights: bool = True
+    """Weight each sample by its period, as the Perl script does (for ``cpu-clock``
+    that is nanoseconds); False counts samples, which the daemon does."""
 
 
 @dataclass
@@ -164,6 +167,7 @@ class PerfCollapser:
         names = self._names
         by_comm = not (self.options.include_pid or self.options.include_tid)
         accepted = self._event_filter
+        weigh = self.options.period_weights
         position = samples = 0
         for record in RECORD.finditer(text):
             start = record.start()
@@ -184,7 +188,7 @@ class PerfCollapser:
                 pname = self._pname(comm, pid, tid)
             # Keyed by cached objects whose hashes are cached: no string is built per sample.
             key = (pname, folded)
-            tallies[key] = tallies.get(key, 0) + (int(period) if period else 1)
+            tallies[key] = tallies.get(key, 0) + (int(period) if weigh and period else 1)
             samples += 1
         self.samples += samples
         self._fold_gap(text[position:])
@@ -252,7 +256,7 @@ class PerfCollapser:
                 frame_lines.append(found.group(3))
         period = 1
         if found is not None:
-            if found.group(1):
+            if found.group(1) and self.options.period_weights:
                 period = int(found.group(1))
             if not self._keep_event_cached(found.group(2)):
                 return None

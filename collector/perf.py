@@ -364,7 +364,7 @@ class PerfSession(SamplingSession):
                     job.path.unlink()
 
     async def _fold(self, job: _Job) -> None:
-        collapser = PerfCollapser(PerfOptions())
+        collapser = PerfCollapser(PerfOptions(period_weights=False))
         python_cpu = 0.0
 
         def feed(data: bytes) -> None:

@@ -117,6 +117,13 @@ def one(frames: str, options: PerfOptions | None = None, header: str = RECORD) -
     return collapse(header.format(frames=frames).encode(), options).decode()
 
 
+def test_samples_counted_instead_of_weighted_by_period() -> None:
+    data = b"ab 1 1.0: 3 cycles:\n\t1 f (/x)\n\nab 1 2.0: 4 cycles:\n\t1 f (/x)\n\n"
+    data += b"            ab 1 3.0: 5 cycles:      7f1 f+0x3 (/x)\n"
+    assert collapse(data) == b"ab;f 12\n"
+    assert collapse(data, PerfOptions(period_weights=False)) == b"ab;f 3\n"
+
+
 def test_last_stack_counts_without_a_blank_line() -> None:
     data = b"ab 1 1.0: 3 cycles:\n\t1 f (/x)\n\nab 1 2.0: 4 cycles:\n\t1 g (/x)"
     assert collapse(data) == b"ab;f 3\nab;g 4\n"

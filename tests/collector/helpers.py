@@ -70,7 +70,7 @@ def require_perf() -> str:
 
 
 def weight(folded: Folded, frame: str) -> float:
-    """The samples (period-weighted) of stacks passing through ``frame``."""
+    """The samples of stacks passing through ``frame``."""
     return sum(count for stack, count in folded.items() if frame in stack.split(";"))
 
 
