@@ -302,12 +302,20 @@ def read_server(reader: _Reader, table: dict[str, Any]) -> ServerConfig:
     path: Path_ = ("server",)
     reader.check_keys(table, SERVER_KEYS, path)
     host, port = reader.convert(table, "listen", parse_listen, path) or ("127.0.0.1", 9797)
-    token_file = reader.get(table, "token_file", str, path)
+    token_file = read_path(reader, table, "token_file", path)
     token = read_token(reader, token_file) if token_file else None
     max_renders = reader.get(table, "max_renders", int, path) or 2
     if not 1 <= max_renders <= 64:
         raise reader.fail((*path, "max_renders"), "must be between 1 and 64")
     return ServerConfig(host, port, token_file, token, max_renders)
+
+
+def read_path(reader: _Reader, table: Mapping[str, Any], key: str, path: Path_) -> str | None:
+    """A file or folder name: a NUL byte (which no path can hold) is refused here, not later."""
+    value: str | None = reader.get(table, key, str, path)
+    if value is not None and "\0" in value:
+        raise reader.fail((*path, key), "a path cannot contain a NUL character")
+    return value
 
 
 def read_token(reader: _Reader, token_file: str) -> str:
@@ -326,7 +334,7 @@ def read_storage(
 ) -> StorageConfig:
     path: Path_ = ("storage",)
     reader.check_keys(table, STORAGE_KEYS, path)
-    state_dir = reader.get(table, "state_dir", str, path) or default_state_dir(env, euid)
+    state_dir = read_path(reader, table, "state_dir", path) or default_state_dir(env, euid)
     bucket = reader.convert(table, "bucket", parse_duration, path) or 10.0
     retention = reader.convert(table, "retention", parse_duration, path) or 86400.0
     max_stacks = reader.get(table, "max_stacks", int, path)
@@ -339,7 +347,7 @@ def read_storage(
         raise reader.fail((*path, "retention"), f"more than {MAX_BUCKETS} buckets; raise bucket")
     if not 2 <= max_stacks <= 10_000_000:
         raise reader.fail((*path, "max_stacks"), "must be between 2 and 10000000")
-    inbox = reader.get(table, "inbox", str, path)
+    inbox = read_path(reader, table, "inbox", path)
     rollup_after = reader.convert(table, "rollup_after", parse_duration, path)
     rollup = reader.convert(table, "rollup", parse_duration, path) or 600.0
     rollup_after = 1800.0 if rollup_after is None else rollup_after
