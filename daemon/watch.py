@@ -10,9 +10,12 @@ writing or renamed into the folder; names starting with ``.`` or ending in
 from __future__ import annotations
 
 import asyncio
+import errno
 import gzip
+import io
 import logging
 import os
+import stat
 import time
 import zlib
 from collections.abc import Callable
@@ -193,12 +196,16 @@ def fold_file(path: Path) -> tuple[Folded, str, int, float] | None:
     """Read, unpack and fold one inbox file (blocking); None if it vanished."""
     started = time.thread_time()
     try:
-        data = path.read_bytes()
+        data = read_regular(path, INBOX_MAX_BYTES)
     except FileNotFoundError:
+        return None
+    except NotRegular as err:
+        log.warning("inbox: %s is %s, not a file; renamed to .rejected", path.name, err)
+        os.replace(path, path.with_name(path.name + ".rejected"))
         return None
     if data[:2] == b"\x1f\x8b":
         try:
-            data = gzip.decompress(data)[:INBOX_MAX_BYTES]
+            data = gunzip(data, INBOX_MAX_BYTES)
         except (OSError, EOFError, zlib.error) as err:
             log.warning("inbox: %s is not valid gzip (%s); skipped", path.name, err)
             os.replace(path, path.with_name(path.name + ".rejected"))
@@ -210,6 +217,35 @@ def fold_file(path: Path) -> tuple[Folded, str, int, float] | None:
         os.replace(path, path.with_name(path.name + ".rejected"))
         return None
     return folded, fmt, len(data), time.thread_time() - started
+
+
+class NotRegular(Exception):
+    """An inbox entry that is a symlink, FIFO, device or folder."""
+
+
+def read_regular(path: Path, limit: int) -> bytes:
+    """At most ``limit`` bytes of a regular file, never through a symlink.
+
+    The inbox may be writable by others: a planted symlink must not make the
+    daemon read (and serve as a profile) a file elsewhere, nor a FIFO block it.
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise NotRegular("a symbolic link") from None
+        raise
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegular("a special file")
+        return file.read(limit)
+
+
+def gunzip(data: bytes, limit: int) -> bytes:
+    """At most ``limit`` bytes unpacked (a small gzip bomb cannot exhaust memory)."""
+    with gzip.GzipFile(fileobj=io.BytesIO(data)) as unpacked:
+        return unpacked.read(limit)
 
 
 def collapse_guessed(data: bytes) -> tuple[str, Folded]:
