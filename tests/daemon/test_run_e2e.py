@@ -116,7 +116,7 @@ def test_flamed_run_with_real_perf(tmp_path: Path, burner: subprocess.Popen[byte
             return weight(folded, "light") > 0 and weight(folded, "heavy") > 0 and len(folded) > 0
 
         poll(enough)
-        poll(lambda: weight(daemon.folded("target=burn&window=5m"), "light") >= 40 * 10_000_000 / 2)
+        poll(lambda: weight(daemon.folded("target=burn&window=5m"), "light") >= 20)  # samples
         folded = daemon.folded("target=burn&window=5m")
         under_burn = sum(c for stack, c in folded.items() if stack.startswith("flamedburn;"))
         assert under_burn >= 0.95 * folded.total(), folded.sorted_items()[:20]
