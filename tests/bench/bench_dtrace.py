@@ -13,10 +13,6 @@ and whether the two outputs are identical. Run it on a quiet machine.
 from __future__ import annotations
 
 import argparse
-import os
-import resource
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,6 +20,10 @@ from pathlib import Path
 from flamed.collapse.dtrace import DTraceCollapser
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))  # run as a script from anywhere
+
+from tests.bench.timing import compare  # noqa: E402
+
 OUT = HERE / "out"
 CORPUS = HERE.parents[2] / "shared" / "conformance" / "dtrace" / "example-dtrace-stacks.txt"
 CHUNK = 1 << 20
@@ -58,47 +58,13 @@ def in_process_seconds(data: bytes, runs: int) -> float:
     return best
 
 
-def child_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def wall_seconds(command: list[str], runs: int) -> tuple[float, float, bytes]:
-    """Best wall time and best CPU time (user + system) of ``runs`` runs, and the output."""
-    best, best_cpu, output = float("inf"), float("inf"), b""
-    for _ in range(runs):
-        cpu = child_cpu()
-        start = time.perf_counter()
-        output = subprocess.run(command, capture_output=True, check=True).stdout
-        best = min(best, time.perf_counter() - start)
-        best_cpu = min(best_cpu, child_cpu() - cpu)
-    return best, best_cpu, output
-
-
-def flamed_script() -> str:
-    """The `flamed` script of this interpreter's environment (not a pyenv shim on PATH)."""
-    beside = Path(sys.executable).with_name("flamed")
-    return str(beside) if beside.exists() else shutil.which("flamed") or "flamed"
-
-
 def report(path: Path, runs: int) -> None:
     data = path.read_bytes()
     mib = len(data) / (1 << 20)
     seconds = in_process_seconds(data, runs)
     print(f"{path.name}: {mib:.1f} MiB")
     print(f"  in-process collapse: {seconds:.3f} s, {mib / seconds:.0f} MiB/s")
-    flamed = flamed_script()
-    ours, our_cpu, our_output = wall_seconds([flamed, "-q", "collapse", "dtrace", str(path)], runs)
-    print(f"  flamed collapse dtrace (whole process): {ours:.3f} s, CPU {our_cpu:.3f} s")
-    flamegraph = os.environ.get("FLAMEGRAPH_DIR")
-    if not flamegraph:
-        print("  (set FLAMEGRAPH_DIR to a FlameGraph checkout to compare with the Perl script)")
-        return
-    script = str(Path(flamegraph) / "stackcollapse.pl")
-    perl, perl_cpu, perl_output = wall_seconds(["perl", script, str(path)], max(1, runs // 2))
-    same = "identical output" if perl_output == our_output else "outputs differ"
-    print(f"  stackcollapse.pl (whole process): {perl:.3f} s, CPU {perl_cpu:.3f} s")
-    print(f"  ratio: {perl / ours:.1f}x faster (CPU time: {perl_cpu / our_cpu:.1f}x); {same}")
+    compare(["-q", "collapse", "dtrace", str(path)], "stackcollapse.pl", [str(path)], runs)
 
 
 def main() -> None:

@@ -7,16 +7,14 @@ Without --input it records a continuous whole-system profile with real perf
 in tests/bench/out/ for later runs) and also uses the corpus's
 example-perf-stacks. It prints in-process throughput (MiB/s) and, when
 FLAMEGRAPH_DIR points at a FlameGraph checkout, the whole-process wall-time
-ratio (best of --runs) against `perl stackcollapse-perf.pl`. Run it on a
-quiet machine: other load skews the figures.
+and CPU-time ratios (best of --runs) against `perl stackcollapse-perf.pl`.
+Run it on a quiet machine: other load skews the wall times.
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
-import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,6 +24,10 @@ from pathlib import Path
 from flamed.collapse.perf import PerfCollapser
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))  # run as a script from anywhere
+
+from tests.bench.timing import compare  # noqa: E402
+
 OUT = HERE / "out"
 CORPUS = HERE.parents[2] / "shared" / "conformance" / "perf" / "example-perf-stacks.txt.gz"
 
@@ -112,33 +114,13 @@ def in_process_seconds(data: bytes, runs: int) -> float:
     return best
 
 
-def wall_seconds(command: list[str], runs: int) -> tuple[float, bytes]:
-    best, output = float("inf"), b""
-    for _ in range(runs):
-        start = time.perf_counter()
-        output = subprocess.run(command, capture_output=True, check=True).stdout
-        best = min(best, time.perf_counter() - start)
-    return best, output
-
-
 def report(path: Path, runs: int) -> None:
     data = path.read_bytes()
     mib = len(data) / (1 << 20)
     seconds = in_process_seconds(data, runs)
     print(f"{path.name}: {mib:.1f} MiB")
     print(f"  in-process collapse: {seconds:.3f} s, {mib / seconds:.0f} MiB/s")
-    flamed = shutil.which("flamed") or "flamed"
-    ours, our_output = wall_seconds([flamed, "-q", "collapse", "perf", str(path)], runs)
-    print(f"  flamed collapse perf (whole process): {ours:.3f} s")
-    flamegraph = os.environ.get("FLAMEGRAPH_DIR")
-    if not flamegraph:
-        print("  (set FLAMEGRAPH_DIR to a FlameGraph checkout to compare with the Perl script)")
-        return
-    script = str(Path(flamegraph) / "stackcollapse-perf.pl")
-    perl, perl_output = wall_seconds(["perl", script, str(path)], max(1, runs // 2))
-    same = "identical output" if perl_output == our_output else "outputs differ (see README)"
-    print(f"  stackcollapse-perf.pl (whole process): {perl:.3f} s")
-    print(f"  ratio: {perl / ours:.1f}x faster; {same}")
+    compare(["-q", "collapse", "perf", str(path)], "stackcollapse-perf.pl", [str(path)], runs)
 
 
 def main() -> None:
