@@ -455,6 +455,24 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 
 @web.middleware
+async def no_body_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every route is a GET that takes no body: refuse one at once (413) and close.
+
+    aiohttp would otherwise answer and then read the unwanted body to its end
+    (a client could stream 100 MB into every connection); with ``LINGER`` the
+    rest is discarded for at most that long before the connection is closed.
+    """
+    if request.body_exists:
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=0,
+            actual_size=request.content_length or 0,
+            text="this API takes no request body\n",
+            headers={"Connection": "close"},
+        )
+    return await handler(request)
+
+
+@web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     token = request.app[SERVICE].config.server.token
     if token is not None and request.path not in OPEN_PATHS | PAGE_PATHS:
@@ -544,7 +562,9 @@ def create_app(
         config_path=config_path,
         persist=persist,
     )
-    app = web.Application(middlewares=[metrics_middleware, auth_middleware, errors_middleware])
+    app = web.Application(
+        middlewares=[metrics_middleware, no_body_middleware, auth_middleware, errors_middleware]
+    )
     app[SERVICE] = service
     app[METRICS] = metrics
     app[LIMITER] = RenderLimiter(config.server.max_renders)
@@ -616,6 +636,10 @@ SHUTDOWN_TIMEOUT = 9.5
 HTTP_DRAIN = 1.5
 """Seconds requests under way get at shutdown before their connections are closed."""
 STATUS_PERIOD = 10.0
+KEEPALIVE = 15.0
+"""Seconds an idle connection (or one whose request never completes) is kept open."""
+LINGER = 1.0
+"""Seconds an unwanted request body is read and discarded after the refusal (aiohttp: 10)."""
 
 
 async def run_daemon(
@@ -642,7 +666,8 @@ async def run_daemon(
         app,
         handle_signals=False,
         access_log=None,
-        keepalive_timeout=15.0,
+        keepalive_timeout=KEEPALIVE,  # also how long a silent or trickling client is kept
+        lingering_time=LINGER,
         shutdown_timeout=HTTP_DRAIN,  # then the samplers' last buckets are folded and written
     )
     stop = asyncio.Event()
