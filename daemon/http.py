@@ -181,6 +181,8 @@ def parse_duration_param(name: str, text: str) -> float:
         raise UsageError(f"{name}: {err}") from None
     if value <= 0:
         raise UsageError(f"{name}: must be more than zero")
+    if value >= 1e11:  # also inf, from a long run of digits: the title would read "infs"
+        raise UsageError(f"{name}: {text!r} is out of range")
     return value
 
 
