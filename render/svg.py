@@ -65,8 +65,9 @@ def clean(text: str) -> str:
 
 
 def xml_text(text: str) -> str:
-    """Escape for XML character data."""
-    return clean(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Escape for XML character data (a CR as a reference: parsers turn a raw one into LF)."""
+    escaped = clean(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return escaped.replace("\r", "&#13;")
 
 
 def xml_attr(text: str) -> str:
