@@ -1,0 +1,314 @@
+"""Case 1 of issue 9: hostile frame names through the renderer and the daemon's page.
+
+Frame names carrying ``</script>``, ``"onload=``, ``&``, ``]]>``, every control
+byte 0x00-0x1F (ESC included), invalid UTF-8 and a 64 KiB name go through the
+collapsers, the renderer, the daemon's API (fed through its inbox) and its web
+page in real headless Chromium. Every payload that could run would bump the
+global ``window.__pwned``; the count must stay 0 while the graph's own script
+demonstrably ran. The SVG parses as strict XML (expat, and the browser's
+DOMParser: no ``parsererror``), the page as strictly nested HTML, and the names
+read back from the SVG and the folded text as they went in.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from typing import Any
+
+import pytest
+
+from flamed.collapse.dtrace import DTraceCollapser
+from flamed.collapse.folded import decode, read_folded
+from flamed.collapse.guess import GuessCollapser
+from flamed.collapse.perf import PerfCollapser
+from flamed.daemon.watch import gunzip
+from flamed.render import RenderOptions, render_diff_folded, render_flamegraph
+from flamed.render.svg import clean
+from tests.reliability import Daemon, start_daemon, wait_until
+from tests.render.svgread import SVG, frames
+
+PWN = "window.__pwned=(window.__pwned||0)+1"
+CONTROL = bytes(b for b in range(0x20) if b != 0x0A)  # 0x0A ends the folded line itself
+BIG = 64 * 1024
+
+HOSTILE: list[bytes] = [
+    f"</script><script>{PWN}</script>".encode(),
+    f'"onload="{PWN}" x="'.encode(),
+    f"'onmouseover='{PWN}' y='".encode(),
+    f'<img src=x onerror="{PWN}">'.encode(),
+    f'<svg onload="{PWN}"><script>{PWN}</script></svg>'.encode(),
+    b"amp& &amp &lt &#x3c &#0 &quot",  # a ";" would split the frame
+    f"]]><script>{PWN}</script><![CDATA[".encode(),
+    f"<!-- --><script>{PWN}</script><!--".encode(),
+    f"javascript:{PWN}".encode(),
+    b"ctl[" + CONTROL + b"]esc\x1b[31mred",
+    b"bad\xff\xfe\xc3(\xed\xa0\x80utf8\xf0\x9f",
+    b"A" * BIG + f"<script>{PWN}</script>".encode(),
+]
+TOKEN = "hostile-input-token"
+
+
+def hostile_folded() -> bytes:
+    lines = [b"main;" + name + b";leaf %d" % (index + 1) for index, name in enumerate(HOSTILE)]
+    return b"\n".join(lines) + b"\n"
+
+
+def readable(name: bytes) -> str:
+    """How a name should read in the SVG: XML-forbidden characters dropped, bad bytes U+FFFD."""
+    return clean(decode(name))
+
+
+def assert_strict_svg(data: bytes) -> ET.Element:
+    root = ET.fromstring(data)  # expat: raises on anything not well-formed
+    scripts = list(root.iter(f"{SVG}script"))
+    assert len(scripts) == 1, len(scripts)  # the renderer's own
+    for element in root.iter():
+        handlers = [key for key in element.attrib if key.lower().startswith("on")]
+        assert handlers == [], (element.tag, handlers)
+        assert element.tag.split("}")[-1] not in ("img", "iframe", "foreignObject", "a")
+    return root
+
+
+# -- the renderer ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "options",
+    [RenderOptions(minwidth=0), RenderOptions(minwidth=0, inverted=True, reverse=True)],
+)
+def test_hostile_names_render_as_strict_xml_and_read_back(options: RenderOptions) -> None:
+    profile = read_folded(hostile_folded())
+    svg = render_flamegraph(profile, options).encode("utf-8")  # strict: no lone surrogates
+    assert_strict_svg(svg)
+    names = {frame.name for frame in frames(svg)}
+    for name in HOSTILE:
+        assert readable(name) in names, readable(name)[:80]
+    assert any(len(name) >= BIG for name in names)
+    for char in CONTROL.decode().replace("\t", ""):
+        assert char not in svg.decode("utf-8")
+
+
+def test_a_diff_of_hostile_names_is_strict_xml() -> None:
+    before = read_folded(hostile_folded())
+    after = read_folded(hostile_folded().replace(b"leaf 1\n", b"leaf 9\n"))
+    svg = render_diff_folded(before, after, RenderOptions(minwidth=0)).encode("utf-8")
+    assert_strict_svg(svg)
+
+
+def perf_script(names: list[bytes]) -> bytes:
+    """``perf script`` output whose symbols are the hostile names."""
+    out = []
+    for index, name in enumerate(names):
+        out.append(b"prog 42 [000] %d.000: 1 cpu-clock:\n" % (index + 1))
+        out.append(b"\t7f0000001000 " + name + b"+0x1 (/usr/lib/libx.so)\n")
+        out.append(b"\t7f0000000000 main+0x2 (/usr/bin/prog)\n\n")
+    return b"".join(out)
+
+
+def dtrace_output(names: list[bytes]) -> bytes:
+    runs = [
+        b"  libx.so`" + name + b"+0x1\n  prog`main+0x2\n    %d\n" % (i + 1)
+        for i, name in enumerate(names)
+    ]
+    return b"CPU     ID                    FUNCTION:NAME\n\n" + b"\n".join(runs)
+
+
+@pytest.mark.parametrize("kind", ["perf", "dtrace", "guess"])
+def test_hostile_symbols_through_the_collapsers_render_as_strict_xml(kind: str) -> None:
+    names = [name for name in HOSTILE if b"\x00" not in name and b"\r" not in name]
+    text = dtrace_output(names) if kind == "dtrace" else perf_script(names)
+    collapser: Any = {"perf": PerfCollapser, "dtrace": DTraceCollapser, "guess": GuessCollapser}[
+        kind
+    ]()
+    for offset in range(0, len(text), 4093):  # fed in pieces split anywhere
+        collapser.feed(text[offset : offset + 4093])
+    profile = collapser.finish()
+    assert profile.total() == sum(range(1, len(names) + 1)) if kind == "dtrace" else len(names)
+    svg = render_flamegraph(profile, RenderOptions(minwidth=0)).encode("utf-8")
+    assert_strict_svg(svg)
+    drawn = " ".join(frame.name for frame in frames(svg))
+    # (perf's symbol tidying drops argument lists and quotes; markup must survive as text)
+    assert "</script><script>" in drawn and "<img src=x" in drawn and "javascript:" in drawn
+
+
+def test_inbox_gzip_is_unpacked_bounded() -> None:
+    """The inbox's gunzip stops at its limit: a small gzip bomb cannot exhaust memory."""
+    bomb = gzip.compress(b"a" * (64 << 20))
+    assert len(bomb) < (1 << 20)
+    assert gunzip(bomb, 1000) == b"a" * 1000
+
+
+# -- the daemon and its page -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    running = start_daemon(tmp_path_factory.mktemp("hostile") / "run", token=TOKEN)
+    running.deliver("ghost", hostile_folded())
+    folded = "/api/v1/folded?target=ghost&window=1h"
+    wait_until("profile ingested", lambda: b"javascript:" in running.get(folded)[1])
+    yield running
+    assert running.stop() == 0
+
+
+def test_the_folded_api_returns_the_names_byte_for_byte(daemon: Daemon) -> None:
+    status, body = daemon.get("/api/v1/folded?target=ghost&window=1h")
+    assert status == 200
+    for name in HOSTILE:
+        assert b";" + name + b";leaf" in body, name[:60]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/flamegraph", "/api/v1/diff"])
+def test_the_daemons_svg_is_strict_xml(daemon: Daemon, path: str) -> None:
+    status, body = daemon.get(f"{path}?target=ghost&window=1h&minwidth=0")
+    assert status == 200, body[:200]
+    assert_strict_svg(body)
+    if path.endswith("flamegraph"):
+        names = {frame.name for frame in frames(body)}
+        assert all(readable(name) in names for name in HOSTILE)
+
+
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source"}
+VOID |= {"track", "wbr"}
+
+
+class StrictHTML(HTMLParser):
+    """Fails on any tag closed out of order, left open, or closed without being opened."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.scripts = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.scripts += tag == "script"
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(
+                f"</{tag}> while {self.stack[-3:]} are open (line {self.getpos()[0]})"
+            )
+            return
+        self.stack.pop()
+
+
+def test_the_page_is_strictly_nested_html(daemon: Daemon) -> None:
+    status, body = daemon.get("/?target=ghost&window=1h&title=</script><script>")
+    assert status == 200
+    parser = StrictHTML()
+    parser.feed(body.decode("utf-8"))
+    parser.close()
+    assert parser.errors == [] and parser.stack == [], (parser.errors, parser.stack)
+    assert parser.scripts == 2  # the page's own two
+    assert b"</script><script>" not in body  # the query is never reflected
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip("Debian's chromium is not installed")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.mark.chromium
+def test_chromium_runs_no_injected_script_in_the_page(daemon: Daemon, browser: Any) -> None:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.add_init_script(f"sessionStorage.setItem('flamed-token', {json.dumps(TOKEN)});")
+    page.goto(daemon.url + "/?target=ghost&window=1h")
+    page.wait_for_function(
+        "() => { const s = document.querySelector('#graph svg.flamegraph');"
+        " return s && s.flamegraph; }"
+    )
+    state = page.evaluate(
+        """() => ({
+            pwned: window.__pwned || 0,
+            parseErrors: document.getElementsByTagName('parsererror').length,
+            scripts: document.querySelectorAll('script').length,
+            injected: document.querySelectorAll(
+                '#graph img, #graph iframe, #graph foreignObject').length,
+            handlers: [...document.querySelectorAll('#graph *')].filter(
+                e => [...e.attributes].some(a => a.name.toLowerCase().startsWith('on'))).length,
+            titles: [...document.querySelectorAll('#graph g.fg-f > title')].map(t => t.textContent),
+        })"""
+    )
+    # hover and click every frame: handlers planted in names would fire now
+    for box in page.locator("#graph g.fg-f").all()[:40]:
+        box.hover(force=True)
+    assert page.evaluate("window.__pwned || 0") == 0
+    assert state["pwned"] == 0 and state["parseErrors"] == 0
+    assert state["injected"] == 0 and state["handlers"] == 0
+    assert state["scripts"] == 3  # the page's two and the graph's one, run with the nonce
+    joined = "\n".join(state["titles"])
+    for name in HOSTILE:
+        assert readable(name)[:200] in joined, readable(name)[:80]
+    assert errors == [], errors
+    context.close()
+    print(
+        "\nFIGURE case1 page: scripts executed by payloads=0 parse errors=0 "
+        f"frames={len(state['titles'])}"
+    )
+
+
+@pytest.mark.chromium
+def test_chromium_runs_no_injected_script_in_the_standalone_svg(
+    daemon: Daemon, browser: Any
+) -> None:
+    context = browser.new_context(extra_http_headers={"Authorization": f"Bearer {TOKEN}"})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(daemon.url + "/api/v1/flamegraph?target=ghost&window=1h&minwidth=0")
+    page.wait_for_function("() => document.documentElement.flamegraph !== undefined")
+    for box in page.locator("g.fg-f").all()[:40]:
+        box.hover(force=True)
+    state = page.evaluate(
+        """() => ({
+            pwned: window.__pwned || 0,
+            parseErrors: document.getElementsByTagName('parsererror').length,
+            scripts: document.getElementsByTagName('script').length,
+        })"""
+    )
+    assert state == {"pwned": 0, "parseErrors": 0, "scripts": 1}, state
+    assert errors == [], errors
+    context.close()
+
+
+@pytest.mark.chromium
+def test_the_payloads_would_be_counted_if_they_ran(browser: Any) -> None:
+    """The control: the same payloads, unescaped in a page without a CSP, do bump the count."""
+    page = browser.new_page()
+    markup = "".join(name.decode("utf-8", "replace") for name in HOSTILE[:5])
+    page.set_content(f"<!doctype html><body><svg>{markup}</svg><div>{markup}</div></body>")
+    page.wait_for_function("() => (window.__pwned || 0) >= 3")
+    assert page.evaluate("window.__pwned") >= 3
+    page.close()
