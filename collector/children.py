@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
@@ -21,9 +23,32 @@ from typing import IO
 READ_SIZE = 1 << 16
 
 
-async def spawn(argv: list[str], *, stdout: int | None = None) -> asyncio.subprocess.Process:
-    """Start ``argv`` in a new process group with stderr piped; OSError propagates."""
+def death_wrapper(
+    platform: str = sys.platform, which: Callable[[str], str | None] = shutil.which
+) -> tuple[str, ...]:
+    """A command prefix that gives the child PR_SET_PDEATHSIG=SIGKILL, so it dies with flamed.
+
+    util-linux's ``setpriv --pdeathsig KILL`` sets it and then execs the real
+    command (same pid). Setting it in the child with ``preexec_fn`` would be
+    unsafe in a threaded parent. The signal fires when the thread that forked
+    the child ends: children are always started from the event loop's thread.
+    Empty (no guard) off Linux or without setpriv.
+    """
+    if not platform.startswith("linux"):
+        return ()
+    setpriv = which("setpriv")
+    return (setpriv, "--pdeathsig", "KILL", "--") if setpriv else ()
+
+
+async def spawn(
+    argv: list[str], *, stdout: int | None = None, wrapper: tuple[str, ...] = ()
+) -> asyncio.subprocess.Process:
+    """Start ``argv`` (behind ``wrapper``) in a new process group with stderr piped.
+
+    OSError propagates.
+    """
     return await asyncio.create_subprocess_exec(
+        *wrapper,
         *argv,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL if stdout is None else stdout,
@@ -112,7 +137,11 @@ async def _pump(pipe: IO[bytes], sink: Callable[[bytes], None]) -> None:
 
 
 async def run_streaming(
-    argv: list[str], sink: Callable[[bytes], None], *, timeout: float
+    argv: list[str],
+    sink: Callable[[bytes], None],
+    *,
+    timeout: float,
+    wrapper: tuple[str, ...] = (),
 ) -> StreamResult:
     """Run ``argv``, feed its stdout to ``sink`` as it arrives; kill its group past ``timeout``.
 
@@ -120,7 +149,7 @@ async def run_streaming(
     """
     loop = asyncio.get_running_loop()
     child = subprocess.Popen(
-        argv,
+        [*wrapper, *argv],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import re
+import shutil
 import signal
 import time
 from collections import deque
@@ -27,7 +28,7 @@ from pathlib import Path
 from flamed.collapse.errors import ProfilerError
 from flamed.collapse.perf import PerfCollapser, PerfOptions
 from flamed.collector.base import Chunk, ChunkSink, TargetSpec
-from flamed.collector.children import run_streaming, spawn, stop_group
+from flamed.collector.children import kill_group, run_streaming, spawn, stop_group
 from flamed.collector.runner import Outcome, SamplingSession, SessionOptions
 from flamed.collector.targets import Resolution
 
@@ -36,6 +37,8 @@ log = logging.getLogger("flamed.collector")
 SCRIPT_FIELDS = "comm,pid,tid,time,period,event,ip,sym,dso"
 """What the collapser reads: the event line (comm pid/tid time: period event:) and frames."""
 DUMP_LINE = re.compile(rb"\[ perf record: Dump (.+?) \]")
+SIZE_LIMIT_LINE = b"size limit reached"
+"""perf record's words when ``--max-size`` stopped it."""
 SPOOL_NAME = "perf.data"
 STDERR_LINES = 20
 
@@ -136,6 +139,11 @@ def record_argv(
     # side-band thread perf is single-threaded, so the signal always wakes its poll().
     argv += ["--switch-output=signal", f"--switch-max-files={options.max_backlog + 2}"]
     argv += ["--no-buildid-cache", "--no-bpf-event"]
+    if options.spool_max_bytes:
+        # perf stops by itself when one file reaches this: a stalled daemon (which is what
+        # rotates the file) cannot fill the disk. perf counts it per file.
+        per_file = max(options.spool_max_bytes // (options.max_backlog + 2), 64 << 10)
+        argv += [f"--max-size={per_file >> 10}K"]
     if options.mmap_pages:
         argv += ["-m", str(options.mmap_pages)]
     if resolution.mode == "pids":
@@ -164,6 +172,9 @@ class PerfSession(SamplingSession):
         self._closing = False
         self._worker: asyncio.Task[None] | None = None
         self._last_dump = 0.0
+        self._asked: float | None = None
+        """When (monotonic) the oldest SIGUSR2 perf has not answered with a file was sent."""
+        self._size_limited = False
         self.perf_pid: int | None = None
         """The running ``perf record``'s pid (tests kill it to inject a fault)."""
 
@@ -204,8 +215,10 @@ class PerfSession(SamplingSession):
             self.spool / SPOOL_NAME,
             resolution,
         )
+        if shutil.which(argv[0]) is None:  # behind the wrapper, a missing perf is no OSError
+            raise missing_perf(self.options.perf_path)
         try:
-            proc = await spawn(argv)
+            proc = await spawn(argv, wrapper=self.options.child_wrapper)
         except FileNotFoundError as err:
             raise missing_perf(self.options.perf_path) from err
         except OSError as err:
@@ -233,6 +246,8 @@ class PerfSession(SamplingSession):
         self.perf_pid = proc.pid
         log.info("target %s: perf record started (pid %d)", self.spec.name, proc.pid)
         self._last_dump = self.options.clock()
+        self._asked = None
+        self._size_limited = False
         self.status.state = "running"
         self.status.pids = resolution.pids
         tail: deque[str] = deque(maxlen=STDERR_LINES)
@@ -244,6 +259,8 @@ class PerfSession(SamplingSession):
             outcome = await self._watch(exited, stopping, resolution)
         finally:
             stopping.cancel()
+            if proc.returncode is None and outcome == "stalled":
+                kill_group(proc.pid, signal.SIGKILL)  # a stopped perf would not heed SIGINT
             if proc.returncode is None:
                 await stop_group(proc, signal.SIGINT, self.options.stop_timeout)
             await exited
@@ -287,10 +304,9 @@ class PerfSession(SamplingSession):
         """Once a bucket: rotate perf's file, check its memory, re-resolve the target."""
         pid = self.perf_pid
         if pid is not None:
-            # Before perf has installed its handler, SIGUSR2 would kill it: wait for it.
-            if catches(self.options.proc_root, pid, signal.SIGUSR2):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGUSR2)
+            if self._stalled():
+                return "stalled"
+            self._rotate(pid)
             limit = self.options.perf_rss_limit
             if limit and resident_bytes(self.options.proc_root, pid) > limit:
                 log.warning("target %s: perf grew past %d bytes, restarting", self.spec.name, limit)
@@ -302,10 +318,40 @@ class PerfSession(SamplingSession):
             self.status.pids = now.pids
         return None
 
+    def _rotate(self, pid: int) -> None:
+        """Ask perf for its file (SIGUSR2); the stall clock runs until a file comes."""
+        # Before perf has installed its handler, SIGUSR2 would kill it: wait for it.
+        if catches(self.options.proc_root, pid, signal.SIGUSR2):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGUSR2)
+        if self._asked is None:
+            self._asked = time.monotonic()
+
+    def _stalled(self) -> bool:
+        """Has perf left a rotation unanswered for too long (SIGSTOPped, stuck in the kernel)?
+
+        Counted from the request, not from the last file, so a daemon that was
+        itself stopped does not blame perf for the time it did not ask.
+        """
+        if self._asked is None:
+            return False
+        waited = time.monotonic() - self._asked
+        if waited <= self.options.stall_seconds:
+            return False
+        log.warning(
+            "target %s: perf wrote no file for %.0f s (stopped or stuck), restarting",
+            self.spec.name,
+            waited,
+        )
+        return True
+
     def _after_exit(self, code: int | None, stderr: str, resolution: Resolution) -> Outcome:
         """perf ended by itself: its targets went away (fine) or it failed (raise)."""
         if self._stopping.is_set():
             return "stop"
+        if self._size_limited:
+            self.drop("spool_full", "perf's file reached the spool bound (is flamed stalled?)")
+            return "spool_full"
         if self.resolver.dynamic and self.resolve().sampling_key() != resolution.sampling_key():
             return "targets"
         raise explain_failure("perf record", code, stderr, self.options.proc_root)
@@ -324,6 +370,8 @@ class PerfSession(SamplingSession):
 
     def _stderr_line(self, line: bytes, tail: deque[str]) -> None:
         found = DUMP_LINE.search(line)
+        if SIZE_LIMIT_LINE in line:
+            self._size_limited = True
         log.debug("target %s: perf: %s", self.spec.name, line.decode("utf-8", "replace"))
         if found is None:
             if line.strip():
@@ -333,6 +381,7 @@ class PerfSession(SamplingSession):
         path = Path(os.fsdecode(found.group(1)))
         self._enqueue(_Job(path, self._last_dump, now))
         self._last_dump = now
+        self._asked = None
 
     # -- folding --------------------------------------------------------------
 
@@ -375,7 +424,9 @@ class PerfSession(SamplingSession):
 
         argv = script_argv(self.options.perf_path, job.path)
         try:
-            result = await run_streaming(argv, feed, timeout=self.options.script_timeout)
+            result = await run_streaming(
+                argv, feed, timeout=self.options.script_timeout, wrapper=self.options.child_wrapper
+            )
         except OSError as err:
             self.drop("script_failed", f"cannot run perf script: {err.strerror or err}")
             return

@@ -22,12 +22,14 @@ from typing import Literal
 
 from flamed.collapse.errors import ProfilerError
 from flamed.collector.base import Chunk, ChunkSink, SessionStatus, TargetSpec
+from flamed.collector.children import death_wrapper
 from flamed.collector.targets import Resolution, Resolver
 
 log = logging.getLogger("flamed.collector")
 
-Outcome = Literal["stop", "targets", "rss"]
-"""Why a sampler ended: stopped, its target set changed, or perf outgrew its memory cap."""
+Outcome = Literal["stop", "targets", "rss", "stalled", "spool_full"]
+"""Why a sampler ended: stopped, its target set changed, perf outgrew its memory cap,
+perf stopped rotating its file (stuck or stopped), or its file reached the spool bound."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,22 @@ class SessionOptions:
     """perf is restarted (``restarts["rss"]``) when its resident memory passes this; 0: never."""
     exclude_pids: tuple[int, ...] = field(default_factory=tuple)
     """Processes name patterns never match, besides flamed itself."""
+    stall_timeout: float | None = None
+    """perf is killed and restarted (``restarts["stalled"]``) when no rotated file came for
+    this long (a stopped or stuck perf); None: 3 buckets, at least 10 s."""
+    spool_max_bytes: int = 1 << 30
+    """Bound on one target's spool: each of perf's files may grow to this divided by the
+    files perf keeps (``--max-size``); perf stops at it and is restarted
+    (``restarts["spool_full"]``, ``chunks_dropped["spool_full"]``). 0: unbounded."""
+    child_wrapper: tuple[str, ...] = field(default_factory=death_wrapper)
+    """Prefix of every child's command line that makes the kernel kill it when flamed dies
+    (``setpriv --pdeathsig KILL --``; empty where setpriv is missing)."""
+
+    @property
+    def stall_seconds(self) -> float:
+        if self.stall_timeout is not None:
+            return self.stall_timeout
+        return max(3 * self.bucket_seconds, 10.0)
 
 
 class SamplingSession:
@@ -147,7 +165,11 @@ class SamplingSession:
         self.status.state = "error"
         self.count("restarts", "crash")
         if ran > max(self.options.bucket_seconds, self._backoff):
+            # It ran well until now: restart at once (at most one bucket lost); a sampler
+            # that keeps failing quickly backs off.
             self._backoff = self.options.backoff_initial
+            log.warning("target %s: %s (restarting now)", self.spec.name, err)
+            return
         log.warning("target %s: %s (restarting in %.3g s)", self.spec.name, err, self._backoff)
         await self.sleep(self._backoff)
         self._backoff = min(self._backoff * 2, self.options.backoff_max)

@@ -41,6 +41,8 @@ def create_session(
     event: str | None = None,
     mmap_pages: int | None = None,
     perf_rss_limit: int = 512 << 20,
+    stall_timeout: float | None = None,
+    spool_max_bytes: int = 1 << 30,
     platform: str = sys.platform,
 ) -> Session:
     """A session for ``spec`` (not started: ``await session.run()``; ``await session.stop()``).
@@ -67,6 +69,8 @@ def create_session(
         event=event,
         mmap_pages=mmap_pages,
         perf_rss_limit=perf_rss_limit,
+        stall_timeout=stall_timeout,
+        spool_max_bytes=spool_max_bytes,
     )
     return build(spec, options, on_chunk, platform)
 
