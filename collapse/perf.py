@@ -24,12 +24,12 @@ from flamed.collapse.symbols import tidy_rust
 
 # `comm pid[/tid] ...`: the command name may hold spaces, so it is the shortest
 # prefix followed by a number. Same pattern as the Perl script, ASCII classes.
-EVENT_LINE = re.compile(r"(\S.+?)\s+(\d+)/*(\d+)*\s+", re.ASCII)
+EVENT_LINE = re.compile(r"(\S.+?)\s++(\d++)/*+(\d++)?\s", re.ASCII)
 # `...: PERIOD EVENT:` at the end of the event line (period optional).
-PERIOD_EVENT = re.compile(r":\s*(\d+)*\s+(\S+):\s*$", re.ASCII)
+PERIOD_EVENT = re.compile(r":(?:\s*+(\d++))?\s++(\S+):\s*$", re.ASCII)
 # A record without a call chain carries its only frame on the event line.
-INLINE_FRAME = re.compile(r":\s*(\d+)*\s+(\S+?):\s+([0-9a-fA-F]+\s+\S.*\))\s*$", re.ASCII)
-FRAME_LINE = re.compile(r"\s*(\w+)\s*(.+) \((.*)\)", re.ASCII)
+INLINE_FRAME = re.compile(r":(?:\s*+(\d++))?\s++(\S+?):\s++([0-9a-fA-F]++\s++\S.*\))\s*$", re.ASCII)
+FRAME_LINE = re.compile(r"\s*+(\w++)\s*(.+) \((.*)\)$", re.ASCII)
 OFFSET = re.compile(r"\+0x[\da-f]+$")
 GO_METHOD = re.compile(r"\.\(.*\)\.")
 ARGS_START = re.compile(r"\((?!anonymous namespace\))")
@@ -38,8 +38,12 @@ KERNEL_MODULE = re.compile(r"(^\[|vmlinux$|/vmlinux-[^/]*$|\.ko(\.[a-z]+)?$)")
 JIT_MODULE = re.compile(r"(/tmp/perf-\d+\.map|/tmp/jitted-\d+-\d+\.so)")
 # The common record, whole: an event line ending in `PERIOD EVENT:` (the two
 # patterns above, kept within one line) and the indented frame lines after it.
+# Possessive and atomic parts keep every pattern here linear in the line's length:
+# the Perl script's `(\d+)*` backtracked exponentially on a run of digits, and
+# retrying every longer command name made lines of spaces or `1 1 1 ...` quadratic.
 RECORD = re.compile(
-    r"^(\S.+?)[^\S\n]+(\d+)/*(\d+)*[^\S\n]+[^\n]*?:[^\S\n]*(\d+)*[^\S\n]+(\S+):[^\S\n]*\n"
+    r"^(?>(\S.+?)(?<!\s\s)[^\S\n]++(\d++)/*+(\d++)?[^\S\n])"
+    r"[^\n]*?:(?:[^\S\n]*+(\d++))?[^\S\n]++(\S+):[^\S\n]*\n"
     r"((?:[ \t][^\n]*\n)*)",
     re.ASCII | re.MULTILINE,
 )
@@ -312,7 +316,7 @@ class PerfCollapser:
         while index < len(lines):
             line = lines[index]
             following = lines[index + 1] if index + 1 < len(lines) else ""
-            if following.strip() and FRAME_LINE.match(following) is None:
+            if following.strip() and frame_line(following) is None:
                 yield f"{line}\n{following}"
                 index += 2
             else:
@@ -323,7 +327,7 @@ class PerfCollapser:
         """The frames of one ``ip symbol (module)`` line; more than one when inlined (``a->b``).
 
         ``source`` is the frame's source line under ``--srcline``, else empty."""
-        match = FRAME_LINE.match(line)
+        match = frame_line(line)
         if match is None:
             if line.strip():
                 self.warn("unrecognized perf script line", line)
@@ -370,6 +374,15 @@ class PerfCollapser:
         if options.annotate_jit and JIT_MODULE.search(module):
             return func if "_[j]" in func else func + "_[j]"
         return func
+
+
+def frame_line(line: str) -> re.Match[str] | None:
+    """Match ``ip symbol (module)``: the module ends at the line's last ``)``.
+
+    Cutting the line there first keeps the match linear in the line's length
+    (``(.+) \\((.*)\\)`` on the whole line is quadratic without a ``)``).
+    """
+    return FRAME_LINE.match(line, 0, line.rfind(")") + 1)
 
 
 def event_line(line: str) -> re.Match[str] | None:
@@ -443,5 +456,5 @@ def is_applicable(head: bytes) -> bool | None:
     for index, line in enumerate(lines[:-1]):
         if EVENT_LINE.match(line) and (PERIOD_EVENT.search(line) or INLINE_FRAME.search(line)):
             following = lines[index + 1]
-            return bool(FRAME_LINE.match(following) or EVENT_LINE.match(following))
+            return bool(frame_line(following) or EVENT_LINE.match(following))
     return None if len(head) < 64 * 1024 else False
