@@ -12,6 +12,7 @@ read back from the SVG and the folded text as they went in.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -21,8 +22,11 @@ from html.parser import HTMLParser
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from flamed.collapse.dtrace import DTraceCollapser
+from flamed.collapse.errors import InputError
 from flamed.collapse.folded import decode, read_folded
 from flamed.collapse.guess import GuessCollapser
 from flamed.collapse.perf import PerfCollapser
@@ -312,3 +316,73 @@ def test_the_payloads_would_be_counted_if_they_ran(browser: Any) -> None:
     page.wait_for_function("() => (window.__pwned || 0) >= 3")
     assert page.evaluate("window.__pwned") >= 3
     page.close()
+
+
+# -- every parser, fuzzed (case 2; the long run is tests/reliability/fuzz_parsers.py) -------
+
+TOKENS = [b" ", b"  ", b"\t", b"\n", b"\n\n", b":", b";", b"(", b")", b"[", b"]", b"+0x1f", b"`"]
+TOKENS += [b"0", b"42", b"99999999999999999999", b"1.5", b"-1", b"/", b"prog", b"main", b"\xff"]
+TOKENS += [b"\x00", b"\x1b", b"\r", b"cpu-clock:", b"cycles:u:", b"[unknown]", b"[000]", b"=", b'"']
+TOKENS += [b"[[targets]]", b"[server]", b"[storage]", b"name", b"all = true", b"listen", b"'"]
+TOKENS += [b"bucket", b"retention", b"10s", b"window", b"&", b"now-", b"1e400", b"nan", b"inf"]
+TOKENS += [b"\xe2\x80\xa8", b"\xed\xa0\x80", b"java", b"_[k]", b"->", b"libc.so.6", b"#"]
+
+
+def mutated(seed: bytes) -> st.SearchStrategy[bytes]:
+    """A seed with a few random splices: stays close to the grammar, then breaks it."""
+
+    def splice(data: bytes, edits: list[tuple[int, int, bytes]]) -> bytes:
+        for at, cut, insert in edits:
+            at %= len(data) + 1
+            data = data[:at] + insert + data[at + cut :]
+        return data
+
+    edit = st.tuples(st.integers(0, 10_000), st.integers(0, 20), st.binary(max_size=12))
+    return st.lists(edit, max_size=6).map(lambda edits: splice(seed, edits))
+
+
+def inputs(name: str) -> st.SearchStrategy[bytes]:
+    from tests.reliability.fuzz_parsers import SEEDS
+
+    grammar = st.lists(st.sampled_from(TOKENS), max_size=120).map(b"".join)
+    seeds = [mutated(seed) for seed in SEEDS[name]]
+    return st.one_of(st.binary(max_size=600), grammar, *seeds)
+
+
+@pytest.mark.parametrize("name", ["perf", "dtrace", "folded", "guess", "config", "query"])
+@settings(
+    max_examples=int(os.environ.get("FLAMED_FUZZ_EXAMPLES", "500")),
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(data=st.data())
+def test_no_exception_escapes_a_parser(name: str, data: st.DataObject) -> None:
+    """Only documented user errors (FlamedError) may leave a parser; the result re-reads."""
+    from tests.reliability.fuzz_parsers import fuzz_one
+
+    text = data.draw(inputs(name), label="input")
+    split = data.draw(st.integers(0, 255), label="split")
+    fuzz_one(name, text, split)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"prog 42 [000] 1.000: 1 cpu-clock:u::" + b"2" * 400 + b"bar(int)\n",  # was exponential
+        b"prog 42 [000] 1.000:" + b" " * 200_000 + b"x\n",  # were quadratic: minutes each
+        b"p " + b"1 " * 100_000 + b"\n",
+        b"prog 42 [000] 1.000: 1 cpu-clock:\n\t" + b"a (" * 70_000 + b"\n",
+    ],
+    ids=["digits", "spaces", "ones", "parens"],
+)
+def test_perf_lines_built_to_backtrack_fold_in_linear_time(line: bytes) -> None:
+    """Bounded by the timeout, not timed: the old patterns would not finish in hours."""
+    collapser = PerfCollapser()
+    collapser.feed(line + b"\n")
+    collapser.finish()
+    guessed = GuessCollapser()
+    with contextlib.suppress(InputError):  # "cannot tell the input format" is fine
+        guessed.feed(line + b"\n")
+        guessed.finish()

@@ -1,0 +1,240 @@
+"""Fuzz every parser flamed has (case 2 of issue 9) with atheris, for as long as asked.
+
+    python tests/reliability/fuzz_parsers.py --minutes 60            # all parsers
+    python tests/reliability/fuzz_parsers.py --minutes 5 --only perf
+
+Parsers: ``perf`` (perf script), ``dtrace``, ``folded``, ``guess`` (format
+guessing, then one of the three), ``config`` (the daemon's TOML) and ``query``
+(the HTTP query parameters: render options and time ranges). Each input is fed
+in two pieces split where the input says, as a stream arrives. Documented user
+errors (``FlamedError``: a 400 or a one-line CLI error) are fine; any other
+exception is a crash, which atheris/libFuzzer reports with the input (saved as
+``crash-*``) and stops on. Hangs: libFuzzer's ``-timeout`` (10 s per input).
+Memory: ``-rss_limit_mb`` (1024), and the maximum RSS is printed at the end.
+
+The same ``fuzz_one`` runs under hypothesis in CI (tests/reliability/
+test_hostile_input.py) for a bounded number of examples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from flamed.collapse.errors import FlamedError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def feed_in_two(collapser: object, data: bytes, split: int) -> object:
+    cut = split % (len(data) + 1)
+    collapser.feed(data[:cut])  # type: ignore[attr-defined]
+    collapser.feed(data[cut:])  # type: ignore[attr-defined]
+    return collapser.finish()  # type: ignore[attr-defined]
+
+
+def fuzz_perf(data: bytes, split: int) -> None:
+    from flamed.collapse.perf import PerfCollapser, PerfOptions
+
+    folded = feed_in_two(PerfCollapser(), data, split)
+    every = PerfOptions(
+        include_tid=True,
+        annotate_kernel=True,
+        annotate_jit=True,
+        include_addrs=True,
+        skip_after=("main",),
+        srcline=bool(split & 1),
+        period_weights=bool(split & 2),
+    )
+    check_folded(feed_in_two(PerfCollapser(every), data, split))
+    check_folded(folded)
+
+
+def fuzz_dtrace(data: bytes, split: int) -> None:
+    from flamed.collapse.dtrace import DTraceCollapser, DTraceOptions
+
+    options = DTraceOptions(include_offset=bool(split & 1))
+    check_folded(feed_in_two(DTraceCollapser(options), data, split))
+
+
+def fuzz_folded(data: bytes, split: int) -> None:
+    from flamed.collapse.folded import FoldedCollapser, read_folded
+
+    whole = read_folded(data)
+    streamed = feed_in_two(FoldedCollapser(), data, split)
+    check_folded(whole)
+    assert dict(whole.items()) == dict(streamed.items())  # type: ignore[attr-defined]
+
+
+def fuzz_guess(data: bytes, split: int) -> None:
+    from flamed.collapse.guess import GuessCollapser
+
+    check_folded(feed_in_two(GuessCollapser(), data, split))
+
+
+def fuzz_config(data: bytes, split: int) -> None:
+    from flamed.daemon.config import parse_config
+
+    text = data.decode("utf-8", "replace")
+    parse_config(text, "fuzz.toml", env={}, euid=1000)
+
+
+def fuzz_query(data: bytes, split: int) -> None:
+    from flamed.daemon.http import diff_ranges, parse_range
+    from flamed.render.options import options_from_query
+
+    text = data.decode("utf-8", "replace")
+    params = {}
+    for part in text.split("&"):
+        key, _, value = part.partition("=")
+        params[key] = value
+    options_from_query(params)
+    parse_range(params, 1_700_000_000.0, 300.0)
+    diff_ranges(params, 1_700_000_000.0)
+
+
+def check_folded(folded: object) -> None:
+    """What every parser promises: a profile that writes out and reads back the same."""
+    from flamed.collapse.folded import Folded, read_folded
+
+    assert isinstance(folded, Folded)
+    again = read_folded(folded.to_bytes())
+    assert len(again) == len(folded), (len(again), len(folded))
+
+
+PARSERS: dict[str, Callable[[bytes, int], None]] = {
+    "perf": fuzz_perf,
+    "dtrace": fuzz_dtrace,
+    "folded": fuzz_folded,
+    "guess": fuzz_guess,
+    "config": fuzz_config,
+    "query": fuzz_query,
+}
+
+
+def fuzz_one(name: str, data: bytes, split: int = 0) -> None:
+    """Run one parser on one input; documented user errors are fine, nothing else is."""
+    with contextlib.suppress(FlamedError):
+        PARSERS[name](data, split)
+
+
+# -- seeds ---------------------------------------------------------------------------------
+
+SEEDS: dict[str, list[bytes]] = {
+    "perf": [
+        b"prog 42 [000] 1.000: 1 cpu-clock:\n"
+        b"\t7f0000001000 work+0x1 (/usr/lib/libx.so)\n"
+        b"\t7f0000000000 main+0x2 (/usr/bin/prog)\n\n"
+        b"prog 42/43 [001] 2.5: 250000 cpu-clock:u: \n"
+        b"\tffffffff81000000 [unknown] ([kernel.kallsyms])\n\n",
+    ],
+    "dtrace": [
+        b"CPU     ID                    FUNCTION:NAME\n"
+        b"  0  64091                        :tick-60s\n\n"
+        b"              libc.so.1`_write+0x15\n              prog`main+0x2\n               12\n\n",
+    ],
+    "folded": [b"main;work;hot 6\nmain;idle 1.5\nbad line\n"],
+    "guess": [],
+    "config": [
+        b'[server]\nlisten = "127.0.0.1:9797"\nmax_renders = 2\n'
+        b'[storage]\nstate_dir = "/tmp/s"\nbucket = "10s"\nretention = "1h"\n'
+        b'[profile]\nfrequency = 99\n[[targets]]\nname = "a"\nprocess = "^a$"\n'
+        b'[[targets]]\nname = "b"\npids = [1, 2]\ncall_graph = "dwarf"\n',
+    ],
+    "query": [b"window=5m&width=1200&minwidth=0.5%&colors=java&reverse=1&a_from=now-1h"],
+}
+SEEDS["guess"] = SEEDS["perf"] + SEEDS["dtrace"] + SEEDS["folded"]
+
+
+def seed_corpus(folder: Path, names: list[str]) -> None:
+    """Seed inputs: selector byte (index in ``names``), split byte, then the text."""
+    samples = [p for p in (ROOT / "tests" / "data").rglob("*") if p.is_file()]
+    samples = [p for p in samples if p.stat().st_size < 200_000]
+    for index, name in enumerate(names):
+        seeds = list(SEEDS[name])
+        if name in ("perf", "dtrace", "guess"):
+            seeds += [p.read_bytes() for p in samples if name in str(p) or name == "guess"][:20]
+        for number, seed in enumerate(seeds):
+            (folder / f"seed-{index}-{number}").write_bytes(bytes([index, 7]) + seed)
+
+
+PARSER_ORDER = list(PARSERS)
+
+
+# -- the atheris entry point ---------------------------------------------------------------
+
+
+def make_target(names: list[str]) -> Callable[[bytes], None]:
+    def target(data: bytes) -> None:
+        if len(data) < 2:
+            return
+        name = names[data[0] % len(names)] if len(names) > 1 else names[0]
+        fuzz_one(name, data[2:], data[1])
+
+    return target
+
+
+def max_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=60.0)
+    parser.add_argument("--only", choices=PARSER_ORDER, action="append")
+    parser.add_argument("--corpus", type=Path, help="keep the corpus here (default: a temp dir)")
+    parser.add_argument("--rss-limit-mb", type=int, default=1024)
+    args, rest = parser.parse_known_args()
+    try:
+        import atheris
+    except ImportError:
+        print("atheris is not installed: pip install atheris", file=sys.stderr)
+        return 2
+    names = args.only or PARSER_ORDER
+    corpus = args.corpus or Path(tempfile.mkdtemp(prefix="flamed-fuzz-"))
+    corpus.mkdir(parents=True, exist_ok=True)
+    if not any(corpus.iterdir()):
+        seed_corpus(corpus, names)
+    with atheris.instrument_imports(include=["flamed"]):
+        import flamed.collapse.dtrace
+        import flamed.collapse.folded
+        import flamed.collapse.guess
+        import flamed.collapse.perf
+        import flamed.daemon.config
+        import flamed.daemon.http
+        import flamed.render.options  # noqa: F401
+    started = time.monotonic()
+    flags = [
+        sys.argv[0],
+        f"-max_total_time={int(args.minutes * 60)}",
+        "-timeout=10",
+        f"-rss_limit_mb={args.rss_limit_mb}",
+        "-max_len=65536",
+        "-print_final_stats=1",
+        *rest,
+        str(corpus),
+    ]
+    print(f"fuzzing {', '.join(names)} for {args.minutes:g} min; corpus {corpus}", flush=True)
+    import atexit
+
+    atexit.register(
+        lambda: print(
+            f"FIGURE case2 parsers={','.join(names)} seconds={time.monotonic() - started:.0f} "
+            f"max RSS={max_rss_mib():.0f} MiB corpus={len(os.listdir(corpus))} files",
+            flush=True,
+        )
+    )
+    atheris.Setup(flags, make_target(names))
+    atheris.Fuzz()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
