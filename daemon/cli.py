@@ -28,11 +28,23 @@ stackcollapse.pl, difffolded.pl and flamegraph.pl (same formats, same options);
 """
 
 
-def load_commands() -> list[ModuleType]:
-    return [importlib.import_module(f"flamed.daemon.commands.{name}") for name in COMMANDS]
+def load_commands(only: str | None = None) -> list[ModuleType]:
+    """The command modules; with ``only``, just that command's (a name as typed)."""
+    names = [name for name in COMMANDS if only is None or name.replace("_", "-") == only]
+    return [importlib.import_module(f"flamed.daemon.commands.{name}") for name in names]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def chosen_command(argv: Sequence[str]) -> str | None:
+    """The command named on the line, if it is one: only its module is imported then
+    (start-up time counts in every `flamed collapse`), else all of them, for help."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            known = {name.replace("_", "-") for name in COMMANDS}
+            return arg if arg in known else None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flamed",
         description=DESCRIPTION,
@@ -44,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="log errors only, no warnings")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in load_commands():
+    for module in load_commands(only):
         sub = subparsers.add_parser(
             module.NAME,
             help=module.HELP,
@@ -89,8 +101,9 @@ def configure_logging(verbose: int, quiet: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(chosen_command(arguments))
+    args = parser.parse_args(arguments)
     configure_logging(args.verbose, args.quiet)
     try:
         code: int = args.handler(args)

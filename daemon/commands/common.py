@@ -6,7 +6,6 @@ import gzip
 import os
 import pickle
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO, Protocol, runtime_checkable
@@ -131,6 +130,8 @@ def write_stdout(data: bytes) -> None:
 
 def write_atomic(path: str, data: bytes) -> None:
     """Write a file under a temporary name in the same folder, then rename it into place."""
+    import tempfile
+
     folder = os.path.dirname(os.path.abspath(path))
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".flamed-", suffix=".tmp")
