@@ -79,7 +79,7 @@ def explain_failure(what: str, code: int | None, stderr: str, proc_root: Path) -
         return ProfilerError(permission_message(proc_root))
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     lines = [line for line in lines if not line.startswith("[ perf record:")]
-    detail = "; ".join(lines[-3:]) or "no message"
+    detail = "; ".join(dict.fromkeys(lines[-3:])) or "no message"  # a repeated line once
     how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited {code}"
     return ProfilerError(f"{what} {how}: {detail}")
 

@@ -101,6 +101,7 @@ class SamplingSession:
         )
         self._stopping = asyncio.Event()
         self._backoff = options.backoff_initial
+        self._logged_error: str | None = None
         self.chunks = 0
         self.python_cpu_seconds = 0.0
         """CPU this process spent folding (collapser and bookkeeping), summed over chunks."""
@@ -155,6 +156,7 @@ class SamplingSession:
         except ProfilerError as err:
             await self._failed(err, time.monotonic() - started)
             return
+        self._logged_error = None  # it ran and ended normally: the next failure is news
         if outcome != "stop" and not self._stopping.is_set():
             self.count("restarts", outcome)
 
@@ -164,15 +166,24 @@ class SamplingSession:
             raise err
         self.status.state = "error"
         self.count("restarts", "crash")
-        if ran > max(self.options.bucket_seconds, self._backoff):
-            # It ran well until now: restart at once (at most one bucket lost); a sampler
-            # that keeps failing quickly backs off.
+        bucket = self.options.bucket_seconds
+        if ran > max(bucket, self._backoff):
             self._backoff = self.options.backoff_initial
-            log.warning("target %s: %s (restarting now)", self.spec.name, err)
+        if ran > max(3 * bucket, self._backoff):
+            # It ran well until now: restart at once (at most one bucket lost); a sampler
+            # that keeps failing soon after starting backs off.
+            self._log_failure(err, "restarting now")
             return
-        log.warning("target %s: %s (restarting in %.3g s)", self.spec.name, err, self._backoff)
+        self._log_failure(err, f"restarting in {self._backoff:.3g} s")
         await self.sleep(self._backoff)
         self._backoff = min(self._backoff * 2, self.options.backoff_max)
+
+    def _log_failure(self, err: ProfilerError, then: str) -> None:
+        """A warning for a new error; the same error again (a full disk, ...) only at debug."""
+        message = str(err)
+        level = logging.DEBUG if message == self._logged_error else logging.WARNING
+        self._logged_error = message
+        log.log(level, "target %s: %s (%s)", self.spec.name, message, then)
 
     def resolve(self) -> Resolution:
         return self.resolver.resolve()

@@ -22,6 +22,7 @@ from tests.collector.helpers import build_burn, require_perf
 from tests.reliability.faults_support import (
     Daemon,
     burn_name,
+    command_name,
     figure,
     free_port,
     get,
@@ -63,7 +64,7 @@ def start_daemon(
     **session: object,
 ) -> tuple[Daemon, Path]:
     port, state, config = free_port(), tmp_path / "state", tmp_path / "flamed.toml"
-    write_config(config, port, state, bucket=bucket, process=Path(str(burner.args[0])).name)
+    write_config(config, port, state, bucket=bucket, process=command_name(burner))
     daemon = Daemon(config, port, tmp_path, session=dict(session) if session else None)
     started.append(daemon)
     daemon.ready()
@@ -110,6 +111,7 @@ def test_sigkilled_perf_is_restarted_within_a_bucket(
 ) -> None:
     daemon, state = start_daemon(tmp_path, daemon_at, burner, bucket="2s")
     old = sampling(daemon, state)
+    time.sleep(6.5)  # perf has run well for 3 buckets: it is restarted without a back-off
     killed_at = time.time()
     started = time.monotonic()
     os.kill(old, signal.SIGKILL)
