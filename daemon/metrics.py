@@ -111,8 +111,14 @@ class Metrics:
         self.config_reloads = Counter(
             "flamed_config_reloads_total", "Configuration reloads", ["result"], registry=reg
         )
-        for result in ("success", "failure"):
+        for result in ("success", "error"):  # both exist from the start: increase() sees the first
             self.config_reloads.labels(result)
+        self.disk_errors = Counter(
+            "flamed_disk_errors_total",
+            "Bucket file operations that failed (the buckets stay in memory and are written later)",
+            ["op", "reason"],
+            registry=reg,
+        )
         build = Gauge("flamed_build_info", "flamed's version", ["version"], registry=reg)
         build.labels(version).set(1)
         self.target_collector = TargetCollector(read_targets)

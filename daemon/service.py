@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import logging
 import math
 import threading
@@ -42,6 +43,8 @@ SESSION_STOP = 5.0
 WRITES_TIMEOUT = 1.5
 """Seconds the last bucket files get at shutdown; with the above, exit within 10 s."""
 RELOAD_SETTLE = 0.3
+DISK_LOG_EVERY = 600.0
+"""Seconds between two log lines for the same kind of disk error (a full disk flaps)."""
 RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -99,6 +102,15 @@ class Service:
         self._apply_lock = asyncio.Lock()
         self._reload_wanted = asyncio.Event()
         self._loading: set[str] = set()
+        self._unsaved: dict[str, set[int]] = {}
+        """Keys of buckets whose file could not be written: kept in memory, written again later."""
+        self._disk_failing = False
+        self._disk_logged: dict[tuple[str, str], float] = {}
+        """When (monotonic) each kind of disk error, (operation, errno name), was last logged."""
+        self._disk_told = False
+        """A disk error was logged since the last "written again"."""
+        self.retired: set[str] = set()
+        """Targets removed by a reload whose window stays queryable until its buckets expire."""
         self.exporters: Exporters | None = None
 
     # -- life cycle ------------------------------------------------------------------------
@@ -282,9 +294,52 @@ class Service:
             try:
                 await asyncio.to_thread(self._write_now, op, name, buckets)
             except OSError as err:
-                log.error("target %s: cannot %s bucket files: %s", name, op, err.strerror or err)
+                self._write_failed(op, name, buckets, err)
+            else:
+                self._write_done(op, name, buckets)
             finally:
                 self._writes.task_done()
+
+    def _write_failed(self, op: str, name: str, buckets: list[Bucket], err: OSError) -> None:
+        """Count it; log it once per kind until writes work again; keep the bucket in memory."""
+        reason = errno.errorcode.get(err.errno or 0, "other")
+        self.metrics.disk_errors.labels(op, reason).inc()
+        if op in ("write", "replace"):
+            unsaved = self._unsaved.setdefault(name, set())
+            if op == "replace":  # the roll-up replaced its members in memory
+                unsaved.difference_update(bucket.key for bucket in buckets[1:])
+            unsaved.add(buckets[0].key)
+        self._disk_failing = True
+        now = time.monotonic()
+        if now - self._disk_logged.get((op, reason), -math.inf) < DISK_LOG_EVERY:
+            return
+        self._disk_logged[(op, reason)] = now
+        self._disk_told = True
+        log.error(
+            "target %s: cannot %s bucket files: %s (buckets are kept in memory and written "
+            "when the disk allows; this error is logged at most every %g s)",
+            name,
+            op,
+            err.strerror or err,
+            DISK_LOG_EVERY,
+        )
+
+    def _write_done(self, op: str, name: str, buckets: list[Bucket]) -> None:
+        unsaved = self._unsaved.get(name)
+        if unsaved is not None:
+            unsaved.difference_update(bucket.key for bucket in buckets)
+        if not self._disk_failing or op == "delete":
+            return
+        self._disk_failing = False
+        if self._disk_told:
+            self._disk_told = False
+            log.warning("bucket files are written again; writing the buckets kept in memory")
+        for target, keys in self._unsaved.items():
+            window = self.windows.get(target)
+            kept = [b for b in window.buckets if b.key in keys] if window is not None else []
+            keys.intersection_update(bucket.key for bucket in kept)
+            if kept:
+                self._queue_write("write", target, kept, self.targets.get(target))
 
     def _write_now(self, op: str, name: str, buckets: list[Bucket]) -> None:
         assert self.disk is not None
@@ -335,10 +390,17 @@ class Service:
             dropped = window.prune(now - storage.retention)
             if dropped:
                 self._queue_write("delete", name, dropped, target)
+                unsaved = self._unsaved.get(name)
+                if unsaved is not None:
+                    unsaved.difference_update(bucket.key for bucket in dropped)
             for coarse, members in window.rollup(now - storage.rollup_after, storage.rollup):
                 self._queue_write("replace", name, [coarse, *members], target)
             if self.disk is not None:  # written a roll-up period ago: on disk by now
-                window.evict(self._hot_since())
+                window.evict(self._hot_since(), keep=self._unsaved.get(name, set()))
+        for name in [name for name in self.retired if not self.windows[name].buckets]:
+            self.retired.discard(name)  # a removed target's history has expired
+            del self.windows[name]
+            self._unsaved.pop(name, None)
 
     # -- reload ----------------------------------------------------------------------------
 
@@ -387,10 +449,11 @@ class Service:
                     await self._stop_target(target)
                     del self.targets[name]
                     if name not in wanted:
-                        self.windows.pop(name, None)
+                        self.retired.add(name)  # its history stays queryable until retention
                         log.info("target %s removed", name)
             for spec in new.targets:
                 if spec.name not in self.targets:
+                    self.retired.discard(spec.name)
                     await self._add_target(spec)
                     log.info("target %s started", spec.name)
             if old.exporters != new.exporters:

@@ -31,7 +31,7 @@ import tempfile
 import zlib
 from array import array
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -261,13 +261,16 @@ class Window:
         self.buckets = sorted([*kept, *(coarse for coarse, _ in done)], key=bucket_key)
         self._changed()
 
-    def evict(self, before: float) -> int:
-        """Drop from memory the stacks of buckets that ended before ``before`` (kept on disk)."""
+    def evict(self, before: float, keep: Collection[int] = ()) -> int:
+        """Drop from memory the stacks of buckets that ended before ``before`` (kept on disk).
+
+        Buckets whose key is in ``keep`` (their file could not be written) stay whole.
+        """
         count = 0
         for index, bucket in enumerate(self.buckets):
             if bucket.end > before:
                 break
-            if not bucket.cold:
+            if not bucket.cold and bucket.key not in keep:
                 self._track(bucket, -1)
                 self.buckets[index] = bucket.chilled()
                 count += 1
