@@ -10,7 +10,8 @@ in two pieces split where the input says, as a stream arrives. Documented user
 errors (``FlamedError``: a 400 or a one-line CLI error) are fine; any other
 exception is a crash, which atheris/libFuzzer reports with the input (saved as
 ``crash-*``) and stops on. Hangs: libFuzzer's ``-timeout`` (10 s per input).
-Memory: ``-rss_limit_mb`` (1024), and the maximum RSS is printed at the end.
+Memory: ``-rss_limit_mb`` (1024); libFuzzer prints ``stat::peak_rss_mb`` (and the
+runs, ``stat::slowest_unit_time_sec``) at the end (``-print_final_stats=1``).
 
 The same ``fuzz_one`` runs under hypothesis in CI (tests/reliability/
 test_hostile_input.py) for a bounded number of examples.
@@ -20,11 +21,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import resource
+import logging
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -181,10 +180,6 @@ def make_target(names: list[str]) -> Callable[[bytes], None]:
     return target
 
 
-def max_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=60.0)
@@ -198,6 +193,7 @@ def main() -> int:
         print("atheris is not installed: pip install atheris", file=sys.stderr)
         return 2
     names = args.only or PARSER_ORDER
+    logging.disable(logging.WARNING)  # skipped-line warnings would be most of the run's time
     corpus = args.corpus or Path(tempfile.mkdtemp(prefix="flamed-fuzz-"))
     corpus.mkdir(parents=True, exist_ok=True)
     if not any(corpus.iterdir()):
@@ -210,7 +206,6 @@ def main() -> int:
         import flamed.daemon.config
         import flamed.daemon.http
         import flamed.render.options  # noqa: F401
-    started = time.monotonic()
     flags = [
         sys.argv[0],
         f"-max_total_time={int(args.minutes * 60)}",
@@ -222,15 +217,6 @@ def main() -> int:
         str(corpus),
     ]
     print(f"fuzzing {', '.join(names)} for {args.minutes:g} min; corpus {corpus}", flush=True)
-    import atexit
-
-    atexit.register(
-        lambda: print(
-            f"FIGURE case2 parsers={','.join(names)} seconds={time.monotonic() - started:.0f} "
-            f"max RSS={max_rss_mib():.0f} MiB corpus={len(os.listdir(corpus))} files",
-            flush=True,
-        )
-    )
     atheris.Setup(flags, make_target(names))
     atheris.Fuzz()
     return 0
