@@ -248,8 +248,18 @@ def accepts_gzip(request: web.Request) -> bool:
     return "gzip" in request.headers.get("Accept-Encoding", "").lower()
 
 
+def svg_policy() -> str:
+    """An SVG opened on its own runs its own script and nothing else, whatever its names."""
+    from flamed.render.svg import script_hash
+
+    return f"default-src 'none'; script-src '{script_hash()}'; style-src 'unsafe-inline'"
+
+
 def send(request: web.Request, etag: str, item: Rendered) -> web.Response:
     headers = {"ETag": etag, "Vary": "Accept-Encoding", "Cache-Control": "no-cache"}
+    if item.content_type == SVG:
+        headers["Content-Security-Policy"] = svg_policy()
+        headers["X-Content-Type-Options"] = "nosniff"
     if item.gzipped and accepts_gzip(request):
         headers["Content-Encoding"] = "gzip"
         return web.Response(body=item.gzipped, content_type=item.content_type, headers=headers)

@@ -19,6 +19,8 @@ run as script. The JavaScript and CSS are this package's own assets.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import re
 from collections.abc import Callable
@@ -91,6 +93,19 @@ def number(value: float) -> str:
 
 
 @cache
+def script_text() -> str:
+    """The text of the graph's one ``<script>`` element."""
+    return "\n" + asset("flamegraph.js")
+
+
+@cache
+def script_hash() -> str:
+    """``sha256-…`` of the graph's script, for a Content-Security-Policy that runs it alone."""
+    digest = hashlib.sha256(script_text().encode("utf-8")).digest()
+    return "sha256-" + base64.b64encode(digest).decode("ascii")
+
+
+@cache
 def asset(name: str) -> str:
     from importlib import resources
 
@@ -139,9 +154,7 @@ class SvgWriter:
             out.write("".join([self.frame_element(frame) + "\n" for frame in batch]))
         out.write("</g>\n")
         if self.options.javascript:
-            out.write(
-                f'<script type="text/ecmascript"><![CDATA[\n{asset("flamegraph.js")}]]></script>\n'
-            )
+            out.write(f'<script type="text/ecmascript"><![CDATA[{script_text()}]]></script>\n')
         out.write("</svg>\n")
 
     # The document's head: root element, background, style.
