@@ -291,7 +291,9 @@ def test_chromium_runs_no_injected_script_in_the_standalone_svg(
     page.set_default_timeout(60_000)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(daemon.url + "/api/v1/flamegraph?target=ghost&window=1h&minwidth=0")
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    response = page.goto(daemon.url + "/api/v1/flamegraph?target=ghost&window=1h&minwidth=0")
+    assert "script-src 'sha256-" in response.headers["content-security-policy"]
     page.wait_for_function("() => document.documentElement.flamegraph !== undefined")
     for box in page.locator("g.fg-f").all()[:40]:
         box.hover(force=True)
@@ -386,3 +388,30 @@ def test_perf_lines_built_to_backtrack_fold_in_linear_time(line: bytes) -> None:
     with contextlib.suppress(InputError):  # "cannot tell the input format" is fine
         guessed.feed(line + b"\n")
         guessed.finish()
+
+
+@pytest.mark.chromium
+def test_the_svg_policy_alone_stops_a_script_that_escaped_escaping(browser: Any) -> None:
+    """The second wall: an SVG with an injected script, served with the daemon's policy."""
+    from flamed.daemon.http import svg_policy
+
+    svg = render_flamegraph(read_folded(b"main;work 3\n"), RenderOptions())
+    tampered = svg.replace("</svg>", f"<script>{PWN}</script><g onload='{PWN}'/></svg>")
+    page = browser.new_page()
+    url = "http://flamed.invalid/graph.svg"
+    headers = {"Content-Type": "image/svg+xml", "Content-Security-Policy": svg_policy()}
+    page.route(url, lambda route: route.fulfill(status=200, headers=headers, body=tampered))
+    page.goto(url)
+    page.wait_for_function("() => document.documentElement.flamegraph !== undefined")
+    assert page.evaluate("window.__pwned || 0") == 0
+    page.close()
+    control = browser.new_page()  # without the policy the same document does run it
+    control.route(
+        url,
+        lambda route: route.fulfill(
+            status=200, headers=headers | {"Content-Security-Policy": ""}, body=tampered
+        ),
+    )
+    control.goto(url)
+    control.wait_for_function("() => (window.__pwned || 0) >= 1")
+    control.close()
