@@ -27,7 +27,7 @@ from watchdog.observers import Observer
 
 from flamed.collapse.errors import ConfigError
 from flamed.daemon import http as daemon_http
-from flamed.daemon.config import default_text, parse_config
+from flamed.daemon.config import default_text, load_config, parse_config
 from flamed.daemon.webpage import PAGE_PATHS
 from tests.reliability import Daemon, start_daemon, wait_until
 
@@ -92,6 +92,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
 
 def test_default_config_listens_on_loopback_only() -> None:
     assert parse_config(default_text()).server.host == "127.0.0.1"
+    shipped = Path(__file__).resolve().parents[2] / "deploy" / "flamed.toml"
+    assert load_config(str(shipped)).server.host == "127.0.0.1"  # what install.sh installs
     bare = parse_config('[storage]\nstate_dir = "/tmp/x"\n[[targets]]\nname = "a"\nall = true\n')
     assert bare.server.host == "127.0.0.1" and bare.server.token is None
 
