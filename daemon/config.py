@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -318,15 +319,36 @@ def read_path(reader: _Reader, table: Mapping[str, Any], key: str, path: Path_) 
     return value
 
 
+MAX_TOKEN_FILE = 4096
+
+
 def read_token(reader: _Reader, token_file: str) -> str:
+    """The token file's text, stripped: a regular file of printable text, at most 4 KiB."""
+    where = ("server", "token_file")
     try:
-        token = Path(token_file).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as err:
+        data = read_small_file(token_file, MAX_TOKEN_FILE)
+        token = data.decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError, ValueError) as err:
         reason = getattr(err, "strerror", None) or str(err)
-        raise reader.fail(("server", "token_file"), f"cannot read {token_file}: {reason}") from None
+        raise reader.fail(where, f"cannot read {token_file}: {reason}") from None
     if not token:
-        raise reader.fail(("server", "token_file"), f"{token_file} is empty")
+        raise reader.fail(where, f"{token_file} is empty")
+    if not token.isprintable():  # a header could never carry it: no request would match
+        raise reader.fail(where, f"{token_file} holds control characters or several lines")
     return token
+
+
+def read_small_file(path: str, limit: int) -> bytes:
+    """A regular file's bytes; ValueError if it is not one (a FIFO would block) or too long
+    (``/dev/zero`` would never end)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("not a regular file")
+        data = file.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"longer than {limit} bytes")
+    return data
 
 
 def read_storage(
