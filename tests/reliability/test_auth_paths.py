@@ -356,3 +356,26 @@ def test_a_symlink_planted_in_the_state_directory_is_not_followed(
     assert b"planted" not in body
     assert listing(outside) == before
     assert touches.events == []
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo", "control", "two-lines", "folder"])
+def test_a_hostile_token_file_is_refused_at_config_load(tmp_path: Path, kind: str) -> None:
+    """/dev/zero never ends, a FIFO blocks, a token no header can carry never matches."""
+    path = tmp_path / "token"
+    if kind == "dev-zero":
+        path = Path("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "control":
+        path.write_bytes(b"s3cr\x1bet\n")
+    elif kind == "two-lines":
+        path.write_text("s3cret\nother\n")
+    else:
+        path.mkdir()
+    text = (
+        f'[server]\ntoken_file = "{path}"\n[storage]\nstate_dir = "/tmp/s"\n'
+        '[[targets]]\nname = "a"\nall = true\n'
+    )
+    with pytest.raises(ConfigError, match="token_file"):
+        parse_config(text, "t.toml")
