@@ -167,6 +167,38 @@ def test_a_render_flood_gets_503_never_500(daemon: Daemon) -> None:
     )
 
 
+def test_metrics_answer_while_renders_run(daemon: Daemon) -> None:
+    """Ten pairs of large renders back to back (the limit's worth): /metrics is asked throughout."""
+    latencies: dict[str, list[float]] = {"/healthz": [], "/metrics": []}
+
+    async def renders() -> list[int]:
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(probe(daemon.url, stop, latencies))
+        statuses: list[int] = []
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+
+            async def one(width: int) -> int:
+                url = f"{daemon.url}/api/v1/flamegraph?target=ghost&window=1h&width={width}"
+                async with session.get(url) as response:
+                    await response.read()
+                    return response.status
+
+            for pair in range(10):
+                statuses += await asyncio.gather(one(600 + 2 * pair), one(601 + 2 * pair))
+        stop.set()
+        await watcher
+        return statuses
+
+    statuses = asyncio.run(renders())
+    assert set(statuses) <= {200, 503} and 200 in statuses, statuses
+    metrics = latencies["/metrics"]
+    assert len(metrics) >= 3
+    print(
+        f"\nFIGURE case11 renders only (10 pairs): /metrics p99={p99(metrics) * 1000:.1f}ms "
+        f"median={statistics.median(metrics) * 1000:.1f}ms n={len(metrics)}"
+    )
+
+
 # -- bodies, request lines, headers ------------------------------------------------------------
 
 
