@@ -164,12 +164,13 @@ def parse_time(name: str, text: str, now: float) -> float:
     if text == "now":
         return now
     if text.startswith("now-"):
-        return now - parse_duration_param(name, text[4:])
-    try:
-        value = float(text)
-    except ValueError:
-        raise UsageError(f"{name}: {text!r} is not unix seconds or now-DURATION") from None
-    if not 0 <= value < 1e11:
+        value = now - parse_duration_param(name, text[4:])
+    else:
+        try:
+            value = float(text)
+        except ValueError:
+            raise UsageError(f"{name}: {text!r} is not unix seconds or now-DURATION") from None
+    if not 0 <= value < 1e11:  # now-DURATION too: before 1970 no title can print it (a 500)
         raise UsageError(f"{name}: {text!r} is out of range")
     return value
 
