@@ -343,11 +343,36 @@ def mutated(seed: bytes) -> st.SearchStrategy[bytes]:
     return st.lists(edit, max_size=6).map(lambda edits: splice(seed, edits))
 
 
+QUERY_KEYS = ["target", "window", "from", "until", "title", "colors", "width", "height"]
+QUERY_KEYS += ["minwidth", "search", "reverse", "inverted", "baseline", "a_from", "a_until"]
+QUERY_KEYS += ["b_from", "b_until", "x"]
+UNITS = ["s", "s", "s", "", "m", "h", "d", "ms", "1h30m", "x"]
+
+
+def query_values() -> st.SearchStrategy[str]:
+    # times near the edges: now, 1970, year 1 and 9999, the 1e11 s limit, inf
+    edges = st.sampled_from([1_700_000_001, 2 * 10**9, 7 * 10**10, 10**11 - 1, 10**11, 10**400])
+    amount = st.one_of(edges, st.integers(0, 10**13))
+    number = st.one_of(amount, st.integers(-(10**13), 0), st.floats(allow_nan=True)).map(str)
+    relative = st.builds(lambda n, u: f"now-{n}{u}", amount, st.sampled_from(UNITS))
+    duration = st.builds(lambda n, u: f"{n}{u}", amount, st.sampled_from(UNITS))
+    return st.one_of(number, relative, duration, st.sampled_from(["now", "", "true", "%", "1%"]))
+
+
+def queries() -> st.SearchStrategy[bytes]:
+    pair = st.tuples(st.sampled_from(QUERY_KEYS), query_values())
+    return st.lists(pair, max_size=6).map(
+        lambda pairs: "&".join(f"{key}={value}" for key, value in pairs).encode()
+    )
+
+
 def inputs(name: str) -> st.SearchStrategy[bytes]:
     from tests.reliability.fuzz_parsers import SEEDS
 
     grammar = st.lists(st.sampled_from(TOKENS), max_size=120).map(b"".join)
     seeds = [mutated(seed) for seed in SEEDS[name]]
+    if name == "query":
+        return st.one_of(queries(), st.binary(max_size=600), grammar)
     return st.one_of(st.binary(max_size=600), grammar, *seeds)
 
 

@@ -259,6 +259,8 @@ def test_long_but_legal_parameters_are_4xx_or_answered(daemon: Daemon) -> None:
     """Just under the request-line limit: a long unknown target is 404, a long title renders."""
     assert daemon.get(f"/api/v1/folded?target={'a' * 8000}")[0] == 404
     assert daemon.get(f"/api/v1/folded?target=ghost&window={'1' * 8000}s")[0] == 400
+    for key in ("until", "from"):  # before 1970: the title's date could not be printed (500)
+        assert daemon.get(f"/api/v1/flamegraph?target=ghost&{key}=now-99999999999s")[0] == 400
     status, _ = daemon.get(f"/api/v1/flamegraph?target=ghost&window=1m&title={'T' * 8000}")
     assert status in (200, 503), status
 
