@@ -237,9 +237,10 @@ class DTraceCollapser:
         parts = name.split("->")
         while parts and not parts[-1]:  # as Perl's split: trailing empty fields go
             parts.pop()
-        return tuple(
-            tidy_frame(part) + ("_[i]" if index else "") for index, part in enumerate(parts)
-        )
+        # A name that tidies to nothing (``L+0x1``: the Java ``L`` goes) is "-", as an empty
+        # one is above: a stack of one empty frame would be written as a line without one.
+        tidied = [tidy_frame(part) or "-" for part in parts]
+        return tuple(func + ("_[i]" if index else "") for index, func in enumerate(tidied))
 
 
 def remember(cache: dict[K, V], key: K, value: V, limit: int) -> None:
