@@ -440,3 +440,13 @@ def test_the_svg_policy_alone_stops_a_script_that_escaped_escaping(browser: Any)
     control.goto(url)
     control.wait_for_function("() => (window.__pwned || 0) >= 1")
     control.close()
+
+
+@pytest.mark.parametrize("data", [b"      L+\n2\n", b"  L\n  L+0x1\n 3\n", b"  a->L\n 1\n"])
+def test_fuzzer_findings_stay_fixed(data: bytes) -> None:
+    """Inputs atheris found (a DTrace frame that tidies to nothing wrote a bare count line)."""
+    from tests.reliability.fuzz_parsers import fuzz_one
+
+    for name in ("dtrace", "guess"):
+        for split in (0, 3, 255):
+            fuzz_one(name, data, split)
