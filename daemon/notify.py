@@ -38,6 +38,10 @@ class Notifier:
         message = "\n".join(f"{key.upper()}={one_line(value)}" for key, value in fields.items())
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                # Never block the event loop: a receiver that does not read (a hung
+                # manager, a test harness) fills its queue, and a blocking send would
+                # then stop the whole daemon. A message that does not fit is dropped.
+                sock.setblocking(False)
                 sock.sendto(message.encode("utf-8", "replace"), self.address)
         except OSError as err:
             if not self._failed:

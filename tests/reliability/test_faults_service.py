@@ -9,6 +9,8 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import socket
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from flamed.daemon.metrics import Metrics
+from flamed.daemon.notify import Notifier
 from flamed.daemon.service import Service
 from flamed.daemon.store import Bucket, DiskStore
 from tests.daemon.conftest import T0, FakeClock, FakeFactory, make_config, wait_for
@@ -112,3 +115,19 @@ async def test_a_removed_targets_history_stays_until_retention(
     service.prune()
     assert "b" not in service.windows
     await service.stop()
+
+
+def test_an_unread_notify_socket_never_blocks_the_daemon(tmp_path: Path) -> None:
+    """Found by the soak: after ~10 unread STATUS datagrams the daemon hung in sendto()."""
+    path = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(path)  # never read, like a hung service manager
+        notifier = Notifier({"NOTIFY_SOCKET": path})
+        results: list[bool] = []
+        sender = threading.Thread(
+            target=lambda: results.extend(notifier.status(f"{i}") for i in range(100)), daemon=True
+        )
+        sender.start()
+        sender.join(60)  # a bound against the hang, not a timing assertion
+        assert not sender.is_alive(), "sd_notify blocked on a full socket"
+    assert results[0] and not results[-1], "the messages that did not fit are dropped"
