@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import logging
 import os
 import shutil
 import signal
@@ -22,6 +24,8 @@ from typing import IO
 
 READ_SIZE = 1 << 16
 
+log = logging.getLogger("flamed.collector")
+
 
 def death_wrapper(
     platform: str = sys.platform, which: Callable[[str], str | None] = shutil.which
@@ -32,12 +36,31 @@ def death_wrapper(
     command (same pid). Setting it in the child with ``preexec_fn`` would be
     unsafe in a threaded parent. The signal fires when the thread that forked
     the child ends: children are always started from the event loop's thread.
-    Empty (no guard) off Linux or without setpriv.
+    Empty (no guard) off Linux, without setpriv, or where setpriv cannot run:
+    under the hardened systemd unit it fails ("activate capabilities: Operation
+    not permitted", it re-applies a capability bounding set it may not touch);
+    there ``KillMode=control-group`` takes perf down with the daemon instead.
     """
     if not platform.startswith("linux"):
         return ()
     setpriv = which("setpriv")
-    return (setpriv, "--pdeathsig", "KILL", "--") if setpriv else ()
+    if not setpriv:
+        return ()
+    prefix = (setpriv, "--pdeathsig", "KILL", "--")
+    return prefix if wrapper_works(prefix) else ()
+
+
+@functools.cache
+def wrapper_works(prefix: tuple[str, ...]) -> bool:
+    """Does ``prefix true`` run here? Asked once per process."""
+    try:
+        done = subprocess.run([*prefix, "true"], capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    if done.returncode != 0:
+        reason = done.stderr.decode(errors="replace").strip()
+        log.info("no parent-death guard for children: %s", reason)
+    return done.returncode == 0
 
 
 async def spawn(
