@@ -159,6 +159,11 @@ class SamplingSession:
         self._logged_error = None  # it ran and ended normally: the next failure is news
         if outcome != "stop" and not self._stopping.is_set():
             self.count("restarts", outcome)
+        ran = time.monotonic() - started
+        if outcome == "targets" and ran < self.options.bucket_seconds / 2:
+            # Processes that come and go faster than perf starts (perf -p fails on a pid
+            # that has just exited) must not make a tight restart loop: at most two a bucket.
+            await self.sleep(self.options.bucket_seconds / 2 - ran)
 
     async def _failed(self, err: ProfilerError, ran: float) -> None:
         self.status.last_error = str(err)

@@ -38,6 +38,13 @@ sys.exit(asyncio.run(run_daemon(load_config(sys.argv[1]), sys.argv[1], session_f
 """
 
 
+def command_name(proc: subprocess.Popen[bytes]) -> str:
+    """The command name (comm) of a process started from a list of arguments."""
+    args = proc.args
+    assert isinstance(args, list)
+    return Path(str(args[0])).name
+
+
 def burn_name() -> str:
     """A command name no other test's processes have (tests run side by side)."""
     return f"ffault{random.randrange(10**8):08d}"
@@ -45,7 +52,7 @@ def burn_name() -> str:
 
 def figure(case: str, name: str, value: object) -> None:
     """Record a measured figure (appended to $FLAMED_FIGURES, and printed)."""
-    line = f"case {case}: {name} = {value}"
+    line = f"FIGURE case {case}: {name} = {value}"
     print(line)
     with FIGURES.open("a") as out:
         out.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
@@ -123,6 +130,11 @@ class Daemon:
         status, body = get(self.base + path)
         assert status == 200, body
         return json.loads(body)
+
+    def names(self) -> list[str]:
+        targets = self.json("/api/v1/targets")
+        assert isinstance(targets, list)
+        return [str(entry["name"]) for entry in targets]
 
     def target(self, name: str = "burn") -> dict[str, object]:
         targets = self.json("/api/v1/targets")
