@@ -17,7 +17,10 @@ def _rust_unescape(match: re.Match[str]) -> str:
     named = RUST_NAMED.get(code)
     if named is not None:
         return named
-    char = chr(int(code[1:], 16))
+    point = int(code[1:], 16)
+    if point > 0x10FFFF or 0xD800 <= point <= 0xDFFF:
+        return match.group(0)  # no such character (chr() would raise): kept as written
+    char = chr(point)
     # A `;` would split the frame in folded output.
     return ":" if char == ";" else char
 
