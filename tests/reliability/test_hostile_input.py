@@ -450,3 +450,21 @@ def test_fuzzer_findings_stay_fixed(data: bytes) -> None:
     for name in ("dtrace", "guess"):
         for split in (0, 3, 255):
             fuzz_one(name, data, split)
+
+
+@pytest.mark.parametrize("escape", ["$uffffff$", "$u110000$", "$ud800$", "$udfff$"])
+def test_a_rust_escape_of_no_character_is_kept_as_written(escape: str) -> None:
+    """Found by atheris: ``$uffffff$`` in a symbol raised out of every collapser (chr())."""
+    symbol = f"_$LT$core..fmt{escape}x$GT$::fmt::h0123456789abcdef"
+    for data in (
+        f"  prog`{symbol}+0x1\n  prog`main+0x2\n    3\n".encode(),
+        f"prog 42 [000] 1.000: 1 cpu-clock:\n\t7f00 {symbol} (/bin/prog)\n\n".encode(),
+    ):
+        for name in ("dtrace", "perf", "guess"):
+            from tests.reliability.fuzz_parsers import fuzz_one
+
+            fuzz_one(name, data, 0)
+        collapser = GuessCollapser()
+        collapser.feed(data)
+        stacks = collapser.finish().to_bytes()
+        assert escape.encode() in stacks and b"<core::fmt" in stacks
