@@ -30,6 +30,7 @@ from prometheus_client import CollectorRegistry
 
 from flamed.collapse.errors import FlamedError, UsageError
 from flamed.collapse.folded import Folded
+from flamed.collector.base import TargetSpec
 from flamed.daemon.config import Config, format_duration, parse_duration
 from flamed.daemon.metrics import Metrics
 from flamed.daemon.notify import Notifier
@@ -410,16 +411,17 @@ async def api_pprof(request: web.Request) -> web.StreamResponse:
     service = request.app[SERVICE]
     span = parse_range(request.query, service.clock(), DEFAULT_API_WINDOW)
     selection = window.select(span.start, span.end)
-    spec = service.targets[name].spec
+    # A removed target's history stays queryable until the retention: take the
+    # default sampling rate for its pprof period then.
+    running = service.targets.get(name)
+    frequency = running.spec.frequency if running is not None else TargetSpec.frequency
     etag = make_etag(request, name, selection.key)
     thunk, loop = merged(window, selection), asyncio.get_running_loop()
 
     def work() -> Rendered:
         folded = thunk()
         remember(window, selection, folded, loop)
-        data = pprof_for(
-            folded, frequency=spec.frequency, start=span.start, end=span.end, target=name
-        )
+        data = pprof_for(folded, frequency=frequency, start=span.start, end=span.end, target=name)
         return Rendered(data, b"", PPROF)  # gzip already: never compressed again
 
     return await cached_response(request, etag, work)

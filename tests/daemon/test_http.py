@@ -301,3 +301,18 @@ async def test_no_input_gets_a_500(client: Client) -> None:
         assert response.status in (200, 400, 404, 503), (path, params, await response.text())
         if response.status == 400:
             assert (await response.text()).count("\n") == 1
+
+
+async def test_a_removed_targets_history_is_served_on_every_route(
+    aiohttp_client: MakeClient, tmp_path: Path, factory: FakeFactory, clock: FakeClock
+) -> None:
+    """Its windows stay until the retention, so its graphs must too (pprof answered 500)."""
+    client = await start(aiohttp_client, make_config(tmp_path), factory, clock)
+    factory.latest("b").emit(T0 - 20, T0 - 10, "b;work 7\n")
+    service = client.app[SERVICE]
+    await wait_for(lambda: "b" in service.windows and service.windows["b"].buckets)
+    await service.apply(make_config(tmp_path, '[[targets]]\nname = "a"\nall = true\n'))
+    assert "b" not in service.targets
+    for path in ("/api/v1/folded", "/api/v1/flamegraph", "/api/v1/pprof"):
+        response = await client.get(path, params={"target": "b", "window": "5m"})
+        assert response.status == 200, (path, await response.text())
