@@ -21,6 +21,7 @@ a worker thread while the event loop adds new buckets.
 from __future__ import annotations
 
 import bisect
+import errno
 import gzip
 import logging
 import math
@@ -347,7 +348,11 @@ class DiskStore:
         self.root = Path(state_dir)
 
     def folder(self, target: str) -> Path:
-        return self.root / target
+        """``state_dir/<target>``, never through a symlink planted there (OSError)."""
+        folder = self.root / target
+        if folder.is_symlink():
+            raise OSError(errno.ELOOP, "a symlink in the state directory is not followed", folder)
+        return folder
 
     def write(self, target: str, bucket: Bucket) -> None:
         folder = self.folder(target)
@@ -364,13 +369,20 @@ class DiskStore:
             raise
 
     def delete(self, target: str, buckets: Sequence[Bucket]) -> None:
-        folder = self.folder(target)
+        try:
+            folder = self.folder(target)
+        except OSError:
+            return
         for bucket in buckets:
             (folder / bucket.file_name()).unlink(missing_ok=True)
 
     def read(self, target: str, bucket: Bucket) -> Folded | None:
         """A cold bucket's stacks, or None (with a warning) if its file is unreadable."""
-        path = self.folder(target) / bucket.file_name()
+        try:
+            path = self.folder(target) / bucket.file_name()
+        except OSError as err:
+            log.warning("skipping bucket of %s: %s", target, err)
+            return None
         data = self._read(path)
         return None if data is None else read_folded(split_header(data)[1])
 
@@ -389,7 +401,11 @@ class DiskStore:
         Buckets that ended before ``hot_since`` are loaded cold (their sample
         count only); their stacks are read again when a query needs them.
         """
-        folder = self.folder(target)
+        try:
+            folder = self.folder(target)
+        except OSError as err:
+            log.warning("not loading %s: %s", target, err)
+            return []
         if not folder.is_dir():
             return []
         loaded = []

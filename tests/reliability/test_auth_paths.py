@@ -327,11 +327,6 @@ def test_a_symlink_planted_in_the_inbox_is_not_followed(
     assert (run / "inbox" / "ghost.folded.rejected").is_symlink()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="daemon/store.py DiskStore follows a symlink planted as state_dir/<target> "
-    "(not this helper's file to fix; see tests/reliability/README.md)",
-)
 def test_a_symlink_planted_in_the_state_directory_is_not_followed(
     layout: tuple[Path, Path, Touches],
 ) -> None:
