@@ -18,6 +18,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from flamed.collector.base import DROP_REASONS, RESTART_REASONS
+
 RENDER_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
@@ -32,6 +34,14 @@ class TargetReading:
     stacks: int
     restarts: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
+
+
+def add_by_reason(
+    family: CounterMetricFamily, target: str, counts: dict[str, int], known: Iterable[str]
+) -> None:
+    """Every known reason (0 until it happens) and any other one that was counted."""
+    for reason in sorted({*known, *counts}):
+        family.add_metric([target, reason], counts.get(reason, 0))
 
 
 class TargetCollector(Collector):
@@ -60,10 +70,8 @@ class TargetCollector(Collector):
             up.add_metric([reading.target], 1.0 if reading.up else 0.0)
             pids.add_metric([reading.target], reading.pids)
             stacks.add_metric([reading.target], reading.stacks)
-            for reason, count in sorted(reading.restarts.items()):
-                restarts.add_metric([reading.target, reason], count)
-            for reason, count in sorted(reading.dropped.items()):
-                dropped.add_metric([reading.target, reason], count)
+            add_by_reason(restarts, reading.target, reading.restarts, RESTART_REASONS)
+            add_by_reason(dropped, reading.target, reading.dropped, DROP_REASONS)
         yield from (up, pids, stacks, restarts, dropped)
 
     def describe(self) -> Iterator[Metric]:
