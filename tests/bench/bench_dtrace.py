@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 from flamed.collapse.dtrace import DTraceCollapser
@@ -22,7 +21,7 @@ from flamed.collapse.dtrace import DTraceCollapser
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))  # run as a script from anywhere
 
-from tests.bench.timing import compare  # noqa: E402
+from tests.bench.timing import report_collapse  # noqa: E402
 
 OUT = HERE / "out"
 CORPUS = HERE.parents[2] / "shared" / "conformance" / "dtrace" / "example-dtrace-stacks.txt"
@@ -45,28 +44,6 @@ def repeated_input(megabytes: int) -> Path | None:
     return target
 
 
-def in_process_seconds(data: bytes, runs: int) -> float:
-    """Best time to fold ``data`` fed in 1 MiB chunks, as the daemon feeds pipe reads."""
-    best = float("inf")
-    for _ in range(runs):
-        start = time.perf_counter()
-        collapser = DTraceCollapser()
-        for offset in range(0, len(data), CHUNK):
-            collapser.feed(data[offset : offset + CHUNK])
-        collapser.finish().to_bytes()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def report(path: Path, runs: int) -> None:
-    data = path.read_bytes()
-    mib = len(data) / (1 << 20)
-    seconds = in_process_seconds(data, runs)
-    print(f"{path.name}: {mib:.1f} MiB")
-    print(f"  in-process collapse: {seconds:.3f} s, {mib / seconds:.0f} MiB/s")
-    compare(["-q", "collapse", "dtrace", str(path)], "stackcollapse.pl", [str(path)], runs)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--input", action="append", type=Path, help="DTrace aggregation output")
@@ -78,7 +55,8 @@ def main() -> None:
         if path is None:
             print(f"no input: the corpus ({CORPUS}) is absent; pass --input FILE")
         else:
-            report(path, args.runs)
+            script = "stackcollapse.pl"
+            report_collapse(path, DTraceCollapser, "dtrace", script, args.runs, chunk=CHUNK)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import gzip
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from flamed.collapse.perf import PerfCollapser
@@ -26,7 +25,7 @@ from flamed.collapse.perf import PerfCollapser
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))  # run as a script from anywhere
 
-from tests.bench.timing import compare  # noqa: E402
+from tests.bench.timing import report_collapse  # noqa: E402
 
 OUT = HERE / "out"
 CORPUS = HERE.parents[2] / "shared" / "conformance" / "perf" / "example-perf-stacks.txt.gz"
@@ -103,26 +102,6 @@ def corpus_input() -> Path | None:
     return target
 
 
-def in_process_seconds(data: bytes, runs: int) -> float:
-    best = float("inf")
-    for _ in range(runs):
-        start = time.perf_counter()
-        collapser = PerfCollapser()
-        collapser.feed(data)
-        collapser.finish().to_bytes()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def report(path: Path, runs: int) -> None:
-    data = path.read_bytes()
-    mib = len(data) / (1 << 20)
-    seconds = in_process_seconds(data, runs)
-    print(f"{path.name}: {mib:.1f} MiB")
-    print(f"  in-process collapse: {seconds:.3f} s, {mib / seconds:.0f} MiB/s")
-    compare(["-q", "collapse", "perf", str(path)], "stackcollapse-perf.pl", [str(path)], runs)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--input", action="append", type=Path, help="perf script output")
@@ -132,7 +111,7 @@ def main() -> None:
     inputs = args.input or [record_system(args.seconds), corpus_input()]
     for path in inputs:
         if path is not None:
-            report(path, args.runs)
+            report_collapse(path, PerfCollapser, "perf", "stackcollapse-perf.pl", args.runs)
 
 
 if __name__ == "__main__":

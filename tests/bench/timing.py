@@ -8,7 +8,10 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+from flamed.collapse.common import Collapser
 
 
 def child_cpu() -> float:
@@ -47,3 +50,24 @@ def compare(ours: list[str], script: str, reference_args: list[str], runs: int) 
     same = "identical output" if perl_output == our_output else "outputs differ"
     print(f"  {script} (whole process): {perl:.3f} s, CPU {perl_cpu:.3f} s")
     print(f"  ratio: {perl / wall:.1f}x faster (CPU time: {perl_cpu / cpu:.1f}x); {same}")
+
+
+def report_collapse(
+    path: Path, make: Callable[[], Collapser], fmt: str, script: str, runs: int, chunk: int = 0
+) -> None:
+    """In-process throughput of ``make()``'s collapser on FILE (fed whole, or in ``chunk``
+    bytes as the daemon feeds pipe reads), then `flamed collapse FMT` against ``script``."""
+    data = path.read_bytes()
+    mib = len(data) / (1 << 20)
+    best = float("inf")
+    for _ in range(runs):
+        start = time.perf_counter()
+        collapser = make()
+        size = chunk or max(len(data), 1)
+        for offset in range(0, len(data), size):
+            collapser.feed(data[offset : offset + size])
+        collapser.finish().to_bytes()
+        best = min(best, time.perf_counter() - start)
+    print(f"{path.name}: {mib:.1f} MiB")
+    print(f"  in-process collapse: {best:.3f} s, {mib / best:.0f} MiB/s")
+    compare(["-q", "collapse", fmt, str(path)], script, [str(path)], runs)
