@@ -15,6 +15,7 @@ follows the Perl script, including its fixes (see ``PerfOptions``).
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -36,17 +37,32 @@ ARGS_START = re.compile(r"\((?!anonymous namespace\))")
 EVENT_MODIFIERS = re.compile(r":[ukhpPGHISDWe]+$")
 KERNEL_MODULE = re.compile(r"(^\[|vmlinux$|/vmlinux-[^/]*$|\.ko(\.[a-z]+)?$)")
 JIT_MODULE = re.compile(r"(/tmp/perf-\d+\.map|/tmp/jitted-\d+-\d+\.so)")
-# The common record, whole: an event line ending in `PERIOD EVENT:` (the two
-# patterns above, kept within one line) and the indented frame lines after it.
+# The common record, whole, in bytes: an event line ending in `PERIOD EVENT:` (the
+# two patterns above, kept within one line), the indented frame lines after it and
+# the blank lines that end it. `.` (any byte but a newline) is the engine's fastest loop.
 # Possessive and atomic parts keep every pattern here linear in the line's length:
 # the Perl script's `(\d+)*` backtracked exponentially on a run of digits, and
 # retrying every longer command name made lines of spaces or `1 1 1 ...` quadratic.
 RECORD = re.compile(
-    r"^(?>(\S.+?)(?<!\s\s)[^\S\n]++(\d++)/*+(\d++)?[^\S\n])"
-    r"[^\n]*?:(?:[^\S\n]*+(\d++))?[^\S\n]++(\S+):[^\S\n]*\n"
-    r"((?:[ \t][^\n]*\n)*)",
+    rb"^(?>(\S.+?)(?<!\s\s)[^\S\n]++(\d++)/*+(\d++)?[^\S\n])"
+    rb".*?:(?:[^\S\n]*+(\d++))?[^\S\n]++(\S+):[^\S\n]*\n"
+    rb"((?:[ \t].*\n)*+)\n*+",
     re.ASCII | re.MULTILINE,
 )
+# RECORD.split() gives the text before each record, then its groups:
+# comm, pid, tid, period, event, frame lines.
+SPLIT_STRIDE = RECORD.groups + 1
+# perf script's default event line (`comm pid/tid [cpu] time: period event:`, no
+# space in comm) after a blank line, up to its first colon. Splitting at these is
+# the fastest way through the input: what is between two of them is the rest of
+# one record (`period event:` and the frame lines), checked by parse_uniform().
+# When it matches, it gives what RECORD gives.
+UNIFORM_HEAD = re.compile(rb"\n\n++(\S[^\s]++)[^\S\n]++(\d++/*+\d*+)[^\S\n][^:\n]*+:", re.ASCII)
+UNIFORM_STRIDE = UNIFORM_HEAD.groups + 1
+# The rest of that event line: RECORD's `.*?:` may pass more colons.
+UNIFORM_TAIL = re.compile(rb"(?:.*?:)??(?:[^\S\n]*+(\d++))?[^\S\n]++(\S+):[^\S\n]*+", re.ASCII)
+# A line of a record's frame lines that is not indented ends the record for RECORD.
+UNINDENTED = re.compile(rb"\n[^ \t]")
 
 # Without a blank line in this much input (perf script of a recording without
 # call chains has none), complete lines are folded anyway to bound memory.
@@ -114,8 +130,11 @@ class PerfCollapser:
         self._filter_warned = False
         self._events: dict[str, bool] = {}
         self._names: dict[str, str] = {}
-        self._body_cache: tuple[dict[str, tuple[str, bool]], dict[str, tuple[str, bool]]] = ({}, {})
-        self._line_cache: tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]] = ({}, {})
+        self._body_cache: tuple[dict[bytes, tuple[str, bool]], dict[bytes, tuple[str, bool]]] = (
+            {},
+            {},
+        )
+        self._line_cache: tuple[dict[str, str], dict[str, str]] = ({}, {})
         self._skip = frozenset(self.options.skip_after)
 
     # -- streaming ---------------------------------------------------------
@@ -131,7 +150,7 @@ class PerfCollapser:
             self._pending = buffer
             return
         self._pending = buffer[end + 1 :]
-        self._fold_text(decode(buffer[:end]))
+        self._fold_records(buffer[: end + 1])
 
     def detach(self) -> None:
         """Forget the stacks counted so far but keep what was learnt (the event filter, caches).
@@ -144,7 +163,7 @@ class PerfCollapser:
     def finish(self) -> Folded:
         """Fold what is left (a last record needs no blank line after it) and return the profile."""
         if self._pending.strip():
-            self._fold_text(decode(self._pending))
+            self._fold_records(self._pending + b"\n")
         self._pending = b""
         return Folded(self.counts)
 
@@ -159,50 +178,97 @@ class PerfCollapser:
 
     # -- records -----------------------------------------------------------
 
-    def _fold_text(self, text: str) -> None:
-        """Fold complete records. The common shape (an event line ending in ``EVENT:``
-        and indented frame lines) is matched by one regular expression and its frames
-        looked up in a cache; anything between such records goes through ``_fold_lines``."""
-        if not text.endswith("\n"):
-            text += "\n"
-        tallies = self._tallies
-        keep_event = self._keep_event_cached
-        bodies = self._body_cache
-        names = self._names
-        by_comm = not (self.options.include_pid or self.options.include_tid)
-        accepted = self._event_filter
-        weigh = self.options.period_weights
-        position = samples = 0
-        for record in RECORD.finditer(text):
-            start = record.start()
-            if start != position:
-                self._fold_gap(text[position:start])
-            position = record.end()
-            comm, pid, tid, period, event, body = record.groups()
-            if event != accepted:
-                if not keep_event(event):
-                    continue
-                accepted = event
-            java = comm.startswith("java")
-            folded = bodies[java].get(body)
-            if folded is None:
-                folded = self._fold_body(body, java)
-            pname = names.get(comm) if by_comm else None
-            if pname is None:
-                pname = self._pname(comm, pid, tid)
-            # Keyed by cached objects whose hashes are cached: no string is built per sample.
-            key = (pname, folded)
-            tallies[key] = tallies.get(key, 0) + (int(period) if weigh and period else 1)
-            samples += 1
-        self.samples += samples
-        self._fold_gap(text[position:])
+    def _fold_records(self, data: bytes) -> None:
+        """Fold complete lines: as uniform records if they are, else record by record."""
+        if not self._fold_uniform(data):
+            self._fold_mixed(data)
 
-    def _fold_gap(self, text: str) -> None:
-        if text.strip():
-            self._fold_lines(text.split("\n"))
+    def _fold_uniform(self, data: bytes) -> bool:
+        """Fold input in which every record after the first has perf script's default
+        shape: cut at the blank lines before the event lines, alike records counted
+        together, each distinct one parsed once. False, with nothing counted, when a
+        record has another shape (then ``_fold_mixed`` reads the same input)."""
+        parts = UNIFORM_HEAD.split(data)
+        if len(parts) < UNIFORM_STRIDE + 1:
+            return False
+        comms, ids, rests = (parts[group::UNIFORM_STRIDE] for group in (1, 2, 3))
+        rests[-1] = rests[-1].rstrip(b"\n")
+        by_pid = self.options.include_pid or self.options.include_tid
+        distinct = Counter(
+            zip(comms, ids, rests, strict=True) if by_pid else zip(comms, rests, strict=True)
+        )
+        records = []
+        for key, count in distinct.items():
+            record = parse_uniform(key[0], key[1] if by_pid else None, key[-1])
+            if record is None:
+                return False
+            records.append((*record, count))
+        self._fold_mixed(parts[0] + b"\n")  # the first record, and whatever is before it
+        for fields in records:
+            self._tally(*fields)
+        return True
 
-    def _fold_body(self, body: str, java: bool) -> tuple[str, bool]:
-        folded = self._fold_frames(body[:-1].split("\n") if body else [], java)
+    def _fold_mixed(self, data: bytes) -> None:
+        """Fold complete lines. Records of the common shape (an event line ending in
+        ``EVENT:`` and indented frame lines) are cut out by one regular expression and
+        counted alike ones together; any other text between them goes, in its place in
+        the input, through the line-by-line reader ``_fold_lines``."""
+        parts = RECORD.split(data)
+        gaps = parts[::SPLIT_STRIDE]
+        first = 0
+        if any(gaps):
+            for index, gap in enumerate(gaps):
+                if gap and not gap.isspace():
+                    self._count_records(parts, first, index)
+                    self._fold_lines(decode(gap).split("\n"))
+                    first = index
+        self._count_records(parts, first, len(gaps) - 1)
+
+    def _count_records(self, parts: list[bytes | None], first: int, end: int) -> None:
+        """Count records ``first`` to ``end`` (exclusive) of a RECORD.split() result,
+        alike ones together: each distinct one is folded once."""
+        if end <= first:
+            return
+        start, stop = first * SPLIT_STRIDE, end * SPLIT_STRIDE
+        comms, pids, tids, periods, events, bodies = (
+            parts[start + group : stop : SPLIT_STRIDE] for group in range(1, SPLIT_STRIDE)
+        )
+        if not (self.options.include_pid or self.options.include_tid):
+            pids = tids = [None] * (end - first)  # one count for all processes of a comm
+        distinct: Counter[tuple[bytes | None, ...]] = Counter(
+            zip(comms, pids, tids, periods, events, bodies, strict=True)
+        )
+        for (comm, pid, tid, period, event, body), count in distinct.items():
+            assert comm is not None and event is not None and body is not None
+            self._tally(comm, pid, tid, period, event, body[:-1], count)
+
+    def _tally(
+        self,
+        comm: bytes,
+        pid: bytes | None,
+        tid: bytes | None,
+        period: bytes | None,
+        event: bytes,
+        body: bytes,
+        count: int,
+    ) -> None:
+        """Count ``count`` samples of one record: its event line's fields and its frame
+        lines (without the last newline)."""
+        if not self._keep_event_cached(decode(event)):
+            return
+        java = comm.startswith(b"java")
+        folded = self._body_cache[java].get(body) or self._fold_body(body, java)
+        name = decode(comm)
+        pname = self._names.get(name) if pid is None else None
+        if pname is None:
+            pname = self._pname(name, decode_optional(pid), decode_optional(tid))
+        key = (pname, folded)
+        weight = int(period) if self.options.period_weights and period else 1
+        self._tallies[key] = self._tallies.get(key, 0) + weight * count
+        self.samples += count
+
+    def _fold_body(self, body: bytes, java: bool) -> tuple[str, bool]:
+        folded = self._fold_frames(decode(body).split("\n") if body else [], java)
         cache = self._body_cache[java]
         if len(cache) >= CACHE_LIMIT:
             cache.clear()
@@ -227,7 +293,7 @@ class PerfCollapser:
         if sample is not None:
             self._count(sample, self._fold_frames(sample.frame_lines, sample.java))
 
-    def _pname(self, comm: str, pid: str, tid: str | None) -> str:
+    def _pname(self, comm: str, pid: str | None, tid: str | None) -> str:
         """The process name a stack starts with: ``comm``, ``comm-PID`` or ``comm-PID/TID``."""
         options = self.options
         if tid is None:
@@ -293,20 +359,22 @@ class PerfCollapser:
     def _fold_frames(self, lines: list[str], java: bool) -> tuple[str, bool]:
         """Frame lines (leaf first) to ``(frames root first joined by ';', drop the comm?)``."""
         cache = self._line_cache[java]
-        groups: list[tuple[str, ...]] = []
+        groups: list[str] = []
         for key in self._srcline_pairs(lines) if self.options.srcline else lines:
             frames = cache.get(key)
             if frames is None:
                 line, _, source = key.partition("\n")
-                frames = self._line_frames(line, java, source)
+                frames = ";".join(self._line_frames(line, java, source))
                 if len(cache) >= CACHE_LIMIT:
                     cache.clear()
                 cache[key] = frames
-            groups.append(frames)
-        stack = [frame for group in reversed(groups) for frame in group]
+            if frames:
+                groups.append(frames)
+        groups.reverse()
+        stack = ";".join(groups)
         if self._skip:
-            return skip_callers(stack, self._skip)
-        return ";".join(stack), False
+            return skip_callers(stack.split(";") if stack else [], self._skip)
+        return stack, False
 
     @staticmethod
     def _srcline_pairs(lines: list[str]) -> Iterator[str]:
@@ -393,6 +461,26 @@ def event_line(line: str) -> re.Match[str] | None:
     if INLINE_FRAME.search(stripped):
         return EVENT_LINE.match(stripped)
     return None
+
+
+def parse_uniform(
+    comm: bytes, ids: bytes | None, rest: bytes
+) -> tuple[bytes, bytes | None, bytes | None, bytes | None, bytes, bytes] | None:
+    """Parse a record cut by UNIFORM_HEAD: ``rest`` is its event line after the first
+    colon and its frame lines. None when RECORD would not read it as one record."""
+    tail, _, body = rest.partition(b"\n")
+    found = UNIFORM_TAIL.fullmatch(tail)
+    if found is None or (body and (body[0] not in b" \t" or UNINDENTED.search(body))):
+        return None
+    pid = tid = None
+    if ids is not None:
+        pid, _, tid = ids.partition(b"/")
+        tid = tid.lstrip(b"/") or None
+    return comm, pid, tid, found.group(1), found.group(2), body
+
+
+def decode_optional(data: bytes | None) -> str | None:
+    return None if data is None else decode(data)
 
 
 def event_base(event: str) -> str:

@@ -96,6 +96,81 @@ def test_any_split_gives_the_same_result(cuts: list[int]) -> None:
     assert collapser.finish().to_bytes() == whole
 
 
+def collapse_record_by_record(data: bytes, options: PerfOptions | None = None) -> bytes:
+    """Collapse without the fast path for uniform input: every record through RECORD."""
+    collapser = PerfCollapser(options)
+    collapser._fold_uniform = lambda data: False  # type: ignore[method-assign]
+    collapser.feed(data)
+    return collapser.finish().to_bytes()
+
+
+@pytest.mark.parametrize(
+    ("source", "expected", "option"),
+    [*corpus_cases(), *expected_cases(DATA / "perf")],
+    ids=lambda value: value.name if isinstance(value, Path) else value,
+)
+def test_record_by_record_reader_gives_the_same(source: Path, expected: Path, option: str) -> None:
+    got = collapse_record_by_record(read_input(source), OPTION_SETS[option])
+    assert got == expected.read_bytes()
+
+
+def test_uniform_input_takes_the_fast_path() -> None:
+    collapser = PerfCollapser()
+    taken = []
+    fold_uniform = collapser._fold_uniform
+    collapser._fold_uniform = lambda data: taken.append(fold_uniform(data)) or taken[-1]  # type: ignore[method-assign]
+    collapser.feed((DATA / "perf" / "system-wide.txt").read_bytes())
+    collapser.finish()
+    assert taken[0] is True
+
+
+HEADS = st.sampled_from(
+    [
+        "prog 12/34 [000] 1.5: 7 cycles:",
+        "prog 12 [001] 1.5:    3 cycles:u:  ",
+        "two words 12/34 [000] 1.5: 7 cycles:",
+        "a 1 [000] 1.5: 7 cycles:",
+        "kworker/1:0 9/9 [000] 1.5: 2 cpu-clock:",
+        "prog 12/34 [000] 1.5: extra: 5 cycles:",
+        "prog 12/34 [000] 1.5: cycles:",
+        "prog 12//34 1.5: 4 cycles:",
+        "prog 56/78 [000] 1.5: 9 instructions:",
+        "prog 12/34 [000] 1.5: 1 cycles:  4005d6 main+0x1 (/bin/prog)",
+        "# a comment",
+    ]
+)
+FRAMES = st.sampled_from(
+    [
+        "\t4005d6 main+0x1 (/bin/prog)",
+        "    ffffffff81 do_syscall_64 ([kernel.kallsyms])",
+        "\t7f00 [unknown] (/memfd:sealed (deleted))",
+        "   ",
+        "not indented",
+    ]
+)
+SEPARATORS = st.sampled_from(["\n", "\n\n", "\n\n\n", "\n \n"])
+RECORDS = st.lists(
+    st.tuples(HEADS, st.lists(FRAMES, max_size=4), SEPARATORS), min_size=1, max_size=8
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(records=RECORDS, option=st.sampled_from(["default", "pid", "tid"]))
+def test_fast_path_agrees_with_record_by_record(
+    records: list[tuple[str, list[str], str]], option: str
+) -> None:
+    """Whatever the mix of record shapes, the fast path for uniform input gives what
+    reading record by record gives (or steps aside)."""
+    # Between two plain records, so that the generated ones are not the first or the
+    # last of the input, which are always read record by record.
+    plain = "prog 1/1 [000] 1.0: 1 cycles:\n\t4005d6 main+0x1 (/bin/prog)\n\n"
+    text = plain + "".join("\n".join([head, *frames]) + gap for head, frames, gap in records)
+    text += "\n" + plain
+    options = OPTION_SETS[option]
+    data = text.encode()
+    assert collapse(data, options) == collapse_record_by_record(data, options)
+
+
 def test_byte_by_byte_feeding() -> None:
     data = (DATA / "perf" / "c-burn.txt").read_bytes()
     assert collapse(data, chunk=1) == collapse(data)
