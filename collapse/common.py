@@ -1,13 +1,32 @@
-"""Pieces every collapser shares: the streaming protocol and once-per-kind warnings."""
+"""Pieces every collapser shares: the streaming protocol and once-per-kind warnings.
+
+Nothing here imports logging until the first warning: start-up time counts in
+every ``flamed collapse``, and most inputs have nothing to warn about.
+"""
 
 from __future__ import annotations
 
-import logging
-from typing import Protocol
+from collections.abc import Callable
 
 from flamed.collapse.folded import Folded
 
-log = logging.getLogger("flamed.collapse")
+# typing.TYPE_CHECKING without importing typing: start-up time counts in every
+# `flamed collapse`. At run time the protocols below are plain classes.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import logging
+    from typing import Protocol
+else:
+    Protocol = object
+
+LOGGER_NAME = "flamed.collapse"
+_deferred_setup: list[Callable[[], None]] = []
+
+
+def defer_logging_setup(setup: Callable[[], None]) -> None:
+    """Call ``setup`` (which configures logging) before the first warning, not now:
+    a command that logs only through WarnOnce then never imports logging."""
+    _deferred_setup[:] = [setup]
 
 
 class Collapser(Protocol):
@@ -25,9 +44,20 @@ class WarnOnce:
     kind, and the first one of each kind is logged with the offending text.
     """
 
-    def __init__(self, logger: logging.Logger = log) -> None:
-        self.logger = logger
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self._logger = logger
         self.counts: dict[str, int] = {}
+
+    @property
+    def logger(self) -> logging.Logger:
+        """Where warnings go: the given logger, else ``flamed.collapse``."""
+        if self._logger is None:
+            while _deferred_setup:
+                _deferred_setup.pop()()
+            import logging
+
+            self._logger = logging.getLogger(LOGGER_NAME)
+        return self._logger
 
     def __call__(self, kind: str, detail: str = "") -> None:
         seen = self.counts.get(kind, 0)

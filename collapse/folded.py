@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without the start-up cost of typing
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 OTHER = "[other]"
 """The stack that :func:`top` sums the dropped stacks into."""

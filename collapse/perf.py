@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
 from flamed.collapse.common import WarnOnce
 from flamed.collapse.folded import Count, Folded, decode
@@ -64,6 +63,13 @@ UNIFORM_TAIL = re.compile(rb"(?:.*?:)??(?:[^\S\n]*+(\d++))?[^\S\n]++(\S+):[^\S\n
 # A line of a record's frame lines that is not indented ends the record for RECORD.
 UNINDENTED = re.compile(rb"\n[^ \t]")
 
+Record = tuple[bytes, bytes | None, bytes | None, bytes | None, bytes, bytes]
+"""A record's comm, pid, tid, period, event and frame lines (without the last newline)."""
+Tally = tuple[tuple[str, tuple[str, bool]], int]
+"""What a record counts for: (process name, (folded frames, drop the name?)), weight."""
+DROPPED: Tally = (("", ("", False)), 0)
+"""The tally of a record the event filter drops."""
+
 # Without a blank line in this much input (perf script of a recording without
 # call chains has none), complete lines are folded anyway to bound memory.
 MAX_PENDING = 4 << 20
@@ -71,7 +77,6 @@ MAX_PENDING = 4 << 20
 CACHE_LIMIT = 200_000
 
 
-@dataclass(frozen=True)
 class PerfOptions:
     """Options of ``flamed collapse perf``, named as stackcollapse-perf.pl names them.
 
@@ -81,37 +86,58 @@ class PerfOptions:
     are tidied, records without a call chain count, the event filter ignores
     modifiers (``cycles`` matches ``cycles:u``), and the last record counts even
     when the input does not end with a blank line.
+
+    - ``include_pid``: append the process id to the command name: ``comm-PID``.
+    - ``include_tid``: append process and thread id: ``comm-PID/TID``.
+    - ``annotate_kernel``: mark kernel frames with ``_[k]``.
+    - ``annotate_jit``: mark JIT frames with ``_[j]``.
+    - ``include_addrs``: show the address of frames whose symbol is unknown:
+      ``[module <addr>]``.
+    - ``event_filter``: keep only samples of this event; None: the first event seen.
+    - ``skip_after``: drop the callers of the leafmost frame with one of these names,
+      and the comm.
+    - ``srcline``: input has a source line after each frame (``perf script -F+srcline``).
+    - ``period_weights``: weight each sample by its period, as the Perl script does
+      (for ``cpu-clock`` that is nanoseconds); False counts samples, which the daemon does.
+
+    A plain class, not a dataclass: importing dataclasses costs ~10 ms of start-up,
+    and start-up counts in every ``flamed collapse perf``.
     """
 
-    include_pid: bool = False
-    """Append the process id to the command name: ``comm-PID``."""
-    include_tid: bool = False
-    """Append process and thread id: ``comm-PID/TID``."""
-    annotate_kernel: bool = False
-    """Mark kernel frames with ``_[k]``."""
-    annotate_jit: bool = False
-    """Mark JIT frames with ``_[j]``."""
-    include_addrs: bool = False
-    """Show the address of frames whose symbol is unknown: ``[module <addr>]``."""
-    event_filter: str | None = None
-    """Keep only samples of this event; None: the first event seen."""
-    skip_after: tuple[str, ...] = ()
-    """Drop the callers of the leafmost frame with one of these names, and the comm."""
-    srcline: bool = False
-    """Input has a source line after each frame (``perf script -F+srcline``)."""
-    period_weights: bool = True
-    """Weight each sample by its period, as the Perl script does (for ``cpu-clock``
-    that is nanoseconds); False counts samples, which the daemon does."""
+    def __init__(
+        self,
+        *,
+        include_pid: bool = False,
+        include_tid: bool = False,
+        annotate_kernel: bool = False,
+        annotate_jit: bool = False,
+        include_addrs: bool = False,
+        event_filter: str | None = None,
+        skip_after: tuple[str, ...] = (),
+        srcline: bool = False,
+        period_weights: bool = True,
+    ) -> None:
+        self.include_pid = include_pid
+        self.include_tid = include_tid
+        self.annotate_kernel = annotate_kernel
+        self.annotate_jit = annotate_jit
+        self.include_addrs = include_addrs
+        self.event_filter = event_filter
+        self.skip_after = skip_after
+        self.srcline = srcline
+        self.period_weights = period_weights
 
 
-@dataclass
 class _Sample:
     """The event line of a record being read line by line."""
 
-    pname: str
-    period: int
-    java: bool
-    frame_lines: list[str]
+    __slots__ = ("frame_lines", "java", "period", "pname")
+
+    def __init__(self, pname: str, period: int, java: bool, frame_lines: list[str]) -> None:
+        self.pname = pname
+        self.period = period
+        self.java = java
+        self.frame_lines = frame_lines
 
 
 class PerfCollapser:
@@ -130,6 +156,7 @@ class PerfCollapser:
         self._filter_warned = False
         self._events: dict[str, bool] = {}
         self._names: dict[str, str] = {}
+        self._record_tallies: dict[Record, Tally] = {}
         self._body_cache: tuple[dict[bytes, tuple[str, bool]], dict[bytes, tuple[str, bool]]] = (
             {},
             {},
@@ -152,14 +179,6 @@ class PerfCollapser:
         self._pending = buffer[end + 1 :]
         self._fold_records(buffer[: end + 1])
 
-    def detach(self) -> None:
-        """Forget the stacks counted so far but keep what was learnt (the event filter, caches).
-
-        A forked worker calls this to fold another part of the same input."""
-        self._tallies = {}
-        self.samples = 0
-        self._pending = b""
-
     def finish(self) -> Folded:
         """Fold what is left (a last record needs no blank line after it) and return the profile."""
         if self._pending.strip():
@@ -180,33 +199,23 @@ class PerfCollapser:
 
     def _fold_records(self, data: bytes) -> None:
         """Fold complete lines: as uniform records if they are, else record by record."""
-        if not self._fold_uniform(data):
+        counted = self.count_records(data)
+        if counted is None:
             self._fold_mixed(data)
+        else:
+            self.fold_counted(*counted)
 
-    def _fold_uniform(self, data: bytes) -> bool:
-        """Fold input in which every record after the first has perf script's default
-        shape: cut at the blank lines before the event lines, alike records counted
-        together, each distinct one parsed once. False, with nothing counted, when a
-        record has another shape (then ``_fold_mixed`` reads the same input)."""
-        parts = UNIFORM_HEAD.split(data)
-        if len(parts) < UNIFORM_STRIDE + 1:
-            return False
-        comms, ids, rests = (parts[group::UNIFORM_STRIDE] for group in (1, 2, 3))
-        rests[-1] = rests[-1].rstrip(b"\n")
-        by_pid = self.options.include_pid or self.options.include_tid
-        distinct = Counter(
-            zip(comms, ids, rests, strict=True) if by_pid else zip(comms, rests, strict=True)
-        )
-        records = []
-        for key, count in distinct.items():
-            record = parse_uniform(key[0], key[1] if by_pid else None, key[-1])
-            if record is None:
-                return False
-            records.append((*record, count))
-        self._fold_mixed(parts[0] + b"\n")  # the first record, and whatever is before it
-        for fields in records:
-            self._tally(*fields)
-        return True
+    def count_records(self, data: bytes | memoryview) -> tuple[bytes, dict[Record, int]] | None:
+        """Complete lines of uniform input (see ``count_uniform``) to the text before its
+        first cut and each distinct record's count; None for input of another shape.
+        Changes nothing: input split in parts can be counted on several cores."""
+        return count_uniform(data, self.options.include_pid or self.options.include_tid)
+
+    def fold_counted(self, first: bytes, records: dict[Record, int]) -> None:
+        """Fold what ``count_records`` gave (or the sum of what it gave for consecutive
+        parts): ``first`` record by record, then each distinct record once."""
+        self._fold_mixed(first + b"\n")
+        self._tally(records)
 
     def _fold_mixed(self, data: bytes) -> None:
         """Fold complete lines. Records of the common shape (an event line ending in
@@ -238,34 +247,43 @@ class PerfCollapser:
         distinct: Counter[tuple[bytes | None, ...]] = Counter(
             zip(comms, pids, tids, periods, events, bodies, strict=True)
         )
+        records: dict[Record, int] = {}
         for (comm, pid, tid, period, event, body), count in distinct.items():
             assert comm is not None and event is not None and body is not None
-            self._tally(comm, pid, tid, period, event, body[:-1], count)
+            record = (comm, pid, tid, period, event, body[:-1])
+            records[record] = records.get(record, 0) + count
+        self._tally(records)
 
-    def _tally(
-        self,
-        comm: bytes,
-        pid: bytes | None,
-        tid: bytes | None,
-        period: bytes | None,
-        event: bytes,
-        body: bytes,
-        count: int,
-    ) -> None:
-        """Count ``count`` samples of one record: its event line's fields and its frame
-        lines (without the last newline)."""
-        if not self._keep_event_cached(decode(event)):
-            return
-        java = comm.startswith(b"java")
-        folded = self._body_cache[java].get(body) or self._fold_body(body, java)
-        name = decode(comm)
-        pname = self._names.get(name) if pid is None else None
-        if pname is None:
-            pname = self._pname(name, decode_optional(pid), decode_optional(tid))
-        key = (pname, folded)
-        weight = int(period) if self.options.period_weights and period else 1
-        self._tallies[key] = self._tallies.get(key, 0) + weight * count
-        self.samples += count
+    def _tally(self, records: dict[Record, int]) -> None:
+        """Count distinct records; what each one counts as is worked out once and kept."""
+        known = self._record_tallies
+        tallies = self._tallies
+        samples = 0
+        for record, count in records.items():
+            tally = known.get(record) or self._record_tally(record)
+            if tally is not DROPPED:
+                key, weight = tally
+                tallies[key] = tallies.get(key, 0) + weight * count
+                samples += count
+        self.samples += samples
+
+    def _record_tally(self, record: Record) -> Tally:
+        """The stack a record counts for and its weight; DROPPED for another event."""
+        comm, pid, tid, period, event, body = record
+        tally = DROPPED
+        if self._keep_event_cached(decode(event)):
+            java = comm.startswith(b"java")
+            folded = self._body_cache[java].get(body) or self._fold_body(body, java)
+            name = decode(comm)
+            pname = self._names.get(name) if pid is None else None
+            if pname is None:
+                pname = self._pname(name, decode_optional(pid), decode_optional(tid))
+            weight = int(period) if self.options.period_weights and period else 1
+            tally = ((pname, folded), weight)
+        if len(self._record_tallies) >= CACHE_LIMIT:
+            self._record_tallies.clear()
+        self._record_tallies[record] = tally
+        return tally
 
     def _fold_body(self, body: bytes, java: bool) -> tuple[str, bool]:
         folded = self._fold_frames(decode(body).split("\n") if body else [], java)
@@ -359,22 +377,27 @@ class PerfCollapser:
     def _fold_frames(self, lines: list[str], java: bool) -> tuple[str, bool]:
         """Frame lines (leaf first) to ``(frames root first joined by ';', drop the comm?)``."""
         cache = self._line_cache[java]
-        groups: list[str] = []
-        for key in self._srcline_pairs(lines) if self.options.srcline else lines:
-            frames = cache.get(key)
-            if frames is None:
-                line, _, source = key.partition("\n")
-                frames = ";".join(self._line_frames(line, java, source))
-                if len(cache) >= CACHE_LIMIT:
-                    cache.clear()
-                cache[key] = frames
-            if frames:
-                groups.append(frames)
+        keys = list(self._srcline_pairs(lines)) if self.options.srcline else lines
+        groups = [cache.get(key) for key in keys]  # each line's frames, joined by ';'
+        if None in groups:
+            groups = [
+                self._cache_line(key, java) if frames is None else frames
+                for key, frames in zip(keys, groups, strict=True)
+            ]
         groups.reverse()
-        stack = ";".join(groups)
+        stack = ";".join(filter(None, groups))
         if self._skip:
             return skip_callers(stack.split(";") if stack else [], self._skip)
         return stack, False
+
+    def _cache_line(self, key: str, java: bool) -> str:
+        line, _, source = key.partition("\n")
+        frames = ";".join(self._line_frames(line, java, source))
+        cache = self._line_cache[java]
+        if len(cache) >= CACHE_LIMIT:
+            cache.clear()
+        cache[key] = frames
+        return frames
 
     @staticmethod
     def _srcline_pairs(lines: list[str]) -> Iterator[str]:
@@ -463,9 +486,29 @@ def event_line(line: str) -> re.Match[str] | None:
     return None
 
 
-def parse_uniform(
-    comm: bytes, ids: bytes | None, rest: bytes
-) -> tuple[bytes, bytes | None, bytes | None, bytes | None, bytes, bytes] | None:
+def count_uniform(data: bytes | memoryview, by_pid: bool) -> tuple[bytes, dict[Record, int]] | None:
+    """Cut input at UNIFORM_HEAD and count alike records (by comm, with ``by_pid`` by
+    pid/tid too). Gives the text before the first cut (the first record and anything
+    before it) and the distinct records' counts in order of first appearance; None
+    when a record between two cuts is not of the uniform shape."""
+    parts = UNIFORM_HEAD.split(data)
+    if len(parts) <= UNIFORM_STRIDE:
+        return None
+    comms, ids, rests = (parts[group::UNIFORM_STRIDE] for group in (1, 2, 3))
+    rests[-1] = rests[-1].rstrip(b"\n")
+    alike = Counter(
+        zip(comms, ids, rests, strict=True) if by_pid else zip(comms, rests, strict=True)
+    )
+    records: dict[Record, int] = {}
+    for key, count in alike.items():
+        record = parse_uniform(key[0], key[1] if by_pid else None, key[-1])
+        if record is None:
+            return None
+        records[record] = records.get(record, 0) + count
+    return parts[0], records
+
+
+def parse_uniform(comm: bytes, ids: bytes | None, rest: bytes) -> Record | None:
     """Parse a record cut by UNIFORM_HEAD: ``rest`` is its event line after the first
     colon and its frame lines. None when RECORD would not read it as one record."""
     tail, _, body = rest.partition(b"\n")

@@ -2,7 +2,9 @@
 
 Each command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and
 ``run(args) -> int``, and imports nothing heavy at module level (aiohttp and
-friends are imported inside ``run``) so ``flamed collapse`` starts fast.
+friends are imported inside ``run``) so ``flamed collapse`` starts fast. A module
+that sets ``LAZY_LOGGING = True`` logs only through WarnOnce, and logging is then
+configured (and imported) at its first warning.
 User errors (``FlamedError``) become one line on stderr and an exit code.
 """
 
@@ -10,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
 
+from flamed.collapse.common import defer_logging_setup
 from flamed.collapse.errors import FlamedError
 from flamed.daemon.commands import COMMANDS
 
@@ -48,7 +50,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flamed",
         description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action=VersionAction, help="print the version and exit")
     parser.add_argument(
@@ -61,11 +63,31 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             module.NAME,
             help=module.HELP,
             description=getattr(module, "DESCRIPTION", module.HELP),
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=HelpFormatter,
         )
         module.add_arguments(sub)
-        sub.set_defaults(handler=module.run)
+        sub.set_defaults(handler=module.run, lazy_logging=getattr(module, "LAZY_LOGGING", False))
     return parser
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's formatter, told the terminal's width: left to find it, argparse
+    imports shutil, and every parser builds formatters even when no help is shown."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24) -> None:
+        super().__init__(prog, indent_increment, max_help_position, terminal_width() - 2)
+
+
+def terminal_width() -> int:
+    """$COLUMNS, else the width of the terminal on stdout, else 80 (as shutil has it)."""
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size().columns or 80
+    except (ValueError, OSError):
+        return 80
 
 
 class VersionAction(argparse.Action):
@@ -90,6 +112,8 @@ def version() -> str:
 
 
 def configure_logging(verbose: int, quiet: bool) -> None:
+    import logging
+
     level = (
         logging.ERROR
         if quiet
@@ -104,7 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(chosen_command(arguments))
     args = parser.parse_args(arguments)
-    configure_logging(args.verbose, args.quiet)
+    if args.lazy_logging:
+        defer_logging_setup(lambda: configure_logging(args.verbose, args.quiet))
+    else:
+        configure_logging(args.verbose, args.quiet)
     try:
         code: int = args.handler(args)
     except FlamedError as err:

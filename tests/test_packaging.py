@@ -97,3 +97,24 @@ def test_collapse_command_does_not_import_aiohttp() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_collapse_perf_start_up_imports_only_what_it_uses(tmp_path: Path) -> None:
+    """Start-up time counts in every `flamed collapse perf` (and in its benchmark against
+    the Perl script): a clean input must not pull in modules that cost milliseconds to
+    import and that it does not need (logging is imported at the first warning)."""
+    data = (Path(__file__).parent / "data" / "perf" / "c-burn.txt").read_bytes()
+    script = (
+        "import sys\nfrom flamed.daemon.cli import main\n"
+        "code = main(['collapse', 'perf', sys.argv[1]])\n"
+        "slow = ('logging', 'dataclasses', 'typing', 'shutil', 'pickle', 'gzip', 'inspect')\n"
+        "print(' '.join(m for m in slow if m in sys.modules), file=sys.stderr)\n"
+    )
+    source = tmp_path / "in.txt"
+    source.write_bytes(data)
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(source)], capture_output=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(b"burn;"), result.stdout[:200]
+    assert result.stderr.decode().strip() == ""

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from flamed.collapse.common import Collapser
+from flamed.daemon.cli import HelpFormatter
 from flamed.daemon.commands.common import collapse_path, write_stdout
 
 NAME = "collapse"
+# Collapsers warn through WarnOnce only, which imports logging at the first warning.
+LAZY_LOGGING = True
 HELP = "fold profiler output (perf script, DTrace) into folded stacks"
 DESCRIPTION = """\
 Fold profiler output into folded stacks: one `frame;frame;frame COUNT` line per
@@ -22,12 +24,21 @@ stdin. Drop-in for FlameGraph's stackcollapse-*.pl scripts, with the same option
 """
 
 
-@dataclass(frozen=True)
 class Format:
-    help: str
-    description: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    make_collapser: Callable[[argparse.Namespace], Collapser]
+    """One input format: its help, its options and how to build its collapser.
+    (Not a dataclass: importing dataclasses costs start-up time.)"""
+
+    def __init__(
+        self,
+        help: str,
+        description: str,
+        add_arguments: Callable[[argparse.ArgumentParser], None],
+        make_collapser: Callable[[argparse.Namespace], Collapser],
+    ) -> None:
+        self.help = help
+        self.description = description
+        self.add_arguments = add_arguments
+        self.make_collapser = make_collapser
 
 
 def add_perf_arguments(parser: argparse.ArgumentParser) -> None:
@@ -128,7 +139,9 @@ FORMATS: dict[str, Format] = {
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     formats = parser.add_subparsers(dest="format", metavar="FORMAT", required=True)
     for name, fmt in FORMATS.items():
-        sub = formats.add_parser(name, help=fmt.help, description=fmt.description)
+        sub = formats.add_parser(
+            name, help=fmt.help, description=fmt.description, formatter_class=HelpFormatter
+        )
         fmt.add_arguments(sub)
         sub.add_argument(
             "file", nargs="?", default="-", metavar="FILE", help="input (default: stdin)"

@@ -2,32 +2,39 @@
 
 from __future__ import annotations
 
-import gzip
+import marshal
 import os
-import pickle
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import BinaryIO, Protocol, runtime_checkable
 
-from flamed.collapse.common import Collapser
+from flamed.collapse.common import TYPE_CHECKING, Collapser
 from flamed.collapse.errors import InputError
 from flamed.collapse.folded import Folded
+
+if TYPE_CHECKING:
+    from typing import BinaryIO, Protocol, TypeGuard
+
+    from flamed.collapse.perf import Record
+
+    class CountingCollapser(Collapser, Protocol):
+        """A collapser that can count alike records of parts of its input apart
+        (on other cores), then fold the sum (``PerfCollapser``)."""
+
+        def count_records(
+            self, data: bytes | memoryview
+        ) -> tuple[bytes, dict[Record, int]] | None: ...
+
+        def fold_counted(self, first: bytes, records: dict[Record, int]) -> None: ...
+
 
 CHUNK_SIZE = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 # Plain files this large are folded on two cores (when there are two).
 FORK_MIN_BYTES = 8 << 20
 FORK_MAX_BYTES = 2 << 30
-# Records are separated by a blank line; a forked worker starts after one.
+# Records are separated by a blank line; a forked worker starts at one.
 RECORD_BREAK = b"\n\n"
-
-
-@runtime_checkable
-class Detachable(Collapser, Protocol):
-    """A collapser whose learnt state can be kept while its counts start again."""
-
-    def detach(self) -> None: ...
 
 
 @contextmanager
@@ -42,6 +49,8 @@ def open_input(path: str) -> Iterator[BinaryIO]:
         raise InputError(f"cannot read {path}: {err.strerror or err}") from err
     try:
         if raw.peek(2)[:2] == GZIP_MAGIC:
+            import gzip  # only when needed: start-up time counts
+
             with gzip.GzipFile(fileobj=raw) as unpacked:
                 yield unpacked  # type: ignore[misc]
         else:
@@ -67,11 +76,15 @@ def collapse_file(collapser: Collapser, path: str) -> Folded:
 
 
 def collapse_path(collapser: Collapser, path: str) -> Folded:
-    """Fold FILE; a large plain file is split in two halves folded on two cores."""
-    if isinstance(collapser, Detachable) and worth_forking(path):
+    """Fold FILE; the records of a large plain file are counted on two cores."""
+    if is_counting(collapser) and worth_forking(path):
         with open_input(path) as stream:
             return fold_on_two_cores(collapser, stream.read())
     return collapse_file(collapser, path)
+
+
+def is_counting(collapser: Collapser) -> TypeGuard[CountingCollapser]:
+    return callable(getattr(collapser, "count_records", None))
 
 
 def worth_forking(path: str) -> bool:
@@ -86,41 +99,64 @@ def worth_forking(path: str) -> bool:
     return FORK_MIN_BYTES <= size <= FORK_MAX_BYTES and not compressed
 
 
-def fold_on_two_cores(collapser: Detachable, data: bytes) -> Folded:
-    """Fold the first half here and the second half in a forked child, then merge.
+def fold_on_two_cores(collapser: CountingCollapser, data: bytes) -> Folded:
+    """Fold the input with a forked child's help: the child counts alike records of
+    the second half while this process counts and folds those of the first half,
+    then folds the child's distinct records (each once; many are already known).
 
-    The parent folds a head of the input before forking, so the child starts
-    with what the collapser learnt from it (the default event filter, caches).
+    Counting is what two cores share; folding is what the caches make cheap when
+    records repeat. Input that cannot be counted so is folded here alone.
     """
-    head = data.find(RECORD_BREAK, 1 << 16)
     cut = data.find(RECORD_BREAK, len(data) // 2)
-    if head < 0 or cut <= head:
-        collapser.feed(data)
-        return collapser.finish()
-    collapser.feed(data[: head + 2])
+    if cut > 0:
+        with memoryview(data) as view:  # parts without copies
+            if fold_in_two_parts(collapser, view[: cut + 1], view[cut:]):
+                return collapser.finish()
+    collapser.feed(data)
+    return collapser.finish()
+
+
+def fold_in_two_parts(collapser: CountingCollapser, head: memoryview, tail: memoryview) -> bool:
+    """Count ``tail``'s records in a forked child while this process counts and folds
+    ``head``'s, then fold the child's (or ``tail`` itself, if the child failed).
+    False, with nothing folded, when ``head`` cannot be counted so."""
     read_end, write_end = os.pipe()
     child = os.fork()
     if child == 0:  # pragma: no cover - runs in the forked child
         os.close(read_end)
-        collapser.detach()
-        collapser.feed(data[cut + 2 :])
-        with os.fdopen(write_end, "wb") as out:
-            out.write(pickle.dumps(collapser.finish().counts))
-        os._exit(0)
+        code = 1
+        try:
+            with os.fdopen(write_end, "wb") as out:
+                out.write(marshal.dumps(collapser.count_records(tail)))
+            code = 0
+        finally:
+            os._exit(code)
     os.close(write_end)
-    collapser.feed(data[head + 2 : cut + 2])
+    mine = collapser.count_records(head)
+    if mine is not None:
+        collapser.fold_counted(*mine)
+    theirs = child_result(child, read_end)
+    if mine is None:
+        return False
+    if theirs is None:
+        collapser.feed(bytes(tail))
+    else:
+        collapser.fold_counted(*theirs)
+    return True
+
+
+def child_result(child: int, read_end: int) -> tuple[bytes, dict[Record, int]] | None:
+    """What the forked child wrote to the pipe; None if it failed (out of memory?)."""
     with os.fdopen(read_end, "rb") as results:
         payload = results.read()
     _, status = os.waitpid(child, 0)
-    folded = collapser.finish()
-    if status != 0 or not payload:
-        # The child failed (out of memory?): fold its half here instead.
-        collapser.detach()
-        collapser.feed(data[cut + 2 :])
-        folded.update(collapser.finish())
-        return folded
-    folded.update(Folded(pickle.loads(payload)))
-    return folded
+    if status != 0:
+        return None
+    try:
+        result: tuple[bytes, dict[Record, int]] | None = marshal.loads(payload)
+    except (EOFError, ValueError, TypeError):
+        return None
+    return result
 
 
 def write_stdout(data: bytes) -> None:

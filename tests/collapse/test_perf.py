@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flamed.collapse.perf import PerfCollapser, PerfOptions, strip_arguments
+from flamed.collapse.perf import PerfCollapser, PerfOptions, Record, strip_arguments
 from flamed.collapse.symbols import tidy_rust
+from flamed.daemon.commands.common import fold_on_two_cores
 from tests.conftest import DATA, conformance_dir, run_flamed
 
 OPTION_SETS = {
@@ -99,7 +100,7 @@ def test_any_split_gives_the_same_result(cuts: list[int]) -> None:
 def collapse_record_by_record(data: bytes, options: PerfOptions | None = None) -> bytes:
     """Collapse without the fast path for uniform input: every record through RECORD."""
     collapser = PerfCollapser(options)
-    collapser._fold_uniform = lambda data: False  # type: ignore[method-assign]
+    collapser.count_records = lambda data: None  # type: ignore[method-assign]
     collapser.feed(data)
     return collapser.finish().to_bytes()
 
@@ -115,13 +116,12 @@ def test_record_by_record_reader_gives_the_same(source: Path, expected: Path, op
 
 
 def test_uniform_input_takes_the_fast_path() -> None:
-    collapser = PerfCollapser()
-    taken = []
-    fold_uniform = collapser._fold_uniform
-    collapser._fold_uniform = lambda data: taken.append(fold_uniform(data)) or taken[-1]  # type: ignore[method-assign]
-    collapser.feed((DATA / "perf" / "system-wide.txt").read_bytes())
-    collapser.finish()
-    assert taken[0] is True
+    data = (DATA / "perf" / "system-wide.txt").read_bytes()
+    counted = PerfCollapser().count_records(data)
+    assert counted is not None
+    first, records = counted
+    assert first.startswith(b"swapper") and first.count(b"\n\n") == 0
+    assert sum(records.values()) == data.count(b"\n\n")  # every record but the first
 
 
 HEADS = st.sampled_from(
@@ -387,6 +387,48 @@ def test_cli_large_file_on_two_cores_equals_one(tmp_path: Path) -> None:
     result = run_flamed("collapse", "perf", "--tid", str(big))
     assert result.returncode == 0, result.stderr
     assert result.stdout == collapse(data, PerfOptions(include_tid=True))
+
+
+def two_core_inputs() -> dict[str, bytes]:
+    system = (DATA / "perf" / "system-wide.txt").read_bytes()
+    return {
+        "uniform": b"\n".join([system] * 3),
+        "mixed": b"\n".join([system, (DATA / "perf" / "no-callchain.txt").read_bytes(), system]),
+    }
+
+
+@pytest.mark.parametrize("shape", ["uniform", "mixed"])
+@pytest.mark.parametrize("option", ["default", "tid"])
+def test_two_cores_fold_what_one_does(shape: str, option: str) -> None:
+    data = two_core_inputs()[shape]
+    collapser = PerfCollapser(OPTION_SETS[option])
+    summed = []
+    fold_counted = collapser.fold_counted
+
+    def sum_and_fold(first: bytes, records: dict[Record, int]) -> None:
+        summed.append(sum(records.values()))
+        fold_counted(first, records)
+
+    collapser.fold_counted = sum_and_fold  # type: ignore[method-assign]
+    got = fold_on_two_cores(collapser, data).to_bytes()
+    assert got == collapse(data, OPTION_SETS[option])
+    if shape == "uniform":  # counted in two parts: every record but the first
+        assert len(summed) == 2 and sum(summed) == data.count(b"\n\n")
+
+
+def test_two_cores_when_the_child_fails() -> None:
+    data = two_core_inputs()["uniform"]
+    collapser = PerfCollapser()
+    parent = os.getpid()
+    count_records = collapser.count_records
+
+    def count_or_fail_in_child(part: bytes) -> object:
+        if os.getpid() != parent:
+            raise MemoryError
+        return count_records(part)
+
+    collapser.count_records = count_or_fail_in_child  # type: ignore[assignment,method-assign]
+    assert fold_on_two_cores(collapser, data).to_bytes() == collapse(data)
 
 
 def test_cli_missing_file_is_one_line_without_traceback(tmp_path: Path) -> None:
