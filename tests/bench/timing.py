@@ -1,10 +1,11 @@
-"""Whole-process timing shared by the benchmarks: best wall and CPU time, and the ratio."""
+"""Whole-process timing shared by the benchmarks: wall and CPU times, and ratios."""
 
 from __future__ import annotations
 
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -19,16 +20,27 @@ def child_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def best_of(command: list[str], runs: int) -> tuple[float, float, bytes]:
-    """Best wall time and best CPU time (user + system, children included) and the output."""
-    best, best_cpu, output = float("inf"), float("inf"), b""
-    for _ in range(runs):
+class Timings:
+    """Wall and CPU times (user + system, children included) of one command's runs."""
+
+    def __init__(self, command: list[str]) -> None:
+        self.command = command
+        self.walls: list[float] = []
+        self.cpus: list[float] = []
+        self.output = b""
+
+    def run(self) -> None:
         cpu = child_cpu()
         start = time.perf_counter()
-        output = subprocess.run(command, capture_output=True, check=True).stdout
-        best = min(best, time.perf_counter() - start)
-        best_cpu = min(best_cpu, child_cpu() - cpu)
-    return best, best_cpu, output
+        self.output = subprocess.run(self.command, capture_output=True, check=True).stdout
+        self.walls.append(time.perf_counter() - start)
+        self.cpus.append(child_cpu() - cpu)
+
+    def __str__(self) -> str:
+        return (
+            f"best {min(self.walls):.3f} s, median {statistics.median(self.walls):.3f} s, "
+            f"CPU best {min(self.cpus):.3f} s"
+        )
 
 
 def flamed_script() -> str:
@@ -38,18 +50,36 @@ def flamed_script() -> str:
 
 
 def compare(ours: list[str], script: str, reference_args: list[str], runs: int) -> None:
-    """Time `flamed ...` and, when FLAMEGRAPH_DIR is set, `perl $FLAMEGRAPH_DIR/script ...`."""
-    wall, cpu, our_output = best_of([flamed_script(), *ours], runs)
-    print(f"  flamed {' '.join(ours[:2])} (whole process): {wall:.3f} s, CPU {cpu:.3f} s")
+    """Time `flamed ...` and, when FLAMEGRAPH_DIR is set, `perl $FLAMEGRAPH_DIR/script ...`,
+    their runs interleaved: the speed of a shared machine drifts over seconds, and
+    interleaving gives both commands the same drift."""
+    flamed = Timings([flamed_script(), *ours])
     flamegraph = os.environ.get("FLAMEGRAPH_DIR")
+    perl = Timings(["perl", str(Path(flamegraph or ".") / script), *reference_args])
+    for _ in range(runs):
+        flamed.run()
+        if flamegraph:
+            perl.run()
+    print(f"  flamed {' '.join(ours[:2])} (whole process): {flamed}")
     if not flamegraph:
         print("  (set FLAMEGRAPH_DIR to a FlameGraph checkout to compare with the Perl script)")
         return
-    command = ["perl", str(Path(flamegraph) / script), *reference_args]
-    perl, perl_cpu, perl_output = best_of(command, max(1, runs // 2))
-    same = "identical output" if perl_output == our_output else "outputs differ"
-    print(f"  {script} (whole process): {perl:.3f} s, CPU {perl_cpu:.3f} s")
-    print(f"  ratio: {perl / wall:.1f}x faster (CPU time: {perl_cpu / cpu:.1f}x); {same}")
+    print(f"  {script} (whole process): {perl}")
+    best = min(perl.walls) / min(flamed.walls)
+    median = statistics.median(perl.walls) / statistics.median(flamed.walls)
+    cpu = min(perl.cpus) / min(flamed.cpus)
+    print(f"  ratio: {best:.1f}x faster (best), {median:.1f}x (median), CPU {cpu:.1f}x")
+    print(f"  output: {differences(flamed.output, perl.output)}")
+
+
+def differences(ours: bytes, theirs: bytes) -> str:
+    if ours == theirs:
+        return "identical"
+    mine, reference = set(ours.splitlines()), set(theirs.splitlines())
+    return (
+        f"{len(mine - reference)} of {len(mine)} lines differ from the reference's "
+        f"{len(reference)} (flamed's fixes of the Perl script: see its docs)"
+    )
 
 
 def report_collapse(
