@@ -187,6 +187,11 @@ class PerfCollapser:
         return Folded(self.counts)
 
     @property
+    def event_filter(self) -> str | None:
+        """The event whose samples count: as given, else the first one seen (None before)."""
+        return self._event_filter
+
+    @property
     def counts(self) -> dict[str, Count]:
         """Stack -> count of what was folded so far."""
         counts: dict[str, Count] = {}

@@ -15,11 +15,21 @@ from flamed.collapse.folded import Folded
 if TYPE_CHECKING:
     from typing import BinaryIO, Protocol, TypeGuard
 
+    from flamed.collapse.folded import Count
     from flamed.collapse.perf import Record
 
+    PartResult = tuple[str | None, dict[str, Count]]
+    """A forked child's result: the event it kept and its stacks."""
+
     class CountingCollapser(Collapser, Protocol):
-        """A collapser that can count alike records of parts of its input apart
-        (on other cores), then fold the sum (``PerfCollapser``)."""
+        """A collapser that counts alike records of its input, then folds each
+        distinct one once (``PerfCollapser``)."""
+
+        @property
+        def event_filter(self) -> str | None: ...
+
+        @property
+        def counts(self) -> dict[str, Count]: ...
 
         def count_records(
             self, data: bytes | memoryview
@@ -100,26 +110,32 @@ def worth_forking(path: str) -> bool:
 
 
 def fold_on_two_cores(collapser: CountingCollapser, data: bytes) -> Folded:
-    """Fold the input with a forked child's help: the child counts alike records of
-    the second half while this process counts and folds those of the first half,
-    then folds the child's distinct records (each once; many are already known).
+    """Fold the input with a forked child's help: the child counts and folds the
+    records of the second half while this process does the first half's, then
+    their stacks are added up.
 
-    Counting is what two cores share; folding is what the caches make cheap when
-    records repeat. Input that cannot be counted so is folded here alone.
+    Records that occur in both halves are folded in both processes, at the same
+    time, which costs less than one process folding them all after counting.
+    The child's stacks count only if it kept the same event (by default the first
+    one seen, which the child, starting in the middle, may see differently); if not,
+    or if the child failed, this process folds the second half itself. Input that
+    cannot be counted by alike records is folded here alone.
     """
     cut = data.find(RECORD_BREAK, len(data) // 2)
     if cut > 0:
         with memoryview(data) as view:  # parts without copies
-            if fold_in_two_parts(collapser, view[: cut + 1], view[cut:]):
-                return collapser.finish()
+            folded = fold_in_two_parts(collapser, view[: cut + 1], view[cut:])
+        if folded is not None:
+            return folded
     collapser.feed(data)
     return collapser.finish()
 
 
-def fold_in_two_parts(collapser: CountingCollapser, head: memoryview, tail: memoryview) -> bool:
-    """Count ``tail``'s records in a forked child while this process counts and folds
-    ``head``'s, then fold the child's (or ``tail`` itself, if the child failed).
-    False, with nothing folded, when ``head`` cannot be counted so."""
+def fold_in_two_parts(
+    collapser: CountingCollapser, head: memoryview, tail: memoryview
+) -> Folded | None:
+    """Fold ``head`` here and ``tail`` in a forked child; None, with nothing folded,
+    when ``head`` cannot be counted by alike records."""
     read_end, write_end = os.pipe()
     child = os.fork()
     if child == 0:  # pragma: no cover - runs in the forked child
@@ -127,25 +143,36 @@ def fold_in_two_parts(collapser: CountingCollapser, head: memoryview, tail: memo
         code = 1
         try:
             with os.fdopen(write_end, "wb") as out:
-                out.write(marshal.dumps(collapser.count_records(tail)))
+                out.write(marshal.dumps(fold_part(collapser, tail)))
             code = 0
         finally:
             os._exit(code)
     os.close(write_end)
-    mine = collapser.count_records(head)
-    if mine is not None:
-        collapser.fold_counted(*mine)
+    counted = collapser.count_records(head)
+    if counted is not None:
+        collapser.fold_counted(*counted)
     theirs = child_result(child, read_end)
-    if mine is None:
-        return False
-    if theirs is None:
+    if counted is None:
+        return None
+    mine = collapser.event_filter
+    if theirs is None or not (mine is None or theirs[0] is None or mine == theirs[0]):
         collapser.feed(bytes(tail))
-    else:
-        collapser.fold_counted(*theirs)
-    return True
+        return collapser.finish()
+    folded = collapser.finish()
+    folded.update(Folded(theirs[1]))
+    return folded
 
 
-def child_result(child: int, read_end: int) -> tuple[bytes, dict[Record, int]] | None:
+def fold_part(collapser: CountingCollapser, part: memoryview) -> PartResult | None:
+    """The event kept and the stacks of ``part``; None if it cannot be counted."""
+    counted = collapser.count_records(part)
+    if counted is None:
+        return None
+    collapser.fold_counted(*counted)
+    return collapser.event_filter, collapser.counts
+
+
+def child_result(child: int, read_end: int) -> PartResult | None:
     """What the forked child wrote to the pipe; None if it failed (out of memory?)."""
     with os.fdopen(read_end, "rb") as results:
         payload = results.read()
@@ -153,7 +180,7 @@ def child_result(child: int, read_end: int) -> tuple[bytes, dict[Record, int]] |
     if status != 0:
         return None
     try:
-        result: tuple[bytes, dict[Record, int]] | None = marshal.loads(payload)
+        result: PartResult | None = marshal.loads(payload)
     except (EOFError, ValueError, TypeError):
         return None
     return result
