@@ -7,8 +7,10 @@ Without --input it records a continuous whole-system profile with real perf
 in tests/bench/out/ for later runs) and also uses the corpus's
 example-perf-stacks. It prints in-process throughput (MiB/s) and, when
 FLAMEGRAPH_DIR points at a FlameGraph checkout, the whole-process wall-time
-and CPU-time ratios (best of --runs) against `perl stackcollapse-perf.pl`.
-Run it on a quiet machine: other load skews the wall times.
+ratios (best and median of --runs; the two commands' runs alternate) and the
+CPU-time ratio against `perl stackcollapse-perf.pl`. Run it with the Python of
+a virtual environment flamed is installed in (its `flamed` script is the one
+timed), on a quiet machine: other load skews the wall times.
 """
 
 from __future__ import annotations

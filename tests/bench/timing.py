@@ -78,7 +78,7 @@ def differences(ours: bytes, theirs: bytes) -> str:
     mine, reference = set(ours.splitlines()), set(theirs.splitlines())
     return (
         f"{len(mine - reference)} of {len(mine)} lines differ from the reference's "
-        f"{len(reference)} (flamed's fixes of the Perl script: see its docs)"
+        f"{len(reference)} (flamed's fixes of the Perl script, listed in the README)"
     )
 
 
