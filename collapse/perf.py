@@ -57,7 +57,11 @@ SPLIT_STRIDE = RECORD.groups + 1
 # one record (`period event:` and the frame lines), checked by parse_uniform().
 # When it matches, it gives what RECORD gives.
 UNIFORM_HEAD = re.compile(rb"\n\n++(\S[^\s]++)[^\S\n]++(\d++/*+\d*+)[^\S\n][^:\n]*+:", re.ASCII)
-UNIFORM_STRIDE = UNIFORM_HEAD.groups + 1
+# The same without the pid/tid group, when records are counted by comm: a third
+# fewer objects to make.
+UNIFORM_HEAD_BY_COMM = re.compile(
+    rb"\n\n++(\S[^\s]++)[^\S\n]++\d++/*+\d*+[^\S\n][^:\n]*+:", re.ASCII
+)
 # The rest of that event line: RECORD's `.*?:` may pass more colons.
 UNIFORM_TAIL = re.compile(rb"(?:.*?:)??(?:[^\S\n]*+(\d++))?[^\S\n]++(\S+):[^\S\n]*+", re.ASCII)
 # A line of a record's frame lines that is not indented ends the record for RECORD.
@@ -496,14 +500,15 @@ def count_uniform(data: bytes | memoryview, by_pid: bool) -> tuple[bytes, dict[R
     pid/tid too). Gives the text before the first cut (the first record and anything
     before it) and the distinct records' counts in order of first appearance; None
     when a record between two cuts is not of the uniform shape."""
-    parts = UNIFORM_HEAD.split(data)
-    if len(parts) <= UNIFORM_STRIDE:
+    head = UNIFORM_HEAD if by_pid else UNIFORM_HEAD_BY_COMM
+    parts = head.split(data)
+    stride = head.groups + 1
+    if len(parts) <= stride:
         return None
-    comms, ids, rests = (parts[group::UNIFORM_STRIDE] for group in (1, 2, 3))
+    comms, rests = parts[1::stride], parts[stride::stride]
     rests[-1] = rests[-1].rstrip(b"\n")
-    alike = Counter(
-        zip(comms, ids, rests, strict=True) if by_pid else zip(comms, rests, strict=True)
-    )
+    keys = (comms, parts[2::stride], rests) if by_pid else (comms, rests)
+    alike = Counter(zip(*keys, strict=True))
     records: dict[Record, int] = {}
     for key, count in alike.items():
         record = parse_uniform(key[0], key[1] if by_pid else None, key[-1])
