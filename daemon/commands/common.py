@@ -86,7 +86,7 @@ def collapse_file(collapser: Collapser, path: str) -> Folded:
 
 
 def collapse_path(collapser: Collapser, path: str) -> Folded:
-    """Fold FILE; the records of a large plain file are counted on two cores."""
+    """Fold FILE; a large plain file is folded on two cores."""
     if is_counting(collapser) and worth_forking(path):
         with open_input(path) as stream:
             return fold_on_two_cores(collapser, stream.read())
@@ -142,20 +142,20 @@ def fold_in_two_parts(
         os.close(read_end)
         code = 1
         try:
+            result: PartResult | None = None
+            if fold_part(collapser, tail):
+                result = collapser.event_filter, collapser.counts
             with os.fdopen(write_end, "wb") as out:
-                out.write(marshal.dumps(fold_part(collapser, tail)))
+                out.write(marshal.dumps(result))
             code = 0
         finally:
             os._exit(code)
     os.close(write_end)
-    counted = collapser.count_records(head)
-    if counted is not None:
-        collapser.fold_counted(*counted)
+    folded_here = fold_part(collapser, head)
     theirs = child_result(child, read_end)
-    if counted is None:
+    if not folded_here:
         return None
-    mine = collapser.event_filter
-    if theirs is None or not (mine is None or theirs[0] is None or mine == theirs[0]):
+    if theirs is None or not same_event(collapser.event_filter, theirs[0]):
         collapser.feed(bytes(tail))
         return collapser.finish()
     folded = collapser.finish()
@@ -163,13 +163,17 @@ def fold_in_two_parts(
     return folded
 
 
-def fold_part(collapser: CountingCollapser, part: memoryview) -> PartResult | None:
-    """The event kept and the stacks of ``part``; None if it cannot be counted."""
+def fold_part(collapser: CountingCollapser, part: memoryview) -> bool:
+    """Fold ``part`` by alike records; False, with nothing folded, if it cannot be."""
     counted = collapser.count_records(part)
-    if counted is None:
-        return None
-    collapser.fold_counted(*counted)
-    return collapser.event_filter, collapser.counts
+    if counted is not None:
+        collapser.fold_counted(*counted)
+    return counted is not None
+
+
+def same_event(mine: str | None, theirs: str | None) -> bool:
+    """Did two parts keep the same event? None: a part saw no event to keep."""
+    return mine is None or theirs is None or mine == theirs
 
 
 def child_result(child: int, read_end: int) -> PartResult | None:
