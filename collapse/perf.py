@@ -5,11 +5,13 @@ The input is a sequence of records separated by blank lines: an event line
 leaf first (``ip symbol+off (module)``). The output counts each stack, root
 first, weighted by the period, under the command name.
 
-Speed comes from caching what repeats: a record's frame lines (everything
-after its event line) are folded once and the result reused whenever the same
-lines come again, which in continuous profiling is most of the time. Records
-the fast path does not recognise go through a line-by-line state machine that
-follows the Perl script, including its fixes (see ``PerfOptions``).
+Speed comes from what repeats, which in continuous profiling is most records:
+input of perf script's default shape is cut into records by one regular
+expression (``count_uniform``), alike records are counted together, and each
+distinct one is folded once, through caches of what a record, its frame lines
+and each frame line fold to. Records of other shapes go through ``RECORD`` and,
+failing that, a line-by-line state machine that follows the Perl script,
+including its fixes (see ``PerfOptions``).
 """
 
 from __future__ import annotations
@@ -56,12 +58,12 @@ SPLIT_STRIDE = RECORD.groups + 1
 # the fastest way through the input: what is between two of them is the rest of
 # one record (`period event:` and the frame lines), checked by parse_uniform().
 # When it matches, it gives what RECORD gives.
-UNIFORM_HEAD = re.compile(rb"\n\n++(\S[^\s]++)[^\S\n]++(\d++/*+\d*+)[^\S\n][^:\n]*+:", re.ASCII)
+_UNIFORM_HEAD = rb"\n\n++(\S[^\s]++)[^\S\n]++%s[^\S\n][^:\n]*+:"
+_PID_TID = rb"\d++/*+\d*+"
+UNIFORM_HEAD = re.compile(_UNIFORM_HEAD % b"(%s)" % _PID_TID, re.ASCII)
 # The same without the pid/tid group, when records are counted by comm: a third
 # fewer objects to make.
-UNIFORM_HEAD_BY_COMM = re.compile(
-    rb"\n\n++(\S[^\s]++)[^\S\n]++\d++/*+\d*+[^\S\n][^:\n]*+:", re.ASCII
-)
+UNIFORM_HEAD_BY_COMM = re.compile(_UNIFORM_HEAD % _PID_TID, re.ASCII)
 # The rest of that event line: RECORD's `.*?:` may pass more colons.
 UNIFORM_TAIL = re.compile(rb"(?:.*?:)??(?:[^\S\n]*+(\d++))?[^\S\n]++(\S+):[^\S\n]*+", re.ASCII)
 # A line of a record's frame lines that is not indented ends the record for RECORD.
