@@ -20,9 +20,13 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
-from flamed.collapse.common import WarnOnce
+from flamed.collapse import speedups
+from flamed.collapse.common import TYPE_CHECKING, WarnOnce
 from flamed.collapse.folded import Count, Folded, decode
 from flamed.collapse.symbols import tidy_rust
+
+if TYPE_CHECKING:
+    from flamed.collapse._speedups import PerfFolder
 
 # `comm pid[/tid] ...`: the command name may hold spaces, so it is the shortest
 # prefix followed by a number. Same pattern as the Perl script, ASCII classes.
@@ -147,9 +151,14 @@ class _Sample:
 
 
 class PerfCollapser:
-    """Streaming ``perf script`` collapser: ``feed()`` chunks split anywhere, then ``finish()``."""
+    """Streaming ``perf script`` collapser: ``feed()`` chunks split anywhere, then ``finish()``.
 
-    def __init__(self, options: PerfOptions | None = None) -> None:
+    ``native``: fold with the C speedups where they apply (None: when built and not
+    turned off by ``FLAMED_NO_EXTENSIONS=1``; False: never; True: they must be there).
+    The output is the same either way.
+    """
+
+    def __init__(self, options: PerfOptions | None = None, native: bool | None = None) -> None:
         self.options = options or PerfOptions()
         self.warn = WarnOnce()
         self._tallies: dict[tuple[str, tuple[str, bool]], int] = {}
@@ -169,6 +178,32 @@ class PerfCollapser:
         )
         self._line_cache: tuple[dict[str, str], dict[str, str]] = ({}, {})
         self._skip = frozenset(self.options.skip_after)
+        self._stacks: dict[str, Count] = {}  # what the C folder counted
+        self._folder = self._native_folder(native)
+
+    def _native_folder(self, native: bool | None) -> PerfFolder | None:
+        """The C folder, where it is wanted and the options are ones it knows."""
+        options = self.options
+        if native is False or options.srcline or options.skip_after:
+            return None
+        module = speedups.built() if native else speedups.module()
+        if module is None:
+            if native:
+                raise RuntimeError("the C speedups (flamed.collapse._speedups) were not built")
+            return None
+        folder: PerfFolder = module.PerfFolder(
+            self._keep_event_cached,
+            self._cache_line,
+            self._fold_mixed,
+            self._stacks,
+            include_pid=options.include_pid,
+            include_tid=options.include_tid,
+            kernel=options.annotate_kernel,
+            jit=options.annotate_jit,
+            addrs=options.include_addrs,
+            weights=options.period_weights,
+        )
+        return folder
 
     # -- streaming ---------------------------------------------------------
 
@@ -193,6 +228,11 @@ class PerfCollapser:
         return Folded(self.counts)
 
     @property
+    def native(self) -> bool:
+        """Does this collapser fold with the C speedups?"""
+        return self._folder is not None
+
+    @property
     def event_filter(self) -> str | None:
         """The event whose samples count: as given, else the first one seen (None before)."""
         return self._event_filter
@@ -200,7 +240,7 @@ class PerfCollapser:
     @property
     def counts(self) -> dict[str, Count]:
         """Stack -> count of what was folded so far."""
-        counts: dict[str, Count] = {}
+        counts: dict[str, Count] = dict(self._stacks)
         for (pname, (frames, drop_comm)), count in self._tallies.items():
             stack = frames if drop_comm else f"{pname};{frames}" if frames else pname
             counts[stack] = counts.get(stack, 0) + count
@@ -210,6 +250,9 @@ class PerfCollapser:
 
     def _fold_records(self, data: bytes) -> None:
         """Fold complete lines: as uniform records if they are, else record by record."""
+        if self._folder is not None:
+            self.samples += self._folder.fold(data)
+            return
         counted = self.count_records(data)
         if counted is None:
             self._fold_mixed(data)

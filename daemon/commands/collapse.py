@@ -8,13 +8,24 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 from collections.abc import Callable
 
 from flamed.collapse.common import Collapser
+from flamed.collapse.folded import Folded
 from flamed.daemon.cli import HelpFormatter
-from flamed.daemon.commands.common import collapse_path, write_stdout
+from flamed.daemon.commands.common import (
+    collapse_file,
+    plain_file_size,
+    read_whole,
+    write_stdout,
+)
 
 NAME = "collapse"
+# Plain perf script files this large are folded on several cores; measured in
+# tests/bench/bench_perf.py (-n 1 against the default).
+PERF_SPLIT_BYTES = 8 << 20
+SPLIT_MAX_BYTES = 2 << 30
 # Collapsers warn through WarnOnce only, which imports logging at the first warning.
 LAZY_LOGGING = True
 HELP = "fold profiler output (perf script, DTrace) into folded stacks"
@@ -35,11 +46,14 @@ class Format:
         description: str,
         add_arguments: Callable[[argparse.ArgumentParser], None],
         make_collapser: Callable[[argparse.Namespace], Collapser],
+        split_bytes: int = 0,
     ) -> None:
         self.help = help
         self.description = description
         self.add_arguments = add_arguments
         self.make_collapser = make_collapser
+        self.split_bytes = split_bytes
+        """Plain files this large are folded on several cores (0: never)."""
 
 
 def add_perf_arguments(parser: argparse.ArgumentParser) -> None:
@@ -102,6 +116,27 @@ def make_dtrace_collapser(args: argparse.Namespace) -> Collapser:
     return DTraceCollapser(DTraceOptions(include_offset=args.includeoffset))
 
 
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-n",
+        "--nthreads",
+        type=positive_int,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="fold a large file on up to N cores (default: all of them; inferno's option)",
+    )
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return value
+
+
 def add_no_arguments(parser: argparse.ArgumentParser) -> None:
     del parser
 
@@ -118,6 +153,7 @@ FORMATS: dict[str, Format] = {
         description="Fold `perf script` output; same options and output as stackcollapse-perf.pl.",
         add_arguments=add_perf_arguments,
         make_collapser=make_perf_collapser,
+        split_bytes=PERF_SPLIT_BYTES,
     ),
     "dtrace": Format(
         help="DTrace stack()/ustack() aggregation output (stackcollapse.pl)",
@@ -138,12 +174,21 @@ FORMATS: dict[str, Format] = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from flamed.collapse.speedups import describe
+
+    epilog = f"collapsers: {describe()}"
     formats = parser.add_subparsers(dest="format", metavar="FORMAT", required=True)
     for name, fmt in FORMATS.items():
         sub = formats.add_parser(
-            name, help=fmt.help, description=fmt.description, formatter_class=HelpFormatter
+            name,
+            help=fmt.help,
+            description=fmt.description,
+            formatter_class=HelpFormatter,
+            epilog=epilog,
         )
         fmt.add_arguments(sub)
+        if name in ("perf", "dtrace"):
+            add_threads_argument(sub)
         sub.add_argument(
             "file", nargs="?", default="-", metavar="FILE", help="input (default: stdin)"
         )
@@ -153,7 +198,21 @@ def run(args: argparse.Namespace) -> int:
     # One collapse, then the process ends: the cyclic garbage collector's passes over
     # the many short-lived tuples of a large input cost ~10% and would free nothing.
     gc.disable()
-    collapser = FORMATS[args.format].make_collapser(args)
-    folded = collapse_path(collapser, args.file)
+    fmt = FORMATS[args.format]
+    collapser = fmt.make_collapser(args)
+    folded = collapse_path(collapser, args.file, fmt.split_bytes, getattr(args, "nthreads", 1))
     write_stdout(folded.to_bytes())
     return 0
+
+
+def collapse_path(collapser: Collapser, path: str, split_bytes: int, threads: int) -> Folded:
+    """Fold FILE; a large plain file on several cores where that pays: for the pure-Python
+    perf collapser, not for the C one (forking and sending the stacks back cost more
+    than the C loop saves; see tests/bench/bench_perf.py)."""
+    native = getattr(collapser, "native", False)
+    size = plain_file_size(path) if split_bytes and threads > 1 and not native else None
+    if size is None or not split_bytes <= size <= SPLIT_MAX_BYTES:
+        return collapse_file(collapser, path)
+    from flamed.collapse.parallel import fold_in_parts
+
+    return fold_in_parts(collapser, read_whole(path), min(threads, os.cpu_count() or 1))

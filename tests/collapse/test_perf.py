@@ -11,10 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flamed.collapse.perf import PerfCollapser, PerfOptions, Record, strip_arguments
+from flamed.collapse.perf import PerfCollapser, PerfOptions, strip_arguments
 from flamed.collapse.symbols import tidy_rust
-from flamed.daemon.commands.common import fold_on_two_cores
-from tests.conftest import DATA, conformance_dir, run_flamed
+from tests.conftest import DATA, NATIVE_PATHS, conformance_dir, run_flamed
 
 OPTION_SETS = {
     "default": PerfOptions(),
@@ -28,8 +27,10 @@ OPTION_SETS = {
 }
 
 
-def collapse(data: bytes, options: PerfOptions | None = None, chunk: int = 0) -> bytes:
-    collapser = PerfCollapser(options)
+def collapse(
+    data: bytes, options: PerfOptions | None = None, chunk: int = 0, native: bool | None = None
+) -> bytes:
+    collapser = PerfCollapser(options, native=native)
     if chunk:
         for start in range(0, len(data), chunk):
             collapser.feed(data[start : start + chunk])
@@ -56,26 +57,32 @@ def corpus_cases() -> list[tuple[Path, Path, str]]:
     return expected_cases(folder) if folder.is_dir() else []
 
 
+@pytest.mark.parametrize("native", NATIVE_PATHS)
 @pytest.mark.parametrize(
     ("source", "expected", "option"),
     corpus_cases() or [pytest.param(None, None, None, marks=pytest.mark.skip("no corpus"))],
     ids=lambda value: value.name if isinstance(value, Path) else value,
 )
-def test_matches_stackcollapse_perf(source: Path, expected: Path, option: str) -> None:
+def test_matches_stackcollapse_perf(
+    source: Path, expected: Path, option: str, native: bool
+) -> None:
+    """Every corpus case, through the pure-Python path and through the C speedups."""
     conformance_dir("perf")
-    assert collapse(read_input(source), OPTION_SETS[option]) == expected.read_bytes()
+    data = read_input(source)
+    assert collapse(data, OPTION_SETS[option], native=native) == expected.read_bytes()
 
 
+@pytest.mark.parametrize("native", NATIVE_PATHS)
 @pytest.mark.parametrize(
     ("source", "expected", "option"),
     expected_cases(DATA / "perf"),
     ids=lambda value: value.name if isinstance(value, Path) else value,
 )
-def test_recorded_fixtures(source: Path, expected: Path, option: str) -> None:
+def test_recorded_fixtures(source: Path, expected: Path, option: str, native: bool) -> None:
     """Recorded with real perf on this machine; expected outputs from stackcollapse-perf.pl
     where it is right, checked by hand where flamed differs on purpose (no call chain,
     source lines). FLAMED_REGEN=1 rewrites them from this code, for review."""
-    got = collapse(source.read_bytes(), OPTION_SETS[option])
+    got = collapse(source.read_bytes(), OPTION_SETS[option], native=native)
     if os.environ.get("FLAMED_REGEN") == "1":
         expected.write_bytes(got)
     assert got == expected.read_bytes()
@@ -99,7 +106,7 @@ def test_any_split_gives_the_same_result(cuts: list[int]) -> None:
 
 def collapse_record_by_record(data: bytes, options: PerfOptions | None = None) -> bytes:
     """Collapse without the fast path for uniform input: every record through RECORD."""
-    collapser = PerfCollapser(options)
+    collapser = PerfCollapser(options, native=False)
     collapser.count_records = lambda data: None  # type: ignore[method-assign]
     collapser.feed(data)
     return collapser.finish().to_bytes()
@@ -117,7 +124,7 @@ def test_record_by_record_reader_gives_the_same(source: Path, expected: Path, op
 
 def test_uniform_input_takes_the_fast_path() -> None:
     data = (DATA / "perf" / "system-wide.txt").read_bytes()
-    counted = PerfCollapser().count_records(data)
+    counted = PerfCollapser(native=False).count_records(data)
     assert counted is not None
     first, records = counted
     assert first.startswith(b"swapper") and first.count(b"\n\n") == 0
@@ -168,7 +175,112 @@ def test_fast_path_agrees_with_record_by_record(
     text += "\n" + plain
     options = OPTION_SETS[option]
     data = text.encode()
-    assert collapse(data, options) == collapse_record_by_record(data, options)
+    assert collapse(data, options, native=False) == collapse_record_by_record(data, options)
+
+
+# Pieces of frame lines where the C path and the Python reference could part ways.
+NAME_PARTS = st.sampled_from(
+    [
+        "main",
+        "f",
+        "L",
+        "Lcom/x/Y;.run",
+        "::h0123456789abcdef",
+        "::handle",
+        "$LT$",
+        "$u20$",
+        "(int)",
+        "<int (int)>",
+        "->",
+        "[unknown]",
+        "+0x1f",
+        "+0x",
+        "0x",
+        ";",
+        "'",
+        '"',
+        " ",
+        "\t",
+        "\r",
+        "\xe9",
+        "\u0663",
+        "_[j]",
+        "_[k]",
+        ".llvm.12",
+        "(anonymous namespace)",
+    ]
+)
+MODULES = st.sampled_from(
+    [
+        "/bin/prog",
+        "[kernel.kallsyms]",
+        "[unknown]",
+        "/tmp/perf-12.map",
+        "/tmp/jitted-1-2.so",
+        "/boot/vmlinux-6.1",
+        "/lib/x.ko",
+        "/lib/x.ko.xz",
+        "/lib/vmlinux",
+        "/memfd:x (deleted)",
+        "/opt/a (x86)/b.so",
+        "",
+        "unknown",
+        "/tmp/perf-x.map",
+        "(",
+        ")",
+        "\xff",
+    ]
+)
+GENERATED_FRAMES = st.builds(
+    lambda indent, pc, parts, module, tail: f"{indent}{pc} {''.join(parts)} ({module}){tail}",
+    st.sampled_from(["\t", "    ", " \t", "\t  "]),
+    st.sampled_from(["4005d6", "ffffffff81", "x", "_", "0"]),
+    st.lists(NAME_PARTS, max_size=4),
+    MODULES,
+    st.sampled_from(["", "", " ", "\r", " x", ")"]),
+)
+GENERATED_HEADS = st.one_of(
+    HEADS,
+    st.builds(
+        lambda comm, ids, period, event: f"{comm} {ids} [000] 1.5: {period} {event}:",
+        st.sampled_from(["prog", "java", "javac", "a", "two words", "x\xe9", "p;q", "p_q"]),
+        st.sampled_from(["1/2", "3", "4//5", "6/", "0/0"]),
+        st.sampled_from(["", "7", "0", "007", "123456789012345678901234"]),
+        st.sampled_from(["cycles", "cycles:u", "instructions", "cpu-clock"]),
+    ),
+)
+GENERATED_LINES = st.one_of(
+    GENERATED_HEADS,
+    GENERATED_FRAMES,
+    FRAMES,
+    st.sampled_from(["", "", "", " "]),
+    st.text(max_size=30),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    lines=st.lists(GENERATED_LINES, max_size=30),
+    junk=st.binary(max_size=20),
+    cuts=st.lists(st.integers(min_value=0, max_value=3000), max_size=6),
+    option=st.sampled_from(sorted(OPTION_SETS)),
+)
+def test_c_path_agrees_with_python_on_generated_input(
+    lines: list[str], junk: bytes, cuts: list[int], option: str
+) -> None:
+    """Perf-like input of every shape, with stray bytes, fed to the C path in chunks cut
+    anywhere, gives what the pure-Python reference gives for the whole."""
+    if NATIVE_PATHS[1].marks:
+        pytest.skip("the C speedups were not built")
+    data = "\n".join(lines).encode("utf-8", "surrogatepass") + junk
+    expected = collapse(data, OPTION_SETS[option], native=False)
+    collapser = PerfCollapser(OPTION_SETS[option], native=True)
+    previous = 0
+    for cut in sorted({min(cut, len(data)) for cut in cuts}):
+        collapser.feed(data[previous:cut])
+        previous = cut
+    collapser.feed(data[previous:])
+    assert collapser.finish().to_bytes() == expected
 
 
 def test_byte_by_byte_feeding() -> None:
@@ -387,57 +499,6 @@ def test_cli_large_file_on_two_cores_equals_one(tmp_path: Path) -> None:
     result = run_flamed("collapse", "perf", "--tid", str(big))
     assert result.returncode == 0, result.stderr
     assert result.stdout == collapse(data, PerfOptions(include_tid=True))
-
-
-def two_core_inputs() -> dict[str, bytes]:
-    system = (DATA / "perf" / "system-wide.txt").read_bytes()
-    return {
-        "uniform": b"\n".join([system] * 3),
-        "mixed": b"\n".join([system, (DATA / "perf" / "no-callchain.txt").read_bytes(), system]),
-    }
-
-
-@pytest.mark.parametrize("shape", ["uniform", "mixed"])
-@pytest.mark.parametrize("option", ["default", "tid"])
-def test_two_cores_fold_what_one_does(shape: str, option: str) -> None:
-    data = two_core_inputs()[shape]
-    collapser = PerfCollapser(OPTION_SETS[option])
-    summed = []
-    fold_counted = collapser.fold_counted
-
-    def sum_and_fold(first: bytes, records: dict[Record, int]) -> None:
-        summed.append(sum(records.values()))
-        fold_counted(first, records)
-
-    collapser.fold_counted = sum_and_fold  # type: ignore[method-assign]
-    got = fold_on_two_cores(collapser, data).to_bytes()
-    assert got == collapse(data, OPTION_SETS[option])
-    if shape == "uniform":  # this process folded a part only: the child did the rest
-        assert len(summed) == 1 and 0 < summed[0] < data.count(b"\n\n") * 2 // 3
-
-
-def test_two_cores_keep_the_first_event_of_the_whole_input() -> None:
-    """The child, starting in the middle, sees another event first: its stacks must
-    not count, as the whole input's first event is the one kept."""
-    system = (DATA / "perf" / "system-wide.txt").read_bytes()
-    data = system + b"\n\n" + system.replace(b" cpu-clock:", b" instructions:")
-    got = fold_on_two_cores(PerfCollapser(), data).to_bytes()
-    assert got == collapse(data) == collapse(system)
-
-
-def test_two_cores_when_the_child_fails() -> None:
-    data = two_core_inputs()["uniform"]
-    collapser = PerfCollapser()
-    parent = os.getpid()
-    count_records = collapser.count_records
-
-    def count_or_fail_in_child(part: bytes) -> object:
-        if os.getpid() != parent:
-            raise MemoryError
-        return count_records(part)
-
-    collapser.count_records = count_or_fail_in_child  # type: ignore[assignment,method-assign]
-    assert fold_on_two_cores(collapser, data).to_bytes() == collapse(data)
 
 
 def test_cli_missing_file_is_one_line_without_traceback(tmp_path: Path) -> None:

@@ -1,0 +1,27 @@
+from collections.abc import Callable
+
+from flamed.collapse.folded import Count
+
+class PerfFolder:
+    def __init__(
+        self,
+        keep_event: Callable[[str], bool],
+        fold_line: Callable[[str, bool], str],
+        fold_other: Callable[[bytes], None],
+        stacks: dict[str, Count],
+        include_pid: bool,
+        include_tid: bool,
+        kernel: bool,
+        jit: bool,
+        addrs: bool,
+        weights: bool,
+    ) -> None: ...
+    def fold(self, data: bytes | memoryview, /) -> int: ...
+
+class RunFolder:
+    def __init__(
+        self,
+        fold_run: Callable[[bytes], tuple[str, int] | None],
+        counts: dict[str, int],
+    ) -> None: ...
+    def fold(self, text: bytes | memoryview, /) -> int: ...
