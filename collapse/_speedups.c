@@ -11,9 +11,10 @@
  *   unusual (non-ASCII bytes, argument lists, Rust escapes, inlined frames, parentheses
  *   in the module) is folded by the Python reference (`fold_line`), once, and cached;
  *   a record of another shape goes, in its place in the input, to `fold_other`.
- * - RunFolder.fold(text) counts the runs of DTrace output (text between empty lines)
- *   through a bounded cache of run -> (stack, count); a run it has not seen goes to
- *   the Python reference (`fold_run`), which says what to cache.
+ * - RunFolder.fold(text, carry) counts the runs of DTrace output (text between empty
+ *   lines) through a bounded cache of run -> (stack, count); a run it has not seen, or
+ *   one that continues a stack, goes to the Python reference (`fold_run`), which says
+ *   what to cache, or that the next run continues the stack.
  *
  * Keys are hashed and compared as bytes, so no Python object is made for a record,
  * run or line that is already known.
@@ -682,6 +683,8 @@ parse_event_line(const char *s, size_t n, EventLine *ev)
     while (i < n && is_line_space((unsigned char)s[i]))
         i++;
     d = digits_at(s, n, i);
+    if (d > MAX_PERIOD_DIGITS)
+        return 0;
     if (d) {
         ev->period = s + i;
         ev->period_len = d;
@@ -993,7 +996,7 @@ static PyTypeObject PerfFolderType = {
 
 typedef struct {
     PyObject_HEAD
-    PyObject *fold_run;     /* (bytes) -> (stack, count) to cache, or None; counts the run */
+    PyObject *fold_run;     /* (bytes) -> (stack, count) to cache, or carry: bool */
     PyObject *counts;       /* dict: stack -> count, added to */
     Table runs;
 } RunFolder;
@@ -1042,14 +1045,18 @@ RunFolder_init(RunFolder *self, PyObject *args, PyObject *kwds)
     return table_init(&self->runs);
 }
 
-/* One run: counted from the cache, or folded by Python and cached. 1: a cache hit. */
+/* One run, counted from the cache (1: a hit), or by Python (0), which gives what to
+ * cache for it, or says whether its frames go on into the next run (*carry). */
 static int
-fold_run(RunFolder *self, const char *run, size_t n)
+fold_run(RunFolder *self, const char *run, size_t n, int *carry)
 {
     uint64_t hash = hash_bytes(run, n, 0);
-    Entry *e = table_find(&self->runs, run, n, hash);
-    if (e->key != NULL)
-        return count_stack(self->counts, e->first, e->second) < 0 ? -1 : 1;
+    Entry *e = NULL;
+    if (!*carry) {
+        e = table_find(&self->runs, run, n, hash);
+        if (e->key != NULL)
+            return count_stack(self->counts, e->first, e->second) < 0 ? -1 : 1;
+    }
     PyObject *text = PyBytes_FromStringAndSize(run, n);
     if (text == NULL)
         return -1;
@@ -1057,13 +1064,14 @@ fold_run(RunFolder *self, const char *run, size_t n)
     Py_DECREF(text);
     if (result == NULL)
         return -1;
-    if (result == Py_None) {
+    *carry = result == Py_True;
+    if (PyBool_Check(result)) {
         Py_DECREF(result);
         return 0;
     }
     if (!PyTuple_Check(result) || PyTuple_GET_SIZE(result) != 2) {
         Py_DECREF(result);
-        PyErr_SetString(PyExc_TypeError, "fold_run must return (stack, count) or None");
+        PyErr_SetString(PyExc_TypeError, "fold_run must return (stack, count) or a bool");
         return -1;
     }
     e = table_add(&self->runs, run, n, hash, 0);
@@ -1076,17 +1084,18 @@ fold_run(RunFolder *self, const char *run, size_t n)
 }
 
 static PyObject *
-RunFolder_fold(RunFolder *self, PyObject *arg)
+RunFolder_fold(RunFolder *self, PyObject *args)
 {
     Py_buffer view;
-    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+    int carry;
+    if (!PyArg_ParseTuple(args, "y*p:fold", &view, &carry))
         return NULL;
     const char *p = view.buf, *end = p + view.len;
     Py_ssize_t hits = 0;
     for (;;) {
         const char *sep = find_bytes(p, end - p, "\n\n", 2);
         const char *stop = sep ? sep : end;
-        int hit = fold_run(self, p, stop - p);
+        int hit = fold_run(self, p, stop - p, &carry);
         if (hit < 0) {
             PyBuffer_Release(&view);
             return NULL;
@@ -1101,8 +1110,9 @@ RunFolder_fold(RunFolder *self, PyObject *arg)
 }
 
 static PyMethodDef RunFolder_methods[] = {
-    {"fold", (PyCFunction)RunFolder_fold, METH_O,
-     "fold(text) -> hits: count the runs of text split at empty lines"},
+    {"fold", (PyCFunction)RunFolder_fold, METH_VARARGS,
+     "fold(text, carry) -> hits: count the runs of text split at empty lines; carry: the\n"
+     "first run continues a stack, so Python folds it"},
     {NULL, NULL, 0, NULL},
 };
 

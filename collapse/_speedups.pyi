@@ -21,7 +21,7 @@ class PerfFolder:
 class RunFolder:
     def __init__(
         self,
-        fold_run: Callable[[bytes], tuple[str, int] | None],
+        fold_run: Callable[[bytes], tuple[str, int] | bool],
         counts: dict[str, int],
     ) -> None: ...
-    def fold(self, text: bytes | memoryview, /) -> int: ...
+    def fold(self, text: bytes | memoryview, carry: bool, /) -> int: ...

@@ -49,6 +49,14 @@ def format_count(count: Count) -> str:
     return short if float(short) == count else repr(count)
 
 
+def perl_count(count: Count) -> str:
+    """Print a count as Perl prints a number: integers plainly, others with 15
+    significant digits (``14.2343983248723``), as difffolded.pl writes its sums."""
+    if isinstance(count, int):
+        return str(count)
+    return f"{count:.15g}"
+
+
 def bytewise_key(stack: str) -> bytes:
     """Sort key that orders stacks by their encoded bytes, as ``sort`` in C locale does."""
     return encode(stack)
@@ -244,9 +252,9 @@ def _scaled(count: Count, total1: Count, total2: Count) -> int:
 
 
 def format_pairs(pairs: dict[str, tuple[Count, Count]]) -> bytes:
-    """``stack count1 count2`` lines, sorted bytewise."""
+    """``stack count1 count2`` lines, sorted bytewise, counts as difffolded.pl prints them."""
     lines = [
-        f"{stack} {format_count(one)} {format_count(two)}\n"
+        f"{stack} {perl_count(one)} {perl_count(two)}\n"
         for stack, (one, two) in sorted(pairs.items(), key=lambda item: bytewise_key(item[0]))
     ]
     return encode("".join(lines))
