@@ -123,15 +123,17 @@ class Folded:
 class FoldedCollapser:
     """Reads folded text (``stack count`` per line) in chunks; the same streaming interface.
 
-    A line whose last field is not a number is skipped with one warning.
-    Counts may be integers or decimals; repeated stacks are summed.
+    A line whose last field is not a number is skipped with one warning. Counts may be
+    integers or decimals; repeated stacks are summed. With ``keep_order`` every line is
+    also kept in input order, repeats included, in ``in_order`` (for a flame chart).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, keep_order: bool = False) -> None:
         from flamed.collapse.common import WarnOnce
 
         self.warn = WarnOnce()
         self.profile = Folded()
+        self.in_order: list[tuple[str, Count]] | None = [] if keep_order else None
         self._pending = b""
 
     def feed(self, data: bytes) -> None:
@@ -150,6 +152,7 @@ class FoldedCollapser:
 
     def _read(self, text: str) -> None:
         add = self.profile.add
+        in_order = self.in_order
         for line in text.split("\n"):
             parsed = parse_line(line)
             if parsed is None:
@@ -157,6 +160,8 @@ class FoldedCollapser:
                     self.warn("folded line without a count", line)
                 continue
             add(*parsed)
+            if in_order is not None:
+                in_order.append(parsed)
 
 
 def parse_count(text: str) -> Count | None:
@@ -175,13 +180,16 @@ def parse_count(text: str) -> Count | None:
 def parse_line(line: str) -> tuple[str, Count] | None:
     """One ``stack count`` line; None when it has no stack or no valid count.
 
-    Only the one space before the count separates: a stack may end in spaces
-    (a frame named " " is a frame, as flamegraph.pl draws it)."""
-    stack, _, count_text = line.rstrip("\r").rpartition(" ")
-    if not stack:
+    The count follows the line's last white-space character (a space or a tab, as
+    flamegraph.pl's ``(.*)\\s(COUNT)`` reads it), and only that one character
+    separates: a stack may end in spaces (a frame named " " is a frame, as
+    flamegraph.pl draws it). A carriage return at the end (CRLF files) is dropped."""
+    line = line.rstrip("\r")
+    cut = max(line.rfind(" "), line.rfind("\t"))
+    if cut < 1:
         return None
-    count = parse_count(count_text)
-    return None if count is None else (stack, count)
+    count = parse_count(line[cut + 1 :])
+    return None if count is None else (line[:cut], count)
 
 
 def read_folded(data: bytes) -> Folded:

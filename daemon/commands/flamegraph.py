@@ -13,13 +13,12 @@ import argparse
 import io
 import logging
 import os
-import re
 import sys
 from typing import TYPE_CHECKING
 
 from flamed.collapse.common import WarnOnce
 from flamed.collapse.errors import UsageError
-from flamed.collapse.folded import Count, decode
+from flamed.collapse.folded import Count, FoldedCollapser, parse_line
 from flamed.daemon.commands.common import iter_chunks, write_atomic
 
 if TYPE_CHECKING:
@@ -39,8 +38,6 @@ nothing to draw.
 """
 
 log = logging.getLogger("flamed.render")
-# flamegraph.pl's line: anything, one whitespace character, a non-negative number.
-LINE_RE = re.compile(r"(.*)\s(\d+(?:\.\d*)?)", re.DOTALL)
 EXIT_NO_SAMPLES = 2
 
 
@@ -136,75 +133,26 @@ def make_options(args: argparse.Namespace) -> RenderOptions:
     )
 
 
-class LineReader:
-    """Folded text lines, parsed as flamegraph.pl parses them, fed in chunks.
-
-    The count is the number after the last whitespace character; everything
-    before that character is the stack, trailing spaces included (a frame named
-    " " is a frame, as flamegraph.pl draws it; ``parse_line`` would strip it).
-    With ``merge`` repeated stacks are summed, else lines keep their order.
-    """
-
-    def __init__(self, merge: bool) -> None:
-        self.merge = merge
-        self.counts: dict[str, Count] = {}
-        self.ordered: list[tuple[str, Count]] = []
-        self.warn = WarnOnce(log)
-        self.pending = b""
-
-    def feed(self, data: bytes) -> None:
-        buffer = self.pending + data
-        end = buffer.rfind(b"\n")
-        if end < 0:
-            self.pending = buffer
-            return
-        self.pending = buffer[end + 1 :]
-        self.read(decode(buffer[:end]))
-
-    def finish(self) -> list[tuple[str, Count]]:
-        self.read(decode(self.pending))
-        self.pending = b""
-        return list(self.counts.items()) if self.merge else self.ordered
-
-    def read(self, text: str) -> None:
-        counts = self.counts
-        match = LINE_RE.fullmatch
-        for line in text.split("\n"):
-            found = match(line.rstrip("\r"))
-            if found is None:
-                if line.strip():
-                    self.warn("folded line without a count", line)
-                continue
-            stack, count = found.group(1), to_count(found.group(2))
-            if self.merge:
-                counts[stack] = counts.get(stack, 0) + count
-            else:
-                self.ordered.append((stack, count))
-
-
-def to_count(text: str) -> Count:
-    return float(text) if "." in text else int(text)
-
-
 def read_inputs(paths: list[str], merge: bool) -> list[tuple[str, Count]]:
     """All inputs: merged into one profile, or every line in order (a flame chart)."""
-    reader = LineReader(merge)
+    reader = FoldedCollapser(keep_order=not merge)
+    reader.warn = WarnOnce(log)
     for path in paths:
         for chunk in iter_chunks(path):
             reader.feed(chunk)
         reader.feed(b"\n")
-    return reader.finish()
+    profile = reader.finish()
+    return list(profile.items()) if reader.in_order is None else reader.in_order
 
 
 def split_differential(items: list[tuple[str, Count]]) -> list[tuple[str, Count, Count]] | None:
     """``stack BEFORE AFTER`` lines as triples, if every line has two counts; else None."""
     triples: list[tuple[str, Count, Count]] = []
-    match = LINE_RE.fullmatch
     for stack, after in items:
-        found = match(stack)
+        found = parse_line(stack)
         if found is None:
             return None
-        triples.append((found.group(1), to_count(found.group(2)), after))
+        triples.append((found[0], found[1], after))
     return triples or None
 
 

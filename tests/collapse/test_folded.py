@@ -163,6 +163,22 @@ def test_reader_streams_and_warns_once(caplog: pytest.LogCaptureFixture) -> None
     assert parse_line("a b c 12") == ("a b c", 12)
 
 
+@pytest.mark.parametrize(
+    ("line", "parsed"),
+    [
+        ("a;b\t3", ("a;b", 3)),  # any one white-space character separates, as flamegraph.pl
+        ("a;  2.5\r", ("a; ", 2.5)),  # only the last one: a frame named " " stays
+        ("a b\t c 12", ("a b\t c", 12)),
+        (" 5", None),
+        ("a;b", None),
+        ("a;b 1x", None),
+    ],
+)
+def test_one_line_rule_for_every_reader(line: str, parsed: tuple[str, Count] | None) -> None:
+    """One parser for folded text: the collapser, diff-folded and flamegraph all use it."""
+    assert parse_line(line) == parsed
+
+
 def test_is_applicable() -> None:
     assert is_applicable(b"a;b;c 12\nd 3\n") is True
     assert is_applicable(b"a;b;c 12") is None  # no complete line yet
