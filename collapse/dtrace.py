@@ -35,19 +35,19 @@ dropped with a warning instead of being merged into nothing.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
 
 from flamed.collapse import speedups
-from flamed.collapse.common import WarnOnce
+from flamed.collapse.common import TYPE_CHECKING, WarnOnce
 from flamed.collapse.folded import Folded, decode
 from flamed.collapse.symbols import tidy_rust
 
 if TYPE_CHECKING:
+    from typing import TypeVar
+
     from flamed.collapse._speedups import RunFolder
 
-K = TypeVar("K")
-V = TypeVar("V")
+    K = TypeVar("K")
+    V = TypeVar("V")
 
 # The count that closes a stack: digits alone on a line (ASCII, as Perl on bytes).
 COUNT_LINE = re.compile(rb"[ \t\r\f\v]*(\d+)[ \t\r\f\v]*", re.ASCII)
@@ -68,18 +68,23 @@ RUN_CACHE_LIMIT = 20_000
 LINE_CACHE_LIMIT = 100_000
 
 
-@dataclass(frozen=True)
 class DTraceOptions:
-    """Options of ``flamed collapse dtrace``, named as stackcollapse.pl names them."""
+    """Options of ``flamed collapse dtrace``, named as stackcollapse.pl names them.
 
-    include_offset: bool = False
-    """Keep each frame's ``+0x…`` offset, except the leaf's (``--includeoffset``).
+    - ``include_offset``: keep each frame's ``+0x…`` offset, except the leaf's
+      (``--includeoffset``). Unlike the Perl script, which cuts the whole stack at its
+      last ``+`` and so loses frames when the leaf has no offset (FlameGraph issue 202),
+      only the leaf frame's own offset is dropped; a C++ name keeps its offset after
+      its argument list is cut.
 
-    Unlike the Perl script, which cuts the whole stack at its last ``+`` and so
-    loses frames when the leaf has no offset (FlameGraph issue 202), only the
-    leaf frame's own offset is dropped; a C++ name keeps its offset after its
-    argument list is cut.
+    A plain class, not a dataclass: importing dataclasses costs ~10 ms of start-up,
+    and start-up counts in every ``flamed collapse dtrace``.
     """
+
+    __slots__ = ("include_offset",)
+
+    def __init__(self, include_offset: bool = False) -> None:
+        self.include_offset = include_offset
 
 
 class DTraceCollapser:

@@ -86,13 +86,14 @@ def make_names(rng: random.Random, count: int) -> list[str]:
     names = []
     for index in range(count):
         module = rng.choice(WORDS)
-        function = "_".join(rng.sample(WORDS, 2))
-        names.append(f"app{index % 17}::{module}::{function}_{index}")
+        function = "".join(rng.sample(WORDS, 2))
+        names.append(f"a{index % 17}::{module[:4]}::{function}{index}")
     return names
 
 
 def generate(path: Path, megabytes: float, seed: int = 4) -> None:
-    """Distinct deep stacks from a random call tree, until the file reaches the size."""
+    """Distinct stacks 4 to 60 frames deep from a random call tree, until the file reaches
+    the size (33 MB: about 40k stacks)."""
     rng = random.Random(seed)
     names = make_names(rng, 4000)
     children: dict[tuple[str, ...], list[str]] = {}
@@ -102,7 +103,7 @@ def generate(path: Path, megabytes: float, seed: int = 4) -> None:
     lines = []
     while size < target:
         stack: list[str] = [f"worker-{rng.randrange(8)}"]
-        for _ in range(rng.randint(15, 60)):
+        for _ in range(rng.randint(3, 59)):
             key = tuple(stack[-2:])
             options = children.get(key)
             if options is None:
@@ -179,7 +180,7 @@ def titles(svg: bytes) -> Counter[bytes]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--megabytes", type=float, default=30, help="size of the profile (30)")
+    parser.add_argument("--megabytes", type=float, default=33, help="size of the profile (33)")
     parser.add_argument("--runs", type=int, default=3, help="runs of each, best time kept (3)")
     parser.add_argument("--input", type=Path, help="a folded file instead of the generated one")
     args = parser.parse_args()
