@@ -185,7 +185,10 @@ def parse_line(line: str) -> tuple[str, Count] | None:
     separates: a stack may end in spaces (a frame named " " is a frame, as
     flamegraph.pl draws it). A carriage return at the end (CRLF files) is dropped."""
     line = line.rstrip("\r")
-    cut = max(line.rfind(" "), line.rfind("\t"))
+    cut = line.rfind(" ")
+    tab = line.rfind("\t", cut + 1)  # only a tab after the last space can separate
+    if tab > cut:
+        cut = tab
     if cut < 1:
         return None
     count = parse_count(line[cut + 1 :])

@@ -1,12 +1,15 @@
-"""The optional C speedups (``flamed.collapse._speedups``) and whether they are used.
+"""The optional C speedups and whether they are used.
 
-The pure-Python collapsers are complete and are the reference; the C module only
-runs their hot loops faster. It is used when it was built (a C compiler and
-Python's headers at install time) unless ``FLAMED_NO_EXTENSIONS=1`` is set.
+Two compiled modules, ``flamed.collapse._speedups`` (the perf and DTrace collapsers'
+loops) and ``flamed.render._speedups`` (the flame graph's layout and SVG loops),
+beside the pure-Python code, which is complete and is the reference. They are
+used when they were built (a C compiler and Python's headers at install time)
+unless ``FLAMED_NO_EXTENSIONS=1`` is set.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without the start-up cost of typing
@@ -14,30 +17,34 @@ if TYPE_CHECKING:
     from types import ModuleType
 
 DISABLE_VARIABLE = "FLAMED_NO_EXTENSIONS"
+COLLAPSE = "flamed.collapse._speedups"
+RENDER = "flamed.render._speedups"
 
 
-def built() -> ModuleType | None:
-    """The C module if it was built, whatever the environment says."""
+def built(name: str = COLLAPSE) -> ModuleType | None:
+    """The C module ``name`` if it was built, whatever the environment says."""
     try:
-        from flamed.collapse import _speedups
+        return importlib.import_module(name)
     except ImportError:
         return None
-    return _speedups
 
 
 def disabled() -> bool:
     return os.environ.get(DISABLE_VARIABLE, "") not in ("", "0")
 
 
-def module() -> ModuleType | None:
+def module(name: str = COLLAPSE) -> ModuleType | None:
     """The C module to use: None when it was not built or ``FLAMED_NO_EXTENSIONS=1``."""
-    return None if disabled() else built()
+    return None if disabled() else built(name)
 
 
 def describe() -> str:
-    """Which path the collapsers take, for ``--version`` and ``--help``."""
+    """Which path the collapsers and the flame graph take, for ``--version`` and ``--help``."""
     if disabled():
         return f"pure Python ({DISABLE_VARIABLE}=1)"
-    if built() is None:
+    missing = [name for name in (COLLAPSE, RENDER) if built(name) is None]
+    if len(missing) == 2:
         return "pure Python (the C speedups were not built)"
+    if missing:
+        return f"C speedups, but not {missing[0]} (not built)"
     return "C speedups"

@@ -27,6 +27,7 @@ from itertools import pairwise
 from operator import itemgetter
 from typing import NamedTuple
 
+from flamed.collapse import speedups
 from flamed.collapse.common import WarnOnce
 from flamed.collapse.folded import Count, Folded
 from flamed.render.options import RenderOptions
@@ -34,6 +35,8 @@ from flamed.render.options import RenderOptions
 log = logging.getLogger("flamed.render")
 
 XPAD = 10  # pixels left and right of the frames
+# Counts are summed as C doubles on the C path: exact only below this total.
+EXACT_TOTAL = 2**53
 
 #: One input stack: (stack text, count that gives the width, delta or None).
 Entry = tuple[str, Count, "float | None"]
@@ -137,7 +140,10 @@ def transform(entries: list[Entry], options: RenderOptions) -> list[Entry]:
     # (below the space) follows the prefix. Only then does the key need the space;
     # such a pair would be neighbours in plain order, so look there first.
     entries.sort(key=itemgetter(0))
-    if any(control_follows_prefix(a[0], b[0]) for a, b in pairwise(entries)):
+    stacks = [entry[0] for entry in entries]
+    if any(map(str.startswith, stacks[1:], stacks[:-1])) and any(
+        control_follows_prefix(a, b) for a, b in pairwise(stacks)
+    ):
         entries.sort(key=lambda entry: entry[0] + " ")
     return entries
 
@@ -186,10 +192,15 @@ def build_layout(entries: list[Entry], options: RenderOptions) -> Layout:
     if differential:
         layout.max_delta = max([1.0, *(abs(entry[2] or 0) for entry in entries)])
     minimum = min_width_samples(options, time_max)
-    frames = merge_frames(entries, minimum, differential)
+    native = speedups.module(speedups.RENDER) if total < EXACT_TOTAL else None
+    frames: list[Frame]
+    if native is not None:  # sorted by depth, then start, as the sort below sorts
+        frames = native.merge_frames(entries, minimum, differential, Frame)
+    else:
+        frames = merge_frames(entries, minimum, differential)
+        frames.sort(key=itemgetter(1, 2))  # depth, start
     if total >= minimum:
-        frames.append(Frame("", 0, 0, time_max, 0.0 if differential else None))
-    frames.sort(key=lambda frame: (frame.depth, frame.start))
+        frames.insert(0, Frame("", 0, 0, time_max, 0.0 if differential else None))
     layout.frames = frames
     layout.depth_max = max((frame.depth for frame in frames), default=0)
     return layout

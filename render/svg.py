@@ -25,8 +25,10 @@ import io
 import re
 from collections.abc import Callable
 from functools import cache
+from types import ModuleType
 from typing import TextIO
 
+from flamed.collapse import speedups
 from flamed.collapse.folded import Count, Folded
 from flamed.render.layout import (
     XPAD,
@@ -148,10 +150,14 @@ class SvgWriter:
         out.write(self.header())
         out.write(self.controls())
         out.write('<g class="fg-frames">\n')
-        frames = self.layout.frames
-        for first in range(0, len(frames), BATCH):
-            batch = frames[first : first + BATCH]
-            out.write("".join([self.frame_element(frame) + "\n" for frame in batch]))
+        native = speedups.module(speedups.RENDER)
+        if native is not None and self.char_width > 0:
+            self.write_frames_native(native, out)
+        else:
+            frames = self.layout.frames
+            for first in range(0, len(frames), BATCH):
+                batch = frames[first : first + BATCH]
+                out.write("".join([self.frame_element(frame) + "\n" for frame in batch]))
         out.write("</g>\n")
         if self.options.javascript:
             out.write(f'<script type="text/ecmascript"><![CDATA[{script_text()}]]></script>\n')
@@ -236,6 +242,35 @@ class SvgWriter:
             f' fill="{self.color_of(frame)}" rx="2" ry="2"/>{sep}'
             f'<text x="{x1 + 3:.2f}" y="{text_y}">{label}</text>{self.end_sep}</g>'
         )
+
+    def write_frames_native(self, native: ModuleType, out: TextIO) -> None:
+        """What the frame_element loop writes, written by the C speedups; what each
+        distinct name shows comes from ``look`` and each row's y from ``rows``."""
+        frames = self.layout.frames
+        looks: dict[str | None, tuple[str, str, str | None]] = {}
+        rows = [self.rows(depth) for depth in range(self.layout.depth_max + 1)]
+        o = self.options
+        numbers = (self.per_sample, self.char_width, o.factor, self.full, self.layout.max_delta)
+        strings = (self.sep, self.end_sep, self.count_name, str(self.rect_height))
+        for first in range(0, len(frames), BATCH):
+            out.write(
+                native.frame_elements(
+                    frames,
+                    first,
+                    first + BATCH,
+                    looks,
+                    self.look,
+                    rows,
+                    (*numbers, o.negate),
+                    strings,
+                )
+            )
+
+    def look(self, frame: Frame) -> tuple[str, str, str | None]:
+        """A frame's name cleaned and escaped, and its colour (None: by its delta)."""
+        clean_name, escaped = self.name_texts(frame)
+        by_delta = self.layout.differential and not separator_color(frame.name)
+        return clean_name, escaped, None if by_delta else self.color_of(frame)
 
     def name_texts(self, frame: Frame) -> tuple[str, str]:
         """The frame's display name, cleaned and escaped (cached: names repeat)."""

@@ -10,6 +10,7 @@ graph. The SVG goes to stdout; with no samples it still is a valid SVG (saying
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import logging
 import os
@@ -169,6 +170,9 @@ def run(args: argparse.Namespace) -> int:
     from flamed.render.palette import format_palette_map
     from flamed.render.svg import write_svg
 
+    # One graph, then the process ends: the cyclic garbage collector's passes over the
+    # many frames (tuples) of a large graph cost time and would free nothing.
+    gc.disable()
     options = make_options(args)
     paths = args.files or ["-"]
     if paths.count("-") > 1:
