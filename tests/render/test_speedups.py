@@ -63,10 +63,11 @@ def test_differential_graphs_are_identical(monkeypatch: pytest.MonkeyPatch) -> N
     profile = read_folded(path.read_bytes())
     pairs = {stack: (count, count * (1 + len(stack) % 3) // 2) for stack, count in profile.items()}
     for options in (RenderOptions(), RenderOptions(negate=True)):
-        python, native = both_paths(
-            monkeypatch,
-            lambda options=options: render_layout(layout_differential(pairs, options), options),
-        )
+
+        def draw(options: RenderOptions = options) -> str:
+            return render_layout(layout_differential(pairs, options), options)
+
+        python, native = both_paths(monkeypatch, draw)
         assert native == python
 
 
