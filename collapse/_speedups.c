@@ -16,6 +16,9 @@
  *   one that continues a stack, goes to the Python reference (`fold_run`), which says
  *   what to cache, or that the next run continues the stack.
  *
+ * - fold_folded(text, counts, in_order, other) adds folded lines (`stack count`) whose
+ *   count is plain digits; other lines go to the Python reference (`other`).
+ *
  * Keys are hashed and compared as bytes, so no Python object is made for a record,
  * run or line that is already known.
  */
@@ -1130,13 +1133,95 @@ static PyTypeObject RunFolderType = {
     .tp_methods = RunFolder_methods,
 };
 
+/* -- folded text ------------------------------------------------------------------------- */
+
+/* One `stack count` line (trailing CRs dropped) whose count is plain digits: the stack
+ * counted here. 1: done; 0: Python reads it (no stack, another count); -1: error. */
+static int
+fold_folded_line(const char *line, size_t n, PyObject *counts, PyObject *in_order)
+{
+    while (n > 0 && line[n - 1] == '\r')
+        n--;
+    size_t cut = n;
+    while (cut > 0 && line[cut - 1] != ' ' && line[cut - 1] != '\t')
+        cut--;
+    if (cut < 2) /* no separator, or nothing before it */
+        return 0;
+    size_t digits = n - cut;
+    if (digits == 0 || digits > MAX_PERIOD_DIGITS)
+        return 0;
+    long long value = 0;
+    for (size_t i = cut; i < n; i++) {
+        if (!is_digit((unsigned char)line[i]))
+            return 0;
+        value = value * 10 + (line[i] - '0');
+    }
+    PyObject *stack = PyUnicode_DecodeUTF8(line, (Py_ssize_t)(cut - 1), "surrogateescape");
+    PyObject *count = stack ? PyLong_FromLongLong(value) : NULL;
+    int status = count ? count_stack(counts, stack, count) : -1;
+    if (status == 0 && in_order != Py_None) {
+        PyObject *pair = PyTuple_Pack(2, stack, count);
+        status = pair ? PyList_Append(in_order, pair) : -1;
+        Py_XDECREF(pair);
+    }
+    Py_XDECREF(stack);
+    Py_XDECREF(count);
+    return status < 0 ? -1 : 1;
+}
+
+static PyObject *
+fold_folded(PyObject *module, PyObject *args)
+{
+    Py_buffer view;
+    PyObject *counts, *in_order, *other;
+    if (!PyArg_ParseTuple(args, "y*O!OO:fold_folded", &view, &PyDict_Type, &counts, &in_order,
+                          &other))
+        return NULL;
+    if (in_order != Py_None && !PyList_Check(in_order)) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_TypeError, "in_order must be a list or None");
+        return NULL;
+    }
+    const char *p = view.buf, *end = p + view.len;
+    for (;;) {
+        const char *nl = memchr(p, '\n', end - p);
+        const char *stop = nl ? nl : end;
+        int done = fold_folded_line(p, stop - p, counts, in_order);
+        if (done == 0) {
+            PyObject *line = PyBytes_FromStringAndSize(p, stop - p);
+            PyObject *result = line ? PyObject_CallOneArg(other, line) : NULL;
+            Py_XDECREF(line);
+            done = result ? 1 : -1;
+            Py_XDECREF(result);
+        }
+        if (done < 0) {
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+        if (nl == NULL)
+            break;
+        p = nl + 1;
+    }
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"fold_folded", fold_folded, METH_VARARGS,
+     "fold_folded(text, counts, in_order, other): add `stack count` lines split at \\n to\n"
+     "counts (and in_order, a list, unless None); lines of another shape go to other(line)"},
+    {NULL, NULL, 0, NULL},
+};
+
 /* -- the module ------------------------------------------------------------------------ */
 
 static struct PyModuleDef speedups_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "flamed.collapse._speedups",
-    .m_doc = "C loops for the perf and DTrace collapsers (optional; Python is the reference).",
+    .m_doc = "C loops for the perf, DTrace and folded collapsers (optional; Python is the "
+             "reference).",
     .m_size = -1,
+    .m_methods = module_methods,
 };
 
 PyMODINIT_FUNC

@@ -25,3 +25,11 @@ class RunFolder:
         counts: dict[str, int],
     ) -> None: ...
     def fold(self, text: bytes | memoryview, carry: bool, /) -> int: ...
+
+def fold_folded(
+    text: bytes | memoryview,
+    counts: dict[str, Count],
+    in_order: list[tuple[str, Count]] | None,
+    other: Callable[[bytes], None],
+    /,
+) -> None: ...

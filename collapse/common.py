@@ -37,27 +37,35 @@ class Collapser(Protocol):
     def finish(self) -> Folded: ...
 
 
+def get_logger(name: str = LOGGER_NAME) -> logging.Logger:
+    """The logger ``name``, logging configured first if that was deferred: modules that
+    warn only now and then call this when they warn, and do not import logging."""
+    while _deferred_setup:
+        _deferred_setup.pop()()
+    import logging
+
+    return logging.getLogger(name)
+
+
 class WarnOnce:
     """Logs one warning per kind of problem and counts every occurrence.
 
     A malformed line never aborts a collapse: it is skipped, counted under its
     kind, and the first one of each kind is logged with the offending text.
+    ``logger``: a logger, or the name of one to get at the first warning.
     """
 
-    def __init__(self, logger: logging.Logger | None = None) -> None:
+    def __init__(self, logger: logging.Logger | str = LOGGER_NAME) -> None:
         self._logger = logger
         self.counts: dict[str, int] = {}
 
     @property
     def logger(self) -> logging.Logger:
         """Where warnings go: the given logger, else ``flamed.collapse``."""
-        if self._logger is None:
-            while _deferred_setup:
-                _deferred_setup.pop()()
-            import logging
-
-            self._logger = logging.getLogger(LOGGER_NAME)
-        return self._logger
+        logger = self._logger
+        if isinstance(logger, str):
+            logger = self._logger = get_logger(logger)
+        return logger
 
     def __call__(self, kind: str, detail: str = "") -> None:
         seen = self.counts.get(kind, 0)

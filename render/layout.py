@@ -19,7 +19,6 @@ Everything here is pure: input is a sequence of stacks, output a :class:`Layout`
 
 from __future__ import annotations
 
-import logging
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,11 +27,11 @@ from operator import itemgetter
 from typing import NamedTuple
 
 from flamed.collapse import speedups
-from flamed.collapse.common import WarnOnce
+from flamed.collapse.common import WarnOnce, get_logger
 from flamed.collapse.folded import Count, Folded
 from flamed.render.options import RenderOptions
 
-log = logging.getLogger("flamed.render")
+LOGGER = "flamed.render"  # logging is imported at the first warning: start-up counts
 
 XPAD = 10  # pixels left and right of the frames
 # Counts are summed as C doubles on the C path: exact only below this total.
@@ -83,7 +82,7 @@ def split_frames(stack: str) -> list[str]:
 def plain_entries(stacks: Stacks) -> list[Entry]:
     """(stack, count) pairs, or a Folded, as layout entries; negative counts are skipped."""
     items = stacks.items() if isinstance(stacks, Folded | Mapping) else stacks
-    warn = WarnOnce(log)
+    warn = WarnOnce(LOGGER)
     entries: list[Entry] = []
     for stack, count in items:
         if count < 0:
@@ -101,7 +100,7 @@ def diff_entries(stacks: DiffStacks) -> list[Entry]:
         )
     else:
         triples = stacks
-    warn = WarnOnce(log)
+    warn = WarnOnce(LOGGER)
     entries: list[Entry] = []
     for stack, before, after in triples:
         if before < 0 or after < 0:
@@ -185,7 +184,7 @@ def build_layout(entries: list[Entry], options: RenderOptions) -> Layout:
     if options.total is not None and options.total >= total:
         time_max = options.total
     elif options.total:
-        log.warning(
+        get_logger(LOGGER).warning(
             "--total %s is less than the actual total %s, so it is ignored", options.total, total
         )
     layout.time_max = time_max

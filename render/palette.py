@@ -9,14 +9,14 @@ on every machine, in every graph.
 
 from __future__ import annotations
 
-import logging
 import re
 import zlib
 from collections.abc import Callable
 
+from flamed.collapse.common import get_logger
 from flamed.collapse.folded import decode, encode
 
-log = logging.getLogger("flamed.render")
+LOGGER = "flamed.render"
 
 Values = tuple[float, float, float]
 PaletteMap = dict[str, str]
@@ -262,7 +262,8 @@ def parse_palette_map(data: bytes) -> PaletteMap:
         elif line.strip():
             bad += 1
     if bad:
-        log.warning("palette file: skipped %d lines that are not name->rgb(r,g,b)", bad)
+        message = "palette file: skipped %d lines that are not name->rgb(r,g,b)"
+        get_logger(LOGGER).warning(message, bad)
     return mapping
 
 

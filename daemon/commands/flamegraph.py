@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import gc
 import io
-import logging
 import os
 import sys
 from typing import TYPE_CHECKING
@@ -38,7 +37,8 @@ same frames. Exit status 2, and an SVG saying "No samples", when there is
 nothing to draw.
 """
 
-log = logging.getLogger("flamed.render")
+# Warnings go through WarnOnce only, which imports logging at the first warning.
+LAZY_LOGGING = True
 EXIT_NO_SAMPLES = 2
 
 
@@ -137,7 +137,7 @@ def make_options(args: argparse.Namespace) -> RenderOptions:
 def read_inputs(paths: list[str], merge: bool) -> list[tuple[str, Count]]:
     """All inputs: merged into one profile, or every line in order (a flame chart)."""
     reader = FoldedCollapser(keep_order=not merge)
-    reader.warn = WarnOnce(log)
+    reader.warn = WarnOnce("flamed.render")
     for path in paths:
         for chunk in iter_chunks(path):
             reader.feed(chunk)
