@@ -38,13 +38,13 @@ def module(name: str = COLLAPSE) -> ModuleType | None:
     return None if disabled() else built(name)
 
 
-def describe() -> str:
-    """Which path the collapsers and the flame graph take, for ``--version`` and ``--help``."""
+def describe(names: tuple[str, ...] = (COLLAPSE, RENDER)) -> str:
+    """Which path the code of these C modules takes, for ``--version`` and ``--help``."""
     if disabled():
-        return f"pure Python ({DISABLE_VARIABLE}=1)"
-    missing = [name for name in (COLLAPSE, RENDER) if built(name) is None]
-    if len(missing) == 2:
-        return "pure Python (the C speedups were not built)"
+        return f"pure Python, {DISABLE_VARIABLE}=1 is set"
+    missing = [name for name in names if built(name) is None]
+    if len(missing) == len(names):
+        return "pure Python, the C speedups were not built"
     if missing:
-        return f"C speedups, but not {missing[0]} (not built)"
+        return f"C speedups, but {', '.join(missing)} not built"
     return "C speedups"

@@ -66,7 +66,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             formatter_class=HelpFormatter,
         )
         module.add_arguments(sub)
-        sub.set_defaults(handler=module.run, lazy_logging=getattr(module, "LAZY_LOGGING", False))
+        sub.set_defaults(
+            handler=module.run,
+            lazy_logging=getattr(module, "LAZY_LOGGING", False),
+            fast_exit=getattr(module, "FAST_EXIT", False),
+        )
     return parser
 
 
@@ -97,7 +101,9 @@ class VersionAction(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, help=str(kwargs.get("help")))
 
     def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
-        print(f"flamed {version()}")
+        from flamed.collapse.speedups import describe
+
+        print(f"flamed {version()} ({describe()})")
         parser.exit()
 
 
@@ -125,9 +131,34 @@ def configure_logging(verbose: int, quiet: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = sys.argv[1:] if argv is None else list(argv)
+    return run_command(sys.argv[1:] if argv is None else list(argv))[0]
+
+
+def console_main() -> None:
+    """The ``flamed`` script. A command whose module sets ``FAST_EXIT = True`` (a one-shot
+    conversion that ends holding millions of small objects) exits without tearing the
+    interpreter down: freeing them one by one cost ~10% of ``flamed flamegraph``."""
+    code, fast = run_command(sys.argv[1:])
+    if fast:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BrokenPipeError:
+            code = code or 141
+        if "logging" in sys.modules:
+            sys.modules["logging"].shutdown()
+        os._exit(code)
+    sys.exit(code)
+
+
+def run_command(arguments: list[str]) -> tuple[int, bool]:
+    """Parse and run one command: its exit status, and whether it allows a fast exit."""
     parser = build_parser(chosen_command(arguments))
     args = parser.parse_args(arguments)
+    return run_parsed(args), args.fast_exit
+
+
+def run_parsed(args: argparse.Namespace) -> int:
     if args.lazy_logging:
         defer_logging_setup(lambda: configure_logging(args.verbose, args.quiet))
     else:
@@ -148,4 +179,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

@@ -39,6 +39,8 @@ nothing to draw.
 
 # Warnings go through WarnOnce only, which imports logging at the first warning.
 LAZY_LOGGING = True
+# One conversion, then the process ends: skip freeing its many objects one by one.
+FAST_EXIT = True
 EXIT_NO_SAMPLES = 2
 
 
