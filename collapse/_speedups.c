@@ -12,9 +12,11 @@
  *   in the module) is folded by the Python reference (`fold_line`), once, and cached;
  *   a record of another shape goes, in its place in the input, to `fold_other`.
  * - RunFolder.fold(text, carry) counts the runs of DTrace output (text between empty
- *   lines) through a bounded cache of run -> (stack, count); a run it has not seen, or
- *   one that continues a stack, goes to the Python reference (`fold_run`), which says
- *   what to cache, or that the next run continues the stack.
+ *   lines) through a bounded cache of run -> (stack, count). A new run of the common
+ *   shape (frame lines, a count line) is folded here, each frame line once through
+ *   Python (`fold_line`) and then from a cache; any other run, or one that continues a
+ *   stack, goes to the Python reference (`fold_run`), which says what to cache, or that
+ *   the next run continues the stack.
  *
  * - fold_folded(text, counts, in_order, other) adds folded lines (`stack count`) whose
  *   count is plain digits; other lines go to the Python reference (`other`).
@@ -273,6 +275,22 @@ find_bytes(const char *hay, size_t n, const char *needle, size_t m)
     if (m > n)
         return NULL;
     return memmem(hay, n, needle, m);
+}
+
+/* The first "\n\n" in s[0:n], or NULL (memchr is faster than memmem for this). */
+static const char *
+find_blank_line(const char *s, size_t n)
+{
+    const char *end = s + n;
+    while (s < end) {
+        const char *nl = memchr(s, '\n', end - s);
+        if (nl == NULL || nl + 1 >= end)
+            return NULL;
+        if (nl[1] == '\n')
+            return nl;
+        s = nl + 2;
+    }
+    return NULL;
 }
 
 static int
@@ -1000,14 +1018,20 @@ static PyTypeObject PerfFolderType = {
 typedef struct {
     PyObject_HEAD
     PyObject *fold_run;     /* (bytes) -> (stack, count) to cache, or carry: bool */
+    PyObject *fold_line;    /* (bytes, leaf: bool) -> tuple of str: one frame line's frames */
     PyObject *counts;       /* dict: stack -> count, added to */
+    int include_offset;     /* the leaf line folds differently from the same line above it */
     Table runs;
+    Table lines, leaves;
+    Buffer parts, stack;
+    size_t *group_starts, *group_lens, groups_cap;
 } RunFolder;
 
 static int
 RunFolder_traverse(RunFolder *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->fold_run);
+    Py_VISIT(self->fold_line);
     Py_VISIT(self->counts);
     return 0;
 }
@@ -1016,6 +1040,7 @@ static int
 RunFolder_clear(RunFolder *self)
 {
     Py_CLEAR(self->fold_run);
+    Py_CLEAR(self->fold_line);
     Py_CLEAR(self->counts);
     return 0;
 }
@@ -1026,26 +1051,215 @@ RunFolder_dealloc(RunFolder *self)
     PyObject_GC_UnTrack(self);
     RunFolder_clear(self);
     table_free(&self->runs);
+    table_free(&self->lines);
+    table_free(&self->leaves);
+    buffer_free(&self->parts);
+    buffer_free(&self->stack);
+    PyMem_Free(self->group_starts);
+    PyMem_Free(self->group_lens);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static int
 RunFolder_init(RunFolder *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"fold_run", "counts", NULL};
-    PyObject *fold_run, *counts;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!", kwlist, &fold_run, &PyDict_Type,
-                                     &counts))
+    static char *kwlist[] = {"fold_run", "fold_line", "counts", "include_offset", NULL};
+    PyObject *fold_run, *fold_line, *counts;
+    int include_offset;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO!p", kwlist, &fold_run, &fold_line,
+                                     &PyDict_Type, &counts, &include_offset))
         return -1;
     if (self->runs.slots != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "RunFolder is initialised once");
         return -1;
     }
-    Py_INCREF(fold_run);
-    self->fold_run = fold_run;
-    Py_INCREF(counts);
-    self->counts = counts;
-    return table_init(&self->runs);
+    self->fold_run = Py_NewRef(fold_run);
+    self->fold_line = Py_NewRef(fold_line);
+    self->counts = Py_NewRef(counts);
+    self->include_offset = include_offset;
+    if (table_init(&self->runs) < 0 || table_init(&self->lines) < 0)
+        return -1;
+    return table_init(&self->leaves);
+}
+
+static inline int
+is_dtrace_space(unsigned char c) /* [ \t\r\f\v] of dtrace.py's COUNT_LINE */
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v';
+}
+
+/* COUNT_LINE of dtrace.py: digits alone on a line. The count, -1 if it is not one, -2 if
+ * it has too many digits for a long long (Python reads it). */
+static long long
+count_line(const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n && is_dtrace_space((unsigned char)s[i]))
+        i++;
+    size_t d = digits_at(s, n, i);
+    size_t j = i + d;
+    while (j < n && is_dtrace_space((unsigned char)s[j]))
+        j++;
+    if (!d || j != n)
+        return -1;
+    if (d > MAX_PERIOD_DIGITS)
+        return -2;
+    long long value = 0;
+    for (size_t k = i; k < i + d; k++)
+        value = value * 10 + (s[k] - '0');
+    return value;
+}
+
+/* A frame line with nothing to tidy (printable ASCII, no C++ scope, inlining, ';', Java
+ * 'L' or Rust escape): its frame is the line without its indent and, unless kept, its
+ * offset (from the last '+', as stackcollapse.pl cuts it). NULL: Python folds it. */
+static const char *
+dtrace_simple_frame(const char *line, size_t n, int keep_offset, size_t *len)
+{
+    size_t i = 0;
+    while (i < n && is_dtrace_space((unsigned char)line[i]))
+        i++;
+    const char *frame = line + i;
+    size_t size = n - i, cut = size;
+    if (size == 0 || frame[0] == 'L')
+        return NULL;
+    for (size_t k = 0; k < size; k++) {
+        unsigned char c = (unsigned char)frame[k];
+        if (c < 0x20 || c > 0x7e || c == ';' || c == '$')
+            return NULL;
+        if (c == '+')
+            cut = k;
+    }
+    if (contains(frame, size, "::") || contains(frame, size, "->"))
+        return NULL;
+    *len = keep_offset ? size : cut;
+    return *len ? frame : NULL;
+}
+
+/* The frames of one frame line, joined by ';', from the cache (leaves apart: with
+ * include_offset the leaf keeps no offset) or from Python. NULL on error. */
+static Entry *
+dtrace_line(RunFolder *self, const char *line, size_t n, int leaf)
+{
+    Table *table = leaf ? &self->leaves : &self->lines;
+    uint64_t hash = hash_bytes(line, n, 0);
+    Entry *e = table_find(table, line, n, hash);
+    if (e->key != NULL)
+        return e;
+    size_t len;
+    const char *frame = dtrace_simple_frame(line, n, self->include_offset && !leaf, &len);
+    if (frame != NULL) {
+        e = table_add(table, line, n, hash, len);
+        if (e != NULL) {
+            memcpy(e->key + n, frame, len);
+            e->vlen = len;
+        }
+        return e;
+    }
+    PyObject *text = PyBytes_FromStringAndSize(line, n);
+    PyObject *frames = text ? PyObject_CallFunctionObjArgs(self->fold_line, text,
+                                                           leaf ? Py_True : Py_False, NULL)
+                            : NULL;
+    Py_XDECREF(text);
+    if (frames == NULL)
+        return NULL;
+    PyObject *joined = NULL, *encoded = NULL, *sep = PyUnicode_FromString(";");
+    if (sep != NULL && PyTuple_Check(frames))
+        joined = PyUnicode_Join(sep, frames);
+    Py_XDECREF(sep);
+    Py_DECREF(frames);
+    if (joined != NULL)
+        encoded = PyUnicode_AsEncodedString(joined, "utf-8", "surrogateescape");
+    Py_XDECREF(joined);
+    if (encoded == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "fold_line must return a tuple of str");
+        return NULL;
+    }
+    size_t len = (size_t)PyBytes_GET_SIZE(encoded);
+    e = table_add(table, line, n, hash, len);
+    if (e != NULL) {
+        memcpy(e->key + n, PyBytes_AS_STRING(encoded), len);
+        e->vlen = len;
+    }
+    Py_DECREF(encoded);
+    return e;
+}
+
+static int
+run_groups_reserve(RunFolder *self, size_t n)
+{
+    if (n <= self->groups_cap)
+        return 0;
+    size_t cap = self->groups_cap ? self->groups_cap * 2 : 64;
+    while (cap < n)
+        cap *= 2;
+    size_t *starts = PyMem_Realloc(self->group_starts, cap * sizeof *starts);
+    if (starts == NULL)
+        return PyErr_NoMemory(), -1;
+    self->group_starts = starts;
+    size_t *lens = PyMem_Realloc(self->group_lens, cap * sizeof *lens);
+    if (lens == NULL)
+        return PyErr_NoMemory(), -1;
+    self->group_lens = lens;
+    self->groups_cap = cap;
+    return 0;
+}
+
+/* A run of the common shape (frame lines, then a count line) folded here, as
+ * DTraceCollapser._fold_run folds it: 1 and *stack, *count set; 0: Python folds it. */
+static int
+fold_simple_run(RunFolder *self, const char *run, size_t n, PyObject **stack,
+                PyObject **count)
+{
+    const char *last = run + n;
+    while (last > run && last[-1] != '\n')
+        last--;
+    if (last == run) /* one line: no frames */
+        return 0;
+    long long number = count_line(last, run + n - last);
+    if (number < 0)
+        return 0;
+    const char *end = last - 1; /* the body: the frame lines, without the last newline */
+    Buffer *parts = &self->parts;
+    parts->len = 0;
+    size_t groups = 0;
+    for (const char *p = run; p <= end; groups++) {
+        const char *nl = memchr(p, '\n', end - p);
+        const char *stop = nl ? nl : end;
+        size_t len = stop - p, i = 0;
+        while (i < len && is_dtrace_space((unsigned char)p[i]))
+            i++;
+        if (i == len || count_line(p, len) != -1) /* NOT_A_FRAME: blank or a count */
+            return 0;
+        Entry *e = dtrace_line(self, p, len, self->include_offset && groups == 0);
+        if (e == NULL || run_groups_reserve(self, groups + 1) < 0)
+            return -1;
+        self->group_starts[groups] = parts->len;
+        self->group_lens[groups] = e->vlen;
+        if (buffer_add(parts, e->key + e->klen, e->vlen) < 0)
+            return -1;
+        p = stop + 1;
+    }
+    Buffer *out = &self->stack;
+    out->len = 0;
+    for (size_t g = groups; g > 0; g--) {
+        size_t len = self->group_lens[g - 1];
+        if (!len)
+            continue;
+        if ((out->len && buffer_add(out, ";", 1) < 0) ||
+            buffer_add(out, parts->data + self->group_starts[g - 1], len) < 0)
+            return -1;
+    }
+    if (out->len == 0) /* no frames at all: Python says what that is */
+        return 0;
+    *stack = PyUnicode_DecodeUTF8(out->data, out->len, "surrogateescape");
+    *count = *stack ? PyLong_FromLongLong(number) : NULL;
+    if (*count == NULL) {
+        Py_CLEAR(*stack);
+        return -1;
+    }
+    return 1;
 }
 
 /* One run, counted from the cache (1: a hit), or by Python (0), which gives what to
@@ -1059,6 +1273,21 @@ fold_run(RunFolder *self, const char *run, size_t n, int *carry)
         e = table_find(&self->runs, run, n, hash);
         if (e->key != NULL)
             return count_stack(self->counts, e->first, e->second) < 0 ? -1 : 1;
+    }
+    PyObject *stack = NULL, *count = NULL;
+    int simple = *carry ? 0 : fold_simple_run(self, run, n, &stack, &count);
+    if (simple < 0)
+        return -1;
+    if (simple) {
+        e = table_add(&self->runs, run, n, hash, 0);
+        if (e == NULL || count_stack(self->counts, stack, count) < 0) {
+            Py_DECREF(stack);
+            Py_DECREF(count);
+            return -1;
+        }
+        e->first = stack;
+        e->second = count;
+        return 1; /* counted here: as a hit */
     }
     PyObject *text = PyBytes_FromStringAndSize(run, n);
     if (text == NULL)
@@ -1096,7 +1325,7 @@ RunFolder_fold(RunFolder *self, PyObject *args)
     const char *p = view.buf, *end = p + view.len;
     Py_ssize_t hits = 0;
     for (;;) {
-        const char *sep = find_bytes(p, end - p, "\n\n", 2);
+        const char *sep = find_blank_line(p, end - p);
         const char *stop = sep ? sep : end;
         int hit = fold_run(self, p, stop - p, &carry);
         if (hit < 0) {

@@ -22,7 +22,9 @@ class RunFolder:
     def __init__(
         self,
         fold_run: Callable[[bytes], tuple[str, int] | bool],
+        fold_line: Callable[[bytes, bool], tuple[str, ...]],
         counts: dict[str, int],
+        include_offset: bool,
     ) -> None: ...
     def fold(self, text: bytes | memoryview, carry: bool, /) -> int: ...
 

@@ -116,7 +116,9 @@ class DTraceCollapser:
             if native:
                 raise RuntimeError("the C speedups (flamed.collapse._speedups) were not built")
             return None
-        folder: RunFolder = module.RunFolder(self._fold_run, self.counts)
+        folder: RunFolder = module.RunFolder(
+            self._fold_run, self._cached_line, self.counts, self.options.include_offset
+        )
         return folder
 
     @property
@@ -170,8 +172,13 @@ class DTraceCollapser:
         whose frames go on (see the module's doc) is folded line by line, never cached."""
         carry = bool(self._frames)  # the rest of a run begun before, or a stack going on
         if self._folder is not None:
-            self.samples += self._folder.fold(text, carry)
+            # The first run here, where a dump's header may be, is Python's to read; after
+            # it a blank line has been seen, which is all the C folder does not know.
+            first, blank, rest = text.partition(b"\n\n")
+            carry = self._fold_run(first) is True
             self._started = True
+            if blank:
+                self.samples += self._folder.fold(rest, carry)
             return
         counts = self.counts
         cache = self._run_cache
@@ -250,18 +257,21 @@ class DTraceCollapser:
 
     def _fold_stack(self, lines: list[bytes]) -> str | None:
         """Frame lines, leaf first, to frames root first joined by ``;`` (None: no frames)."""
-        cache = self._line_cache
         leaf_differs = self.options.include_offset
-        groups: list[tuple[str, ...]] = []
-        for index, line in enumerate(lines):
-            key = (line, leaf_differs and index == 0)
-            funcs = cache.get(key)
-            if funcs is None:
-                funcs = self._line_frames(line, key[1])
-                remember(cache, key, funcs, LINE_CACHE_LIMIT)
-            groups.append(funcs)
+        groups = [
+            self._cached_line(line, leaf_differs and index == 0) for index, line in enumerate(lines)
+        ]
         stack = [func for group in reversed(groups) for func in group]
         return ";".join(stack) if stack else None
+
+    def _cached_line(self, line: bytes, leaf: bool) -> tuple[str, ...]:
+        """The frames of one line (``leaf``: the leaf's, under include_offset), cached."""
+        key = (line, leaf)
+        funcs = self._line_cache.get(key)
+        if funcs is None:
+            funcs = self._line_frames(line, leaf)
+            remember(self._line_cache, key, funcs, LINE_CACHE_LIMIT)
+        return funcs
 
     def _line_frames(self, raw: bytes, leaf: bool) -> tuple[str, ...]:
         """The frames of one line, more than one when inlined (``a->b``)."""
