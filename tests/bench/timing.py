@@ -107,10 +107,10 @@ def compare(
     for name in references:
         if name in timings:
             ratio = flamed.median / timings[name].median
-            same = differences(flamed.output, timings[name].output) if check_output else ""
-            print(f"  flamed / {name}: {ratio:.2f} (median wall time)" + (same and "; output "))
-            if same:
-                print(f"    output {same}")
+            line = f"  flamed / {name}: {ratio:.2f} (median wall time)"
+            if check_output:
+                line += f"; output {differences(flamed.output, timings[name].output)}"
+            print(line)
         else:
             variable = INFERNO_DIR if name == "inferno" else PERL_DIR
             print(f"  ({name}: set {variable} to compare)")
