@@ -222,6 +222,8 @@ buffer_reserve(Buffer *b, size_t more)
 static int
 buffer_add(Buffer *b, const char *data, size_t len)
 {
+    if (len == 0) /* memcpy to a buffer not yet allocated (NULL) is undefined, even of 0 */
+        return 0;
     if (buffer_reserve(b, len) < 0)
         return -1;
     memcpy(b->data + b->len, data, len);
@@ -1176,7 +1178,7 @@ dtrace_line(RunFolder *self, const char *line, size_t n, int leaf)
             PyErr_SetString(PyExc_TypeError, "fold_line must return a tuple of str");
         return NULL;
     }
-    size_t len = (size_t)PyBytes_GET_SIZE(encoded);
+    len = (size_t)PyBytes_GET_SIZE(encoded);
     e = table_add(table, line, n, hash, len);
     if (e != NULL) {
         memcpy(e->key + n, PyBytes_AS_STRING(encoded), len);

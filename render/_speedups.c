@@ -314,6 +314,8 @@ typedef struct {
 static int
 text_add(Text *t, const char *s, size_t n)
 {
+    if (n == 0) /* memcpy to a buffer not yet allocated (NULL) is undefined, even of 0 */
+        return 0;
     if (t->len + n > t->cap) {
         size_t cap = t->cap ? t->cap : 4096;
         while (cap < t->len + n)

@@ -4,8 +4,11 @@
     python tests/reliability/fuzz_parsers.py --minutes 5 --only perf
 
 Parsers: ``perf`` (perf script), ``dtrace``, ``folded``, ``guess`` (format
-guessing, then one of the three), ``config`` (the daemon's TOML) and ``query``
-(the HTTP query parameters: render options and time ranges). Each input is fed
+guessing, then one of the three), ``native`` (the C speedups against the
+pure-Python reference: perf, DTrace and folded input, and the flame graph of the
+result, must come out the same), ``config`` (the daemon's TOML) and ``query``
+(the HTTP query parameters: render options and time ranges). ``perf``, ``dtrace``
+and ``guess`` take the C path too, where it was built. Each input is fed
 in two pieces split where the input says, as a stream arrives. Documented user
 errors (``FlamedError``: a 400 or a one-line CLI error) are fine; any other
 exception is a crash, which atheris/libFuzzer reports with the input (saved as
@@ -72,6 +75,45 @@ def fuzz_folded(data: bytes, split: int) -> None:
     assert dict(whole.items()) == dict(streamed.items())  # type: ignore[attr-defined]
 
 
+def fuzz_native(data: bytes, split: int) -> None:
+    """The C speedups against the pure-Python reference: the same profile from the perf,
+    DTrace and folded collapsers (each side cut elsewhere), the same flame graph."""
+    import os
+
+    from flamed.collapse import speedups
+    from flamed.collapse.dtrace import DTraceCollapser, DTraceOptions
+    from flamed.collapse.folded import FoldedCollapser
+    from flamed.collapse.perf import PerfCollapser, PerfOptions
+    from flamed.render.options import RenderOptions
+    from flamed.render.svg import render_flamegraph
+
+    if speedups.built() is None or speedups.built(speedups.RENDER) is None:
+        return
+    options = PerfOptions(
+        include_pid=bool(split & 1),
+        include_tid=bool(split & 2),
+        annotate_kernel=bool(split & 4),
+        annotate_jit=bool(split & 8),
+        include_addrs=bool(split & 16),
+        period_weights=bool(split & 32),
+    )
+    makers: list[Callable[[bool], object]] = [
+        lambda native: PerfCollapser(options, native=native),
+        lambda native: DTraceCollapser(DTraceOptions(bool(split & 1)), native=native),
+        lambda native: FoldedCollapser(native=native),
+    ]
+    for make in makers:
+        python = feed_in_two(make(False), data, split)
+        assert feed_in_two(make(True), data, split * 7 + 3) == python
+    render = RenderOptions(minwidth=0, inverted=bool(split & 1))
+    os.environ[speedups.DISABLE_VARIABLE] = "1"
+    try:
+        drawn = render_flamegraph(python, render)  # type: ignore[arg-type]
+    finally:
+        del os.environ[speedups.DISABLE_VARIABLE]
+    assert render_flamegraph(python, render) == drawn  # type: ignore[arg-type]
+
+
 def fuzz_guess(data: bytes, split: int) -> None:
     from flamed.collapse.guess import GuessCollapser
 
@@ -118,6 +160,7 @@ PARSERS: dict[str, Callable[[bytes, int], None]] = {
     "dtrace": fuzz_dtrace,
     "folded": fuzz_folded,
     "guess": fuzz_guess,
+    "native": fuzz_native,
     "config": fuzz_config,
     "query": fuzz_query,
 }
@@ -155,6 +198,7 @@ SEEDS: dict[str, list[bytes]] = {
     "query": [b"window=5m&width=1200&minwidth=0.5%&colors=java&reverse=1&a_from=now-1h"],
 }
 SEEDS["guess"] = SEEDS["perf"] + SEEDS["dtrace"] + SEEDS["folded"]
+SEEDS["native"] = SEEDS["guess"]
 
 
 def seed_corpus(folder: Path, names: list[str]) -> None:
@@ -163,8 +207,9 @@ def seed_corpus(folder: Path, names: list[str]) -> None:
     samples = [p for p in samples if p.stat().st_size < 200_000]
     for index, name in enumerate(names):
         seeds = list(SEEDS[name])
-        if name in ("perf", "dtrace", "guess"):
-            seeds += [p.read_bytes() for p in samples if name in str(p) or name == "guess"][:20]
+        if name in ("perf", "dtrace", "guess", "native"):
+            anything = name in ("guess", "native")
+            seeds += [p.read_bytes() for p in samples if name in str(p) or anything][:20]
         for number, seed in enumerate(seeds):
             (folder / f"seed-{index}-{number}").write_bytes(bytes([index, 7]) + seed)
 
@@ -208,6 +253,7 @@ def main() -> int:
         import flamed.collapse.folded
         import flamed.collapse.guess
         import flamed.collapse.perf
+        import flamed.collapse.speedups
         import flamed.daemon.config
         import flamed.daemon.http
         import flamed.render.options  # noqa: F401

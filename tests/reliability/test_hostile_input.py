@@ -376,7 +376,7 @@ def inputs(name: str) -> st.SearchStrategy[bytes]:
     return st.one_of(st.binary(max_size=600), grammar, *seeds)
 
 
-@pytest.mark.parametrize("name", ["perf", "dtrace", "folded", "guess", "config", "query"])
+@pytest.mark.parametrize("name", ["perf", "dtrace", "folded", "guess", "native", "config", "query"])
 @settings(
     max_examples=int(os.environ.get("FLAMED_FUZZ_EXAMPLES", "500")),
     deadline=None,

@@ -73,7 +73,9 @@ def test_differential_graphs_are_identical(monkeypatch: pytest.MonkeyPatch) -> N
 
 FRAME = st.text(st.characters(blacklist_characters=";\n"), max_size=8)
 STACK = st.lists(FRAME, min_size=0, max_size=7).map(";".join)
-COUNT = st.one_of(st.integers(0, 10**9), st.floats(0, 1e6, allow_nan=False))
+# Float counts from 1e-9 up: a total near the smallest doubles makes every coordinate
+# infinite, which neither path draws (both raise).
+COUNT = st.one_of(st.integers(0, 10**9), st.just(0.0), st.floats(1e-9, 1e6))
 
 
 @settings(max_examples=150, deadline=None)
