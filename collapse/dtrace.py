@@ -109,12 +109,8 @@ class DTraceCollapser:
         self._folder = self._native_folder(native)
 
     def _native_folder(self, native: bool | None) -> RunFolder | None:
-        if native is False:
-            return None
-        module = speedups.built() if native else speedups.module()
+        module = speedups.choose(native)
         if module is None:
-            if native:
-                raise RuntimeError("the C speedups (flamed.collapse._speedups) were not built")
             return None
         folder: RunFolder = module.RunFolder(
             self._fold_run, self._cached_line, self.counts, self.options.include_offset

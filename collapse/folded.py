@@ -136,9 +136,7 @@ class FoldedCollapser:
         self.profile = Folded()
         self.in_order: list[tuple[str, Count]] | None = [] if keep_order else None
         self._pending = b""
-        self._native = None if native is False else speedups.module()
-        if native and self._native is None:
-            raise RuntimeError("the C speedups (flamed.collapse._speedups) were not built")
+        self._native = speedups.choose(native)
 
     def feed(self, data: bytes) -> None:
         buffer = self._pending + data

@@ -184,12 +184,10 @@ class PerfCollapser:
     def _native_folder(self, native: bool | None) -> PerfFolder | None:
         """The C folder, where it is wanted and the options are ones it knows."""
         options = self.options
-        if native is False or options.srcline or options.skip_after:
+        if options.srcline or options.skip_after:  # options only Python knows
             return None
-        module = speedups.built() if native else speedups.module()
+        module = speedups.choose(native)
         if module is None:
-            if native:
-                raise RuntimeError("the C speedups (flamed.collapse._speedups) were not built")
             return None
         folder: PerfFolder = module.PerfFolder(
             self._keep_event_cached,

@@ -38,6 +38,17 @@ def module(name: str = COLLAPSE) -> ModuleType | None:
     return None if disabled() else built(name)
 
 
+def choose(native: bool | None) -> ModuleType | None:
+    """The collapse C module a collapser asked for: ``native`` None: as ``module()``;
+    False: none; True: it must have been built (RuntimeError if not)."""
+    if native is False:
+        return None
+    found = built() if native else module()
+    if native and found is None:
+        raise RuntimeError(f"the C speedups ({COLLAPSE}) were not built")
+    return found
+
+
 def describe(names: tuple[str, ...] = (COLLAPSE, RENDER)) -> str:
     """Which path the code of these C modules takes, for ``--version`` and ``--help``."""
     if disabled():

@@ -490,15 +490,28 @@ def test_cli_reads_stdin() -> None:
     assert result.stdout == collapse(data)
 
 
-def test_cli_large_file_on_two_cores_equals_one(tmp_path: Path) -> None:
-    """Inputs over 8 MiB are split between two processes; the result must not change."""
+@pytest.mark.parametrize("threads", [[], ["-n", "1"], ["--nthreads", "2"]])
+@pytest.mark.parametrize("no_extensions", ["1", ""])
+def test_cli_large_file_on_several_cores_equals_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: list[str], no_extensions: str
+) -> None:
+    """Inputs over 8 MiB are split between processes on the pure-Python path (-n caps
+    them, as inferno's option); the result must not change, whatever the path."""
     folder = conformance_dir("perf")
     data = read_input(folder / "example-perf-stacks.txt") * 3
     big = tmp_path / "big.txt"
     big.write_bytes(data)
-    result = run_flamed("collapse", "perf", "--tid", str(big))
+    monkeypatch.setenv("FLAMED_NO_EXTENSIONS", no_extensions)
+    result = run_flamed("collapse", "perf", "--tid", *threads, str(big))
     assert result.returncode == 0, result.stderr
     assert result.stdout == collapse(data, PerfOptions(include_tid=True))
+
+
+@pytest.mark.parametrize("fmt", ["perf", "dtrace"])
+def test_cli_nthreads_must_be_a_positive_number(fmt: str) -> None:
+    result = run_flamed("collapse", fmt, "-n", "0", "-")
+    assert result.returncode == 2
+    assert b"at least 1" in result.stderr and b"Traceback" not in result.stderr
 
 
 def test_cli_missing_file_is_one_line_without_traceback(tmp_path: Path) -> None:
