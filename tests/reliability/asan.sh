@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the C speedups' tests and a few minutes of atheris fuzzing under AddressSanitizer.
 #
-#   tests/reliability/asan.sh [--short] [--minutes N]
+#   tests/reliability/asan.sh [--short] [--minutes N]      (PYTHON: default .venv/bin/python)
 #
 # Builds both C modules with gcc -fsanitize=address (and UBSan) into a temporary copy
 # of the package, puts it first on PYTHONPATH and preloads libasan into every Python
@@ -32,7 +32,7 @@ done
 find "$tmp/flamed" -name '*.so' -delete
 include=$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 suffix=$("$python" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
-flags=(-shared -fPIC -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined
+flags=(-shared -fPIC -g -O1 -fno-omit-frame-pointer "-fsanitize=address,undefined"
     -fno-sanitize-recover=undefined -Wall -I"$include")
 for package in collapse render; do
     gcc "${flags[@]}" "$package/_speedups.c" -o "$tmp/flamed/$package/_speedups$suffix"
@@ -53,13 +53,15 @@ assert "/tmp" in c.__file__ and "/tmp" in r.__file__, (c.__file__, r.__file__)
 print("asan: the sanitized builds are the ones imported:", c.__file__, r.__file__)
 EOF
 # --capture=sys: a sanitizer's report goes to file descriptor 2, so it must not be captured.
+# PYTEST_ARGS: more pytest options, split at spaces (e.g. "-x -k perf").
+# shellcheck disable=SC2086
 "$python" -m pytest -q -p no:cacheprovider --capture=sys ${PYTEST_ARGS:-} \
     tests/collapse tests/render/test_speedups.py \
     "tests/reliability/test_hostile_input.py::test_no_exception_escapes_a_parser"
 for target in native perf dtrace; do
     seconds=$((minutes * 60 / 3))
     echo "asan: fuzzing $target for ${seconds} s"
-    "$python" tests/reliability/fuzz_parsers.py --minutes "$(echo "scale=2; $seconds/60" | bc)" \
+    "$python" tests/reliability/fuzz_parsers.py --minutes "$("$python" -c "print($seconds / 60)")" \
         --only "$target" -detect_leaks=0 >"$tmp/fuzz-$target.log" 2>&1 || {
         tail -n 60 "$tmp/fuzz-$target.log"
         echo "asan: fuzzing $target failed" >&2
