@@ -44,7 +44,7 @@ class Timings:
     def run(self) -> None:
         cpu = child_cpu()
         start = time.perf_counter()
-        env = {**os.environ, **self.env} if self.env else None
+        env = measured_environment(self.env)
         done = subprocess.run(self.command, capture_output=True, check=False, env=env)
         self.walls.append(time.perf_counter() - start)
         self.cpus.append(child_cpu() - cpu)
@@ -61,6 +61,15 @@ class Timings:
             f"median {self.median:.3f} s, best {min(self.walls):.3f} s, "
             f"CPU median {statistics.median(self.cpus):.3f} s ({len(self.walls)} runs)"
         )
+
+
+def measured_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment for a measured command, less PYTHONDONTWRITEBYTECODE: an
+    installed flamed runs from compiled bytecode (pip writes it at install), and
+    compiling every module at each start would be measured instead (~45 ms)."""
+    env = {**os.environ, **(extra or {})}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
 
 
 def flamed_script() -> str:
@@ -80,7 +89,12 @@ def inferno_command(binary: str, args: list[str]) -> list[str] | None:
 
 
 def alternate(timings: dict[str, Timings], runs: int) -> None:
-    """Run every command ``runs`` times, in turn: A B C A B C ..."""
+    """Run every command once to warm up (bytecode written, files cached), then
+    ``runs`` times, in turn: A B C A B C ..."""
+    for timing in timings.values():
+        timing.run()
+        timing.walls.clear()
+        timing.cpus.clear()
     for _ in range(runs):
         for timing in timings.values():
             timing.run()
