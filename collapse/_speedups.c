@@ -239,6 +239,63 @@ buffer_free(Buffer *b)
     b->len = b->cap = 0;
 }
 
+/* -- each frame line's frames, leaf first, joined root first ------------------------ */
+
+typedef struct {
+    Buffer parts;   /* the frames of each line, one after another */
+    size_t *starts; /* where each line's start */
+    size_t *lens;   /* and how long they are */
+    size_t count, cap;
+} Groups;
+
+static int
+groups_add(Groups *g, const char *frames, size_t len)
+{
+    if (g->count == g->cap) {
+        size_t cap = g->cap ? g->cap * 2 : 64;
+        size_t *starts = PyMem_Realloc(g->starts, cap * sizeof *starts);
+        if (starts != NULL)
+            g->starts = starts;
+        size_t *lens = starts ? PyMem_Realloc(g->lens, cap * sizeof *lens) : NULL;
+        if (lens == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        g->lens = lens;
+        g->cap = cap;
+    }
+    g->starts[g->count] = g->parts.len;
+    g->lens[g->count] = len;
+    g->count++;
+    return buffer_add(&g->parts, frames, len);
+}
+
+/* Append the lines' frames to out, last line first, the empty ones left out, each after
+ * a ';' when out already holds something. */
+static int
+groups_join_reversed(const Groups *g, Buffer *out)
+{
+    for (size_t i = g->count; i > 0; i--) {
+        size_t len = g->lens[i - 1];
+        if (!len)
+            continue;
+        if ((out->len && buffer_add(out, ";", 1) < 0) ||
+            buffer_add(out, g->parts.data + g->starts[i - 1], len) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void
+groups_free(Groups *g)
+{
+    buffer_free(&g->parts);
+    PyMem_Free(g->starts);
+    PyMem_Free(g->lens);
+    g->starts = g->lens = NULL;
+    g->count = g->cap = 0;
+}
+
 /* -- character classes, as Python's re with re.ASCII sees bytes ---------------------- */
 
 static inline int
@@ -384,10 +441,7 @@ typedef struct {
     Buffer key;             /* scratch: a record's key */
     Buffer stack;           /* scratch: a record's stack */
     Buffer frame;           /* scratch: one line's frames */
-    Buffer parts;           /* scratch: each frame line's frames, leaf first, */
-    size_t *group_starts;   /* starting here */
-    size_t *group_lens;     /* this long */
-    size_t groups_cap;
+    Groups groups;          /* scratch: a record's frame lines' frames */
 } PerfFolder;
 
 static int
@@ -422,9 +476,7 @@ PerfFolder_dealloc(PerfFolder *self)
     buffer_free(&self->key);
     buffer_free(&self->stack);
     buffer_free(&self->frame);
-    buffer_free(&self->parts);
-    PyMem_Free(self->group_starts);
-    PyMem_Free(self->group_lens);
+    groups_free(&self->groups);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -789,65 +841,27 @@ add_pname(PerfFolder *self, Buffer *out, const EventLine *ev)
     return 0;
 }
 
-static int
-reserve_groups(PerfFolder *self, size_t n)
-{
-    if (n <= self->groups_cap)
-        return 0;
-    size_t cap = self->groups_cap ? self->groups_cap : 64;
-    while (cap < n)
-        cap *= 2;
-    size_t *starts = PyMem_Realloc(self->group_starts, cap * sizeof *starts);
-    if (starts == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    self->group_starts = starts;
-    size_t *lens = PyMem_Realloc(self->group_lens, cap * sizeof *lens);
-    if (lens == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    self->group_lens = lens;
-    self->groups_cap = cap;
-    return 0;
-}
-
 /* The stack of a new record: its process name, then its frames root first. Each frame
  * line's frames are copied out of the line cache, which may be emptied meanwhile. */
 static PyObject *
 record_stack(PerfFolder *self, const EventLine *ev, const char *body, size_t body_len)
 {
     int java = ev->comm_len >= 4 && memcmp(ev->comm, "java", 4) == 0;
-    Buffer *parts = &self->parts;
-    size_t count = 0;
+    Groups *groups = &self->groups;
     const char *p = body, *end = body + body_len;
-    parts->len = 0;
+    groups->count = groups->parts.len = 0;
     while (p < end) {
         const char *nl = memchr(p, '\n', end - p);
         const char *stop = nl ? nl : end;
         Entry *e = line_frames(self, p, stop - p, java);
-        if (e == NULL || reserve_groups(self, count + 1) < 0)
+        if (e == NULL || groups_add(groups, e->key + e->klen, e->vlen) < 0)
             return NULL;
-        self->group_starts[count] = parts->len;
-        self->group_lens[count] = e->vlen;
-        if (buffer_add(parts, e->key + e->klen, e->vlen) < 0)
-            return NULL;
-        count++;
         p = stop + 1;
     }
     Buffer *out = &self->stack;
     out->len = 0;
-    if (add_pname(self, out, ev) < 0)
+    if (add_pname(self, out, ev) < 0 || groups_join_reversed(groups, out) < 0)
         return NULL;
-    for (size_t g = count; g > 0; g--) {
-        size_t len = self->group_lens[g - 1];
-        if (!len)
-            continue;
-        if (buffer_add(out, ";", 1) < 0 ||
-            buffer_add(out, parts->data + self->group_starts[g - 1], len) < 0)
-            return NULL;
-    }
     return PyUnicode_DecodeUTF8(out->data, out->len, "surrogateescape");
 }
 
@@ -1025,8 +1039,8 @@ typedef struct {
     int include_offset;     /* the leaf line folds differently from the same line above it */
     Table runs;
     Table lines, leaves;
-    Buffer parts, stack;
-    size_t *group_starts, *group_lens, groups_cap;
+    Groups groups;          /* scratch: a run's frame lines' frames */
+    Buffer stack;
 } RunFolder;
 
 static int
@@ -1055,10 +1069,8 @@ RunFolder_dealloc(RunFolder *self)
     table_free(&self->runs);
     table_free(&self->lines);
     table_free(&self->leaves);
-    buffer_free(&self->parts);
+    groups_free(&self->groups);
     buffer_free(&self->stack);
-    PyMem_Free(self->group_starts);
-    PyMem_Free(self->group_lens);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -1188,26 +1200,6 @@ dtrace_line(RunFolder *self, const char *line, size_t n, int leaf)
     return e;
 }
 
-static int
-run_groups_reserve(RunFolder *self, size_t n)
-{
-    if (n <= self->groups_cap)
-        return 0;
-    size_t cap = self->groups_cap ? self->groups_cap * 2 : 64;
-    while (cap < n)
-        cap *= 2;
-    size_t *starts = PyMem_Realloc(self->group_starts, cap * sizeof *starts);
-    if (starts == NULL)
-        return PyErr_NoMemory(), -1;
-    self->group_starts = starts;
-    size_t *lens = PyMem_Realloc(self->group_lens, cap * sizeof *lens);
-    if (lens == NULL)
-        return PyErr_NoMemory(), -1;
-    self->group_lens = lens;
-    self->groups_cap = cap;
-    return 0;
-}
-
 /* A run of the common shape (frame lines, then a count line) folded here, as
  * DTraceCollapser._fold_run folds it: 1 and *stack, *count set; 0: Python folds it. */
 static int
@@ -1223,10 +1215,9 @@ fold_simple_run(RunFolder *self, const char *run, size_t n, PyObject **stack,
     if (number < 0)
         return 0;
     const char *end = last - 1; /* the body: the frame lines, without the last newline */
-    Buffer *parts = &self->parts;
-    parts->len = 0;
-    size_t groups = 0;
-    for (const char *p = run; p <= end; groups++) {
+    Groups *groups = &self->groups;
+    groups->count = groups->parts.len = 0;
+    for (const char *p = run; p <= end;) {
         const char *nl = memchr(p, '\n', end - p);
         const char *stop = nl ? nl : end;
         size_t len = stop - p, i = 0;
@@ -1234,25 +1225,15 @@ fold_simple_run(RunFolder *self, const char *run, size_t n, PyObject **stack,
             i++;
         if (i == len || count_line(p, len) != -1) /* NOT_A_FRAME: blank or a count */
             return 0;
-        Entry *e = dtrace_line(self, p, len, self->include_offset && groups == 0);
-        if (e == NULL || run_groups_reserve(self, groups + 1) < 0)
-            return -1;
-        self->group_starts[groups] = parts->len;
-        self->group_lens[groups] = e->vlen;
-        if (buffer_add(parts, e->key + e->klen, e->vlen) < 0)
+        Entry *e = dtrace_line(self, p, len, self->include_offset && groups->count == 0);
+        if (e == NULL || groups_add(groups, e->key + e->klen, e->vlen) < 0)
             return -1;
         p = stop + 1;
     }
     Buffer *out = &self->stack;
     out->len = 0;
-    for (size_t g = groups; g > 0; g--) {
-        size_t len = self->group_lens[g - 1];
-        if (!len)
-            continue;
-        if ((out->len && buffer_add(out, ";", 1) < 0) ||
-            buffer_add(out, parts->data + self->group_starts[g - 1], len) < 0)
-            return -1;
-    }
+    if (groups_join_reversed(groups, out) < 0)
+        return -1;
     if (out->len == 0) /* no frames at all: Python says what that is */
         return 0;
     *stack = PyUnicode_DecodeUTF8(out->data, out->len, "surrogateescape");

@@ -96,12 +96,17 @@ def test_any_split_gives_the_same_result(cuts: list[int]) -> None:
     ).read_bytes()
     whole = collapse(data, PerfOptions(include_pid=True))
     collapser = PerfCollapser(PerfOptions(include_pid=True))
+    assert feed_cut(collapser, data, cuts) == whole
+
+
+def feed_cut(collapser: PerfCollapser, data: bytes, cuts: list[int]) -> bytes:
+    """Feed ``data`` cut at ``cuts`` (any bytes), then give the folded output."""
     previous = 0
     for cut in sorted({min(cut, len(data)) for cut in cuts}):
         collapser.feed(data[previous:cut])
         previous = cut
     collapser.feed(data[previous:])
-    assert collapser.finish().to_bytes() == whole
+    return collapser.finish().to_bytes()
 
 
 def collapse_record_by_record(data: bytes, options: PerfOptions | None = None) -> bytes:
@@ -275,12 +280,7 @@ def test_c_path_agrees_with_python_on_generated_input(
     data = "\n".join(lines).encode("utf-8", "surrogatepass") + junk
     expected = collapse(data, OPTION_SETS[option], native=False)
     collapser = PerfCollapser(OPTION_SETS[option], native=True)
-    previous = 0
-    for cut in sorted({min(cut, len(data)) for cut in cuts}):
-        collapser.feed(data[previous:cut])
-        previous = cut
-    collapser.feed(data[previous:])
-    assert collapser.finish().to_bytes() == expected
+    assert feed_cut(collapser, data, cuts) == expected
 
 
 def test_byte_by_byte_feeding() -> None:
