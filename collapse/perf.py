@@ -351,6 +351,11 @@ class PerfCollapser:
         for line in lines:
             if line.startswith("#"):
                 continue
+            if not line:  # an empty line ends a record, as in the Perl script
+                if sample is not None:
+                    self._count(sample, self._fold_frames(sample.frame_lines, sample.java))
+                sample = None
+                continue
             event = event_line(line)
             if event is not None:
                 if sample is not None:

@@ -304,6 +304,17 @@ def one(frames: str, options: PerfOptions | None = None, header: str = RECORD) -
     return collapse(header.format(frames=frames).encode(), options).decode()
 
 
+@pytest.mark.parametrize("native", NATIVE_PATHS)
+def test_an_empty_line_ends_a_record_read_line_by_line(native: bool) -> None:
+    """Found by the C-against-Python property test: the line-by-line reader let a record
+    run on over an empty line, so the result hung on where a feed's chunk ended.
+    stackcollapse-perf.pl ends a record at an empty line; now flamed does too."""
+    data = b"prog 1/1 [000] 1.5: 7 cycles:\nab 0 \n\n\t4005d6 main+0x1 (/bin/prog)\n\n"
+    data += b"prog 1/1 [000] 1.5: 7 cycles:\n"
+    assert collapse(data, native=native) == b"ab 1\nprog 14\n"
+    assert collapse(data, chunk=47, native=native) == b"ab 1\nprog 14\n"
+
+
 def test_samples_counted_instead_of_weighted_by_period() -> None:
     data = b"ab 1 1.0: 3 cycles:\n\t1 f (/x)\n\nab 1 2.0: 4 cycles:\n\t1 f (/x)\n\n"
     data += b"            ab 1 3.0: 5 cycles:      7f1 f+0x3 (/x)\n"
