@@ -516,24 +516,27 @@ PerfFolder_init(PerfFolder *self, PyObject *args, PyObject *kwds)
 }
 
 /* One frame name, tidied as PerfCollapser._tidy does, appended to `out`; 0 when the
- * name needs the Python reference, -1 on error. */
+ * name needs the Python reference, -1 on error. In Python's order: ';' becomes ':',
+ * quotes go, then a Java name loses the 'L' it then starts with. */
 static int
 tidy_simple(Buffer *out, const char *f, size_t n, int java)
 {
     if (memchr(f, '(', n) || memchr(f, '$', n) || contains(f, n, "::h"))
         return 0;
-    if (java && n && f[0] == 'L' && memchr(f, '/', n)) {
-        f++;
-        n--;
-        /* a quote removed after the L would not change this: the L is the first char */
-    }
     if (buffer_reserve(out, n) < 0)
         return -1;
+    size_t start = out->len;
     for (size_t i = 0; i < n; i++) {
         char c = f[i];
         if (c == '"' || c == '\'')
             continue;
         out->data[out->len++] = c == ';' ? ':' : c;
+    }
+    char *tidied = out->data + start;
+    size_t len = out->len - start;
+    if (java && len && tidied[0] == 'L' && memchr(tidied, '/', len)) {
+        memmove(tidied, tidied + 1, len - 1);
+        out->len--;
     }
     return 1;
 }

@@ -315,6 +315,13 @@ def test_an_empty_line_ends_a_record_read_line_by_line(native: bool) -> None:
     assert collapse(data, chunk=47, native=native) == b"ab 1\nprog 14\n"
 
 
+@pytest.mark.parametrize("native", NATIVE_PATHS)
+def test_java_names_lose_the_l_after_quotes_go(native: bool) -> None:
+    """The tidy rules apply in order: quotes go, then a Java name's leading L."""
+    data = b'java 1/1 [000] 1.5: 1 cycles:\n\t7f1 "Lcom/x/Y;.run (/tmp/perf-1.map)\n\n'
+    assert collapse(data, native=native) == b"java;com/x/Y:.run 1\n"
+
+
 def test_samples_counted_instead_of_weighted_by_period() -> None:
     data = b"ab 1 1.0: 3 cycles:\n\t1 f (/x)\n\nab 1 2.0: 4 cycles:\n\t1 f (/x)\n\n"
     data += b"            ab 1 3.0: 5 cycles:      7f1 f+0x3 (/x)\n"
