@@ -22,8 +22,8 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import pairwise
-from operator import itemgetter
+from itertools import pairwise, repeat
+from operator import is_not, itemgetter
 from typing import NamedTuple
 
 from flamed.collapse import speedups
@@ -81,14 +81,13 @@ def split_frames(stack: str) -> list[str]:
 
 def plain_entries(stacks: Stacks) -> list[Entry]:
     """(stack, count) pairs, or a Folded, as layout entries; negative counts are skipped."""
-    items = stacks.items() if isinstance(stacks, Folded | Mapping) else stacks
-    warn = WarnOnce(LOGGER)
-    entries: list[Entry] = []
-    for stack, count in items:
-        if count < 0:
-            warn("stack with a negative count", stack)
-            continue
-        entries.append((stack, count, None))
+    items = list(stacks.items() if isinstance(stacks, Folded | Mapping) else stacks)
+    entries: list[Entry] = [(stack, count, None) for stack, count in items if count >= 0]
+    if len(entries) < len(items):
+        warn = WarnOnce(LOGGER)
+        for stack, count in items:
+            if count < 0:
+                warn("stack with a negative count", stack)
     return entries
 
 
@@ -174,9 +173,9 @@ def min_width_samples(options: RenderOptions, time_max: float) -> float:
 
 def build_layout(entries: list[Entry], options: RenderOptions) -> Layout:
     """Merge the stacks into frames and drop the narrow ones."""
-    differential = any(entry[2] is not None for entry in entries)
+    differential = any(map(is_not, map(itemgetter(2), entries), repeat(None)))
     entries = transform(entries, options)
-    total = sum(entry[1] for entry in entries)
+    total = sum(map(itemgetter(1), entries))
     layout = Layout(total=total, differential=differential)
     if not total:
         return layout
