@@ -1,7 +1,8 @@
 """The optional C speedups and whether they are used.
 
-Two compiled modules, ``flamed.collapse._speedups`` (the perf and DTrace collapsers'
-loops) and ``flamed.render._speedups`` (the flame graph's layout and SVG loops),
+Two compiled modules, ``flamed.collapse._speedups`` (the loops of the perf, DTrace and
+folded-text readers) and ``flamed.render._speedups`` (the flame graph's layout and SVG
+loops),
 beside the pure-Python code, which is complete and is the reference. They are
 used when they were built (a C compiler and Python's headers at install time)
 unless ``FLAMED_NO_EXTENSIONS=1`` is set.
