@@ -62,8 +62,6 @@ class SessionOptions:
     """perf's ring buffer size (``-m``), None for perf's default."""
     perf_rss_limit: int = 512 << 20
     """perf is restarted (``restarts["rss"]``) when its resident memory passes this; 0: never."""
-    exclude_pids: tuple[int, ...] = field(default_factory=tuple)
-    """Processes name patterns never match, besides flamed itself."""
     stall_timeout: float | None = None
     """perf is killed and restarted (``restarts["stalled"]``) when no rotated file came for
     this long (a stopped or stuck perf); None: 3 buckets, at least 10 s."""
@@ -97,12 +95,11 @@ class SamplingSession:
             proc_root=options.proc_root,
             cgroup_root=options.cgroup_root,
             systemctl_path=options.systemctl_path,
-            exclude=(*options.exclude_pids, os.getpid()),
+            exclude=(os.getpid(),),
         )
         self._stopping = asyncio.Event()
         self._backoff = options.backoff_initial
         self._logged_error: str | None = None
-        self.chunks = 0
         self.python_cpu_seconds = 0.0
         """CPU this process spent folding (collapser and bookkeeping), summed over chunks."""
         self.tool_cpu_seconds = 0.0
@@ -215,15 +212,9 @@ class SamplingSession:
             log.warning("target %s: chunk dropped: %s", self.spec.name, error)
 
     def emit(self, chunk: Chunk, python_cpu: float, tool_cpu: float) -> None:
-        self.chunks += 1
         self.python_cpu_seconds += python_cpu
         self.tool_cpu_seconds += tool_cpu
         try:
             self.on_chunk(chunk)
         except Exception:  # the sink's bug must not stop sampling
             log.exception("target %s: the chunk sink failed", self.spec.name)
-
-
-async def wait_first(*aws: asyncio.Future[object] | asyncio.Task[object], timeout: float) -> None:
-    """Wait until one of ``aws`` is done or ``timeout`` passes (they keep running)."""
-    await asyncio.wait(aws, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
