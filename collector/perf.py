@@ -434,7 +434,9 @@ class PerfSession(SamplingSession):
             self.drop("script_timeout", f"perf script took over {self.options.script_timeout} s")
             return
         if result.returncode != 0:
-            error = explain_failure("perf script", result.returncode, result.stderr, Path("/"))
+            error = explain_failure(
+                "perf script", result.returncode, result.stderr, self.options.proc_root
+            )
             self.drop("script_failed", f"{error} ({job.path.name})")
             return
         started = time.thread_time()
