@@ -65,9 +65,9 @@ class SessionStatus:
     chunks_dropped: dict[str, int] = field(default_factory=dict)
 
 
-# Every reason a session or the daemon counts a restart or a lost chunk under.
+# Every reason a session counts a restart or a lost chunk under (the daemon never restarts one).
 # Metrics report each of them from the start (at 0), so no series appears later.
-RESTART_REASONS = ("crash", "error", "exit", "rss", "spool_full", "stalled", "targets")
+RESTART_REASONS = ("crash", "rss", "spool_full", "stalled", "targets")
 DROP_REASONS = ("backlog", "error", "script_failed", "script_timeout", "spool_full", "unfinished")
 
 ChunkSink = Callable[[Chunk], None]

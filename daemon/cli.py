@@ -20,6 +20,8 @@ from types import ModuleType
 from flamed.collapse.common import defer_logging_setup
 from flamed.collapse.errors import FlamedError
 from flamed.daemon.commands import COMMANDS
+from flamed.daemon.commands.helpformat import HelpFormatter
+from flamed.daemon.version import version
 
 DESCRIPTION = """\
 flamed: continuous profiling with perf/DTrace and flame graphs.
@@ -70,26 +72,6 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """argparse's formatter, told the terminal's width: left to find it, argparse
-    imports shutil, and every parser builds formatters even when no help is shown."""
-
-    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24) -> None:
-        super().__init__(prog, indent_increment, max_help_position, terminal_width() - 2)
-
-
-def terminal_width() -> int:
-    """$COLUMNS, else the width of the terminal on stdout, else 80 (as shutil has it)."""
-    try:
-        return int(os.environ["COLUMNS"])
-    except (KeyError, ValueError):
-        pass
-    try:
-        return os.get_terminal_size().columns or 80
-    except (ValueError, OSError):
-        return 80
-
-
 class VersionAction(argparse.Action):
     """``--version``, looked up only when asked: importlib.metadata is slow to import."""
 
@@ -99,16 +81,6 @@ class VersionAction(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
         print(f"flamed {version()}")
         parser.exit()
-
-
-def version() -> str:
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as dist_version
-
-    try:
-        return dist_version("flamed")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def configure_logging(verbose: int, quiet: bool) -> None:

@@ -11,8 +11,8 @@ import gc
 from collections.abc import Callable
 
 from flamed.collapse.common import Collapser
-from flamed.daemon.cli import HelpFormatter
 from flamed.daemon.commands.common import collapse_path, write_stdout
+from flamed.daemon.commands.helpformat import HelpFormatter
 
 NAME = "collapse"
 # Collapsers warn through WarnOnce only, which imports logging at the first warning.

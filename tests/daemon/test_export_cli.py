@@ -12,15 +12,10 @@ from types import ModuleType
 import pytest
 
 from tests.conftest import ROOT, run_flamed
-from tests.render.pprofread import decode_protobuf, profile_module
+from tests.render.pprofread import decode_protobuf
 
 FOLDED = b"main;parse;lex 3\nmain;parse;read 7\nmain;render 120\nmain 1\n"
 EXPECTED = {"main;parse;lex": 3, "main;parse;read": 7, "main;render": 120, "main": 1}
-
-
-@pytest.fixture(scope="module")
-def pb(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    return profile_module(str(tmp_path_factory.mktemp("proto")))
 
 
 def test_stdin_to_stdout(pb: ModuleType) -> None:

@@ -86,7 +86,7 @@ def fuzz_config(data: bytes, split: int) -> None:
 
 
 def fuzz_query(data: bytes, split: int) -> None:
-    from flamed.daemon.http import diff_ranges, parse_range
+    from flamed.daemon.timerange import diff_ranges, parse_range
     from flamed.render.options import options_from_query
 
     text = data.decode("utf-8", "replace")
@@ -98,7 +98,7 @@ def fuzz_query(data: bytes, split: int) -> None:
     for parse in (
         lambda: options_from_query(params),
         lambda: parse_range(params, now, 300.0),
-        lambda: diff_ranges(params, now),
+        lambda: diff_ranges(params, now, 300.0),
     ):
         with contextlib.suppress(FlamedError):  # each on its own: one refusal hides no other
             parse()
@@ -209,7 +209,7 @@ def main() -> int:
         import flamed.collapse.guess
         import flamed.collapse.perf
         import flamed.daemon.config
-        import flamed.daemon.http
+        import flamed.daemon.timerange
         import flamed.render.options  # noqa: F401
     flags = [
         sys.argv[0],

@@ -26,13 +26,14 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from flamed.collapse.errors import ConfigError
-from flamed.daemon import http as daemon_http
+from flamed.daemon import middlewares
+from flamed.daemon.app import OPEN_PATHS, create_app
 from flamed.daemon.config import default_text, load_config, parse_config
 from flamed.daemon.webpage import PAGE_PATHS
 from tests.reliability import Daemon, start_daemon, wait_until
 
 TOKEN = "correct-horse-battery-staple"
-OPEN = daemon_http.OPEN_PATHS | PAGE_PATHS
+OPEN = OPEN_PATHS | PAGE_PATHS
 ROUTES = [
     "/",
     "/static/page.js",
@@ -139,12 +140,12 @@ def test_every_route_but_the_open_ones_needs_the_token(daemon: Daemon) -> None:
 
 
 def test_open_paths_are_only_health_and_the_data_free_page() -> None:
-    assert {"/healthz", "/readyz"} == daemon_http.OPEN_PATHS
+    assert {"/healthz", "/readyz"} == OPEN_PATHS
     assert {"/", "/static/page.js", "/static/page.css"} == PAGE_PATHS
 
 
 def test_the_token_is_compared_in_constant_time() -> None:
-    source = inspect.getsource(daemon_http.auth_middleware)
+    source = inspect.getsource(middlewares.auth_middleware)
     assert "hmac.compare_digest(" in source
     assert "== expected" not in source and "!= expected" not in source
 
@@ -160,13 +161,13 @@ async def test_compare_digest_is_the_check(
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN)
     config = make_config(tmp_path, server=f"token_file = {str(token_file)!r}")
-    app = daemon_http.create_app(
+    app = create_app(
         config, session_factory=FakeFactory(), registry=CollectorRegistry(), watch=False
     )
     client = await aiohttp_client(app)  # type: ignore[operator]
     wrong = {"Authorization": "Bearer nope"}
     assert (await client.get("/api/v1/targets", headers=wrong)).status == 401
-    monkeypatch.setattr(daemon_http.hmac, "compare_digest", lambda a, b: True)
+    monkeypatch.setattr(middlewares.hmac, "compare_digest", lambda a, b: True)
     assert (await client.get("/api/v1/targets", headers=wrong)).status == 200
 
 

@@ -418,7 +418,7 @@ def test_perf_lines_built_to_backtrack_fold_in_linear_time(line: bytes) -> None:
 @pytest.mark.chromium
 def test_the_svg_policy_alone_stops_a_script_that_escaped_escaping(browser: Any) -> None:
     """The second wall: an SVG with an injected script, served with the daemon's policy."""
-    from flamed.daemon.http import svg_policy
+    from flamed.daemon.responses import svg_policy
 
     svg = render_flamegraph(read_folded(b"main;work 3\n"), RenderOptions())
     tampered = svg.replace("</svg>", f"<script>{PWN}</script><g onload='{PWN}'/></svg>")

@@ -22,7 +22,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from flamed.daemon.http import KEEPALIVE
+from flamed.daemon.server import KEEPALIVE
 from tests.reliability import Daemon, start_daemon, wait_until
 
 pytestmark = pytest.mark.slow

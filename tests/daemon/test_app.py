@@ -8,16 +8,20 @@ import random
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
-from flamed.daemon import http
+from flamed.daemon import renders
+from flamed.daemon.app import RESPONDER, SERVICE, create_app
 from flamed.daemon.config import Config
-from flamed.daemon.http import LIMITER, SERVICE, create_app, parse_range
 from tests.daemon.conftest import T0, FakeClock, FakeFactory, make_config, wait_for
+from tests.daemon.test_export import MakeServer, StandIn
+from tests.render.pprofread import decode_protobuf
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[[web.Application], Awaitable[Client]]
@@ -191,7 +195,7 @@ async def test_gzip_when_accepted(client: Client) -> None:
 
 
 async def test_renders_beyond_the_limit_get_503(client: Client) -> None:
-    limiter = client.app[LIMITER]
+    limiter = client.app[RESPONDER].limiter
     limiter.active = limiter.limit
     response = await client.get("/api/v1/flamegraph?target=a&window=7m")
     assert response.status == 503 and response.headers["Retry-After"] == "1"
@@ -203,14 +207,14 @@ async def test_a_slow_render_does_not_stall_the_server(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     release, entered = threading.Event(), threading.Event()
-    real = http.render_flamegraph
+    real = renders.render_flamegraph
 
     def slow(folded, options):  # type: ignore[no-untyped-def]
         entered.set()
         release.wait(30)
         return real(folded, options)
 
-    monkeypatch.setattr(http, "render_flamegraph", slow)
+    monkeypatch.setattr(renders, "render_flamegraph", slow)
     pending = asyncio.ensure_future(client.get("/api/v1/flamegraph?target=a&window=9m"))
     await wait_for(entered.is_set)
     assert (await client.get("/healthz")).status == 200
@@ -252,26 +256,18 @@ async def test_empty_window_still_renders(client: Client) -> None:
     assert folded.status == 200 and await folded.text() == ""
 
 
-def test_parse_range_labels() -> None:
-    assert parse_range({"window": "5m"}, 1000.0, 60).label == "last 5m"
-    span = parse_range({}, 1000.0, 60)
-    assert (span.start, span.end) == (940.0, 1000.0)
-    fixed = parse_range({"from": "0", "until": "60"}, 1000.0, 60)
-    assert fixed.label == "1970-01-01 00:00:00 UTC to 1970-01-01 00:01:00 UTC"
-
-
 async def test_concurrent_requests_for_one_graph_render_it_once(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     release, calls = threading.Event(), []
-    real = http.render_flamegraph
+    real = renders.render_flamegraph
 
     def counted(folded, options):  # type: ignore[no-untyped-def]
         calls.append(1)
         release.wait(30)
         return real(folded, options)
 
-    monkeypatch.setattr(http, "render_flamegraph", counted)
+    monkeypatch.setattr(renders, "render_flamegraph", counted)
     url = "/api/v1/flamegraph?target=a&window=11m"
     pending = [asyncio.ensure_future(client.get(url)) for _ in range(5)]
     await wait_for(lambda: len(calls) == 1)
@@ -316,3 +312,44 @@ async def test_a_removed_targets_history_is_served_on_every_route(
     for path in ("/api/v1/folded", "/api/v1/flamegraph", "/api/v1/pprof"):
         response = await client.get(path, params={"target": "b", "window": "5m"})
         assert response.status == 200, (path, await response.text())
+
+
+async def test_daemon_pushes_buckets_and_serves_pprof(
+    aiohttp_server: MakeServer,
+    aiohttp_client: Callable[[web.Application], Awaitable[Any]],
+    pb: ModuleType,
+    tmp_path: Path,
+) -> None:
+    stand_in = StandIn("pyroscope", pb)
+    server = await aiohttp_server(stand_in.app())
+    exporters = f'\n[[exporters]]\nkind = "pyroscope"\nurl = "{server.make_url("/")}"\n'
+    targets = '[[targets]]\nname = "a"\nall = true\nfrequency = 250\n' + exporters
+    config = make_config(tmp_path, targets=targets)
+    factory, clock, registry = FakeFactory(), FakeClock(T0), CollectorRegistry()
+    app = create_app(
+        config, session_factory=factory, clock=clock, registry=registry, watch=False,
+        persist=False,
+    )  # fmt: skip
+    client = await aiohttp_client(app)
+    await wait_for(lambda: factory.running("a"))
+    factory.latest("a").emit(T0 - 10, T0, "main;work 5\nmain;idle 1\n")
+    await wait_for(lambda: len(stand_in.received) == 1)
+    [got] = stand_in.received
+    assert got.folded == {"main;work": 5, "main;idle": 1}
+    assert got.labels["target"] == "a" and got.time_nanos == int((T0 - 10) * 1e9)
+    assert stand_in.violations == []
+
+    response = await client.get(
+        "/api/v1/pprof", params={"target": "a", "window": "5m"},
+        headers={"Accept-Encoding": "gzip"}, auto_decompress=False,
+    )  # fmt: skip
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "application/octet-stream"
+    assert "Content-Encoding" not in response.headers
+    profile = decode_protobuf(pb, await response.read())
+    assert profile.folded() == {"main;work": 5, "main;idle": 1}
+    assert profile.period == 4_000_000
+    assert (await client.get("/api/v1/pprof", params={"target": "zzz"})).status == 404
+    assert (await client.get("/api/v1/pprof", params={"target": "a", "window": "x"})).status == 400
+    success = {"exporter": "pyroscope", "result": "success"}
+    assert registry.get_sample_value("flamed_export_pushes_total", success) == 1

@@ -1,0 +1,126 @@
+"""The daemon's process: serve until a signal, reload on SIGHUP, stop within a bound.
+
+``run_daemon`` builds the app (``flamed.daemon.app``), listens, tells systemd
+it is ready (and, every ``STATUS_PERIOD``, how the targets are), and waits.
+Signal handlers only set a flag or ask for a reload; the main task acts on
+them. Shutdown is bounded: requests under way get ``HTTP_DRAIN`` seconds, the
+samplers and the last bucket files the rest of ``SHUTDOWN_TIMEOUT``, then what
+is left is abandoned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from flamed.collapse.errors import FlamedError
+from flamed.daemon.app import SERVICE, create_app
+from flamed.daemon.config import Config
+from flamed.daemon.notify import Notifier
+from flamed.daemon.service import Service
+from flamed.daemon.supervisor import SessionFactory
+from flamed.daemon.version import version
+
+log = logging.getLogger("flamed.daemon.server")
+
+SHUTDOWN_TIMEOUT = 9.5
+HTTP_DRAIN = 1.5
+"""Seconds requests under way get at shutdown before their connections are closed."""
+STATUS_PERIOD = 10.0
+KEEPALIVE = 15.0
+"""Seconds an idle connection (or one whose request never completes) is kept open."""
+LINGER = 1.0
+"""Seconds an unwanted request body is read and discarded after the refusal (aiohttp: 10)."""
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+async def run_daemon(
+    config: Config,
+    config_path: str | None,
+    *,
+    session_factory: SessionFactory | None = None,
+    notifier: Notifier | None = None,
+    watch: bool = True,
+) -> int:
+    """Serve until SIGTERM/SIGINT; SIGHUP reloads. Returns the exit code."""
+    notifier = notifier if notifier is not None else Notifier()
+    app = create_app(
+        config,
+        session_factory=session_factory,
+        config_path=config_path,
+        notifier=notifier,
+        version=version(),
+        watch=watch,
+    )
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        keepalive_timeout=KEEPALIVE,  # also how long a silent or trickling client is kept
+        lingering_time=LINGER,
+        shutdown_timeout=HTTP_DRAIN,  # then the samplers' last buckets are folded and written
+    )
+    stop = asyncio.Event()
+    install_signals(stop, app[SERVICE])
+    try:
+        await serve(runner, app[SERVICE], config, notifier, stop)
+    finally:
+        remove_signals()
+    return 0
+
+
+async def serve(
+    runner: web.AppRunner,
+    service: Service,
+    config: Config,
+    notifier: Notifier,
+    stop: asyncio.Event,
+) -> None:
+    await runner.setup()
+    try:
+        await start_site(runner, config)
+    except FlamedError:
+        await runner.cleanup()
+        raise
+    log.info("listening on http://%s/ (%s)", config.server.listen, service.summary())
+    notifier.ready(f"{service.summary()}; http://{config.server.listen}/")
+    status = asyncio.create_task(report_status(notifier, service, config.server.listen))
+    await stop.wait()
+    log.info("stopping")
+    status.cancel()
+    notifier.stopping()
+    try:
+        await asyncio.wait_for(runner.cleanup(), SHUTDOWN_TIMEOUT)
+    except TimeoutError:
+        log.warning("shutdown took longer than %gs; leaving the rest", SHUTDOWN_TIMEOUT)
+
+
+def install_signals(stop: asyncio.Event, service: Service) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, service.request_reload)
+
+
+def remove_signals() -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (*STOP_SIGNALS, signal.SIGHUP):
+        loop.remove_signal_handler(signum)
+
+
+async def start_site(runner: web.AppRunner, config: Config) -> None:
+    site = web.TCPSite(runner, config.server.host, config.server.port, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise FlamedError(f"cannot listen on {config.server.listen}: {reason}") from None
+
+
+async def report_status(notifier: Notifier, service: Service, listen: str) -> None:
+    while True:
+        await asyncio.sleep(STATUS_PERIOD)
+        notifier.status(f"{service.summary()}; http://{listen}/")
