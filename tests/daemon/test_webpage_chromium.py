@@ -3,7 +3,7 @@
 ``flamed run`` samples a small C program (two named functions, frame pointers)
 with perf, 2 s buckets, a bearer token and an inbox. The browser reaches it
 through a reverse proxy that maps ``/flamed/`` onto the daemon's root, so every
-check also proves the page works under a path prefix. Until ``daemon/http.py``
+check also proves the page works under a path prefix. Until ``daemon/app.py``
 routes ``/`` to :mod:`flamed.daemon.webpage`, the proxy serves the page's three
 paths itself (from the same handlers) and forwards everything else.
 
@@ -203,7 +203,7 @@ class Proxy:
         self.session = ClientSession()
         async with self.session.get(self.upstream + "/") as response:
             body = await response.read()
-        # Once daemon/http.py routes / to the page, the daemon serves it itself.
+        # Once daemon/app.py routes / to the page, the daemon serves it itself.
         self.serve_page = not (response.status == 200 and b"static/page.js" in body)
         app = web.Application()
         app.router.add_get(PREFIX + "{tail:.*}", self.handle)
