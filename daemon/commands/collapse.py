@@ -69,11 +69,22 @@ def add_perf_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="input is `perf script -F+srcline`: append each frame's source line",
     )
+    add(
+        "--inline",
+        action="store_true",
+        help="show inlined functions, through addr2line (input of `perf script --no-inline`)",
+    )
+    add("--context", action="store_true", help="with --inline: add each frame's file:line")
 
 
 def make_perf_collapser(args: argparse.Namespace) -> Collapser:
     from flamed.collapse.perf import PerfCollapser, PerfOptions
 
+    tools = None
+    if args.inline:
+        from flamed.collector.binutils import Binutils
+
+        tools = Binutils()
     return PerfCollapser(
         PerfOptions(
             include_pid=args.pid,
@@ -84,7 +95,10 @@ def make_perf_collapser(args: argparse.Namespace) -> Collapser:
             event_filter=args.event_filter,
             skip_after=tuple(args.skip_after),
             srcline=args.srcline,
-        )
+            inline=args.inline,
+            context=args.context,
+        ),
+        tools,
     )
 
 
