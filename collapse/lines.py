@@ -54,7 +54,11 @@ class LineCollapser:
         return self.profile
 
     def add(self, stack: str, count: Count) -> None:
-        """Count ``stack``; zero counts are kept, as the reference tools print them."""
+        """Count ``stack``; zero counts are kept, as the reference tools print them.
+        A stack with no text at all (one empty frame) cannot be written: skipped."""
+        if not stack:
+            self.warn("stack without a frame name (skipped)", "")
+            return
         counts = self.profile.counts
         counts[stack] = counts.get(stack, 0) + count
 

@@ -72,6 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--nametype", default="Function:", help='label of the details line (default "Function:")')
     add("--notes", default="", help="text to embed in an XML comment")
     add(
+        "-c",
         "--colors",
         "--colours",
         default="hot",
@@ -96,7 +97,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="palette file for --cp (default palette.map; implies --cp when given)",
     )
     add("--reverse", action="store_true", help="reverse the stacks (leaf first) before merging")
-    add("--inverted", action="store_true", help="icicle graph: root at the top")
+    add("-i", "--inverted", action="store_true", help="icicle graph: root at the top")
     add("--flamechart", action="store_true", help="flame chart: keep input order, do not sort")
     add("--negate", action="store_true", help="swap differential hues (blue grew, red shrank)")
     add("--factor", type=float, default=1.0, help="multiply the displayed counts by this")
@@ -112,6 +113,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--search", default="", metavar="REGEX", help="highlight frames matching REGEX on open")
     add("--no-javascript", action="store_true", help="a static SVG without the script")
     add("--pretty-xml", action="store_true", help="indent the frames' elements")
+    # inferno-flamegraph takes these after its name; they mean what `flamed -q/-v` mean.
+    add("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="errors only")
+    add("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="log more")
     add("--no-sort", action="store_true", help="input is sorted already: merge it in order")
     add("--uicolor", default="#000000", metavar="#RRGGBB", help="colour of the title and controls")
     add("--stroke-color", default="none", help="outline every frame in this colour (default none)")
