@@ -80,7 +80,8 @@ class XctraceCollapser:
         try:
             self._parser.Parse(data, False)
         except expat.ExpatError as err:
-            self.warn("xctrace XML is not well formed (the rest is ignored)", str(err))
+            if not self._done:  # (after the root element, what follows does not matter)
+                self.warn("xctrace XML is not well formed (the rest is ignored)", str(err))
             self._done = True
         except _Refused:
             self.warn("xctrace XML with a document type declaration (refused)")

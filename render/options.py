@@ -151,7 +151,7 @@ class RenderOptions:
     truncate: str = "right"
     fluid: bool = False
     encoding: str = ""
-    name_attrs: Mapping[str, FrameAttrs] = dataclass_field(default_factory=dict)
+    name_attrs: Mapping[str, FrameAttrs] = dataclass_field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         check_options(self)

@@ -316,9 +316,8 @@ class SvgWriter:
         return separator_color(frame.name) or diffusion_color(share)
 
     def random_coloring(self, frame: Frame) -> str:
-        values = (random.random(), random.random(), random.random())
         name = frame.name
-        return separator_color(name) or frame_color(name, self.options.colors, values=values)
+        return separator_color(name) or frame_color(name, self.options.colors, values=shuffled())
 
     def diff_coloring(self, frame: Frame) -> str:
         special = separator_color(frame.name)
@@ -338,13 +337,16 @@ class SvgWriter:
         mapping = self.palette_map
         if mapping is not None and name in mapping:
             return xml_attr(mapping[name])
-        values = None
-        if self.options.random:
-            values = (random.random(), random.random(), random.random())
+        values = shuffled() if self.options.random else None
         color = frame_color(name, self.options.colors, self.options.hash, values)
         if mapping is not None:
             mapping[name] = color
         return color
+
+
+def shuffled() -> tuple[float, float, float]:
+    """Three random numbers in [0, 1): a colour for ``--random``."""
+    return random.random(), random.random(), random.random()
 
 
 def separator_color(name: str) -> str:

@@ -261,7 +261,7 @@ FORMATS: dict[str, Format] = {
     "ghcprof": Format(
         help="GHC profiling reports, .prof (inferno-collapse-ghcprof)",
         description="Fold the call tree of a GHC `+RTS -p` report: each cost centre's "
-        "individual cost, as %%time in tenths of a percent (--time, the default), ticks or "
+        "individual cost, as %time in tenths of a percent (--time, the default), ticks or "
         "bytes (--ticks, --bytes: the report needs +RTS -P). Same output as "
         "inferno-collapse-ghcprof.",
         add_arguments=add_ghcprof_arguments,
