@@ -17,7 +17,9 @@ This module does the same, with the same rules:
 Unlike the Perl script, which runs addr2line once per distinct address (hours
 on a large profile), the addresses of each fed chunk are asked for in one
 addr2line run per module, answers are kept in a bounded cache, and each module's
-``nm`` table is read once. The programs themselves are run by the caller's
+``nm`` table is read once. Answers are kept by address, module and perf's symbol
+(the Perl script's by address and module gave the answer for one process to
+another that had the module loaded elsewhere). The programs themselves are run by the caller's
 ``BinaryTools`` (``flamed.collector.binutils``): this module only parses.
 """
 
@@ -64,7 +66,8 @@ class Inliner:
         self.tools = tools
         self.context = context
         self.warn = WarnOnce()
-        self._chains: dict[tuple[str, str], str] = {}  # (pc, module) -> frames, "" if none
+        # (pc, module, perf's symbol) -> frames, "" if none
+        self._chains: dict[tuple[str, str, str], str] = {}
         self._symbols: dict[str, dict[str, int]] = {}  # module -> symbol -> address
 
     def prefetch(self, data: bytes) -> None:
@@ -74,7 +77,7 @@ class Inliner:
         for found in FRAME.finditer(data):
             pc, raw, module = (decode(part) for part in found.groups())
             module = module.removesuffix(" (deleted)")
-            if (pc, module) not in self._chains and not SKIP_MODULE.search(module):
+            if (pc, module, raw) not in self._chains and not SKIP_MODULE.search(module):
                 wanted.setdefault(module, {})[pc] = raw
         for module, frames in wanted.items():
             self._resolve(module, frames)
@@ -83,7 +86,7 @@ class Inliner:
         """The frames (root first, joined by ``;``) for one frame line; None: keep perf's."""
         if SKIP_MODULE.search(module):
             return None
-        key = (pc, module)
+        key = (pc, module, raw)
         if key not in self._chains:
             self._resolve(module, {pc: raw})
         return self._chains.get(key) or None
@@ -98,11 +101,11 @@ class Inliner:
                 if symbol is not None:
                     retry[f"0x{symbol:x}"] = pc
                     continue
-            self._store(pc, module, answer)
+            self._store((pc, module, raw), answer)
         if retry:
             again = self._ask(module, list(retry))
             for address, pc in retry.items():
-                self._store(pc, module, again.get(int(address, 16)))
+                self._store((pc, module, frames[pc]), again.get(int(address, 16)))
 
     def _ask(self, module: str, addresses: list[str]) -> dict[int, str]:
         """addr2line's answers by address: the lines after each address line."""
@@ -134,11 +137,11 @@ class Inliner:
             table = self._symbols[module] = parse_nm(decode(self.tools.nm(module)).splitlines())
         return table
 
-    def _store(self, pc: str, module: str, answer: str | None) -> None:
+    def _store(self, key: tuple[str, str, str], answer: str | None) -> None:
         chain = "" if answer is None else self._chain(answer)
         if len(self._chains) >= CACHE_LIMIT:
             self._chains.clear()
-        self._chains[(pc, module)] = "" if chain in FAILED else chain
+        self._chains[key] = "" if chain in FAILED else chain
 
     def _chain(self, answer: str) -> str:
         """addr2line's ``function`` / ``file:line`` pairs, innermost first, to frames root
