@@ -87,8 +87,8 @@ class RenderOptions:
         name gets different colours; the output differs from run to run).
     color_diffusion: colour by width, redder for wider frames (inferno's
         ``--colordiffusion``); the palette is then unused.
-    deterministic: accepted for inferno compatibility; colours are always the
-        same for the same name in flamed.
+    deterministic: accepted for inferno compatibility; colours are the same for
+        the same name in flamed anyway (unless ``random``).
     reverse: reverse every stack (leaf first) before merging.
     inverted: icicle graph, root at the top.
     flamechart: keep input order (first line leftmost) instead of sorting.

@@ -88,7 +88,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="colour by width, redder for wider frames (inferno)",
     )
-    add("--deterministic", action="store_true", help="same colour per name in every run (always)")
+    add(
+        "--deterministic", action="store_true", help="same colour per name in every run (always so)"
+    )
     add("--cp", action="store_true", help="use and extend a consistent palette file")
     add(
         "--palette-file",
