@@ -70,6 +70,14 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def add_log_flags(parser: argparse.ArgumentParser) -> None:
+    """``-q``/``-v`` after a command's name too, where inferno's commands take them;
+    they mean what ``flamed -q``/``flamed -v`` mean."""
+    add = parser.add_argument
+    add("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="errors only")
+    add("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="log more")
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """argparse's formatter, told the terminal's width: left to find it, argparse
     imports shutil, and every parser builds formatters even when no help is shown."""

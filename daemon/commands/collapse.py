@@ -11,7 +11,7 @@ import gc
 from collections.abc import Callable
 
 from flamed.collapse.common import Collapser
-from flamed.daemon.cli import HelpFormatter
+from flamed.daemon.cli import HelpFormatter, add_log_flags
 from flamed.daemon.commands.common import collapse_path, write_stdout
 
 NAME = "collapse"
@@ -293,6 +293,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             name, help=fmt.help, description=fmt.description, formatter_class=HelpFormatter
         )
         fmt.add_arguments(sub)
+        add_log_flags(sub)
         sub.add_argument(
             "file", nargs="?", default="-", metavar="FILE", help="input (default: stdin)"
         )

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from flamed.collapse.common import WarnOnce
 from flamed.collapse.errors import UsageError
 from flamed.collapse.folded import ERRORS, Count, decode
+from flamed.daemon.cli import add_log_flags
 from flamed.daemon.commands.common import iter_chunks, write_atomic
 
 if TYPE_CHECKING:
@@ -115,9 +116,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--search", default="", metavar="REGEX", help="highlight frames matching REGEX on open")
     add("--no-javascript", action="store_true", help="a static SVG without the script")
     add("--pretty-xml", action="store_true", help="indent the frames' elements")
-    # inferno-flamegraph takes these after its name; they mean what `flamed -q/-v` mean.
-    add("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="errors only")
-    add("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="log more")
+    add_log_flags(parser)
     add("--no-sort", action="store_true", help="input is sorted already: merge it in order")
     add("--uicolor", default="#000000", metavar="#RRGGBB", help="colour of the title and controls")
     add("--stroke-color", default="none", help="outline every frame in this colour (default none)")

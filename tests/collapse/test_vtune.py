@@ -62,3 +62,11 @@ def test_is_applicable() -> None:
     assert is_applicable(INPUT.read_bytes()) is True
     assert is_applicable(b"Function Stack,CPU") is None
     assert is_applicable(b"Level,Function Name\n") is False
+
+
+def test_quiet_after_the_format_name() -> None:
+    from tests.conftest import run_flamed
+
+    loud = run_flamed("collapse", "vtune", stdin=HEADER + b"main,x,a\n")
+    quiet = run_flamed("collapse", "vtune", "-q", stdin=HEADER + b"main,x,a\n")
+    assert b"not a number" in loud.stderr and quiet.stderr == b""
