@@ -105,10 +105,11 @@ def fuzz_vsprof(data: bytes, split: int) -> None:
 
 
 def fuzz_ghcprof(data: bytes, split: int) -> None:
-    from flamed.collapse.ghcprof import GhcProfCollapser, GhcProfOptions
+    from flamed.collapse.ghcprof import GhcProfCollapser, GhcProfOptions, Source
 
-    source = ("time", "ticks", "bytes")[split % 3]
-    check_split(lambda: GhcProfCollapser(GhcProfOptions(source=source)), data, split)  # type: ignore[arg-type]
+    sources: tuple[Source, ...] = ("time", "ticks", "bytes")
+    options = GhcProfOptions(source=sources[split % 3])
+    check_split(lambda: GhcProfCollapser(options), data, split)
 
 
 def fuzz_bpftrace(data: bytes, split: int) -> None:
