@@ -20,9 +20,12 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
-from flamed.collapse.common import WarnOnce
+from flamed.collapse.common import TYPE_CHECKING, WarnOnce
 from flamed.collapse.folded import Count, Folded, decode
 from flamed.collapse.symbols import tidy_rust
+
+if TYPE_CHECKING:
+    from flamed.collapse.inline import BinaryTools, Inliner
 
 # `comm pid[/tid] ...`: the command name may hold spaces, so it is the shortest
 # prefix followed by a number. Same pattern as the Perl script, ASCII classes.
@@ -105,6 +108,9 @@ class PerfOptions:
     - ``srcline``: input has a source line after each frame (``perf script -F+srcline``).
     - ``period_weights``: weight each sample by its period, as the Perl script does
       (for ``cpu-clock`` that is nanoseconds); False counts samples, which the daemon does.
+    - ``inline``: put inlined functions in place of the frame they were inlined into,
+      through addr2line (input of ``perf script --no-inline``; see ``flamed.collapse.inline``).
+    - ``context``: with ``inline``, add each inlined frame's ``:file.c:LINE``.
 
     A plain class, not a dataclass: importing dataclasses costs ~10 ms of start-up,
     and start-up counts in every ``flamed collapse perf``.
@@ -122,6 +128,8 @@ class PerfOptions:
         skip_after: tuple[str, ...] = (),
         srcline: bool = False,
         period_weights: bool = True,
+        inline: bool = False,
+        context: bool = False,
     ) -> None:
         self.include_pid = include_pid
         self.include_tid = include_tid
@@ -132,6 +140,8 @@ class PerfOptions:
         self.skip_after = skip_after
         self.srcline = srcline
         self.period_weights = period_weights
+        self.inline = inline
+        self.context = context
 
 
 class _Sample:
@@ -149,8 +159,12 @@ class _Sample:
 class PerfCollapser:
     """Streaming ``perf script`` collapser: ``feed()`` chunks split anywhere, then ``finish()``."""
 
-    def __init__(self, options: PerfOptions | None = None) -> None:
+    def __init__(
+        self, options: PerfOptions | None = None, tools: BinaryTools | None = None
+    ) -> None:
+        """``tools`` runs addr2line and nm for ``options.inline`` (required then)."""
         self.options = options or PerfOptions()
+        self._inliner = make_inliner(self.options, tools)
         self.warn = WarnOnce()
         self._tallies: dict[tuple[str, tuple[str, bool]], int] = {}
         self.samples = 0
@@ -210,6 +224,8 @@ class PerfCollapser:
 
     def _fold_records(self, data: bytes) -> None:
         """Fold complete lines: as uniform records if they are, else record by record."""
+        if self._inliner is not None:
+            self._inliner.prefetch(data)
         counted = self.count_records(data)
         if counted is None:
             self._fold_mixed(data)
@@ -219,7 +235,10 @@ class PerfCollapser:
     def count_records(self, data: bytes | memoryview) -> tuple[bytes, dict[Record, int]] | None:
         """Complete lines of uniform input (see ``count_uniform``) to the text before its
         first cut and each distinct record's count; None for input of another shape.
-        Changes nothing: input split in parts can be counted on several cores."""
+        Changes nothing: input split in parts can be counted on several cores.
+        (None under ``inline``, which looks frames up as each chunk is fed.)"""
+        if self._inliner is not None:
+            return None
         return count_uniform(data, self.options.include_pid or self.options.include_tid)
 
     def fold_counted(self, first: bytes, records: dict[Record, int]) -> None:
@@ -438,6 +457,10 @@ class PerfCollapser:
         if module.count("(") != module.count(")"):
             pc, raw, module = split_balanced(line) or (pc, raw, module)
         module = module.removesuffix(" (deleted)")
+        if self._inliner is not None:
+            chain = self._inliner.chain(pc, raw, module)
+            if chain is not None:
+                return (chain,)
         raw = OFFSET.sub("", raw)
         if raw.startswith("("):
             return ()
@@ -476,6 +499,16 @@ class PerfCollapser:
         if options.annotate_jit and JIT_MODULE.search(module):
             return func if "_[j]" in func else func + "_[j]"
         return func
+
+
+def make_inliner(options: PerfOptions, tools: BinaryTools | None) -> Inliner | None:
+    if not options.inline:
+        return None
+    if tools is None:
+        raise ValueError("PerfOptions(inline=True) needs tools that run addr2line and nm")
+    from flamed.collapse.inline import Inliner
+
+    return Inliner(tools, options.context)
 
 
 def frame_line(line: str) -> re.Match[str] | None:

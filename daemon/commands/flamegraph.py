@@ -19,10 +19,12 @@ from typing import TYPE_CHECKING
 
 from flamed.collapse.common import WarnOnce
 from flamed.collapse.errors import UsageError
-from flamed.collapse.folded import Count, decode
+from flamed.collapse.folded import ERRORS, Count, decode
 from flamed.daemon.commands.common import iter_chunks, write_atomic
+from flamed.daemon.commands.helpformat import add_log_flags
 
 if TYPE_CHECKING:
+    from flamed.render.nameattr import FrameAttrs
     from flamed.render.options import RenderOptions
 
 NAME = "flamegraph"
@@ -51,7 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("files", nargs="*", metavar="FILE", help="folded stacks (default: stdin)")
     add("--title", default="", help='heading (default "Flame Graph", "Icicle Graph" inverted)')
     add("--subtitle", default="", help="second heading line")
-    add("--width", type=int, default=1200, help="image width in pixels (default 1200)")
+    add(
+        "--width",
+        type=int,
+        default=None,
+        help="image width in pixels (default: 1200 wide as it opens, then the width of "
+        "the window or page showing it)",
+    )
     add("--height", type=int, default=16, help="height of one frame in pixels (default 16)")
     add(
         "--minwidth",
@@ -65,6 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--nametype", default="Function:", help='label of the details line (default "Function:")')
     add("--notes", default="", help="text to embed in an XML comment")
     add(
+        "-c",
         "--colors",
         "--colours",
         default="hot",
@@ -74,7 +83,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add("--bgcolors", default="", help="background: yellow, blue, green, grey or #rrggbb")
     add("--hash", action="store_true", help="colour by flamegraph.pl's weighted name hash")
-    add("--deterministic", action="store_true", help="same colour per name in every run (always)")
+    add("--random", action="store_true", help="a random colour for every frame (flamegraph.pl)")
+    add(
+        "--colordiffusion",
+        action="store_true",
+        help="colour by width, redder for wider frames (inferno)",
+    )
+    add(
+        "--deterministic", action="store_true", help="same colour per name in every run (always so)"
+    )
     add("--cp", action="store_true", help="use and extend a consistent palette file")
     add(
         "--palette-file",
@@ -83,7 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="palette file for --cp (default palette.map; implies --cp when given)",
     )
     add("--reverse", action="store_true", help="reverse the stacks (leaf first) before merging")
-    add("--inverted", action="store_true", help="icicle graph: root at the top")
+    add("-i", "--inverted", action="store_true", help="icicle graph: root at the top")
     add("--flamechart", action="store_true", help="flame chart: keep input order, do not sort")
     add("--negate", action="store_true", help="swap differential hues (blue grew, red shrank)")
     add("--factor", type=float, default=1.0, help="multiply the displayed counts by this")
@@ -99,6 +116,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--search", default="", metavar="REGEX", help="highlight frames matching REGEX on open")
     add("--no-javascript", action="store_true", help="a static SVG without the script")
     add("--pretty-xml", action="store_true", help="indent the frames' elements")
+    add_log_flags(parser)
+    add("--no-sort", action="store_true", help="input is sorted already: merge it in order")
+    add("--uicolor", default="#000000", metavar="#RRGGBB", help="colour of the title and controls")
+    add("--stroke-color", default="none", help="outline every frame in this colour (default none)")
+    add(
+        "--truncate-text-right",
+        dest="truncate",
+        action="store_const",
+        const="right",
+        default="right",
+        help="cut labels that do not fit on the right, with .. (the default, as flamegraph.pl)",
+    )
+    add(
+        "--truncate-text-left",
+        dest="truncate",
+        action="store_const",
+        const="left",
+        help="cut them on the left instead (inferno's default)",
+    )
+    add("--encoding", default="", help="character encoding of the input and the SVG (UTF-8)")
+    add(
+        "--nameattr",
+        metavar="FILE",
+        help="per function: extra attributes of its frames (function TAB name=value TAB ...)",
+    )
 
 
 def make_options(args: argparse.Namespace) -> RenderOptions:
@@ -108,7 +150,8 @@ def make_options(args: argparse.Namespace) -> RenderOptions:
     return RenderOptions(
         title=args.title,
         subtitle=args.subtitle,
-        width=args.width,
+        width=1200 if args.width is None else args.width,
+        fluid=args.width is None,
         frame_height=args.height,
         minwidth=minwidth,
         minwidth_percent=percent,
@@ -133,7 +176,21 @@ def make_options(args: argparse.Namespace) -> RenderOptions:
         search=args.search,
         javascript=not args.no_javascript,
         pretty_xml=args.pretty_xml,
+        random=args.random,
+        color_diffusion=args.colordiffusion,
+        no_sort=args.no_sort,
+        ui_color=args.uicolor,
+        stroke_color=args.stroke_color,
+        truncate=args.truncate,
+        encoding=args.encoding,
+        name_attrs=load_nameattr(args.nameattr) if args.nameattr else {},
     )
+
+
+def load_nameattr(path: str) -> dict[str, FrameAttrs]:
+    from flamed.render.nameattr import parse_nameattr
+
+    return parse_nameattr(b"".join(iter_chunks(path)))
 
 
 class LineReader:
@@ -145,8 +202,9 @@ class LineReader:
     With ``merge`` repeated stacks are summed, else lines keep their order.
     """
 
-    def __init__(self, merge: bool) -> None:
+    def __init__(self, merge: bool, encoding: str = "") -> None:
         self.merge = merge
+        self.decode = decode if not encoding else lambda data: data.decode(encoding, ERRORS)
         self.counts: dict[str, Count] = {}
         self.ordered: list[tuple[str, Count]] = []
         self.warn = WarnOnce(log)
@@ -159,10 +217,10 @@ class LineReader:
             self.pending = buffer
             return
         self.pending = buffer[end + 1 :]
-        self.read(decode(buffer[:end]))
+        self.read(self.decode(buffer[:end]))
 
     def finish(self) -> list[tuple[str, Count]]:
-        self.read(decode(self.pending))
+        self.read(self.decode(self.pending))
         self.pending = b""
         return list(self.counts.items()) if self.merge else self.ordered
 
@@ -186,9 +244,9 @@ def to_count(text: str) -> Count:
     return float(text) if "." in text else int(text)
 
 
-def read_inputs(paths: list[str], merge: bool) -> list[tuple[str, Count]]:
+def read_inputs(paths: list[str], merge: bool, encoding: str = "") -> list[tuple[str, Count]]:
     """All inputs: merged into one profile, or every line in order (a flame chart)."""
-    reader = LineReader(merge)
+    reader = LineReader(merge, encoding)
     for path in paths:
         for chunk in iter_chunks(path):
             reader.feed(chunk)
@@ -225,12 +283,18 @@ def run(args: argparse.Namespace) -> int:
     paths = args.files or ["-"]
     if paths.count("-") > 1:
         raise UsageError("stdin (-) can be read only once")
-    items = read_inputs(paths, merge=not options.flamechart)
+    in_order = options.flamechart or (options.no_sort and not options.reverse)
+    items = read_inputs(paths, merge=not in_order, encoding=options.encoding)
     triples = split_differential(items)
     layout = layout_differential(triples, options) if triples else layout_plain(items, options)
     use_palette = args.cp or args.palette_file != "palette.map"
     palette = load_palette(args.palette_file) if use_palette else None
-    out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="\n")
+    out = io.TextIOWrapper(
+        sys.stdout.buffer,
+        encoding=options.encoding or "utf-8",
+        errors="xmlcharrefreplace",  # characters the chosen encoding lacks
+        newline="\n",
+    )
     try:
         write_svg(layout, options, out, palette)
         out.flush()

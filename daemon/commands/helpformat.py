@@ -24,3 +24,11 @@ def terminal_width() -> int:
         return os.get_terminal_size().columns or 80
     except (ValueError, OSError):
         return 80
+
+
+def add_log_flags(parser: argparse.ArgumentParser) -> None:
+    """``-q``/``-v`` after a command's name too, where inferno's commands take them;
+    they mean what ``flamed -q``/``flamed -v`` mean."""
+    add = parser.add_argument
+    add("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="errors only")
+    add("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="log more")

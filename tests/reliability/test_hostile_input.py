@@ -328,6 +328,17 @@ TOKENS += [b"\x00", b"\x1b", b"\r", b"cpu-clock:", b"cycles:u:", b"[unknown]", b
 TOKENS += [b"[[targets]]", b"[server]", b"[storage]", b"name", b"all = true", b"listen", b"'"]
 TOKENS += [b"bucket", b"retention", b"10s", b"window", b"&", b"now-", b"1e400", b"nan", b"inf"]
 TOKENS += [b"\xe2\x80\xa8", b"\xed\xa0\x80", b"java", b"_[k]", b"->", b"libc.so.6", b"#"]
+TOKENS += [b"    ", b"+ ", b"! ", b"(in ", b"Call graph:\n", b"Total number", b"@[", b"]: ", b", "]
+TOKENS += [
+    b"<row>",
+    b"</row>",
+    b'<backtrace id="1">',
+    b'<frame ref="2"/>',
+    b'"',
+    b",",
+    b"\xef\xbb\xbf",
+]
+TOKENS += [b"COST CENTRE MODULE SRC no. entries %time %alloc %time %alloc ticks bytes\n"]
 
 
 def mutated(seed: bytes) -> st.SearchStrategy[bytes]:
@@ -376,7 +387,13 @@ def inputs(name: str) -> st.SearchStrategy[bytes]:
     return st.one_of(st.binary(max_size=600), grammar, *seeds)
 
 
-@pytest.mark.parametrize("name", ["perf", "dtrace", "folded", "guess", "config", "query"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        *("perf", "dtrace", "folded", "guess", "config", "query"),
+        *("recursive", "sample", "xctrace", "vtune", "vsprof", "ghcprof", "bpftrace"),
+    ],
+)
 @settings(
     max_examples=int(os.environ.get("FLAMED_FUZZ_EXAMPLES", "500")),
     deadline=None,
