@@ -49,6 +49,7 @@ SERVICE = web.AppKey("service", Service)
 METRICS = web.AppKey("metrics", Metrics)
 NOTIFIER = web.AppKey("notifier", Notifier)
 RESPONDER = web.AppKey("responder", Responder)
+VERSION = web.AppKey("version", str)
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 """Never need the bearer token (nor do the web page's paths, which hold no data)."""
@@ -86,6 +87,7 @@ def create_app(
     app[METRICS] = metrics
     app[RESPONDER] = Responder(config.server.max_renders)
     app[NOTIFIER] = notifier if notifier is not None else Notifier(env={})
+    app[VERSION] = version
     add_routes(app, registry)
     app.cleanup_ctx.append(service_ctx)
     app.cleanup_ctx.append(watchdog_ctx)
@@ -116,6 +118,9 @@ def add_routes(app: web.Application, registry: CollectorRegistry) -> None:
     get("/api/v1/flamegraph", functools.partial(flamegraph, window=API_WINDOW, quick=False))
     get("/api/v1/diff", diff)
     get("/api/v1/pprof", pprof)
+    get("/api/v1/profile", profile)
+    get("/api/v1/timeline", timeline)
+    get("/api/v1/speedscope", speedscope)
     get("/folded.txt", functools.partial(folded, window=QUICK_WINDOW, quick=True))
     get("/flamegraph.svg", functools.partial(flamegraph, window=QUICK_WINDOW, quick=True))
 
@@ -166,6 +171,26 @@ async def diff(request: web.Request) -> web.StreamResponse:
 async def pprof(request: web.Request) -> web.StreamResponse:
     query = ask(request, API_WINDOW, quick=False)
     return await respond(request, (query.key,), functools.partial(renders.pprof, query))
+
+
+async def profile(request: web.Request) -> web.StreamResponse:
+    """The range as the web page's compact JSON call tree."""
+    query = ask(request, API_WINDOW, quick=False)
+    return await respond(request, (query.key,), functools.partial(renders.profile_json, query))
+
+
+async def timeline(request: web.Request) -> web.StreamResponse:
+    """Samples per bucket over the range, from bucket metadata (made on the loop: cheap)."""
+    query = ask(request, API_WINDOW, quick=False)
+    work = functools.partial(renders.timeline, query)
+    return request.app[RESPONDER].respond_now(request, (query.key,), work)
+
+
+async def speedscope(request: web.Request) -> web.StreamResponse:
+    query = ask(request, API_WINDOW, quick=False)
+    exporter = f"flamed {request.app[VERSION]}"
+    work = functools.partial(renders.speedscope, query, exporter)
+    return await respond(request, (query.key,), work)
 
 
 # -- what the handlers share ---------------------------------------------------------------

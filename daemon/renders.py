@@ -1,20 +1,23 @@
 """What each profile endpoint sends, made from queries in a worker thread.
 
-Folded text, an SVG flame graph, a differential one, gzip-compressed pprof:
-each function here takes ``Query`` objects, merges them (``Query.folded()``)
-and returns a ``Rendered`` body. This is the one place that calls
+Folded text, an SVG flame graph, a differential one, gzip-compressed pprof,
+the web page's JSON call tree, speedscope JSON: each function here takes
+``Query`` objects, merges them (``Query.folded()``) and returns a ``Rendered``
+body (``timeline`` reads only the buckets' sample counts, never their stacks).
+This is the one place that calls
 ``flamed.render``; ``flamed.render`` is imported on first use, so the command
 line never pays for it.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from flamed.collapse.folded import Folded
 from flamed.daemon.query import Query
-from flamed.daemon.responses import PPROF, SVG, TEXT, Rendered, packed
+from flamed.daemon.responses import JSON, PPROF, SVG, TEXT, Rendered, packed
 from flamed.daemon.timerange import format_time
 
 if TYPE_CHECKING:
@@ -92,3 +95,41 @@ def pprof_for(folded: Folded, *, frequency: float, start: float, end: float, tar
         duration_ns=max(0, round((end - start) * 1e9)),
         labels={"target": target},
     )
+
+
+def profile_json(query: Query, kind: str = "cpu") -> Rendered:
+    """The range as the web page's compact JSON call tree (``flamed.render.jsonprofile``)."""
+    from flamed.render.jsonprofile import profile_json as encode
+
+    selection = query.selection
+    meta = {
+        "target": query.target,
+        "type": kind,
+        "start": selection.start,
+        "end": selection.end,
+        "samples": query.samples,
+        "frequency": query.frequency,
+    }
+    return packed(encode(query.folded(), meta), JSON)
+
+
+def speedscope(query: Query, exporter: str) -> Rendered:
+    """The range as a speedscope file, named by the target and the buckets' times."""
+    from flamed.render.speedscope import speedscope_json
+
+    selection = query.selection
+    name = query.target
+    if selection.start is not None and selection.end is not None:
+        name += f" {format_time(selection.start)} to {format_time(selection.end)}"
+    return packed(speedscope_json(query.folded(), name, exporter), JSON)
+
+
+def timeline(query: Query) -> Rendered:
+    """Samples per bucket over the range, ``[start, end, samples]`` each, from the buckets'
+    own counts (no stacks are read: cheap for a day of buckets, cold ones included)."""
+    buckets = [
+        [round(bucket.start, 3), round(bucket.end, 3), bucket.samples]
+        for bucket in query.selection.buckets
+    ]
+    body = {"target": query.target, "buckets": buckets}
+    return packed(json.dumps(body, separators=(",", ":")).encode("ascii"), JSON)

@@ -28,6 +28,7 @@ CACHE_BYTES = 32 << 20
 SVG = "image/svg+xml"
 TEXT = "text/plain"
 PPROF = "application/octet-stream"
+JSON = "application/json"
 METRICS_TTL = 1.0
 """Seconds one exposition is reused: a scrape storm renders it once (Prometheus scrapes
 every 15 s or so; dashboards and alerts never see the difference)."""
@@ -122,10 +123,24 @@ class Responder:
         """
         etag = self.etag(request, parts)
         if not_modified(request, etag):
-            return web.Response(status=304, headers={"ETag": etag, "Vary": "Accept-Encoding"})
+            return unchanged(etag)
         item = self.cache.get(etag)
         if item is None:
             item = await asyncio.shield(self._rendering(etag, work))
+        return send(request, etag, item)
+
+    def respond_now(
+        self, request: web.Request, parts: tuple[object, ...], work: Callable[[], Rendered]
+    ) -> web.Response:
+        """``respond`` for a body cheap enough to make on the event loop (bucket metadata):
+        it takes no render slot, so a page's poll is never refused while graphs render."""
+        etag = self.etag(request, parts)
+        if not_modified(request, etag):
+            return unchanged(etag)
+        item = self.cache.get(etag)
+        if item is None:
+            item = work()
+            self.cache.put(etag, item)
         return send(request, etag, item)
 
     def _rendering(self, etag: str, work: Callable[[], Rendered]) -> asyncio.Future[Rendered]:
@@ -135,6 +150,10 @@ class Responder:
             self.cache.pending[etag] = pending
             pending.add_done_callback(lambda done: self.cache.settle(etag, done))
         return pending
+
+
+def unchanged(etag: str) -> web.Response:
+    return web.Response(status=304, headers={"ETag": etag, "Vary": "Accept-Encoding"})
 
 
 def not_modified(request: web.Request, etag: str) -> bool:
