@@ -1,16 +1,21 @@
 """The daemon's web page: ``GET /`` and its script and style sheet.
 
-The page is static: plain HTML, CSS and JavaScript shipped as package data in
-``daemon/assets/`` (no build step, nothing fetched from the internet). It holds
-no profile data; its script reads ``api/v1/targets``, ``api/v1/flamegraph``,
-``api/v1/diff`` and ``api/v1/folded`` with the bearer token the user gives it,
-so the page and its assets can be served without a token (``PAGE_PATHS``).
+The page is static: plain HTML, CSS and hand-written JavaScript shipped as
+package data in ``daemon/assets/`` (nothing fetched from the internet). The
+script is written as a few files, one concern each (``SCRIPT_PARTS``: formats,
+the profile model, the canvas graph, the timeline, the top table, the page),
+served as one ``static/page.js``, joined in that order: no build step but
+that. It holds no profile data; it reads ``api/v1/targets``,
+``api/v1/timeline`` and ``api/v1/profile`` (and links the other formats)
+with the bearer token the user gives it, so the page and its assets can be
+served without a token (``PAGE_PATHS``).
 
 Every URL in the page is relative (``static/page.js``, ``api/v1/...``), so the
 page works unchanged behind a reverse proxy that maps a path prefix such as
 ``/flamed/`` onto the daemon's root. Each response carries a Content-Security-
-Policy with a fresh nonce: only the page's own script runs, and it passes the
-nonce on to the flame graph's script when it inlines an SVG.
+Policy with a fresh nonce: only the page's own scripts run. They draw frame
+names on canvases and put them in the page as text only, so a name is never
+markup.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from aiohttp import web
 
 STATIC = "/static/"
 CONTENT_TYPES = {"page.js": "text/javascript", "page.css": "text/css"}
+SCRIPT_PARTS = ("format.js", "profile.js", "graph.js", "timeline.js", "table.js", "main.js")
+"""What ``static/page.js`` is made of, in order (each part adds to ``window.flamedViewer``)."""
 PAGE_PATHS = frozenset({"/", *(STATIC + name for name in CONTENT_TYPES)})
 """Paths that need no bearer token: the page holds no data and asks for the token itself."""
 
@@ -40,6 +47,9 @@ class Asset:
 
 
 def read_asset(name: str) -> bytes:
+    """An asset's bytes; ``page.js`` is ``SCRIPT_PARTS`` joined."""
+    if name == "page.js":
+        return b"\n".join(read_asset(part) for part in SCRIPT_PARTS)
     return resources.files("flamed.daemon").joinpath("assets", name).read_bytes()
 
 
@@ -62,7 +72,7 @@ def page_template() -> str:
 
 
 def security_policy(nonce: str) -> str:
-    """Only our script (and the SVG script it inlines with the nonce); API calls to us only."""
+    """Only our scripts; API calls to us only."""
     return "; ".join(
         (
             "default-src 'none'",

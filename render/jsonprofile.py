@@ -52,25 +52,23 @@ class CallTree:
 
     def __init__(self) -> None:
         self.index: dict[str, int] = {}
-        self.names: list[str] = []
         self.name: list[int] = []
         self.depth: list[int] = []
         self.self: list[Count] = []
         self._previous: list[str] = []
 
-    def name_of(self, frame: str) -> int:
-        found = self.index.get(frame)
-        if found is None:
-            found = self.index[frame] = len(self.names)
-            self.names.append(readable(frame))
-        return found
+    @property
+    def names(self) -> list[str]:
+        """Each frame name once, in the order of first use (``name`` indexes this)."""
+        return [readable(frame) for frame in self.index]
 
     def add(self, frames: list[str], count: Count) -> None:
         """One stack; stacks must come sorted by their list of frames (so prefixes group)."""
-        for depth in range(shared_prefix(frames, self._previous), len(frames)):
-            self.name.append(self.name_of(frames[depth]))
-            self.depth.append(depth + 1)
-            self.self.append(0)
+        common = shared_prefix(frames, self._previous)
+        index = self.index
+        self.name.extend([index.setdefault(frame, len(index)) for frame in frames[common:]])
+        self.depth.extend(range(common + 1, len(frames) + 1))
+        self.self.extend([0] * (len(frames) - common))
         self.self[-1] += count
         self._previous = frames
 
