@@ -17,7 +17,8 @@
   class Graph {
     // options: orientation ("icicle" | "flame"), label (for screen readers),
     // describe(node) -> lines for the tooltip, onZoom(node), onCursor(node),
-    // maxHeight() -> pixels the scrolling area may take.
+    // maxHeight() -> pixels the scrolling area may take, byTotal (in a comparison, colour by
+    // the change of a frame's total rather than its own samples: for the callers' graph).
     constructor(holder, options) {
       this.options = options;
       this.orientation = options.orientation || "icicle";
@@ -81,7 +82,7 @@
       const zoomPath = keep && old ? FV.pathOf(old, this.zoom) : [];
       const cursorPath = keep && old && this.cursor >= 0 ? FV.pathOf(old, this.cursor) : null;
       this.tree = tree;
-      this.largest = tree.baseSelf ? FV.largestDelta(tree) : 1;
+      this.largest = tree.baseSelf ? FV.largestDelta(tree, this.options.byTotal) : 1;
       this.zoom = FV.findPath(tree, zoomPath);
       this.cursor = cursorPath ? FV.findPath(tree, cursorPath) : -1;
       this.relayout(!keep);
@@ -181,6 +182,10 @@
       ctx.clearRect(0, 0, width, height);
       ctx.font = FONT;
       ctx.textBaseline = "middle";
+      if (!this.layout.node.length) {
+        ctx.fillStyle = "#6b6b70";
+        ctx.fillText("no samples in this range", 8, ROW / 2);
+      }
       const shown = this.visible();
       shown.forEach((k) => this.box(ctx, k));
       ctx.fillStyle = "#000";
@@ -257,7 +262,9 @@
         return MATCH;
       }
       if (tree.baseSelf) {
-        return FV.diffColor(tree.self[node] - tree.baseSelf[node], this.largest);
+        const delta = this.options.byTotal ? tree.total[node] - tree.baseTotal[node]
+          : tree.self[node] - tree.baseSelf[node];
+        return FV.diffColor(delta, this.largest);
       }
       let colors = colorCache.get(tree.names);
       if (!colors) {
@@ -405,13 +412,16 @@
     const x = [];
     const w = [];
     let rows = 0;
+    if (!(tree.total[zoom] > 0)) {
+      return {node, x, w, rows};
+    }
     for (let a = zoom; a >= 0; a = tree.parent[a]) {
       node.push(a);
       x.push(0);
       w.push(width);
       rows = Math.max(rows, tree.depth[a] + 1);
     }
-    const scale = tree.total[zoom] > 0 ? width / tree.total[zoom] : 0;
+    const scale = width / tree.total[zoom];
     const stack = [zoom];
     const starts = [0];
     while (stack.length) {

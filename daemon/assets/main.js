@@ -290,7 +290,13 @@
 
   function targetNote(target) {
     if (target.last_error) {
-      return {text: target.last_error, error: target.state === "error"};
+      const at = target.last_error_time
+        ? " (" + format.clock(target.last_error_time, state.utc, true) + ")" : "";
+      if (target.last_error_past && target.state !== "error") {
+        return {text: "recovered since the last error" + at + ": " + target.last_error,
+          error: false};
+      }
+      return {text: target.last_error + at, error: target.state === "error"};
     }
     if (target.state === "error") {
       return {text: "the sampler failed (no reason given)", error: true};
@@ -547,6 +553,7 @@
       const options = (label, orientation) => ({
         orientation: orientation,
         label: label,
+        byTotal: orientation === "flame",
         describe: describe,
         maxHeight: () => Math.max(160, Math.floor(maxGraphHeight() / 2)),
         onCursor: (node) => showDetails(node, orientation === "flame" ? callersGraph.tree
@@ -640,12 +647,12 @@
 
   function showSubtitle() {
     const meta = shown.meta;
-    const range = (m) => (m && m.start != null ? format.range(m.start, m.end, state.utc)
+    const range = (m) => (m && m.start != null
+      ? format.range(m.start, m.end, state.utc) + ", " + format.samples(m.samples || 0)
       : "no samples in this range yet");
-    let text = state.target + ": " + range(meta) + ", " + format.samples(meta.samples || 0);
+    let text = state.target + ": " + range(meta);
     if (shown.baseMeta) {
-      text += "; against " + range(shown.baseMeta) + ", " +
-        format.samples(shown.baseMeta.samples || 0);
+      text += "; against " + range(shown.baseMeta);
     }
     $("subtitle").textContent = text;
   }
@@ -857,7 +864,7 @@
     $("sandwich-view").hidden = state.view !== "sandwich";
     $("reset-zoom").hidden = $("graph").hidden;
     $("zone").textContent = "times in " + format.zoneName(state.utc);
-    $("zone-hint").textContent = "(" + format.zoneName(state.utc) + ")";
+    $("zone-hint").textContent = "times in " + format.zoneName(state.utc);
     fillRangeInputs();
   }
 

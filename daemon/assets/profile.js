@@ -487,11 +487,12 @@
     return "rgb(255,255,255)";
   }
 
-  // The largest change in a frame's own samples, at least 1.
-  function largestDelta(tree) {
+  // The largest change in a frame's own samples (or total), at least 1.
+  function largestDelta(tree, byTotal) {
+    const [after, before] = byTotal ? [tree.total, tree.baseTotal] : [tree.self, tree.baseSelf];
     let largest = 1;
     for (let i = 1; i < tree.count; i++) {
-      largest = Math.max(largest, Math.abs(tree.self[i] - tree.baseSelf[i]));
+      largest = Math.max(largest, Math.abs(after[i] - before[i]));
     }
     return largest;
   }

@@ -44,8 +44,9 @@ FOLDED = Folded(
 )
 
 
-@pytest.fixture(scope="session")
-def release(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def speedscope_release(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """speedscope's ``dist/release`` folder, installed once into pytest's cache."""
     cache = getattr(request.config, "cache", None)
     folder = cache.mkdir("speedscope") if cache is not None else None
@@ -53,6 +54,17 @@ def release(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         folder or tmp_path_factory.mktemp("speedscope"), "speedscope", SPEEDSCOPE_VERSION
     )
     return package / "dist" / "release"
+
+
+@pytest.fixture(scope="session")
+def release(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return speedscope_release(request, tmp_path_factory)
+
+
+def validate(document: dict[str, Any], release: Path) -> None:
+    """Raise ``jsonschema.ValidationError`` unless ``document`` is a speedscope file."""
+    schema = json.loads((release / "file-format-schema.json").read_text("utf-8"))
+    jsonschema.validate(document, schema)
 
 
 def samples_of(document: dict[str, Any]) -> dict[str, Count]:
@@ -95,12 +107,11 @@ def test_an_empty_profile_is_still_a_file() -> None:
 
 
 def test_the_file_matches_speedscopes_schema(release: Path) -> None:
-    schema = json.loads((release / "file-format-schema.json").read_text("utf-8"))
     for folded in (FOLDED, Folded(), Folded({"a": 0.5, "a;b": 2})):
         document = json.loads(speedscope_json(folded, "profile"))
-        jsonschema.validate(document, schema)
+        validate(document, release)
     with pytest.raises(jsonschema.ValidationError):  # the check can fail
-        jsonschema.validate({**document, "profiles": [{"type": "sampled"}]}, schema)
+        validate({**document, "profiles": [{"type": "sampled"}]}, release)
 
 
 @pytest.fixture(scope="module")
