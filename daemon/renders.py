@@ -110,7 +110,7 @@ def profile_json(query: Query, kind: str = "cpu") -> Rendered:
         "samples": query.samples,
         "frequency": query.frequency,
     }
-    return packed(encode(query.folded(), meta), JSON)
+    return packed(encode(query.folded(), meta), JSON, level=1)
 
 
 def speedscope(query: Query, exporter: str) -> Rendered:

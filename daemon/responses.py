@@ -44,8 +44,10 @@ class Rendered:
     content_type: str
 
 
-def packed(body: bytes, content_type: str) -> Rendered:
-    return Rendered(body, gzip.compress(body, compresslevel=6, mtime=0), content_type)
+def packed(body: bytes, content_type: str, level: int = 6) -> Rendered:
+    """``body`` with its gzip form; ``level`` 1 for big bodies made often (seven times faster
+    than 6 on the page's JSON, a third larger)."""
+    return Rendered(body, gzip.compress(body, compresslevel=level, mtime=0), content_type)
 
 
 class RenderLimiter:
@@ -68,7 +70,8 @@ class RenderLimiter:
 
 
 class ResponseCache:
-    """Rendered bodies by ETag, bounded in entries and bytes."""
+    """Rendered bodies by ETag, bounded in entries and bytes; one body may take half the
+    bytes (the page's JSON of a 50,000-stack range, about 10 MB with its gzip form, fits)."""
 
     def __init__(self, entries: int = CACHE_ENTRIES, max_bytes: int = CACHE_BYTES) -> None:
         self.entries = entries
@@ -91,7 +94,7 @@ class ResponseCache:
 
     def put(self, etag: str, item: Rendered) -> None:
         cost = len(item.body) + len(item.gzipped)
-        if cost > self.max_bytes // 4 or etag in self.items:
+        if cost > self.max_bytes // 2 or etag in self.items:
             return
         self.items[etag] = item
         self.size += cost

@@ -68,15 +68,16 @@
     const tree = makeTree(names, columns.name.length + 1, false);
     tree.name[0] = names.length - 1;
     tree.parent[0] = -1;
-    const last = [0];
+    const last = [0];  // the latest node at each depth up to `deepest`
+    let deepest = 0;
     for (let i = 1; i < tree.count; i++) {
       const depth = columns.depth[i - 1];
       const name = columns.name[i - 1];
-      if (!(depth >= 1 && depth <= last.length) || !(name >= 0 && name < names.length - 1)) {
+      if (!(depth >= 1 && depth <= deepest + 1) || !(name >= 0 && name < names.length - 1)) {
         throw new BadProfile("the daemon sent a malformed call tree (node " + i + ")");
       }
-      last.length = depth;
-      last.push(i);
+      last[depth] = i;
+      deepest = depth;
       tree.name[i] = name;
       tree.depth[i] = depth;
       tree.parent[i] = last[depth - 1];
@@ -86,32 +87,124 @@
   }
 
   // Builds a tree by (parent, name) -> child, then orders it: preorder, children by name.
+  // A node's children are looked up in a hash table only once more than one source feeds it
+  // (a frame a run was folded into, a node both compared trees have): copying a tree as it
+  // is costs no lookup at all, and a million nodes take a fraction of a second.
   class Builder {
-    constructor(names, rootName, compared) {
+    constructor(names, rootName, compared, expected) {
       this.names = names;
-      this.width = names.length + 1;
       this.compared = compared;
-      this.name = [rootName];
-      this.parent = [-1];
-      this.self = [0];
-      this.base = [0];
-      this.runMin = [0];
-      this.runMax = [0];
-      this.children = new Map();
+      this.size = 1;
+      this.capacity = 0;
+      this.resize(powerOfTwo(Math.max(1024, expected || 0)));
+      this.name[0] = rootName;
+      this.parent[0] = -1;
+    }
+
+    resize(capacity) {
+      const keep = (old, Type, fill) => {
+        const array = new Type(capacity);
+        if (fill) {
+          array.fill(fill);
+        }
+        if (old) {
+          array.set(old.subarray(0, this.size));
+        }
+        return array;
+      };
+      this.name = keep(this.name, Int32Array);
+      this.parent = keep(this.parent, Int32Array);
+      this.self = keep(this.self, Float64Array);
+      this.base = keep(this.base, Float64Array);
+      this.runMin = keep(this.runMin, Int32Array);
+      this.runMax = keep(this.runMax, Int32Array);
+      this.firstChild = keep(this.firstChild, Int32Array, -1);
+      this.lastChild = keep(this.lastChild, Int32Array, -1);
+      this.nextSibling = keep(this.nextSibling, Int32Array, -1);
+      this.shared = keep(this.shared, Uint8Array);
+      this.capacity = capacity;
+      if (!this.slots) {
+        this.rehash(1024);
+      }
+    }
+
+    // The table: (parent, name, node) in three consecutive entries per slot, so that a probe
+    // reads one cache line (node -1: empty), at most half full; it holds the children of the
+    // shared nodes only.
+    rehash(slots) {
+      this.slots = new Int32Array(slots * 3).fill(-1);
+      this.stored = 0;
+      for (let node = 1; node < this.size; node++) {
+        if (this.shared[this.parent[node]]) {
+          this.store(this.find(this.parent[node], this.name[node]), node);
+        }
+      }
+    }
+
+    // The slot of (parent, name): the node's, or the empty one where it would go.
+    find(parent, name) {
+      const slots = this.slots;
+      const mask = slots.length / 3 - 1;
+      let at = (Math.imul(parent, 0x9e3779b1) ^ Math.imul(name + 1, 0x85ebca77)) & mask;
+      for (;;) {
+        const k = at * 3;
+        if (slots[k + 2] < 0 || (slots[k] === parent && slots[k + 1] === name)) {
+          return k;
+        }
+        at = (at + 1) & mask;
+      }
+    }
+
+    store(k, node) {
+      this.slots[k] = this.parent[node];
+      this.slots[k + 1] = this.name[node];
+      this.slots[k + 2] = node;
+      this.stored++;
+    }
+
+    roomy() {
+      if (this.stored * 6 > this.slots.length) {
+        this.rehash(this.slots.length / 3 * 2);
+      }
+    }
+
+    // From now on `node` may be given children by more than one source: index them.
+    share(node) {
+      if (!this.shared[node]) {
+        this.shared[node] = 1;
+        for (let c = this.firstChild[node]; c >= 0; c = this.nextSibling[c]) {
+          this.roomy();
+          this.store(this.find(node, this.name[c]), c);
+        }
+      }
     }
 
     child(parent, name) {
-      const key = parent * this.width + name;
-      let node = this.children.get(key);
-      if (node === undefined) {
-        node = this.name.length;
-        this.children.set(key, node);
-        this.name.push(name);
-        this.parent.push(parent);
-        this.self.push(0);
-        this.base.push(0);
-        this.runMin.push(0);
-        this.runMax.push(0);
+      let k = -1;
+      if (this.shared[parent]) {
+        this.roomy();
+        k = this.find(parent, name);
+        const found = this.slots[k + 2];
+        if (found >= 0) {
+          this.share(found);
+          return found;
+        }
+      }
+      if (this.size === this.capacity) {
+        this.resize(this.capacity * 2);
+        return this.child(parent, name);
+      }
+      const node = this.size++;
+      this.name[node] = name;
+      this.parent[node] = parent;
+      if (this.lastChild[parent] < 0) {
+        this.firstChild[parent] = node;
+      } else {
+        this.nextSibling[this.lastChild[parent]] = node;
+      }
+      this.lastChild[parent] = node;
+      if (k >= 0) {
+        this.store(k, node);
       }
       return node;
     }
@@ -130,54 +223,78 @@
 
     finish() {
       const order = this.preorder();
-      const tree = makeTree(this.names, order.length, this.compared);
-      const index = new Int32Array(order.length);
-      order.forEach((old, i) => {
-        index[old] = i;
-      });
-      order.forEach((old, i) => {
+      const count = order.length;
+      const tree = makeTree(this.names, count, this.compared);
+      const index = new Int32Array(count);
+      for (let i = 0; i < count; i++) {
+        index[order[i]] = i;
+      }
+      for (let i = 0; i < count; i++) {
+        const old = order[i];
         tree.name[i] = this.name[old];
-        tree.parent[i] = old === 0 ? -1 : index[this.parent[old]];
-        tree.depth[i] = old === 0 ? 0 : tree.depth[tree.parent[i]] + 1;
+        tree.parent[i] = i === 0 ? -1 : index[this.parent[old]];
+        tree.depth[i] = i === 0 ? 0 : tree.depth[tree.parent[i]] + 1;
         tree.self[i] = this.self[old];
         tree.runMin[i] = this.runMin[old];
         tree.runMax[i] = this.runMax[old];
         if (this.compared) {
           tree.baseSelf[i] = this.base[old];
         }
-      });
+      }
       return sumUp(tree);
     }
 
-    // Old node numbers in preorder, the children of each node sorted by name.
+    // Old node numbers in preorder, each node's children sorted by name.
     preorder() {
-      const count = this.name.length;
-      const first = new Int32Array(count + 1);
-      for (let i = 1; i < count; i++) {
-        first[this.parent[i] + 1]++;
-      }
-      for (let i = 0; i < count; i++) {
-        first[i + 1] += first[i];
-      }
-      const kids = new Int32Array(Math.max(0, count - 1));
-      const fill = first.slice();
-      for (let i = 1; i < count; i++) {
-        kids[fill[this.parent[i]]++] = i;
-      }
+      const count = this.size;
       const rank = nameRanks(this.names);
-      const byName = (a, b) => rank[this.name[a]] - rank[this.name[b]];
-      const order = [];
-      const stack = [0];
-      while (stack.length) {
-        const node = stack.pop();
-        order.push(node);
-        const mine = Array.from(kids.subarray(first[node], first[node + 1])).sort(byName);
-        for (let k = mine.length - 1; k >= 0; k--) {
-          stack.push(mine[k]);
+      const order = new Int32Array(count);
+      const stack = new Int32Array(count);
+      const kids = new Int32Array(count);
+      let top = 0;
+      let emitted = 0;
+      stack[top++] = 0;
+      while (top) {
+        const node = stack[--top];
+        order[emitted++] = node;
+        let many = 0;
+        for (let c = this.firstChild[node]; c >= 0; c = this.nextSibling[c]) {
+          kids[many++] = c;
+        }
+        sortByRank(kids, many, rank, this.name);
+        for (let k = many - 1; k >= 0; k--) {
+          stack[top++] = kids[k];
         }
       }
       return order;
     }
+  }
+
+  // The first `many` nodes sorted by their name's rank: an insertion sort for the usual few
+  // (often in order already), the engine's sort for many.
+  function sortByRank(nodes, many, rank, name) {
+    if (many > 24) {
+      nodes.subarray(0, many).sort((a, b) => rank[name[a]] - rank[name[b]]);
+      return;
+    }
+    for (let i = 1; i < many; i++) {
+      const node = nodes[i];
+      const key = rank[name[node]];
+      let j = i - 1;
+      while (j >= 0 && rank[name[nodes[j]]] > key) {
+        nodes[j + 1] = nodes[j];
+        j--;
+      }
+      nodes[j + 1] = node;
+    }
+  }
+
+  function powerOfTwo(value) {
+    let size = 1;
+    while (size < value) {
+      size *= 2;
+    }
+    return size;
   }
 
   const ranksOf = new WeakMap();
@@ -225,12 +342,13 @@
       return tree;
     }
     const {name, parent} = tree;
-    const builder = new Builder(tree.names, tree.name[0], !!tree.baseSelf);
+    const builder = new Builder(tree.names, tree.name[0], !!tree.baseSelf, tree.count);
     const into = new Int32Array(tree.count);
     for (let i = 1; i < tree.count; i++) {
       const p = parent[i];
       if (runs[i] >= least && p > 0 && name[p] === name[i]) {
         into[i] = into[p];
+        builder.share(into[p]);
       } else {
         into[i] = builder.child(into[p], name[i]);
         if (runs[i] >= least) {
@@ -262,8 +380,9 @@
     const rootName = names.length - 1;
     const afterNames = after.names.map((_, i) => (i === after.names.length - 1 ? rootName : i));
     remap.push(rootName);
-    const builder = new Builder(names, rootName, true);
+    const builder = new Builder(names, rootName, true, Math.max(after.count, before.count));
     graft(builder, after, afterNames, false);
+    builder.share(0);
     graft(builder, before, remap, true);
     return builder.finish();
   }
@@ -400,12 +519,14 @@
   // What `name` calls: the subtrees under its outermost frames, merged, with it as the root.
   function callees(tree, name) {
     const builder = new Builder(tree.names, name, !!tree.baseSelf);
+    builder.share(0);  // every frame of the function feeds the root
+    const into = new Int32Array(tree.count);
     eachOutermost(tree, name, (top) => {
-      const into = new Map([[top, 0]]);
+      into[top] = 0;
       builder.add(0, tree.self[top], tree.baseSelf ? tree.baseSelf[top] : 0);
       for (let i = top + 1; i < tree.end[top]; i++) {
-        const node = builder.child(into.get(tree.parent[i]), tree.name[i]);
-        into.set(i, node);
+        const node = builder.child(into[tree.parent[i]], tree.name[i]);
+        into[i] = node;
         builder.add(node, tree.self[i], tree.baseSelf ? tree.baseSelf[i] : 0);
         builder.run(node, tree.runMin[i], tree.runMax[i]);
       }
@@ -417,6 +538,7 @@
   // (its callers are its children, theirs their grandchildren, ...).
   function callers(tree, name) {
     const builder = new Builder(tree.names, name, !!tree.baseSelf);
+    builder.share(0);
     eachOutermost(tree, name, (top) => {
       let node = 0;
       for (let i = tree.parent[top]; i > 0; i = tree.parent[i]) {

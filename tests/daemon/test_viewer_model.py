@@ -26,6 +26,7 @@ from tests.render.test_speedscope import function_counts
 
 ASSETS = Path(__file__).resolve().parents[2] / "daemon" / "assets"
 NAMES = ["main", "a", "b", "c", "[unknown]", "d\u00e9j\u00e0", "</script><img onerror=x>"]
+NAMES += [f"fn_{n}" for n in range(40)]  # enough for the bigger cases to fill the tables
 HARNESS = r"""
 const FV = require(process.argv[2]);
 const cases = JSON.parse(require("fs").readFileSync(0, "utf8"));
@@ -49,6 +50,16 @@ function stacksOf(tree, withRoot) {
   return out;
 }
 
+// Whether no two nodes of the tree stand for the same path (a merge that missed a node would
+// make two).
+function unique(tree) {
+  const seen = new Set();
+  for (let i = 0; i < tree.count; i++) {
+    seen.add(FV.pathOf(tree, i).join("\u0000"));
+  }
+  return seen.size === tree.count;
+}
+
 function run(item) {
   const tree = FV.fromJson(item.doc);
   const stats = FV.functionStats(tree);
@@ -69,7 +80,10 @@ function run(item) {
   for (let i = 0; i < tree.count; i++) {
     pathsOk = pathsOk && FV.findPath(tree, FV.pathOf(tree, i)) === i;
   }
+  const built = [folded, unknown, compared].concat(fn >= 0 ? [FV.callers(tree, fn),
+    FV.callees(tree, fn)] : []);
   return {
+    unique: built.every(unique),
     stacks: stacksOf(tree, false),
     total: tree.total[0],
     functions: names,
@@ -89,9 +103,9 @@ process.stdout.write(JSON.stringify(cases.map(run)));
 """
 
 
-def random_profile(rng: random.Random) -> Folded:
+def random_profile(rng: random.Random, most: int = 25) -> Folded:
     counts: dict[str, Count] = {}
-    for _ in range(rng.randint(1, 25)):
+    for _ in range(rng.randint(1, most)):
         depth = rng.randint(1, 9)
         frames = [rng.choice(NAMES[:4]) if rng.random() < 0.8 else rng.choice(NAMES)]
         while len(frames) < depth:  # runs of one name, as [unknown] chains are
@@ -162,6 +176,7 @@ def run_model(node: Path, cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def test_the_model_agrees_with_the_stacks(node: Path) -> None:
     rng = random.Random(15)
     profiles = [(random_profile(rng), random_profile(rng)) for _ in range(80)]
+    profiles += [(random_profile(rng, 4000), random_profile(rng, 4000)) for _ in range(3)]
     cases = [
         {
             "doc": json.loads(profile_json(one)),
@@ -187,7 +202,7 @@ def test_the_model_agrees_with_the_stacks(node: Path) -> None:
         regex = re.compile(case["pattern"], re.IGNORECASE)
         hits = (c for s, c in one.items() if any(regex.search(f) for f in s.split(";")))
         assert result["matched"] == sum(hits)
-        assert result["pathsOk"]
+        assert result["pathsOk"] and result["unique"]
 
 
 def test_a_deep_unknown_chain_folds_into_one_marked_frame(node: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import re
 import subprocess
 from collections.abc import Awaitable, Callable
@@ -87,6 +88,15 @@ async def test_assets_are_typed_and_revalidated(
     assert again.status == 304 and await again.read() == b""
     stale = await client.get(f"/static/{name}", headers={"If-None-Match": '"0"'})
     assert stale.status == 200
+    packed = await client.get(
+        f"/static/{name}", headers={"Accept-Encoding": "gzip, br"}, auto_decompress=False
+    )
+    assert packed.headers["Content-Encoding"] == "gzip" and packed.headers["Vary"]
+    assert gzip.decompress(await packed.read()) == shipped(name)
+    plain = await client.get(
+        f"/static/{name}", headers={"Accept-Encoding": "identity"}, auto_decompress=False
+    )
+    assert "Content-Encoding" not in plain.headers and await plain.read() == shipped(name)
 
 
 async def test_only_the_page_paths_are_served(client: Client) -> None:
