@@ -187,7 +187,7 @@
         ctx.fillText("no samples in this range", 8, ROW / 2);
       }
       const shown = this.visible();
-      shown.forEach((k) => this.box(ctx, k));
+      this.boxes(ctx, shown);
       ctx.fillStyle = "#000";
       const charWidth = ctx.measureText("0").width || 7;
       shown.forEach((k) => this.text(ctx, k, charWidth));
@@ -198,10 +198,11 @@
     // Indexes into the layout of the frames inside the scrolled view.
     visible() {
       const {node, x} = this.layout;
+      const depth = this.tree ? this.tree.depth : null;
       const top = this.scroller.scrollTop;
       const shown = [];
       for (let k = 0; k < node.length; k++) {
-        const y = this.rowTop(this.tree.depth[node[k]]) - top;
+        const y = this.rowTop(depth[node[k]]) - top;
         if (y > -ROW && y < this.height && x[k] < this.width) {
           shown.push(k);
         }
@@ -215,26 +216,43 @@
       return {x: x[k], y: y, w: Math.max(w[k] - (w[k] > 2 ? 1 : 0), 0.5), h: ROW - 1};
     }
 
-    box(ctx, k) {
-      const node = this.layout.node[k];
-      const box = this.frameBox(k);
-      ctx.fillStyle = this.color(node);
-      ctx.fillRect(box.x, box.y, box.w, box.h);
-      if (this.tree.runMax[node]) {
+    // The frames' boxes, one fill colour at a time (setting a colour is the costly part),
+    // then the stripes of folded runs and the shade over the zoomed frame's ancestors.
+    boxes(ctx, shown) {
+      const byColor = new Map();
+      shown.forEach((k) => {
+        const color = this.color(this.layout.node[k]);
+        const list = byColor.get(color);
+        if (list) {
+          list.push(k);
+        } else {
+          byColor.set(color, [k]);
+        }
+      });
+      byColor.forEach((list, color) => {
+        ctx.fillStyle = color;
+        list.forEach((k) => this.fill(ctx, k));
+      });
+      const runs = shown.filter((k) => this.tree.runMax[this.layout.node[k]]);
+      if (runs.length) {
         ctx.fillStyle = hatch(ctx);
-        ctx.fillRect(box.x, box.y, box.w, box.h);
+        runs.forEach((k) => this.fill(ctx, k));
       }
-      if (this.isAbove(node)) {
-        ctx.fillStyle = "rgba(255,255,255,0.55)";
-        ctx.fillRect(box.x, box.y, box.w, box.h);
-      }
+      ctx.fillStyle = "rgba(255,255,255,0.55)";
+      shown.filter((k) => this.isAbove(this.layout.node[k])).forEach((k) => this.fill(ctx, k));
+    }
+
+    fill(ctx, k) {
+      const {node, x, w} = this.layout;
+      const y = this.rowTop(this.tree.depth[node[k]]) - this.scroller.scrollTop;
+      ctx.fillRect(x[k], y, Math.max(w[k] - (w[k] > 2 ? 1 : 0), 0.5), ROW - 1);
     }
 
     text(ctx, k, charWidth) {
-      const box = this.frameBox(k);
-      if (box.w < LABEL_PX) {
+      if (this.layout.w[k] < LABEL_PX) {
         return;
       }
+      const box = this.frameBox(k);
       const label = this.label(this.layout.node[k]);
       const room = Math.floor((box.w - 6) / charWidth);
       if (room < 2) {
