@@ -4,9 +4,8 @@ Folded text, an SVG flame graph, a differential one, gzip-compressed pprof,
 the web page's JSON call tree, speedscope JSON: each function here takes
 ``Query`` objects, merges them (``Query.folded()``) and returns a ``Rendered``
 body (``timeline`` reads only the buckets' sample counts, never their stacks).
-This is the one place that calls
-``flamed.render``; ``flamed.render`` is imported on first use, so the command
-line never pays for it.
+This is the one place that calls ``flamed.render``; ``flamed.render`` is
+imported on first use, so the command line never pays for it.
 """
 
 from __future__ import annotations

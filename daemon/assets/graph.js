@@ -482,5 +482,4 @@
   }
 
   FV.Graph = Graph;
-  FV.ROW = ROW;
 })(window.flamedViewer = window.flamedViewer || {});

@@ -15,7 +15,6 @@
   const PERIOD = 5000;
   const SEARCH_DELAY = 150;
   const VIEWS = ["icicle", "flame", "table", "sandwich"];
-  const WINDOWS = ["1m", "5m", "15m", "1h", "24h"];
   const OUR_KEYS = ["target", "window", "from", "until", "view", "compare", "baseline", "a_from",
     "a_until", "live", "zoom", "search", "ignorecase", "fold", "tz", "fn", "sort", "order",
     "drag", "s", "i", "x", "y"];

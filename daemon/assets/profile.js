@@ -620,7 +620,7 @@
   }
 
   Object.assign(FV, {
-    BadProfile, FOLD_RUNS, fromJson, foldRuns, compare, functionStats, matcher, matchNames,
+    BadProfile, fromJson, foldRuns, compare, functionStats, matcher, matchNames,
     matchedTotal, children, pathOf, findPath, callees, callers, widest, hotColor, diffColor,
     largestDelta,
   });

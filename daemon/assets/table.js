@@ -156,14 +156,6 @@
         this.options.onSandwich(parseInt(tr.dataset.name, 10));
       }
     }
-
-    // Focus the first row (from the keyboard).
-    focus() {
-      const first = this.table.tBodies[0].rows[0];
-      if (first) {
-        first.focus();
-      }
-    }
   }
 
   function compareText(a, b) {

@@ -592,9 +592,8 @@ def test_hovering_a_frame_tells_its_samples(tab: Tab, proxy: Proxy) -> None:
     tip.wait_for(state="visible")
     lines = tip.locator("div").all_inner_texts()
     assert lines[0] == "burn_alpha"
-    assert re.fullmatch(
-        r"total [\d,]+ samples \(\d+\.\d%\), self [\d,]+ \(\d+\.\d%\)", lines[1]
-    ), lines
+    samples = r"total [\d,]+ samples \(\d+\.\d%\), self [\d,]+ \(\d+\.\d%\)"
+    assert re.fullmatch(samples, lines[1]), lines
     shot(page, "07-hover")
 
 
