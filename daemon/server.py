@@ -21,6 +21,7 @@ from flamed.daemon.app import SERVICE, create_app
 from flamed.daemon.config import Config
 from flamed.daemon.notify import Notifier
 from flamed.daemon.service import Service
+from flamed.daemon.statelock import lock_state_dir
 from flamed.daemon.supervisor import SessionFactory
 from flamed.daemon.version import version
 
@@ -45,7 +46,23 @@ async def run_daemon(
     notifier: Notifier | None = None,
     watch: bool = True,
 ) -> int:
-    """Serve until SIGTERM/SIGINT; SIGHUP reloads. Returns the exit code."""
+    """Serve until SIGTERM/SIGINT; SIGHUP reloads. Returns the exit code.
+
+    The state folder is locked before anything reads or writes it, until the daemon
+    exits: a second daemon on the same folder fails here (FlamedError, exit 1).
+    """
+    with lock_state_dir(config.storage.state_dir):
+        await serve_app(config, config_path, session_factory, notifier, watch)
+    return 0
+
+
+async def serve_app(
+    config: Config,
+    config_path: str | None,
+    session_factory: SessionFactory | None,
+    notifier: Notifier | None,
+    watch: bool,
+) -> None:
     notifier = notifier if notifier is not None else Notifier()
     app = create_app(
         config,
@@ -69,7 +86,6 @@ async def run_daemon(
         await serve(runner, app[SERVICE], config, notifier, stop)
     finally:
         remove_signals()
-    return 0
 
 
 async def serve(
