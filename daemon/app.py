@@ -31,6 +31,7 @@ from flamed.daemon.metrics import Metrics
 from flamed.daemon.middlewares import (
     auth_middleware,
     errors_middleware,
+    host_middleware,
     metrics_middleware,
     no_body_middleware,
 )
@@ -95,11 +96,13 @@ def create_app(
 
 
 def middlewares(service: Service, metrics: Metrics) -> list[Middleware]:
-    """Outermost first: every request is measured; a body or a missing token never reaches
-    a handler; a handler's user error becomes its one-line answer."""
+    """Outermost first: every request is measured; a body (refused before it is read), a
+    foreign Host or a missing token never reaches a handler; a handler's user error becomes
+    its one-line answer."""
     return [
         metrics_middleware(metrics.http_duration),
         no_body_middleware,
+        host_middleware(lambda: service.config.server.allowed_hosts),
         auth_middleware(lambda: service.config.server.token, OPEN_PATHS | PAGE_PATHS),
         errors_middleware,
     ]
