@@ -20,11 +20,9 @@ import contextlib
 import errno
 import gzip
 import logging
-import math
 import os
 import re
 import tempfile
-import time
 import zlib
 from array import array
 from collections.abc import Callable, Collection, Sequence
@@ -32,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from flamed.collapse.folded import Folded, read_folded
+from flamed.daemon.ratelimit import LogLimiter
 from flamed.daemon.store import Bucket, make_bucket
 
 if TYPE_CHECKING:
@@ -203,8 +202,8 @@ class BucketWriter:
         self._unsaved: dict[str, set[int]] = {}
         """Keys of buckets whose file could not be written: kept in memory, written again later."""
         self._failing = False
-        self._logged: dict[tuple[str, str], float] = {}
-        """When (monotonic) each kind of disk error, (operation, errno name), was last logged."""
+        self._logged = LogLimiter(DISK_LOG_EVERY)
+        """Each kind of disk error, (operation, errno name), is logged at most this often."""
         self._told = False
         """A disk error was logged since the last "written again"."""
 
@@ -295,10 +294,8 @@ class BucketWriter:
                 unsaved.difference_update(bucket.key for bucket in buckets[1:])
             unsaved.add(buckets[0].key)
         self._failing = True
-        now = time.monotonic()
-        if now - self._logged.get((op, reason), -math.inf) < DISK_LOG_EVERY:
+        if not self._logged.allow((op, reason)):
             return
-        self._logged[(op, reason)] = now
         self._told = True
         log.error(
             "target %s: cannot %s bucket files: %s (buckets are kept in memory and written "
