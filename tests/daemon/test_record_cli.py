@@ -44,6 +44,21 @@ def test_record_pid_to_folded(tmp_path: Path, burning: int) -> None:
 
 
 @pytest.mark.perf
+def test_record_output_is_readable_by_others_as_a_redirect_would_be(
+    tmp_path: Path, burning: int
+) -> None:
+    """`sudo flamed record ... -o x.svg`: the user opens the file (mode 0666 less the umask)."""
+    require_perf()
+    out = tmp_path / "x.svg"
+    command = [sys.executable, "-m", "flamed.daemon.cli", "record", "-p", str(burning)]
+    done = subprocess.run(
+        [*command, "-d", "1", "-o", str(out)], capture_output=True, umask=0o022, check=False
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert out.stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.perf
 def test_record_svg_and_stdout(tmp_path: Path, burning: int) -> None:
     require_perf()
     svg = tmp_path / "out.svg"
