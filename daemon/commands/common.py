@@ -39,6 +39,8 @@ if TYPE_CHECKING:
         def fold_counted(self, first: bytes, records: dict[Record, int]) -> None: ...
 
 
+EXIT_NO_SAMPLES = 2
+"""Exit status when there was nothing to draw or write (flamegraph.pl's)."""
 CHUNK_SIZE = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 # Plain files this large are folded on two cores (when there are two).
