@@ -7,6 +7,7 @@ status API and metrics at any time.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -58,11 +59,26 @@ class SessionStatus:
 
     state: State = "starting"
     last_error: str | None = None
+    last_error_time: float | None = None
+    """When ``last_error`` happened, unix seconds."""
+    last_error_past: bool = False
+    """A whole bucket was sampled since ``last_error``: it is history, not how things are."""
     pids: tuple[int, ...] = ()
     backend: str = ""
     event: str = ""
     restarts: dict[str, int] = field(default_factory=dict)
     chunks_dropped: dict[str, int] = field(default_factory=dict)
+
+    def error(self, message: str, when: float | None = None) -> None:
+        """``message`` is the last error, happening now (or at ``when``)."""
+        self.last_error = message
+        self.last_error_time = time.time() if when is None else when
+        self.last_error_past = False
+
+    def sampled(self, start: float) -> None:
+        """A bucket that began at ``start`` was sampled: an error before it is past."""
+        if self.last_error_time is not None and start >= self.last_error_time:
+            self.last_error_past = True
 
 
 # Every reason a session counts a restart or a lost chunk under (the daemon never restarts one).

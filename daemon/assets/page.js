@@ -257,7 +257,13 @@
 
   function targetNote(target) {
     if (target.last_error) {
-      return {text: target.last_error, error: target.state === "error"};
+      const at = target.last_error_time ?
+        " (" + new Date(target.last_error_time * 1000).toLocaleTimeString() + ")" : "";
+      if (target.last_error_past && target.state !== "error") {
+        return {text: "recovered since the last error" + at + ": " + target.last_error,
+          error: false};
+      }
+      return {text: target.last_error + at, error: target.state === "error"};
     }
     if (target.state === "error") {
       return {text: "the sampler failed (no reason given)", error: true};

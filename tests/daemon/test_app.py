@@ -75,6 +75,19 @@ async def test_targets(client: Client) -> None:
     assert b["oldest"] is None and b["samples_last_minute"] == 0
 
 
+async def test_the_last_error_shows_its_time_and_whether_it_is_past(
+    client: Client, factory: FakeFactory
+) -> None:
+    status = factory.latest("a").status
+    status.error("perf script exited 255: no such file", when=T0 - 30)
+    (a, _) = await (await client.get("/api/v1/targets")).json()
+    assert a["last_error"] == "perf script exited 255: no such file"
+    assert (a["last_error_time"], a["last_error_past"]) == (T0 - 30, False)
+    status.sampled(T0 - 20)  # a whole bucket since: the error is history
+    (a, _) = await (await client.get("/api/v1/targets")).json()
+    assert (a["last_error"], a["last_error_past"]) == ("perf script exited 255: no such file", True)
+
+
 async def test_folded_merges_the_window(client: Client) -> None:
     response = await client.get("/api/v1/folded", params={"target": "a", "window": "1m"})
     assert response.status == 200
