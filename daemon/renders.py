@@ -61,7 +61,9 @@ def note(query: Query) -> str:
     start, end = query.selection.start, query.selection.end
     if start is None or end is None:
         return "no samples in this range yet"
-    return f"{format_time(start)} to {format_time(end)}, {query.samples} samples"
+    from flamed.render.options import format_count
+
+    return f"{format_time(start)} to {format_time(end)}, {format_count(query.samples)}"
 
 
 def folded_text(query: Query) -> Rendered:

@@ -169,6 +169,17 @@ class RenderOptions:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
 
+def format_count(count: int, name: str = "samples") -> str:
+    """``5,744 samples``, ``1 sample``: thousands separated, the unit from ``count_unit``."""
+    return f"{count:,} {count_unit(count, name)}"
+
+
+def count_unit(count: int, name: str) -> str:
+    """ "samples", but "sample" for one (flamegraph.pl writes "1 samples"); a unit given
+    with --countname is left as given."""
+    return "sample" if count == 1 and name == "samples" else name
+
+
 def check_options(options: RenderOptions) -> None:
     """Refuse values that cannot be drawn or that would end up unescaped in CSS."""
     if not 20 < options.width <= 1_000_000:
