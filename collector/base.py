@@ -37,6 +37,18 @@ class TargetSpec:
     call_graph: CallGraph = "fp"
     backend: Backend = "auto"
 
+    def describe(self) -> str:
+        """What it samples, in words: ``process name '^nginx$'``, ``the whole machine``."""
+        if self.all:
+            return "the whole machine"
+        if self.pids:
+            return "process id " + ",".join(map(str, self.pids))
+        if self.process is not None:
+            return f"process name {self.process!r}"
+        if self.cmdline is not None:
+            return f"command line {self.cmdline!r}"
+        return f"unit {self.unit!r}"
+
 
 @dataclass(frozen=True)
 class Chunk:

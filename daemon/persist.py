@@ -176,6 +176,11 @@ def read_samples(path: Path) -> int | None:
     return 0 if samples is None else samples
 
 
+def files_written(op: Op, buckets: Sequence[Bucket]) -> int:
+    """Bucket files an operation writes: each bucket of a write, a roll-up's new one."""
+    return len(buckets) if op == "write" else int(op == "replace")
+
+
 class BucketWriter:
     """Writes, replaces and deletes bucket files in order, off the event loop.
 
@@ -206,6 +211,10 @@ class BucketWriter:
         """Each kind of disk error, (operation, errno name), is logged at most this often."""
         self._told = False
         """A disk error was logged since the last "written again"."""
+        self.written = 0
+        """Bucket files written since start (roll-ups included)."""
+        self._waiting = 0
+        """Bucket files queued to be written."""
 
     # -- the event loop's side -------------------------------------------------------------
 
@@ -222,6 +231,10 @@ class BucketWriter:
         unsaved = self._unsaved.get(target)
         if unsaved is not None:
             unsaved.difference_update(bucket.key for bucket in buckets)
+
+    def pending(self) -> int:
+        """Buckets not on disk yet: waiting in the queue, or kept after a failed write."""
+        return self._waiting + sum(len(keys) for keys in self._unsaved.values())
 
     def unsaved(self, target: str) -> Collection[int]:
         """Keys of the target's buckets whose files are not written yet (keep them whole)."""
@@ -252,6 +265,7 @@ class BucketWriter:
             return
         try:
             self._queue.put_nowait((op, target, buckets))
+            self._waiting += files_written(op, buckets)
         except asyncio.QueueFull:
             self.on_backlog(target)
             log.warning(
@@ -268,8 +282,10 @@ class BucketWriter:
             except OSError as err:
                 self._failed(op, target, buckets, err)
             else:
+                self.written += files_written(op, buckets)
                 self._done(op, target, buckets)
             finally:
+                self._waiting -= files_written(op, buckets)
                 self._queue.task_done()
 
     def _perform(self, op: Op, target: str, buckets: list[Bucket]) -> None:

@@ -139,7 +139,10 @@ async def serve(
     except FlamedError:
         await runner.cleanup()
         raise
-    log.info("listening on http://%s/ (%s)", config.server.listen, service.summary())
+    log.info(
+        "listening on http://%s/; state in %s; targets: %s",
+        config.server.listen, config.storage.state_dir, service.describe_targets(),
+    )  # fmt: skip
     notifier.ready(f"{service.summary()}; http://{config.server.listen}/")
     status = asyncio.create_task(report_status(notifier, service, config.server.listen))
     await stop.wait()

@@ -101,18 +101,6 @@ def target_spec(args: argparse.Namespace) -> TargetSpec:
     )
 
 
-def describe(spec: TargetSpec) -> str:
-    if spec.all:
-        return "the whole machine"
-    if spec.pids:
-        return "process id " + ",".join(map(str, spec.pids))
-    if spec.process is not None:
-        return f"process name {spec.process!r}"
-    if spec.cmdline is not None:
-        return f"command line {spec.cmdline!r}"
-    return f"unit {spec.unit!r}"
-
-
 def check_target(spec: TargetSpec) -> None:
     """Fail early, in one line, when the target matches nothing now."""
     if spec.all or (spec.backend == "dtrace" or sys.platform == "darwin"):
@@ -121,7 +109,7 @@ def check_target(spec: TargetSpec) -> None:
 
     if Resolver(spec).resolve().empty:
         what = "is running" if spec.unit is None else "is active (no cgroup found)"
-        raise InputError(f"no process with {describe(spec)} {what}")
+        raise InputError(f"no process with {spec.describe()} {what}")
 
 
 def check_frequency(spec: TargetSpec) -> None:
@@ -218,11 +206,11 @@ def run(args: argparse.Namespace) -> int:
         raise ProfilerError(str(err)) from err
     finally:
         shutil.rmtree(spool, ignore_errors=True)
-    write_output(folded, args.output, f"flamed record: {describe(spec)}")
+    write_output(folded, args.output, f"flamed record: {spec.describe()}")
     if not folded:
         during = f" in {args.duration:g} s" if args.duration else ""
         print(
-            f"flamed record: no samples of {describe(spec)}{during}: it ran on no CPU "
+            f"flamed record: no samples of {spec.describe()}{during}: it ran on no CPU "
             "meanwhile (idle?), or it is not the process you meant",
             file=sys.stderr,
         )

@@ -52,7 +52,7 @@ def test_record_output_is_readable_by_others_as_a_redirect_would_be(
     out = tmp_path / "x.svg"
     command = [sys.executable, "-m", "flamed.daemon.cli", "record", "-p", str(burning)]
     done = subprocess.run(
-        [*command, "-d", "1", "-o", str(out)], capture_output=True, umask=0o022, check=False
+        [*command, "-d", "3", "-o", str(out)], capture_output=True, umask=0o022, check=False
     )
     assert done.returncode == 0, done.stderr.decode()
     assert out.stat().st_mode & 0o777 == 0o644
@@ -126,7 +126,7 @@ def test_a_frequency_above_the_kernels_limit_says_what_perf_does(
     limit = int(Path("/proc/sys/kernel/perf_event_max_sample_rate").read_text())
     out = tmp_path / "fast.folded"
     done = run_flamed(
-        "record", "-p", str(burning), "-d", "1", "-F", str(limit * 10), "-o", str(out)
+        "record", "-p", str(burning), "-d", "3", "-F", str(limit * 10), "-o", str(out)
     )
     assert done.returncode == 0, done.stderr.decode()
     err = done.stderr.decode()
