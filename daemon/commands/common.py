@@ -193,6 +193,13 @@ def child_result(child: int, read_end: int) -> PartResult | None:
     return result
 
 
+def nothing_found(path: str, records: str, expected: str) -> InputError:
+    """The input held nothing the command understands (empty, or not that format): one
+    line saying what was expected, instead of empty output and exit 0."""
+    name = "stdin" if path == "-" else path
+    return InputError(f"no {records} in {name}; expected {expected}")
+
+
 def write_stdout(data: bytes) -> None:
     sys.stdout.buffer.write(data)
     sys.stdout.buffer.flush()

@@ -123,3 +123,16 @@ def test_output_files_get_the_mode_a_shell_redirect_gives(
     assert done.returncode == 0, done.stderr
     assert out.stat().st_mode & 0o7777 == mode
     assert sorted(path.name for path in tmp_path.iterdir()) == ["in.folded", "out.pb.gz"]
+
+
+@pytest.mark.parametrize(
+    "data", [b"", b"\x93\x00 not folded\nnor this\n"], ids=["empty", "garbage"]
+)
+def test_nothing_to_export_is_one_line_and_exit_1(tmp_path: Path, data: bytes) -> None:
+    """An empty or garbage file made an empty profile and exit 0."""
+    source, out = tmp_path / "in.folded", tmp_path / "out.pb.gz"
+    source.write_bytes(data)
+    done = run_flamed("export", "pprof", "-o", str(out), str(source))
+    assert done.returncode == 1 and not out.exists()
+    last = done.stderr.decode().splitlines()[-1]
+    assert last == f"flamed export: no folded stacks in {source}; expected `stack count` lines"
