@@ -6,8 +6,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
-from typing import NoReturn
+
+# typing.TYPE_CHECKING without importing typing: start-up time counts in every command.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import NoReturn
 
 USAGE_PROG = "usage_prog"
 """The namespace attribute naming the innermost (sub)command that parsed the line."""
