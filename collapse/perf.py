@@ -28,8 +28,9 @@ if TYPE_CHECKING:
     from flamed.collapse.inline import BinaryTools, Inliner
 
 # `comm pid[/tid] ...`: the command name may hold spaces, so it is the shortest
-# prefix followed by a number. Same pattern as the Perl script, ASCII classes.
-EVENT_LINE = re.compile(r"(\S.+?)\s++(\d++)/*+(\d++)?\s", re.ASCII)
+# prefix followed by a number. The Perl script's pattern, ASCII classes, and a pid or
+# tid of -1 (perf's for a sample it has no thread for, which the Perl script misreads).
+EVENT_LINE = re.compile(r"(\S.+?)\s++(\d++|-1)/*+(\d++|-1)?\s", re.ASCII)
 # `...: PERIOD EVENT:` at the end of the event line (period optional).
 PERIOD_EVENT = re.compile(r":(?:\s*+(\d++))?\s++(\S+):\s*$", re.ASCII)
 # A record without a call chain carries its only frame on the event line.
@@ -48,7 +49,7 @@ JIT_MODULE = re.compile(r"(/tmp/perf-\d+\.map|/tmp/jitted-\d+-\d+\.so)")
 # the Perl script's `(\d+)*` backtracked exponentially on a run of digits, and
 # retrying every longer command name made lines of spaces or `1 1 1 ...` quadratic.
 RECORD = re.compile(
-    rb"^(?>(\S.+?)(?<!\s\s)[^\S\n]++(\d++)/*+(\d++)?[^\S\n])"
+    rb"^(?>(\S.+?)(?<!\s\s)[^\S\n]++(\d++|-1)/*+(\d++|-1)?[^\S\n])"
     rb".*?:(?:[^\S\n]*+(\d++))?[^\S\n]++(\S+):[^\S\n]*\n"
     rb"((?:[ \t].*\n)*+)\n*+",
     re.ASCII | re.MULTILINE,
@@ -62,7 +63,7 @@ SPLIT_STRIDE = RECORD.groups + 1
 # one record (`period event:` and the frame lines), checked by parse_uniform().
 # When it matches, it gives what RECORD gives.
 _UNIFORM_HEAD = rb"\n\n++(\S[^\s]++)[^\S\n]++%s[^\S\n][^:\n]*+:"
-_PID_TID = rb"\d++/*+\d*+"
+_PID_TID = rb"(?:\d++|-1)/*+(?:\d++|-1)?+"
 UNIFORM_HEAD = re.compile(_UNIFORM_HEAD % b"(%s)" % _PID_TID, re.ASCII)
 # The same without the pid/tid group, when records are counted by comm: a third
 # fewer objects to make.
@@ -84,6 +85,10 @@ DROPPED: Tally = (("", ("", False)), 0)
 MAX_PENDING = 4 << 20
 # Caches are dropped when they reach this many entries, to bound memory.
 CACHE_LIMIT = 200_000
+UNKNOWN_THREAD = ":-1"
+"""perf's command name for a sample of pid or tid -1 (":" and the tid it has no name for)."""
+UNKNOWN_PID = "[unknown pid]"
+"""What such samples are folded under (the Perl script makes ":-1_16543/-1____1.2:" of them)."""
 
 
 class PerfOptions:
@@ -93,8 +98,10 @@ class PerfOptions:
     kernel frames, ``/tmp/jitted-*.so`` modules are JIT frames, a ``(`` inside
     template brackets does not start an argument list, Rust legacy-mangled names
     are tidied, records without a call chain count, the event filter ignores
-    modifiers (``cycles`` matches ``cycles:u``), and the last record counts even
-    when the input does not end with a blank line.
+    modifiers (``cycles`` matches ``cycles:u``), the last record counts even
+    when the input does not end with a blank line, and records perf prints with a pid
+    or tid of -1 (command ``:-1``) are folded under ``[unknown pid]``, where the Perl
+    script makes a command name of the whole event line.
 
     - ``include_pid``: append the process id to the command name: ``comm-PID``.
     - ``include_tid``: append process and thread id: ``comm-PID/TID``.
@@ -344,18 +351,17 @@ class PerfCollapser:
     def _pname(self, comm: str, pid: str | None, tid: str | None) -> str:
         """The process name a stack starts with: ``comm``, ``comm-PID`` or ``comm-PID/TID``."""
         options = self.options
+        name = UNKNOWN_PID if comm == UNKNOWN_THREAD else comm.replace(" ", "_")
         if tid is None:
             pid, tid = "?", pid
         if options.include_tid:
-            pname = f"{comm}-{pid}/{tid}"
-        elif options.include_pid:
-            pname = f"{comm}-{pid}"
-        else:
-            if len(self._names) >= CACHE_LIMIT:
-                self._names.clear()
-            pname = self._names[comm] = comm.replace(" ", "_")
-            return pname
-        return pname.replace(" ", "_")
+            return f"{name}-{pid}/{tid}"
+        if options.include_pid:
+            return f"{name}-{pid}"
+        if len(self._names) >= CACHE_LIMIT:
+            self._names.clear()
+        self._names[comm] = name
+        return name
 
     def _keep_event_cached(self, event: str) -> bool:
         keep = self._events.get(event)
@@ -379,6 +385,17 @@ class PerfCollapser:
             if not self._keep_event_cached(found.group(2)):
                 return None
         return _Sample(self._pname(comm, pid, tid), period, comm.startswith("java"), frame_lines)
+
+    def empty_reason(self) -> str | None:
+        """Why nothing was folded, when records were read but ``--event-filter`` kept none of
+        them (naming the events the input has); None otherwise."""
+        if self.samples or not self._events or self.options.event_filter is None:
+            return None
+        present = ", ".join(sorted(self._events))
+        return (
+            f"no samples of event {self.options.event_filter!r} (--event-filter); "
+            f"the input has {present}"
+        )
 
     def _keep_event(self, event: str) -> bool:
         base = event_base(event)

@@ -179,7 +179,7 @@ class SamplingSession:
 
     async def _failed(self, err: Exception, ran: float) -> None:
         expected = isinstance(err, FlamedError)
-        self.status.last_error = str(err) if expected else f"{type(err).__name__}: {err}"
+        self.status.error(str(err) if expected else f"{type(err).__name__}: {err}")
         if self.options.fail_fast:
             raise err
         self.status.state = "error"
@@ -227,12 +227,13 @@ class SamplingSession:
         """A chunk is lost: count it under ``reason`` and keep the error for the status API."""
         self.count("chunks_dropped", reason)
         if error:
-            self.status.last_error = error
+            self.status.error(error)
             log.warning("target %s: chunk dropped: %s", self.spec.name, error)
 
     def emit(self, chunk: Chunk, python_cpu: float, tool_cpu: float) -> None:
         self.python_cpu_seconds += python_cpu
         self.tool_cpu_seconds += tool_cpu
+        self.status.sampled(chunk.start)
         try:
             self.on_chunk(chunk)
         except Exception:  # the sink's bug must not stop sampling

@@ -15,10 +15,11 @@ middlewares in ``middlewares``.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import functools
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -31,6 +32,7 @@ from flamed.daemon.metrics import Metrics
 from flamed.daemon.middlewares import (
     auth_middleware,
     errors_middleware,
+    host_middleware,
     metrics_middleware,
     no_body_middleware,
 )
@@ -39,7 +41,7 @@ from flamed.daemon.query import Query
 from flamed.daemon.responses import Rendered, Responder, metrics_handler
 from flamed.daemon.service import Service
 from flamed.daemon.supervisor import SessionFactory, default_factory
-from flamed.daemon.timerange import diff_ranges, parse_range
+from flamed.daemon.timerange import DIFF_KEYS, RANGE_KEYS, diff_ranges, parse_range
 from flamed.daemon.webpage import PAGE_PATHS, add_page_routes
 
 if TYPE_CHECKING:
@@ -57,6 +59,9 @@ API_WINDOW = 300.0
 """Seconds ``/api/v1/...`` covers without ``window`` or ``from``."""
 QUICK_WINDOW = 60.0
 """Seconds ``/flamegraph.svg`` and ``/folded.txt`` cover without ``window`` or ``from``."""
+RANGE_PARAMS = frozenset({"target", *RANGE_KEYS})
+"""What every profile endpoint takes; each adds its own (a graph, the render options)."""
+DIFF_PARAMS = RANGE_PARAMS | {"baseline", *DIFF_KEYS}
 
 
 def create_app(
@@ -97,11 +102,13 @@ def create_app(
 
 
 def middlewares(service: Service, metrics: Metrics) -> list[Middleware]:
-    """Outermost first: every request is measured; a body or a missing token never reaches
-    a handler; a handler's user error becomes its one-line answer."""
+    """Outermost first: every request is measured; a body (refused before it is read), a
+    foreign Host or a missing token never reaches a handler; a handler's user error becomes
+    its one-line answer."""
     return [
         metrics_middleware(metrics.http_duration),
         no_body_middleware,
+        host_middleware(lambda: service.config.server.allowed_hosts),
         auth_middleware(lambda: service.config.server.token, OPEN_PATHS | PAGE_PATHS),
         errors_middleware,
     ]
@@ -148,7 +155,7 @@ async def folded(request: web.Request, window: float, quick: bool) -> web.Stream
 
 
 async def flamegraph(request: web.Request, window: float, quick: bool) -> web.StreamResponse:
-    query = ask(request, window, quick)
+    query = ask(request, window, quick, renders.render_params())
     title = f"{query.target}: {query.span.label}"
     options = renders.render_options(request.query, title, renders.note(query))
     timer = request.app[METRICS].render_seconds
@@ -158,6 +165,7 @@ async def flamegraph(request: web.Request, window: float, quick: bool) -> web.St
 
 async def diff(request: web.Request) -> web.StreamResponse:
     service = request.app[SERVICE]
+    check_params(request, DIFF_PARAMS | renders.render_params())
     name = target_param(request, quick=False)
     before, after = diff_ranges(request.query, service.now(), API_WINDOW)
     a, b = service.query(name, before), service.query(name, after)
@@ -206,11 +214,27 @@ def target_param(request: web.Request, quick: bool) -> str:
     return request.app[SERVICE].first_target()
 
 
-def ask(request: web.Request, window: float, quick: bool) -> Query:
-    """The query the request's ``target``, ``window``, ``from`` and ``until`` name."""
+def ask(request: web.Request, window: float, quick: bool, more: Collection[str] = ()) -> Query:
+    """The query the request's ``target``, ``window``, ``from`` and ``until`` name; the
+    request may give those and the parameters named in ``more``, nothing else."""
+    check_params(request, RANGE_PARAMS.union(more))
     service = request.app[SERVICE]
     name = target_param(request, quick)
     return service.query(name, parse_range(request.query, service.now(), window))
+
+
+def check_params(request: web.Request, accepted: Collection[str]) -> None:
+    """A parameter the endpoint does not take (a typo: ``colour=``) is refused, naming the
+    accepted ones, and so is one given twice (but ``base``), instead of being ignored."""
+    query = request.query
+    for key in query:
+        if key not in accepted:
+            close = difflib.get_close_matches(key, accepted, 1, 0.7)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            listed = ", ".join(sorted(accepted))
+            raise UsageError(f"unknown parameter {key[:60]!r}{hint}; accepted: {listed}")
+        if len(query.getall(key)) > 1 and key not in renders.repeatable_params():
+            raise UsageError(f"{key}: given more than once")
 
 
 async def respond(

@@ -20,7 +20,7 @@ from types import ModuleType
 from flamed.collapse.common import defer_logging_setup
 from flamed.collapse.errors import FlamedError
 from flamed.daemon.commands import COMMANDS
-from flamed.daemon.commands.helpformat import HelpFormatter
+from flamed.daemon.commands.helpformat import HelpFormatter, OneLineParser, usage_error
 from flamed.daemon.version import version
 
 DESCRIPTION = """\
@@ -49,7 +49,7 @@ def chosen_command(argv: Sequence[str]) -> str | None:
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="flamed",
         description=DESCRIPTION,
         formatter_class=HelpFormatter,
@@ -59,7 +59,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="log more (repeat for debug output)"
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="log errors only, no warnings")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # Not required here: `flamed --bogus` is about --bogus; a missing command is said in main.
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in load_commands(only):
         sub = subparsers.add_parser(
             module.NAME,
@@ -100,6 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(chosen_command(arguments))
     args = parser.parse_args(arguments)
+    if args.command is None:
+        known = ", ".join(name.replace("_", "-") for name in COMMANDS)
+        usage_error(parser.prog, f"missing COMMAND: one of {known}")
     if args.lazy_logging:
         defer_logging_setup(lambda: configure_logging(args.verbose, args.quiet))
     else:

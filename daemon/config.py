@@ -25,11 +25,12 @@ from typing import Any, cast
 from flamed.collapse.errors import ConfigError
 from flamed.collector.base import TargetSpec
 from flamed.daemon.exporter_config import ExporterConfig, read_exporters
-from flamed.daemon.tables import KeyPath, TableReader, given
+from flamed.daemon.tables import KeyPath, TableReader, given, type_name
 from flamed.daemon.timerange import parse_duration
 
 DEFAULT_SOURCE = "<embedded default>"
 EVENT_NAME = re.compile(r"[A-Za-z0-9_.:/,=-]{1,200}")
+HOST_NAME = re.compile(r"[A-Za-z0-9_-]{1,63}(?:\.[A-Za-z0-9_-]{1,63}){0,63}\.?")
 SELECTORS = ("all", "pids", "process", "cmdline", "unit")
 CALL_GRAPHS = ("fp", "dwarf", "lbr")
 BACKENDS = ("auto", "perf", "dtrace")
@@ -48,6 +49,9 @@ class ServerConfig:
     """The token read from ``token_file`` (its first line)."""
     max_renders: int = 2
     """Renders running at once; further render requests get 503."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names (lower case) a request's ``Host`` header may give besides ``localhost`` and
+    addresses; any other name is refused (DNS rebinding)."""
 
     @property
     def listen(self) -> str:
@@ -138,7 +142,7 @@ def default_state_dir(
 
 
 TOP_KEYS = ("server", "storage", "profile", "targets", "exporters")
-SERVER_KEYS = ("listen", "token_file", "max_renders")
+SERVER_KEYS = ("listen", "token_file", "max_renders", "allowed_hosts")
 STORAGE_KEYS = ("state_dir", "bucket", "retention", "max_stacks", "inbox", "rollup_after", "rollup")
 PROFILE_KEYS = ("frequency", "call_graph", "backend", "perf_path", "event", "mmap_pages")
 TARGET_KEYS = ("name", *SELECTORS, *PROFILE_KEYS)
@@ -207,8 +211,27 @@ def read_server(reader: TableReader, table: dict[str, Any]) -> ServerConfig:
             token_file=token[0] if token else None,
             token=token[1] if token else None,
             max_renders=reader.integer(table, "max_renders", path, 1, 64),
+            allowed_hosts=read_host_names(reader, table, path),
         )
     )
+
+
+def read_host_names(
+    reader: TableReader, table: dict[str, Any], path: KeyPath
+) -> tuple[str, ...] | None:
+    """``allowed_hosts``: DNS names, without scheme or port, compared in lower case."""
+    names = reader.get(table, "allowed_hosts", list, path)
+    if names is None:
+        return None
+    found = []
+    for name in names:
+        if not isinstance(name, str):
+            raise reader.fail((*path, "allowed_hosts"), f"expected a string, got {type_name(name)}")
+        if not HOST_NAME.fullmatch(name):
+            reason = f"{name!r} is not a host name (no scheme, no port: flamed.example.com)"
+            raise reader.fail((*path, "allowed_hosts"), reason)
+        found.append(name.lower().removesuffix("."))
+    return tuple(found)
 
 
 def read_storage(

@@ -60,7 +60,12 @@ class TargetCollector(Collector):
         up = GaugeMetricFamily(
             "flamed_collector_up", "1 if the target's sampler runs", labels=["target"]
         )
-        pids = GaugeMetricFamily("flamed_target_pids", "Processes being sampled", labels=["target"])
+        pids = GaugeMetricFamily(
+            "flamed_target_pids",
+            "Processes the sampler is attached to (the target's pids, a unit's cgroup); "
+            "0 for a whole-machine target, which perf samples by CPU",
+            labels=["target"],
+        )
         stacks = GaugeMetricFamily(
             "flamed_window_stacks",
             "Stack entries the target's window holds in memory (summed over its buckets)",

@@ -7,6 +7,8 @@ Each is a plain aiohttp middleware, or made by a function from what it needs
 from __future__ import annotations
 
 import hmac
+import ipaddress
+import re
 import time
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
@@ -20,6 +22,48 @@ from flamed.daemon.responses import Handler
 
 if TYPE_CHECKING:
     from aiohttp.typedefs import Middleware
+
+
+HOST_HEADER = re.compile(r"(?:\[([0-9a-f:.]+)\]|([^\[\]:\s]+))(?::\d{1,5})?")
+"""``name``, ``name:port``, ``address:port``, ``[v6]``, ``[v6]:port`` (lower case)."""
+
+
+def host_middleware(allowed: Callable[[], Collection[str]]) -> Middleware:
+    """Only requests whose ``Host`` names this daemon (``host_allowed``): a web page on any
+    site can make a browser resolve the page's own name to 127.0.0.1 (DNS rebinding) and
+    read the API; its requests then carry that name and are refused with 421.
+    ``allowed()`` is asked per request, so a reload that changes it applies at once."""
+
+    @web.middleware
+    async def host(request: web.Request, handler: Handler) -> web.StreamResponse:
+        given = request.headers.get("Host")
+        if not host_allowed(given, allowed()):
+            shown = "no Host header" if given is None else f"Host {given[:100]!r}"
+            raise web.HTTPMisdirectedRequest(
+                text=f"{shown} does not name this daemon: use 127.0.0.1 or localhost, "
+                "or list the name in [server] allowed_hosts\n"
+            )
+        return await handler(request)
+
+    return host
+
+
+def host_allowed(header: str | None, names: Collection[str]) -> bool:
+    """``localhost``, an IP address (no DNS name, nothing to rebind), or one of ``names``
+    (lower case), with any port."""
+    match = HOST_HEADER.fullmatch(header.strip().lower()) if header else None
+    if match is None:
+        return False
+    name = (match.group(1) or match.group(2)).removesuffix(".")
+    return name == "localhost" or name in names or is_address(name)
+
+
+def is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 @web.middleware

@@ -20,11 +20,9 @@ import contextlib
 import errno
 import gzip
 import logging
-import math
 import os
 import re
 import tempfile
-import time
 import zlib
 from array import array
 from collections.abc import Callable, Collection, Sequence
@@ -32,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from flamed.collapse.folded import Folded, read_folded
+from flamed.daemon.ratelimit import LogLimiter
 from flamed.daemon.store import Bucket, make_bucket
 
 if TYPE_CHECKING:
@@ -177,6 +176,11 @@ def read_samples(path: Path) -> int | None:
     return 0 if samples is None else samples
 
 
+def files_written(op: Op, buckets: Sequence[Bucket]) -> int:
+    """Bucket files an operation writes: each bucket of a write, a roll-up's new one."""
+    return len(buckets) if op == "write" else int(op == "replace")
+
+
 class BucketWriter:
     """Writes, replaces and deletes bucket files in order, off the event loop.
 
@@ -203,10 +207,14 @@ class BucketWriter:
         self._unsaved: dict[str, set[int]] = {}
         """Keys of buckets whose file could not be written: kept in memory, written again later."""
         self._failing = False
-        self._logged: dict[tuple[str, str], float] = {}
-        """When (monotonic) each kind of disk error, (operation, errno name), was last logged."""
+        self._logged = LogLimiter(DISK_LOG_EVERY)
+        """Each kind of disk error, (operation, errno name), is logged at most this often."""
         self._told = False
         """A disk error was logged since the last "written again"."""
+        self.written = 0
+        """Bucket files written since start (roll-ups included)."""
+        self._waiting = 0
+        """Bucket files queued to be written."""
 
     # -- the event loop's side -------------------------------------------------------------
 
@@ -223,6 +231,10 @@ class BucketWriter:
         unsaved = self._unsaved.get(target)
         if unsaved is not None:
             unsaved.difference_update(bucket.key for bucket in buckets)
+
+    def pending(self) -> int:
+        """Buckets not on disk yet: waiting in the queue, or kept after a failed write."""
+        return self._waiting + sum(len(keys) for keys in self._unsaved.values())
 
     def unsaved(self, target: str) -> Collection[int]:
         """Keys of the target's buckets whose files are not written yet (keep them whole)."""
@@ -253,6 +265,7 @@ class BucketWriter:
             return
         try:
             self._queue.put_nowait((op, target, buckets))
+            self._waiting += files_written(op, buckets)
         except asyncio.QueueFull:
             self.on_backlog(target)
             log.warning(
@@ -269,8 +282,10 @@ class BucketWriter:
             except OSError as err:
                 self._failed(op, target, buckets, err)
             else:
+                self.written += files_written(op, buckets)
                 self._done(op, target, buckets)
             finally:
+                self._waiting -= files_written(op, buckets)
                 self._queue.task_done()
 
     def _perform(self, op: Op, target: str, buckets: list[Bucket]) -> None:
@@ -295,10 +310,8 @@ class BucketWriter:
                 unsaved.difference_update(bucket.key for bucket in buckets[1:])
             unsaved.add(buckets[0].key)
         self._failing = True
-        now = time.monotonic()
-        if now - self._logged.get((op, reason), -math.inf) < DISK_LOG_EVERY:
+        if not self._logged.allow((op, reason)):
             return
-        self._logged[(op, reason)] = now
         self._told = True
         log.error(
             "target %s: cannot %s bucket files: %s (buckets are kept in memory and written "

@@ -37,6 +37,20 @@ def render_diff(before: Folded, after: Folded, options: RenderOptions) -> str:
     return render_diff_folded(before, after, options)
 
 
+def render_params() -> frozenset[str]:
+    """The query parameters ``render_options`` reads."""
+    from flamed.render.options import QUERY_NAMES
+
+    return QUERY_NAMES
+
+
+def repeatable_params() -> frozenset[str]:
+    """Those of them that may be given more than once."""
+    from flamed.render.options import QUERY_REPEATABLE
+
+    return QUERY_REPEATABLE
+
+
 def render_options(query: Mapping[str, str], title: str, subtitle: str) -> RenderOptions:
     """The request's render parameters over the daemon's title and subtitle."""
     from flamed.render.options import RenderOptions, options_from_query
@@ -49,7 +63,9 @@ def note(query: Query) -> str:
     start, end = query.selection.start, query.selection.end
     if start is None or end is None:
         return "no samples in this range yet"
-    return f"{format_time(start)} to {format_time(end)}, {query.samples} samples"
+    from flamed.render.options import format_count
+
+    return f"{format_time(start)} to {format_time(end)}, {format_count(query.samples)}"
 
 
 def folded_text(query: Query) -> Rendered:

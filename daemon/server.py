@@ -15,12 +15,15 @@ import logging
 import signal
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from flamed.collapse.errors import FlamedError
 from flamed.daemon.app import SERVICE, create_app
 from flamed.daemon.config import Config
 from flamed.daemon.notify import Notifier
+from flamed.daemon.ratelimit import LogLimiter
 from flamed.daemon.service import Service
+from flamed.daemon.statelock import lock_state_dir
 from flamed.daemon.supervisor import SessionFactory
 from flamed.daemon.version import version
 
@@ -35,6 +38,41 @@ KEEPALIVE = 15.0
 LINGER = 1.0
 """Seconds an unwanted request body is read and discarded after the refusal (aiohttp: 10)."""
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+BAD_REQUEST_LOG_EVERY = 600.0
+"""Seconds between two log lines for the same kind of malformed request."""
+
+
+class BadRequests(logging.Filter):
+    """aiohttp logs every malformed request (a request line over 8 KB, a header flood) at
+    ERROR with its traceback, so a remote client could fill the journal: such a record
+    becomes one warning line, at most one per kind every ``BAD_REQUEST_LOG_EVERY`` seconds.
+    Other records pass unchanged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.limiter = LogLimiter(BAD_REQUEST_LOG_EVERY)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        err = record.exc_info[1] if record.exc_info else None
+        if not isinstance(err, HttpProcessingError):
+            return True
+        kind = type(err).__name__
+        if not self.limiter.allow(kind):
+            return False
+        remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        record.msg = "refused a malformed request from %s (%s); such lines come at most every %g s"
+        record.args = (remote, kind, BAD_REQUEST_LOG_EVERY)
+        record.exc_info, record.exc_text = None, None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def request_logger() -> logging.Logger:
+    """The logger aiohttp's connection handlers report to, with ``BadRequests`` on it."""
+    logger = logging.getLogger("flamed.daemon.http")
+    if not any(isinstance(known, BadRequests) for known in logger.filters):
+        logger.addFilter(BadRequests())
+    return logger
 
 
 async def run_daemon(
@@ -45,7 +83,23 @@ async def run_daemon(
     notifier: Notifier | None = None,
     watch: bool = True,
 ) -> int:
-    """Serve until SIGTERM/SIGINT; SIGHUP reloads. Returns the exit code."""
+    """Serve until SIGTERM/SIGINT; SIGHUP reloads. Returns the exit code.
+
+    The state folder is locked before anything reads or writes it, until the daemon
+    exits: a second daemon on the same folder fails here (FlamedError, exit 1).
+    """
+    with lock_state_dir(config.storage.state_dir):
+        await serve_app(config, config_path, session_factory, notifier, watch)
+    return 0
+
+
+async def serve_app(
+    config: Config,
+    config_path: str | None,
+    session_factory: SessionFactory | None,
+    notifier: Notifier | None,
+    watch: bool,
+) -> None:
     notifier = notifier if notifier is not None else Notifier()
     app = create_app(
         config,
@@ -62,6 +116,7 @@ async def run_daemon(
         keepalive_timeout=KEEPALIVE,  # also how long a silent or trickling client is kept
         lingering_time=LINGER,
         shutdown_timeout=HTTP_DRAIN,  # then the samplers' last buckets are folded and written
+        logger=request_logger(),
     )
     stop = asyncio.Event()
     install_signals(stop, app[SERVICE])
@@ -69,7 +124,6 @@ async def run_daemon(
         await serve(runner, app[SERVICE], config, notifier, stop)
     finally:
         remove_signals()
-    return 0
 
 
 async def serve(
@@ -85,7 +139,10 @@ async def serve(
     except FlamedError:
         await runner.cleanup()
         raise
-    log.info("listening on http://%s/ (%s)", config.server.listen, service.summary())
+    log.info(
+        "listening on http://%s/; state in %s; targets: %s",
+        config.server.listen, config.storage.state_dir, service.describe_targets(),
+    )  # fmt: skip
     notifier.ready(f"{service.summary()}; http://{config.server.listen}/")
     status = asyncio.create_task(report_status(notifier, service, config.server.listen))
     await stop.wait()

@@ -99,6 +99,12 @@ class Service:
         """Stop every session (each flushes its last bucket), then finish the writes."""
         await asyncio.gather(*(target.stop() for target in self.targets.values()))
         await self.writer.stop(WRITES_TIMEOUT)
+        if self.disk is not None:
+            writer = self.writer
+            log.info(
+                "stopped: wrote %d buckets to %s, %d pending (not written)",
+                writer.written, self.disk.root, writer.pending(),
+            )  # fmt: skip
         await self.exporters.stop()
         for task in self._tasks:
             task.cancel()
@@ -346,6 +352,10 @@ class Service:
         if bad:
             return False, "not sampling: " + ", ".join(sorted(bad))
         return True, "ready"
+
+    def describe_targets(self) -> str:
+        """``system (the whole machine), web (process name '^nginx$')``, for the log."""
+        return ", ".join(f"{spec.name} ({spec.describe()})" for spec in self.config.targets)
 
     def summary(self) -> str:
         states = Counter(target.status.state for target in self.targets.values())

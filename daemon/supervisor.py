@@ -123,7 +123,8 @@ class Supervisor:
             self.name, message, exc_info=None if expected else err,
         )  # fmt: skip
         status = self.session.status if self.session is not None else SessionStatus()
-        status.state, status.last_error = "error", message
+        status.state = "error"
+        status.error(message)
         self._failure = status
 
     @property
@@ -146,6 +147,8 @@ class Supervisor:
             "spec": spec_json(self.spec),
             "state": self.state,
             "last_error": status.last_error,
+            "last_error_time": status.last_error_time,
+            "last_error_past": status.last_error_past,
             "pids": list(status.pids),
             "backend": status.backend,
             "event": status.event,

@@ -19,7 +19,10 @@ DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 LATEST = 1e11
 """Times and durations at or past this (year 5138) are refused: no title could print them."""
+RANGE_KEYS = ("window", "from", "until")
+"""How a query names its range; a diff may name the compared one so (``baseline=previous``)."""
 DIFF_KEYS = ("a_from", "a_until", "b_from", "b_until")
+"""How a diff names both ranges instead."""
 
 
 def parse_duration(text: str) -> float:
@@ -88,18 +91,21 @@ def parse_duration_param(name: str, text: str) -> float:
 def parse_range(
     query: Mapping[str, str], now: float, default_window: float, prefix: str = ""
 ) -> TimeRange:
-    """``window`` (ending ``until`` or now) or ``from``/``until``."""
+    """``window`` (ending ``until`` or now) or ``from``/``until``. A key given empty is
+    refused (an empty ``window=`` is no window, not the default one)."""
     window_text = query.get(prefix + "window")
     start_text = query.get(prefix + "from")
     until_text = query.get(prefix + "until")
-    end = parse_time(prefix + "until", until_text, now) if until_text else now
+    end = parse_time(prefix + "until", until_text, now) if until_text is not None else now
     if window_text is not None and start_text is not None:
         raise UsageError(f"give {prefix}window or {prefix}from, not both")
     if start_text is not None:
         start = parse_time(prefix + "from", start_text, now)
         label = f"{format_time(start)} to {format_time(end)}"
     else:
-        window = parse_duration_param(prefix + "window", window_text or "") if window_text else None
+        window = None
+        if window_text is not None:
+            window = parse_duration_param(prefix + "window", window_text)
         width = window if window is not None else default_window
         start = end - width
         label = f"last {format_duration(width)}" if not until_text else f"{format_duration(width)}"
@@ -119,9 +125,10 @@ def diff_ranges(
         missing = [key for key in DIFF_KEYS if key not in query]
         if missing:
             raise UsageError(f"{', '.join(missing)}: missing (give all of {', '.join(DIFF_KEYS)})")
-        before = parse_range({"from": query["a_from"], "until": query["a_until"]}, now, 0)
-        after = parse_range({"from": query["b_from"], "until": query["b_until"]}, now, 0)
-        return before, after
+        also = [key for key in (*RANGE_KEYS, "baseline") if key in query]
+        if also:
+            raise UsageError(f"give {', '.join(DIFF_KEYS)} or {', '.join(also)}, not both")
+        return parse_range(query, now, 0, "a_"), parse_range(query, now, 0, "b_")
     baseline = query.get("baseline", "previous")
     if baseline != "previous":
         raise UsageError(f"baseline: {baseline!r} is not `previous` (or give a_from/a_until/...)")

@@ -10,6 +10,7 @@ and :func:`options_from_query`); values a user can get wrong raise
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -168,6 +169,17 @@ class RenderOptions:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
 
+def format_count(count: int, name: str = "samples") -> str:
+    """``5,744 samples``, ``1 sample``: thousands separated, the unit from ``count_unit``."""
+    return f"{count:,} {count_unit(count, name)}"
+
+
+def count_unit(count: int, name: str) -> str:
+    """ "samples", but "sample" for one (flamegraph.pl writes "1 samples"); a unit given
+    with --countname is left as given."""
+    return "sample" if count == 1 and name == "samples" else name
+
+
 def check_options(options: RenderOptions) -> None:
     """Refuse values that cannot be drawn or that would end up unescaped in CSS."""
     if not 20 < options.width <= 1_000_000:
@@ -206,6 +218,18 @@ def check_ui_options(options: RenderOptions) -> None:
         raise UsageError(f"truncate must be right or left, not {options.truncate!r}")
     if options.encoding:
         check_encoding(options.encoding)
+    if options.search:
+        check_search(options.search)
+
+
+def check_search(pattern: str) -> None:
+    """Refuse a search the SVG's script could not run (it showed "Bad regular expression",
+    cut at the edge). JavaScript's syntax is checked with Python's ``re``; its named groups,
+    ``(?<name>``, are Python's ``(?P<name>``."""
+    try:
+        re.compile(re.sub(r"\(\?<(?=[A-Za-z_])", "(?P<", pattern))
+    except re.error as err:
+        raise UsageError(f"search: bad regular expression {pattern[:100]!r}: {err}") from None
 
 
 def check_encoding(name: str) -> None:
@@ -244,6 +268,19 @@ def parse_int(name: str, text: str) -> int:
         raise UsageError(f"{name} must be an integer, not {text!r}") from None
 
 
+def parse_number(name: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise UsageError(f"{name} must be a number, not {text!r}")
+    return value
+
+
+# The options that make sense over HTTP, named as the command line's long options without
+# their dashes. Left out: those that name files (--cp, --palette-file, --nameattr), change
+# the output's encoding (--encoding), or make every render differ (--random).
 QUERY_TEXT = {
     "title": "title",
     "subtitle": "subtitle",
@@ -252,9 +289,12 @@ QUERY_TEXT = {
     "countname": "count_name",
     "nametype": "name_type",
     "search": "search",
+    "searchcolor": "search_color",
     "uicolor": "ui_color",
     "strokecolor": "stroke_color",
     "truncate": "truncate",
+    "fonttype": "font_type",
+    "notes": "notes",
 }
 QUERY_FLAGS = {
     "reverse": "reverse",
@@ -265,13 +305,28 @@ QUERY_FLAGS = {
     "colordiffusion": "color_diffusion",
     "fluid": "fluid",
 }
+QUERY_INTEGERS = {"width": "width", "height": "frame_height"}
+QUERY_NUMBERS = {
+    "fontsize": "font_size",
+    "fontwidth": "font_width",
+    "factor": "factor",
+    "total": "total",
+}
+QUERY_REPEATABLE = frozenset({"base"})
+"""Parameters that may be given more than once (``base=a&base=b``)."""
+QUERY_NAMES = frozenset(
+    {*QUERY_TEXT, *QUERY_FLAGS, *QUERY_INTEGERS, *QUERY_NUMBERS, "minwidth", "nojavascript"}
+    | QUERY_REPEATABLE
+)
+"""Every render parameter ``options_from_query`` reads."""
 
 
 def options_from_query(
     params: Mapping[str, str], defaults: RenderOptions | None = None
 ) -> RenderOptions:
-    """Render options from HTTP query parameters (``title``, ``colors``, ``reverse``,
-    ``inverted``, ``minwidth``, ``width``, ``search``, ...); unknown keys are ignored.
+    """Render options from HTTP query parameters (:data:`QUERY_NAMES`: ``title``,
+    ``colors``, ``reverse``, ``minwidth``, ``width``, ``search``, ``fontsize``, ...).
+    ``params`` may be a multidict: every ``base`` is read. Other keys are the caller's.
 
     Raises :class:`UsageError` (a 400 for the daemon) on a bad value.
     """
@@ -282,11 +337,18 @@ def options_from_query(
     for key, field in QUERY_FLAGS.items():
         if key in params:
             changes[field] = parse_bool(key, params[key])
-    if "width" in params:
-        changes["width"] = parse_int("width", params["width"])
-    if "height" in params:
-        changes["frame_height"] = parse_int("height", params["height"])
+    for key, field in QUERY_INTEGERS.items():
+        if key in params:
+            changes[field] = parse_int(key, params[key])
+    for key, field in QUERY_NUMBERS.items():
+        if key in params:
+            changes[field] = parse_number(key, params[key])
     if "minwidth" in params:
         changes["minwidth"], changes["minwidth_percent"] = parse_minwidth(params["minwidth"])
+    if "nojavascript" in params:
+        changes["javascript"] = not parse_bool("nojavascript", params["nojavascript"])
+    if "base" in params:
+        getall = getattr(params, "getall", None)
+        changes["base"] = tuple(getall("base") if getall is not None else [params["base"]])
     base = defaults if defaults is not None else RenderOptions()
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]

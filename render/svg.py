@@ -39,7 +39,7 @@ from flamed.render.layout import (
     layout_plain,
 )
 from flamed.render.nameattr import FrameAttrs
-from flamed.render.options import RenderOptions
+from flamed.render.options import RenderOptions, count_unit
 from flamed.render.palette import (
     DARK_SEPARATOR,
     GREY_SEPARATOR,
@@ -145,6 +145,7 @@ class SvgWriter:
         self.row_texts: dict[int, tuple[str, str]] = {}
         self.rect_height = options.frame_height - FRAME_PAD
         self.count_name = xml_text(options.count_name)
+        self.count_one = xml_text(count_unit(1, options.count_name))
         self.full = layout.time_max * options.factor
         self.sep = "\n  " if options.pretty_xml else ""
         self.end_sep = "\n" if options.pretty_xml else ""
@@ -287,7 +288,7 @@ class SvgWriter:
     def title(self, frame: Frame, escaped_name: str) -> str:
         """``NAME (N samples, P%)``, with ``; +D%`` in a differential graph; escaped."""
         samples = round(frame.width * self.options.factor)
-        counted = f"{samples:,} {self.count_name}"
+        counted = f"{samples:,} {self.count_one if samples == 1 else self.count_name}"
         if not frame.depth:
             return f"all ({counted}, 100%)"
         full = self.full

@@ -11,7 +11,8 @@ import gc
 from collections.abc import Callable
 
 from flamed.collapse.common import Collapser
-from flamed.daemon.commands.common import collapse_path, write_stdout
+from flamed.collapse.errors import InputError
+from flamed.daemon.commands.common import collapse_path, nothing_found, write_stdout
 from flamed.daemon.commands.helpformat import HelpFormatter, add_log_flags
 
 NAME = "collapse"
@@ -35,11 +36,17 @@ class Format:
         description: str,
         add_arguments: Callable[[argparse.ArgumentParser], None],
         make_collapser: Callable[[argparse.Namespace], Collapser],
+        records: str,
+        expected: str,
     ) -> None:
         self.help = help
         self.description = description
         self.add_arguments = add_arguments
         self.make_collapser = make_collapser
+        self.records = records
+        """What the input holds, for "no RECORDS in FILE" when nothing was recognised."""
+        self.expected = expected
+        """What input the format takes, for that message."""
 
 
 def add_perf_arguments(parser: argparse.ArgumentParser) -> None:
@@ -207,6 +214,8 @@ FORMATS: dict[str, Format] = {
         description="Fold `perf script` output; same options and output as stackcollapse-perf.pl.",
         add_arguments=add_perf_arguments,
         make_collapser=make_perf_collapser,
+        records="perf script records",
+        expected="`perf script` output",
     ),
     "dtrace": Format(
         help="DTrace stack()/ustack() aggregation output (stackcollapse.pl)",
@@ -215,6 +224,8 @@ FORMATS: dict[str, Format] = {
         "after another (printa in a tick probe) are added up; each dump's header is skipped.",
         add_arguments=add_dtrace_arguments,
         make_collapser=make_dtrace_collapser,
+        records="DTrace stacks",
+        expected="the output of a DTrace aggregation on stack() or ustack()",
     ),
     "recursive": Format(
         help="merge direct recursion in folded stacks (stackcollapse-recursive.pl)",
@@ -223,6 +234,8 @@ FORMATS: dict[str, Format] = {
         "same output as stackcollapse-recursive.pl.",
         add_arguments=add_no_arguments,
         make_collapser=make_recursive_collapser,
+        records="folded stacks",
+        expected="`stack count` lines",
     ),
     "sample": Format(
         help="macOS `sample` reports (stackcollapse-sample.awk)",
@@ -232,6 +245,8 @@ FORMATS: dict[str, Format] = {
         "as stackcollapse-sample.awk.",
         add_arguments=add_no_modules,
         make_collapser=make_sample_collapser,
+        records="sample call graph",
+        expected="a macOS `sample` report",
     ),
     "xctrace": Format(
         help="Instruments `xctrace export` XML (inferno-collapse-xctrace)",
@@ -240,6 +255,8 @@ FORMATS: dict[str, Format] = {
         "Same output as inferno-collapse-xctrace.",
         add_arguments=add_no_arguments,
         make_collapser=make_xctrace_collapser,
+        records="xctrace samples",
+        expected="`xctrace export` Time Profiler XML",
     ),
     "vtune": Format(
         help="Intel VTune top-down CSV (inferno-collapse-vtune)",
@@ -249,6 +266,8 @@ FORMATS: dict[str, Format] = {
         "as inferno-collapse-vtune.",
         add_arguments=add_no_modules,
         make_collapser=make_vtune_collapser,
+        records="VTune rows",
+        expected="a VTune top-down CSV report",
     ),
     "vsprof": Format(
         help="Visual Studio profiler call-tree CSV (stackcollapse-vsprof.pl)",
@@ -257,6 +276,8 @@ FORMATS: dict[str, Format] = {
         "instrumentation export (Number of Calls) as inferno-collapse-vsprof does.",
         add_arguments=add_no_arguments,
         make_collapser=make_vsprof_collapser,
+        records="call-tree rows",
+        expected="a Visual Studio profiler call-tree CSV",
     ),
     "ghcprof": Format(
         help="GHC profiling reports, .prof (inferno-collapse-ghcprof)",
@@ -266,6 +287,8 @@ FORMATS: dict[str, Format] = {
         "inferno-collapse-ghcprof.",
         add_arguments=add_ghcprof_arguments,
         make_collapser=make_ghcprof_collapser,
+        records="GHC cost centres",
+        expected="a GHC .prof report",
     ),
     "bpftrace": Format(
         help="bpftrace stack maps, @[kstack, ustack, comm] (stackcollapse-bpftrace.pl)",
@@ -274,6 +297,8 @@ FORMATS: dict[str, Format] = {
         "kernel stack, root first. Same output as stackcollapse-bpftrace.pl.",
         add_arguments=add_no_arguments,
         make_collapser=make_bpftrace_collapser,
+        records="bpftrace stacks",
+        expected="bpftrace stack maps (@[kstack, ustack, comm] = count())",
     ),
     "guess": Format(
         help="tell the format from the first lines (every format above but recursive)",
@@ -282,6 +307,8 @@ FORMATS: dict[str, Format] = {
         "and fold it with that format's defaults.",
         add_arguments=add_no_arguments,
         make_collapser=make_guess_collapser,
+        records="profile",
+        expected="output of one of the formats in `flamed collapse --help`",
     ),
 }
 
@@ -303,7 +330,11 @@ def run(args: argparse.Namespace) -> int:
     # One collapse, then the process ends: the cyclic garbage collector's passes over
     # the many short-lived tuples of a large input cost ~10% and would free nothing.
     gc.disable()
-    collapser = FORMATS[args.format].make_collapser(args)
+    fmt = FORMATS[args.format]
+    collapser = fmt.make_collapser(args)
     folded = collapse_path(collapser, args.file)
+    if not folded:
+        reason = getattr(collapser, "empty_reason", lambda: None)()
+        raise InputError(reason) if reason else nothing_found(args.file, fmt.records, fmt.expected)
     write_stdout(folded.to_bytes())
     return 0

@@ -9,7 +9,12 @@ import sys
 
 from flamed.collapse.errors import UsageError
 from flamed.collapse.folded import FoldedCollapser
-from flamed.daemon.commands.common import collapse_file, write_atomic, write_stdout
+from flamed.daemon.commands.common import (
+    collapse_file,
+    nothing_found,
+    write_atomic,
+    write_stdout,
+)
 
 NAME = "export"
 HELP = "convert folded stacks to another profiler's format (pprof, speedscope)"
@@ -104,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
     if args.output is None and sys.stdout.isatty():
         raise UsageError("pprof output is binary: redirect stdout to a file or give -o OUT")
     folded = collapse_file(FoldedCollapser(), args.file)
+    if not folded:
+        raise nothing_found(args.file, "folded stacks", "`stack count` lines")
     data = encode_pprof(
         folded, frequency=args.frequency, start_ns=start, duration_ns=duration, labels=labels
     )

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from flamed.collapse.common import WarnOnce
 from flamed.collapse.errors import UsageError
 from flamed.collapse.folded import ERRORS, Count, decode
-from flamed.daemon.commands.common import iter_chunks, write_atomic
+from flamed.daemon.commands.common import EXIT_NO_SAMPLES, iter_chunks, write_atomic
 from flamed.daemon.commands.helpformat import add_log_flags
 
 if TYPE_CHECKING:
@@ -43,7 +43,6 @@ nothing to draw.
 log = logging.getLogger("flamed.render")
 # flamegraph.pl's line: anything, one whitespace character, a non-negative number.
 LINE_RE = re.compile(r"(.*)\s(\d+(?:\.\d*)?)", re.DOTALL)
-EXIT_NO_SAMPLES = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

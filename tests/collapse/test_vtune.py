@@ -67,6 +67,8 @@ def test_is_applicable() -> None:
 def test_quiet_after_the_format_name() -> None:
     from tests.conftest import run_flamed
 
-    loud = run_flamed("collapse", "vtune", stdin=HEADER + b"main,x,a\n")
-    quiet = run_flamed("collapse", "vtune", "-q", stdin=HEADER + b"main,x,a\n")
+    rows = HEADER + b"main,x,a\nmain,1.5,a\n"  # a bad row among good ones: warned, skipped
+    loud = run_flamed("collapse", "vtune", stdin=rows)
+    quiet = run_flamed("collapse", "vtune", "-q", stdin=rows)
     assert b"not a number" in loud.stderr and quiet.stderr == b""
+    assert loud.returncode == quiet.returncode == 0 and loud.stdout == quiet.stdout != b""

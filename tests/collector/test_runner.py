@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from flamed.collapse.errors import ProfilerError
-from flamed.collector.base import TargetSpec
+from flamed.collapse.folded import Folded
+from flamed.collector.base import Chunk, TargetSpec
 from flamed.collector.runner import Outcome, SamplingSession, SessionOptions
 from flamed.collector.targets import Resolution
 
@@ -100,3 +101,22 @@ async def test_fail_fast_raises_the_first_failure(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="boom"):
         await asyncio.wait_for(session.run(), 30)
     assert session.status.restarts == {}
+
+
+async def test_the_last_error_keeps_its_time_and_is_past_after_a_whole_bucket(
+    tmp_path: Path,
+) -> None:
+    """`last_error` never cleared: minutes after perf recovered, the page still showed
+    "perf script exited 255" for a healthy target."""
+    session = Flaky(tmp_path, 1, ProfilerError("perf script exited 255: bad file"), "sample")
+    await run_until_running(session)
+    status = session.status
+    assert status.last_error == "perf script exited 255: bad file"
+    assert status.last_error_time is not None and not status.last_error_past
+    failed = status.last_error_time
+    session.emit(Chunk("flaky", failed - 1.0, failed + 9.0, Folded(), 0, 0, 0.0), 0.0, 0.0)
+    assert not status.last_error_past  # that bucket began before the error
+    session.emit(Chunk("flaky", failed + 9.0, failed + 19.0, Folded(), 0, 0, 0.0), 0.0, 0.0)
+    assert status.last_error_past and status.last_error == "perf script exited 255: bad file"
+    session.drop("script_failed", "perf script exited 1: again")
+    assert status.last_error_time >= failed and not status.last_error_past

@@ -75,6 +75,19 @@ async def test_targets(client: Client) -> None:
     assert b["oldest"] is None and b["samples_last_minute"] == 0
 
 
+async def test_the_last_error_shows_its_time_and_whether_it_is_past(
+    client: Client, factory: FakeFactory
+) -> None:
+    status = factory.latest("a").status
+    status.error("perf script exited 255: no such file", when=T0 - 30)
+    (a, _) = await (await client.get("/api/v1/targets")).json()
+    assert a["last_error"] == "perf script exited 255: no such file"
+    assert (a["last_error_time"], a["last_error_past"]) == (T0 - 30, False)
+    status.sampled(T0 - 20)  # a whole bucket since: the error is history
+    (a, _) = await (await client.get("/api/v1/targets")).json()
+    assert (a["last_error"], a["last_error_past"]) == ("perf script exited 255: no such file", True)
+
+
 async def test_folded_merges_the_window(client: Client) -> None:
     response = await client.get("/api/v1/folded", params={"target": "a", "window": "1m"})
     assert response.status == 200
@@ -142,12 +155,73 @@ BAD = [
 ]
 
 
+BAD += [
+    "/api/v1/folded?target=a&window=",  # empty: not the default window
+    "/api/v1/folded?target=a&until=",
+    "/api/v1/flamegraph?target=a&window=1m&window=5m",  # which one?
+    "/api/v1/diff?target=a&window=1m&a_from=1&a_until=2&b_from=2&b_until=3",
+    "/api/v1/diff?target=a&from=now-1m&a_from=1&a_until=2&b_from=2&b_until=3",
+    "/api/v1/diff?target=a&baseline=previous&a_from=1&a_until=2&b_from=2&b_until=3",
+    "/api/v1/flamegraph?target=a&fontsize=big",
+    "/api/v1/flamegraph?target=a&factor=inf",
+    "/api/v1/flamegraph?target=a&search=(",
+]
+
+
 @pytest.mark.parametrize("path", BAD)
 async def test_bad_parameters_are_400_with_one_line(client: Client, path: str) -> None:
     response = await client.get(path)
     assert response.status == 400, await response.text()
     text = await response.text()
     assert text.endswith("\n") and text.count("\n") == 1 and len(text) > 5
+
+
+async def test_a_range_error_names_the_parameter_the_user_wrote(client: Client) -> None:
+    query = "target=a&a_from=abc&a_until=1&b_from=1&b_until=2"
+    response = await client.get(f"/api/v1/diff?{query}")
+    assert (await response.text()).startswith("a_from: 'abc' is not"), await response.text()
+    response = await client.get("/api/v1/diff?target=a&a_from=5&a_until=1&b_from=1&b_until=2")
+    assert (await response.text()).startswith("a_from must be before a_until")
+
+
+UNKNOWN = [
+    ("/api/v1/flamegraph?target=a&colour=red", "colors"),
+    ("/api/v1/flamegraph?target=a&no-javascript=1", "nojavascript"),
+    ("/flamegraph.svg?fonttyp=x", "fonttype"),
+    ("/api/v1/diff?target=a&window=1m&titel=x", "title"),
+    ("/api/v1/folded?target=a&title=x", "window"),  # folded text takes no render options
+    ("/folded.txt?colors=hot", "until"),
+    ("/api/v1/pprof?target=a&width=9", "from"),
+    ("/api/v1/folded?target=a&type=offcpu", "target"),
+]
+
+
+@pytest.mark.parametrize(("path", "listed"), UNKNOWN)
+async def test_unknown_parameters_are_refused_with_the_accepted_names(
+    client: Client, path: str, listed: str
+) -> None:
+    """They were ignored silently: a typo (`colour=`) gave the default graph."""
+    response = await client.get(path)
+    text = await response.text()
+    assert response.status == 400 and text.count("\n") == 1, text
+    assert text.startswith("unknown parameter") and listed in text.split("accepted:")[1], text
+
+
+async def test_the_render_options_that_make_sense_over_http(client: Client) -> None:
+    base = "/api/v1/flamegraph?target=a&window=1m"
+    plain = await (await client.get(base)).text()
+    assert "font-size: 12px" in plain and "Verdana" in plain and "<script" in plain
+    assert "main (10 samples, 100.00%)" in plain
+    query = "&fontsize=20&fonttype=Courier&fontwidth=0.7&notes=hello&searchcolor=%2300ff00"
+    styled = await (await client.get(base + query)).text()
+    assert "font-size: 20px" in styled and "Courier" in styled and "<!-- NOTES: hello -->" in styled
+    assert "#00ff00" in styled
+    scaled = await (await client.get(base + "&factor=2&total=40")).text()
+    assert "main (20 samples, 25.00%)" in scaled
+    based = await (await client.get(base + "&base=work")).text()
+    assert "work (" in based and "idle" not in based
+    static = await (await client.get(base + "&nojavascript=1")).text()
+    assert "<script" not in static and "main (" in static
 
 
 @pytest.mark.parametrize(

@@ -220,6 +220,25 @@ def test_check_config_refuses_zero_and_absurd_values(
     assert len(lines) == 1 and f"{bad}:{expected}" in lines[0], lines
 
 
+def test_allowed_hosts() -> None:
+    base = '[storage]\nstate_dir = "/s"\n[[targets]]\nname = "x"\nall = true\n'
+    config = parse_config('[server]\nallowed_hosts = ["Flamed.Example.com", "box."]\n' + base)
+    assert config.server.allowed_hosts == ("flamed.example.com", "box")
+    for bad, reason in (
+        ('"http://x.example"', "not a host name"),
+        ('"x.example:9797"', "not a host name"),
+        ('""', "not a host name"),
+        ('"*"', "not a host name"),
+        ("1", "expected a string"),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            parse_config(f"[server]\nallowed_hosts = [{bad}]\n{base}", "t.toml")
+        assert str(caught.value).startswith("t.toml:2: server.allowed_hosts: "), caught.value
+        assert reason in str(caught.value)
+    with pytest.raises(ConfigError, match="expected an array"):
+        parse_config(f'[server]\nallowed_hosts = "x"\n{base}', "t.toml")
+
+
 def test_absent_keys_take_the_dataclass_defaults() -> None:
     minimal = parse_config('[storage]\nstate_dir = "/s"\n[[targets]]\nname = "x"\nall = true\n')
     assert minimal.server == ServerConfig()

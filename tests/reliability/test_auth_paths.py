@@ -86,7 +86,11 @@ def request(daemon: Daemon, path: str, authorization: str | None) -> int:
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    running = start_daemon(tmp_path_factory.mktemp("auth") / "run", token=TOKEN)
+    running = start_daemon(
+        tmp_path_factory.mktemp("auth") / "run",
+        token=TOKEN,
+        server='allowed_hosts = ["flamed.example.com"]\n',
+    )
     yield running
     running.stop()
 
@@ -140,6 +144,68 @@ def test_every_route_but_the_open_ones_needs_the_token(daemon: Daemon) -> None:
     assert request(daemon, f"/api/v1/targets?token={TOKEN}", None) == 401
     assert refused == (len(ROUTES) - len(OPEN)) * len(WRONG)
     print(f"\nFIGURE case12 401s={refused} over {len(ROUTES)} routes x {len(WRONG)} bad tokens")
+
+
+# -- case 12: the Host header (DNS rebinding) ---------------------------------------------
+
+ACCEPTED_HOSTS = [
+    "localhost",
+    "LOCALHOST:9797",
+    "localhost.",
+    "127.0.0.1",
+    "127.0.0.1:1",
+    "[::1]",
+    "[::1]:9797",
+    "10.1.2.3:9797",  # an address: no DNS name, so nothing to rebind (pod IPs, probes)
+    "flamed.example.com",  # listed in allowed_hosts
+    "Flamed.Example.COM:443",
+]
+REFUSED_HOSTS = [
+    None,  # no Host header at all
+    "",
+    "evil.example",
+    "evil.example:9797",
+    "localhost.evil.example",
+    "127.0.0.1.nip.io",
+    "sub.flamed.example.com",
+    "flamed.example.com.evil",
+    "localhost:notaport",
+    "[::1",
+    "::1",
+    "local host",
+]
+
+
+def host_request(daemon: Daemon, path: str, host: str | None) -> tuple[int, bytes]:
+    """GET with exactly this Host header (or none), and the right token."""
+    conn = http.client.HTTPConnection("127.0.0.1", daemon.port, timeout=20)
+    try:
+        conn.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
+        if host is not None:
+            conn.putheader("Host", host)
+        conn.putheader("Authorization", f"Bearer {TOKEN}")
+        conn.endheaders()
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("host", ACCEPTED_HOSTS)
+def test_loopback_addresses_and_allowed_hosts_are_served(daemon: Daemon, host: str) -> None:
+    for path in ("/api/v1/targets", "/healthz", "/"):
+        assert host_request(daemon, path, host)[0] == 200, (host, path)
+
+
+@pytest.mark.parametrize("host", REFUSED_HOSTS)
+def test_other_host_headers_are_refused_in_one_line(daemon: Daemon, host: str | None) -> None:
+    """A page on any site can make a browser resolve its own name to 127.0.0.1 (DNS
+    rebinding); its requests then carry that name in Host and are refused."""
+    for path in ("/api/v1/targets", "/api/v1/folded?target=ghost", "/healthz", "/"):
+        status, body = host_request(daemon, path, host)
+        assert status in (400, 421), (host, path, status)  # 400: aiohttp's own, no Host at all
+        if status == 421:
+            assert body.count(b"\n") == 1 and b"allowed_hosts" in body, body
 
 
 def test_open_paths_are_only_health_and_the_data_free_page() -> None:

@@ -211,3 +211,17 @@ def test_left_truncation_and_custom_titles_keep_search(
     assert long_name.text_content() == ""  # too narrow at first
     frame(page, "root").locator("rect").click()  # zoomed: the script fits it again
     assert long_name.text_content() == "..ere"
+
+
+def test_the_search_controls_show_when_the_pointer_is_on_the_graph(page: Any, served: str) -> None:
+    """At 10 % opacity "Search" and "ic" were hard to find: they show while the pointer is
+    anywhere on the graph, fully on themselves (transitions off: read at once)."""
+    page.goto(f"{served}/graph.svg")
+
+    def opacity(selector: str) -> float:
+        return float(page.locator(selector).evaluate("e => getComputedStyle(e).opacity"))
+
+    page.mouse.move(1, 1)  # on the background, not on a frame or a control
+    assert opacity(".fg-search") >= 0.7 and opacity(".fg-ignorecase") >= 0.7
+    page.locator(".fg-search").hover()
+    assert opacity(".fg-search") == 1.0
