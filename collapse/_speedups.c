@@ -725,7 +725,9 @@ typedef struct {
     size_t comm_len, pid_len, tid_len, period_len, event_len;
 } EventLine;
 
-/* 1: parsed; 0: not of the common shape (Python reads it). */
+/* 1: parsed; 0: not of the common shape (Python reads it). Records of a thread perf
+ * has no name for (command `:-1`, pid or tid -1) are left to Python, which folds them
+ * under `[unknown pid]`: a pid or tid must be digits here, and `:-1` is no command. */
 static int
 parse_event_line(const char *s, size_t n, EventLine *ev)
 {
@@ -733,6 +735,8 @@ parse_event_line(const char *s, size_t n, EventLine *ev)
     while (i < n && !is_space((unsigned char)s[i]))
         i++;
     if (i < 2 || i >= n || !is_line_space((unsigned char)s[i]))
+        return 0;
+    if (i == 3 && memcmp(s, ":-1", 3) == 0)
         return 0;
     ev->comm = s;
     ev->comm_len = i;

@@ -71,9 +71,37 @@ class WarnOnce:
         seen = self.counts.get(kind, 0)
         self.counts[kind] = seen + 1
         if not seen:
-            shown = detail if len(detail) <= 200 else detail[:200] + "..."
-            self.logger.warning("%s: %r (further ones are skipped silently)", kind, shown)
+            shown = printable(detail)
+            self.logger.warning("%s: '%s' (further ones are skipped silently)", kind, shown)
 
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+
+SHOWN_CHARS = 80
+"""Characters of an offending line a warning shows."""
+
+
+def printable(text: str, limit: int = SHOWN_CHARS) -> str:
+    """``text`` as a terminal can show it, at most ``limit`` characters shown: undecodable
+    bytes (kept as surrogates) as ``\\xNN``, control characters as Python writes them;
+    printable text, any script, as it is."""
+    if text[:limit].isprintable():
+        return text if len(text) <= limit else text[:limit] + "..."
+    shown: list[str] = []
+    size = 0
+    for char in text:
+        piece = char if char.isprintable() else escape(char)
+        size += len(piece)
+        if size > limit:
+            return "".join(shown) + "..."
+        shown.append(piece)
+    return "".join(shown)
+
+
+def escape(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    return repr(char)[1:-1]

@@ -126,9 +126,14 @@ class FoldedCollapser:
     A line whose last field is not a number is skipped with one warning. Counts may be
     integers or decimals; repeated stacks are summed. With ``keep_order`` every line is
     also kept in input order, repeats included, in ``in_order`` (for a flame chart).
+    ``encoding``: what the text is in (empty: UTF-8); the C reader reads UTF-8 only.
     """
 
-    def __init__(self, keep_order: bool = False, native: bool | None = None) -> None:
+    def __init__(
+        self, keep_order: bool = False, native: bool | None = None, encoding: str = ""
+    ) -> None:
+        import codecs
+
         from flamed.collapse import speedups
         from flamed.collapse.common import WarnOnce
 
@@ -136,7 +141,9 @@ class FoldedCollapser:
         self.profile = Folded()
         self.in_order: list[tuple[str, Count]] | None = [] if keep_order else None
         self._pending = b""
-        self._native = speedups.choose(native)
+        utf8 = not encoding or codecs.lookup(encoding).name == ENCODING
+        self._encoding = ENCODING if utf8 else encoding
+        self._native = speedups.choose(native) if utf8 else None
 
     def feed(self, data: bytes) -> None:
         buffer = self._pending + data
@@ -158,7 +165,7 @@ class FoldedCollapser:
         if self._native is not None:
             self._native.fold_folded(data, self.profile.counts, self.in_order, self._read_line)
         else:
-            self._read_text(decode(data))
+            self._read_text(data.decode(self._encoding, ERRORS))
 
     def _read_line(self, line: bytes) -> None:
         """A line that the C reader leaves to Python."""

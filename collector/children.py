@@ -22,8 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
 
-READ_SIZE = 1 << 16
-
 log = logging.getLogger("flamed.collector")
 
 

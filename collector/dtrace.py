@@ -96,7 +96,6 @@ class DTraceSession(SamplingSession):
         check_spec(spec)
         super().__init__(spec, options, on_chunk)
         self.status.event = f"profile-{spec.frequency}"
-        self.dtrace_pid: int | None = None
 
     def resolve(self) -> Resolution:
         if self.spec.all or execname(self.spec) is not None:
@@ -120,7 +119,6 @@ class DTraceSession(SamplingSession):
         return await self._supervise(proc, resolution)
 
     async def _supervise(self, proc: asyncio.subprocess.Process, resolution: Resolution) -> Outcome:
-        self.dtrace_pid = proc.pid
         self.status.state = "running"
         self.status.pids = resolution.pids
         tail: deque[str] = deque(maxlen=STDERR_LINES)
@@ -136,7 +134,6 @@ class DTraceSession(SamplingSession):
             if proc.returncode is None:
                 await stop_group(proc, signal.SIGINT, self.options.stop_timeout)
             await asyncio.gather(exited, reader, errors)
-            self.dtrace_pid = None
         if outcome is not None or self._stopping.is_set():
             return outcome or "stop"
         if self.resolver.dynamic and self.resolve().sampling_key() != resolution.sampling_key():

@@ -3,9 +3,11 @@
 A session loops until ``stop()``: resolve the target; with nothing to sample,
 state ``waiting`` and look again after a bucket; otherwise run the sampler
 (``sample()``, one long-running perf or dtrace) until it is stopped, the target
-set changes, or it fails. A failure is counted under ``restarts["crash"]``,
-kept in ``last_error``, and retried after an exponential backoff (capped);
-chunks already folded are never lost.
+set changes, or it fails. A failure (perf's, or an unexpected exception from
+any step of a cycle) is counted under ``restarts["crash"]``, kept in
+``last_error``, logged once, and retried after an exponential backoff (capped);
+chunks already folded are never lost. This is the one restart policy: the
+daemon runs a session and never restarts it itself.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from flamed.collapse.errors import ProfilerError
+from flamed.collapse.errors import FlamedError
 from flamed.collector.base import Chunk, ChunkSink, SessionStatus, TargetSpec
 from flamed.collector.children import death_wrapper
 from flamed.collector.targets import Resolution, Resolver
@@ -62,8 +64,6 @@ class SessionOptions:
     """perf's ring buffer size (``-m``), None for perf's default."""
     perf_rss_limit: int = 512 << 20
     """perf is restarted (``restarts["rss"]``) when its resident memory passes this; 0: never."""
-    exclude_pids: tuple[int, ...] = field(default_factory=tuple)
-    """Processes name patterns never match, besides flamed itself."""
     stall_timeout: float | None = None
     """perf is killed and restarted (``restarts["stalled"]``) when no rotated file came for
     this long (a stopped or stuck perf); None: 3 buckets, at least 10 s."""
@@ -97,12 +97,12 @@ class SamplingSession:
             proc_root=options.proc_root,
             cgroup_root=options.cgroup_root,
             systemctl_path=options.systemctl_path,
-            exclude=(*options.exclude_pids, os.getpid()),
+            exclude=(os.getpid(),),
         )
         self._stopping = asyncio.Event()
         self._backoff = options.backoff_initial
         self._logged_error: str | None = None
-        self.chunks = 0
+        self._started = False
         self.python_cpu_seconds = 0.0
         """CPU this process spent folding (collapser and bookkeeping), summed over chunks."""
         self.tool_cpu_seconds = 0.0
@@ -111,16 +111,16 @@ class SamplingSession:
     # -- public -------------------------------------------------------------
 
     async def run(self) -> None:
-        """Sample until ``stop()``; with ``fail_fast``, the first failure is raised."""
+        """Sample until ``stop()``. Only cancellation escapes (and, with ``fail_fast``, the
+        first failure): any other error ends one cycle, is counted and backed off from."""
         try:
-            await self.start()
             while not self._stopping.is_set():
-                await self._cycle()
+                await self._guarded_cycle()
         except asyncio.CancelledError:
             self.abort()  # cancelled (shutdown timeout): no more folding, only reaping
             raise
         finally:
-            await self.finish()
+            await self._finish()
             self.status.state = "stopped"
 
     async def stop(self) -> None:
@@ -143,6 +143,16 @@ class SamplingSession:
 
     # -- the loop -------------------------------------------------------------
 
+    async def _guarded_cycle(self) -> None:
+        started = time.monotonic()
+        try:
+            if not self._started:
+                await self.start()
+                self._started = True
+            await self._cycle()
+        except Exception as err:  # ProfilerError, or a bug: neither may end sampling for good
+            await self._failed(err, time.monotonic() - started)
+
     async def _cycle(self) -> None:
         resolution = self.resolve()
         if resolution.empty:
@@ -151,11 +161,7 @@ class SamplingSession:
             await self.sleep(self.options.bucket_seconds)
             return
         started = time.monotonic()
-        try:
-            outcome = await self.sample(resolution)
-        except ProfilerError as err:
-            await self._failed(err, time.monotonic() - started)
-            return
+        outcome = await self.sample(resolution)
         self._logged_error = None  # it ran and ended normally: the next failure is news
         if outcome != "stop" and not self._stopping.is_set():
             self.count("restarts", outcome)
@@ -165,8 +171,15 @@ class SamplingSession:
             # that has just exited) must not make a tight restart loop: at most two a bucket.
             await self.sleep(self.options.bucket_seconds / 2 - ran)
 
-    async def _failed(self, err: ProfilerError, ran: float) -> None:
-        self.status.last_error = str(err)
+    async def _finish(self) -> None:
+        try:
+            await self.finish()
+        except Exception:  # what is left is lost; run() still ends as asked
+            log.exception("target %s: folding the sampler's last data failed", self.spec.name)
+
+    async def _failed(self, err: Exception, ran: float) -> None:
+        expected = isinstance(err, FlamedError)
+        self.status.error(str(err) if expected else f"{type(err).__name__}: {err}")
         if self.options.fail_fast:
             raise err
         self.status.state = "error"
@@ -183,12 +196,15 @@ class SamplingSession:
         await self.sleep(self._backoff)
         self._backoff = min(self._backoff * 2, self.options.backoff_max)
 
-    def _log_failure(self, err: ProfilerError, then: str) -> None:
-        """A warning for a new error; the same error again (a full disk, ...) only at debug."""
-        message = str(err)
-        level = logging.DEBUG if message == self._logged_error else logging.WARNING
+    def _log_failure(self, err: Exception, then: str) -> None:
+        """A warning for a new error (a bug's with its traceback); the same error again
+        (a full disk, ...) only at debug."""
+        message = self.status.last_error
+        new = message != self._logged_error
         self._logged_error = message
-        log.log(level, "target %s: %s (%s)", self.spec.name, message, then)
+        level = logging.WARNING if new else logging.DEBUG
+        trace = err if new and not isinstance(err, FlamedError) else None
+        log.log(level, "target %s: %s (%s)", self.spec.name, message, then, exc_info=trace)
 
     def resolve(self) -> Resolution:
         return self.resolver.resolve()
@@ -211,19 +227,14 @@ class SamplingSession:
         """A chunk is lost: count it under ``reason`` and keep the error for the status API."""
         self.count("chunks_dropped", reason)
         if error:
-            self.status.last_error = error
+            self.status.error(error)
             log.warning("target %s: chunk dropped: %s", self.spec.name, error)
 
     def emit(self, chunk: Chunk, python_cpu: float, tool_cpu: float) -> None:
-        self.chunks += 1
         self.python_cpu_seconds += python_cpu
         self.tool_cpu_seconds += tool_cpu
+        self.status.sampled(chunk.start)
         try:
             self.on_chunk(chunk)
         except Exception:  # the sink's bug must not stop sampling
             log.exception("target %s: the chunk sink failed", self.spec.name)
-
-
-async def wait_first(*aws: asyncio.Future[object] | asyncio.Task[object], timeout: float) -> None:
-    """Wait until one of ``aws`` is done or ``timeout`` passes (they keep running)."""
-    await asyncio.wait(aws, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)

@@ -9,7 +9,8 @@
  *   is exact (totals below 2**53).
  * - frame_elements(frames, start, stop, looks, describe, rows, numbers, strings) -> str:
  *   the SVG elements of frames[start:stop], as SvgWriter.frame_element writes each; what
- *   each distinct name shows comes from Python (describe), once.
+ *   each distinct name shows (its texts, colour and --nameattr extras) comes from Python
+ *   (describe), once.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -488,33 +489,37 @@ text_escaped(Text *t, PyObject *str)
     return 0;
 }
 
-/* svg.fit_label, then escaped: the name, cut with ".." when too long, or nothing. */
+typedef struct {
+    double per_sample, char_width, factor, full, max_delta;
+    int negate, truncate_left;
+} Numbers;
+
+/* svg.fit_label, then escaped: the name, cut with ".." at the right (or left) end when
+ * too long, or nothing. */
 static int
-text_label(Text *t, PyObject *clean, PyObject *escaped, double pixels, double char_width)
+text_label(Text *t, PyObject *clean, PyObject *escaped, double pixels, const Numbers *n)
 {
-    double fit = pixels / char_width;
+    double fit = pixels / n->char_width;
     if (!(fit >= 3))
         return 0;
     Py_ssize_t len = PyUnicode_GET_LENGTH(clean);
     if (fit >= (double)len)
         return text_str(t, escaped);
-    Py_ssize_t chars = (Py_ssize_t)fit;
-    PyObject *cut = PyUnicode_Substring(clean, 0, chars - 2);
+    Py_ssize_t kept = (Py_ssize_t)fit - 2;
+    PyObject *cut = n->truncate_left ? PyUnicode_Substring(clean, len - kept, len)
+                                     : PyUnicode_Substring(clean, 0, kept);
     if (cut == NULL)
         return -1;
-    int status = text_escaped(t, cut);
+    int status = (n->truncate_left && text_cstr(t, "..") < 0) || text_escaped(t, cut) < 0 ||
+                 (!n->truncate_left && text_cstr(t, "..") < 0);
     Py_DECREF(cut);
-    return status < 0 ? -1 : text_cstr(t, "..");
+    return status ? -1 : 0;
 }
 
-typedef struct {
-    double per_sample, char_width, factor, full, max_delta;
-    int negate;
-} Numbers;
-
+/* NAME (N samples, P%), N with thousands separators and `count_one` for one. */
 static int
 text_title(Text *t, const Numbers *n, Py_ssize_t depth, double width, PyObject *delta_obj,
-           PyObject *escaped, PyObject *count_name)
+           PyObject *escaped, PyObject *count_name, PyObject *count_one)
 {
     double samples = rint(width * n->factor);
     if (!(fabs(samples) < 9e18)) {
@@ -523,7 +528,7 @@ text_title(Text *t, const Numbers *n, Py_ssize_t depth, double width, PyObject *
     }
     if ((depth ? text_str(t, escaped) : text_cstr(t, "all")) < 0 || text_cstr(t, " (") < 0 ||
         text_long(t, (long long)samples, 1) < 0 || text_cstr(t, " ") < 0 ||
-        text_str(t, count_name) < 0)
+        text_str(t, samples == 1 ? count_one : count_name) < 0)
         return -1;
     if (!depth)
         return text_cstr(t, ", 100%)");
@@ -563,8 +568,32 @@ text_diff_color(Text *t, double delta, double max_delta, int negate)
     return text_cstr(t, color);
 }
 
-/* What a frame shows: (clean name, escaped name, colour or None), from `looks` (keyed by
- * the name, None for the root) or, the first time, from describe(frame), then kept. */
+/* What a frame shows: (clean name, escaped name, colour or None, extras or None), from
+ * `looks` (keyed by the name, None for the root) or, the first time, from
+ * describe(frame), then kept. Extras, from --nameattr: (group classes, group attributes,
+ * title or None, the link's opening tag or ""). */
+static int
+valid_look(PyObject *look)
+{
+    if (!PyTuple_Check(look) || PyTuple_GET_SIZE(look) != 4 ||
+        !PyUnicode_Check(PyTuple_GET_ITEM(look, 0)) ||
+        !PyUnicode_Check(PyTuple_GET_ITEM(look, 1)))
+        return 0;
+    PyObject *color = PyTuple_GET_ITEM(look, 2), *extras = PyTuple_GET_ITEM(look, 3);
+    if (color != Py_None && !PyUnicode_Check(color))
+        return 0;
+    if (extras == Py_None)
+        return 1;
+    if (!PyTuple_Check(extras) || PyTuple_GET_SIZE(extras) != 4)
+        return 0;
+    for (Py_ssize_t i = 0; i < 4; i++) {
+        PyObject *item = PyTuple_GET_ITEM(extras, i);
+        if (!PyUnicode_Check(item) && !(i == 2 && item == Py_None))
+            return 0;
+    }
+    return 1;
+}
+
 static PyObject *
 frame_look(PyObject *looks, PyObject *describe, PyObject *frame, PyObject *name,
            Py_ssize_t depth)
@@ -576,11 +605,11 @@ frame_look(PyObject *looks, PyObject *describe, PyObject *frame, PyObject *name,
     look = PyObject_CallOneArg(describe, frame);
     if (look == NULL)
         return NULL;
-    if (!PyTuple_Check(look) || PyTuple_GET_SIZE(look) != 3 ||
-        !PyUnicode_Check(PyTuple_GET_ITEM(look, 0)) ||
-        !PyUnicode_Check(PyTuple_GET_ITEM(look, 1))) {
+    if (!valid_look(look)) {
         Py_DECREF(look);
-        PyErr_SetString(PyExc_TypeError, "describe must return (str, str, str or None)");
+        PyErr_SetString(PyExc_TypeError,
+                        "describe must return (str, str, str or None, "
+                        "(str, str, str or None, str) or None)");
         return NULL;
     }
     int status = PyDict_SetItem(looks, key, look);
@@ -613,10 +642,21 @@ frame_element(Text *t, PyObject *frame, const Numbers *n, PyObject *looks, PyObj
         return -1;
     }
     PyObject *clean = PyTuple_GET_ITEM(look, 0), *escaped = PyTuple_GET_ITEM(look, 1);
-    PyObject *color = PyTuple_GET_ITEM(look, 2);
+    PyObject *color = PyTuple_GET_ITEM(look, 2), *extras = PyTuple_GET_ITEM(look, 3);
+    /* --nameattr: classes and attributes of the group, a title, a link around it */
+    PyObject *classes = NULL, *group = NULL, *title = Py_None, *opening = NULL;
+    if (extras != Py_None) {
+        classes = PyTuple_GET_ITEM(extras, 0);
+        group = PyTuple_GET_ITEM(extras, 1);
+        title = PyTuple_GET_ITEM(extras, 2);
+        opening = PyTuple_GET_ITEM(extras, 3);
+        if (PyUnicode_GET_LENGTH(opening) == 0)
+            opening = NULL;
+    }
     PyObject *sep = PyTuple_GET_ITEM(strings, 0), *end_sep = PyTuple_GET_ITEM(strings, 1);
     PyObject *count_name = PyTuple_GET_ITEM(strings, 2);
-    PyObject *rect_height = PyTuple_GET_ITEM(strings, 3);
+    PyObject *count_one = PyTuple_GET_ITEM(strings, 3);
+    PyObject *rect_height = PyTuple_GET_ITEM(strings, 4);
     double x1 = 10 + start * n->per_sample; /* XPAD */
     double x2 = 10 + (start + width) * n->per_sample;
     if (!(fabs(x1) < 1e15 && fabs(x2) < 1e15)) { /* parse_fixed's digits fit a long long */
@@ -630,11 +670,16 @@ frame_element(Text *t, PyObject *frame, const Numbers *n, PyObject *looks, PyObj
     double rect_width = parse_fixed(x2_text, 1) - parse_fixed(x1_text, 1);
     char depth_text[32];
     snprintf(depth_text, sizeof depth_text, "%zd", depth);
-    if (text_cstr(t, "<g class=\"fg-f\" data-depth=\"") < 0 || text_cstr(t, depth_text) < 0 ||
-        text_cstr(t, "\" data-start=\"") < 0 || text_number(t, start_obj) < 0 ||
-        text_cstr(t, "\" data-width=\"") < 0 || text_number(t, width_obj) < 0 ||
-        text_cstr(t, "\">") < 0 || text_str(t, sep) < 0 || text_cstr(t, "<title>") < 0 ||
-        text_title(t, n, depth, width, delta_obj, escaped, count_name) < 0 ||
+    if ((opening && text_str(t, opening) < 0) || text_cstr(t, "<g class=\"fg-f") < 0 ||
+        (classes && text_str(t, classes) < 0) || text_cstr(t, "\" data-depth=\"") < 0 ||
+        text_cstr(t, depth_text) < 0 || text_cstr(t, "\" data-start=\"") < 0 ||
+        text_number(t, start_obj) < 0 || text_cstr(t, "\" data-width=\"") < 0 ||
+        text_number(t, width_obj) < 0 || text_cstr(t, "\"") < 0 ||
+        (group && text_str(t, group) < 0) || text_cstr(t, ">") < 0 || text_str(t, sep) < 0 ||
+        text_cstr(t, "<title>") < 0 ||
+        (title != Py_None
+             ? text_str(t, title)
+             : text_title(t, n, depth, width, delta_obj, escaped, count_name, count_one)) < 0 ||
         text_cstr(t, "</title>") < 0 || text_str(t, sep) < 0 || text_cstr(t, "<rect x=\"") < 0 ||
         text_cstr(t, x1_text) < 0 || text_cstr(t, "\" y=\"") < 0 ||
         text_str(t, PyTuple_GET_ITEM(row, 0)) < 0 || text_cstr(t, "\" width=\"") < 0 ||
@@ -642,8 +687,8 @@ frame_element(Text *t, PyObject *frame, const Numbers *n, PyObject *looks, PyObj
         text_str(t, rect_height) < 0 || text_cstr(t, "\" fill=\"") < 0)
         return -1;
     if (color != Py_None) {
-        if (!PyUnicode_Check(color) || text_str(t, color) < 0)
-            return PyErr_Occurred() ? -1 : (PyErr_SetString(PyExc_TypeError, "colour"), -1);
+        if (text_str(t, color) < 0)
+            return -1;
     }
     else {
         double delta = delta_obj == Py_None ? 0.0 : PyFloat_AsDouble(delta_obj);
@@ -653,8 +698,9 @@ frame_element(Text *t, PyObject *frame, const Numbers *n, PyObject *looks, PyObj
     if (text_cstr(t, "\" rx=\"2\" ry=\"2\"/>") < 0 || text_str(t, sep) < 0 ||
         text_cstr(t, "<text x=\"") < 0 || text_fixed(t, x1 + 3, 2) < 0 ||
         text_cstr(t, "\" y=\"") < 0 || text_str(t, PyTuple_GET_ITEM(row, 1)) < 0 ||
-        text_cstr(t, "\">") < 0 || text_label(t, clean, escaped, x2 - x1, n->char_width) < 0 ||
-        text_cstr(t, "</text>") < 0 || text_str(t, end_sep) < 0 || text_cstr(t, "</g>\n") < 0)
+        text_cstr(t, "\">") < 0 || text_label(t, clean, escaped, x2 - x1, n) < 0 ||
+        text_cstr(t, "</text>") < 0 || text_str(t, end_sep) < 0 || text_cstr(t, "</g>") < 0 ||
+        (opening && text_cstr(t, "</a>") < 0) || text_cstr(t, "\n") < 0)
         return -1;
     return 0;
 }
@@ -665,13 +711,17 @@ frame_elements(PyObject *module, PyObject *args)
     PyObject *frames, *looks, *describe, *rows, *strings;
     Py_ssize_t start, stop;
     Numbers n;
-    if (!PyArg_ParseTuple(args, "O!nnO!OO!(dddddp)O!:frame_elements", &PyList_Type, &frames,
+    if (!PyArg_ParseTuple(args, "O!nnO!OO!(dddddpp)O!:frame_elements", &PyList_Type, &frames,
                           &start, &stop, &PyDict_Type, &looks, &describe, &PyList_Type, &rows,
                           &n.per_sample, &n.char_width, &n.factor, &n.full, &n.max_delta,
-                          &n.negate, &PyTuple_Type, &strings))
+                          &n.negate, &n.truncate_left, &PyTuple_Type, &strings))
         return NULL;
-    if (PyTuple_GET_SIZE(strings) != 4) {
-        PyErr_SetString(PyExc_TypeError, "strings: (sep, end_sep, count_name, rect_height)");
+    int strings_ok = PyTuple_GET_SIZE(strings) == 5;
+    for (Py_ssize_t i = 0; strings_ok && i < 5; i++)
+        strings_ok = PyUnicode_Check(PyTuple_GET_ITEM(strings, i));
+    if (!strings_ok) {
+        PyErr_SetString(PyExc_TypeError,
+                        "strings: (sep, end_sep, count_name, count_one, rect_height), all str");
         return NULL;
     }
     if (start < 0)

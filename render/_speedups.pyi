@@ -2,6 +2,7 @@ from collections.abc import Callable
 
 from flamed.collapse.folded import Count
 from flamed.render.layout import Frame
+from flamed.render.svg import Look
 
 def merge_frames(
     entries: list[tuple[str, Count, float | None]],
@@ -14,10 +15,10 @@ def frame_elements(
     frames: list[Frame],
     start: int,
     stop: int,
-    looks: dict[str | None, tuple[str, str, str | None]],
-    describe: Callable[[Frame], tuple[str, str, str | None]],
+    looks: dict[str | None, Look],
+    describe: Callable[[Frame], Look],
     rows: list[tuple[str, str]],
-    numbers: tuple[float, float, float, float, float, bool],
-    strings: tuple[str, str, str, str],
+    numbers: tuple[float, float, float, float, float, bool, bool],
+    strings: tuple[str, str, str, str, str],
     /,
 ) -> str: ...

@@ -129,7 +129,7 @@ def transform(entries: list[Entry], options: RenderOptions) -> list[Entry]:
             (";".join(reversed(split_frames(stack))), count, delta)
             for stack, count, delta in entries
         ]
-    if options.flamechart:
+    if options.flamechart or (options.no_sort and not options.reverse):
         return entries
     if options.base or options.reverse:
         entries = merge_duplicates(entries)
@@ -148,6 +148,14 @@ def transform(entries: list[Entry], options: RenderOptions) -> list[Entry]:
 
 def control_follows_prefix(first: str, second: str) -> bool:
     return second.startswith(first) and len(second) > len(first) and second[len(first)] < " "
+
+
+def chain_stack(stack: str) -> str:
+    """flamegraph.pl's ``--colors chain``: after each ``--`` frame, the frames are a
+    waker's, marked ``_[w]``. As there, a stack without ``--`` gets one on top."""
+    first, *wakers = stack.split(";--;")
+    marked = [";".join(frame + "_[w]" for frame in part.split(";")) for part in wakers]
+    return ";--;".join([first, *marked]) if marked else first + ";--"
 
 
 def merge_duplicates(entries: list[Entry]) -> list[Entry]:
@@ -175,6 +183,8 @@ def build_layout(entries: list[Entry], options: RenderOptions) -> Layout:
     """Merge the stacks into frames and drop the narrow ones."""
     differential = any(map(is_not, map(itemgetter(2), entries), repeat(None)))
     entries = transform(entries, options)
+    if options.colors == "chain":
+        entries = [(chain_stack(stack), count, delta) for stack, count, delta in entries]
     total = sum(map(itemgetter(1), entries))
     layout = Layout(total=total, differential=differential)
     if not total:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from flamed.collapse.common import TYPE_CHECKING, Collapser
 from flamed.collapse.errors import InputError
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
     from typing import BinaryIO
 
 
+EXIT_NO_SAMPLES = 2
+"""Exit status when there was nothing to draw or write (flamegraph.pl's)."""
 CHUNK_SIZE = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -79,20 +82,45 @@ def read_whole(path: str) -> bytes:
             raise InputError(f"cannot read {path}: {err}") from err
 
 
+def nothing_found(path: str, records: str, expected: str) -> InputError:
+    """The input held nothing the command understands (empty, or not that format): one
+    line saying what was expected, instead of empty output and exit 0."""
+    name = "stdin" if path == "-" else path
+    return InputError(f"no {records} in {name}; expected {expected}")
+
+
 def write_stdout(data: bytes) -> None:
     sys.stdout.buffer.write(data)
     sys.stdout.buffer.flush()
 
 
 def write_atomic(path: str, data: bytes) -> None:
-    """Write a file under a temporary name in the same folder, then rename it into place."""
-    import tempfile
+    """Write a file under a temporary name in the same folder, then rename it into place.
 
-    folder = os.path.dirname(os.path.abspath(path))
+    The file gets the mode a shell redirect gives (0666 less the umask), not mkstemp's
+    0600: after ``sudo flamed record -o graph.svg`` the user can open the graph.
+    """
+    tmp = ""
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".flamed-", suffix=".tmp")
+        fd, tmp = create_beside(path)
         with os.fdopen(fd, "wb") as out:
             out.write(data)
         os.replace(tmp, path)
     except OSError as err:
+        if tmp:
+            with suppress(OSError):
+                os.unlink(tmp)
         raise InputError(f"cannot write {path}: {err.strerror or err}") from err
+
+
+def create_beside(path: str) -> tuple[int, str]:
+    """A new file with an unused name in ``path``'s folder, opened for writing: (fd, name)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+    for _ in range(100):
+        name = os.path.join(folder, f".flamed-{os.urandom(6).hex()}.tmp")
+        try:
+            return os.open(name, flags, 0o666), name  # the umask applies
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no unused temporary name", folder)

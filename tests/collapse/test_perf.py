@@ -248,8 +248,10 @@ GENERATED_HEADS = st.one_of(
     HEADS,
     st.builds(
         lambda comm, ids, period, event: f"{comm} {ids} [000] 1.5: {period} {event}:",
-        st.sampled_from(["prog", "java", "javac", "a", "two words", "x\xe9", "p;q", "p_q"]),
-        st.sampled_from(["1/2", "3", "4//5", "6/", "0/0"]),
+        st.sampled_from(
+            ["prog", "java", "javac", "a", "two words", "x\xe9", "p;q", "p_q", ":-1", ":-12"]
+        ),
+        st.sampled_from(["1/2", "3", "4//5", "6/", "0/0", "-1/-1", "16543/-1", "-1", "-12/3"]),
         st.sampled_from(["", "7", "0", "007", "123456789012345678901234"]),
         st.sampled_from(["cycles", "cycles:u", "instructions", "cpu-clock"]),
     ),
@@ -556,3 +558,83 @@ def test_cli_help_explains_every_option() -> None:
         "--srcline",
     ):
         assert option in text
+
+
+# -- records perf prints with pid or tid -1 (issue 16) ---------------------------------------
+
+# The shape of the records the issue reported from a daemon's bucket: perf names a thread it
+# knows nothing of ":TID" (here ":-1") and prints pid/tid as "%5d/%-5d". Written by hand from
+# that report; the Perl script folds them as ":-1_16543/-1______390.832478:".
+UNKNOWN_PID = (
+    b":-1 16543/-1    390.832478:   10101010 cpu-clock:\n"
+    b"\tffffffff8100 do_idle ([kernel.kallsyms])\n"
+    b"\tffffffff8200 cpu_startup_entry ([kernel.kallsyms])\n\n"
+    b":-1    -1/-1    390.842478:   10101010 cpu-clock:\n"
+    b"\tffffffff8100 do_idle ([kernel.kallsyms])\n"
+    b"\tffffffff8200 cpu_startup_entry ([kernel.kallsyms])\n\n"
+    b"java 4242/-1    390.852478:   10101010 cpu-clock:\n"
+    b"\t7f0001 Interpreter (/tmp/perf-4242.map)\n\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (PerfOptions(period_weights=False), b"[unknown pid];cpu_startup_entry;do_idle 2\n"),
+        (PerfOptions(include_pid=True, period_weights=False),
+         b"[unknown pid]--1;cpu_startup_entry;do_idle 1\n"
+         b"[unknown pid]-16543;cpu_startup_entry;do_idle 1\n"),
+    ],
+    ids=["default", "pid"],
+)  # fmt: skip
+@pytest.mark.parametrize("native", NATIVE_PATHS)
+def test_records_of_pid_or_tid_minus_one_fold_under_a_readable_name(
+    options: PerfOptions, expected: bytes, native: bool
+) -> None:
+    folded = collapse(UNKNOWN_PID, options, native=native)
+    assert folded.startswith(expected), folded
+    last = folded.splitlines()[-1]  # a real name is kept
+    assert last.startswith(b"java") and last.endswith(b";Interpreter 1"), folded
+    by_lines = PerfCollapser(options)
+    by_lines._fold_lines(UNKNOWN_PID.decode().split("\n"))  # the record-by-record reader
+    assert by_lines.finish().to_bytes() == folded
+    repeated = UNKNOWN_PID * 3  # uniform input: the fast path
+    assert collapse(repeated, options, native=native) == collapse(repeated, options, chunk=7)
+
+
+# A thread without a name whose pid and tid perf knows: the command alone says it.
+UNKNOWN_COMM = b":-1  4242/4243  390.862478:   10101010 cpu-clock:\n\t7f0001 spin (/bin/x)\n\n"
+
+
+@pytest.mark.parametrize("option", sorted(OPTION_SETS))
+def test_c_path_folds_unknown_pids_as_python_does(option: str) -> None:
+    """Issue 16's records of pid or tid -1 (and of command ":-1"), alone, between common
+    records and cut anywhere: the C path gives what the Python reference gives."""
+    if NATIVE_PATHS[1].marks:
+        pytest.skip("the C speedups were not built")
+    common = b"prog 1/1 [000] 1.0: 3 cpu-clock:\n\t4005d6 main+0x1 (/bin/prog)\n\n"
+    options = OPTION_SETS[option]
+    for data in (UNKNOWN_PID, UNKNOWN_COMM, common + UNKNOWN_PID + common + UNKNOWN_COMM):
+        expected = collapse(data, options, native=False)
+        assert b"[unknown pid]" in expected
+        assert collapse(data, options, native=True) == expected
+        for chunk in (1, 7, 64):
+            assert collapse(data, options, chunk=chunk, native=True) == expected
+
+
+def test_an_event_filter_that_keeps_nothing_names_the_events_present() -> None:
+    data = b"ab 1 1.0: 5 cycles:u:\n\t1 f (/x)\n\nab 1 2.0: 7 instructions:\n\t1 g (/x)\n"
+    collapser = PerfCollapser(PerfOptions(event_filter="nosuch"))
+    collapser.feed(data)
+    assert not collapser.finish()
+    reason = collapser.empty_reason()
+    assert (
+        reason
+        == "no samples of event 'nosuch' (--event-filter); the input has cycles:u, instructions"
+    )
+    kept = PerfCollapser(PerfOptions(event_filter="cycles"))
+    kept.feed(data)
+    assert kept.finish() and kept.empty_reason() is None
+    nothing = PerfCollapser()
+    nothing.feed(b"\x93garbage\n")
+    assert not nothing.finish() and nothing.empty_reason() is None  # the command says why

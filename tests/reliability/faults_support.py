@@ -29,8 +29,8 @@ LAUNCH = """
 import asyncio, functools, json, logging, sys
 from flamed.collector import create_session
 from flamed.daemon.config import load_config
-from flamed.daemon.http import run_daemon
-from flamed.daemon.service import SESSION_STOP
+from flamed.daemon.server import run_daemon
+from flamed.daemon.supervisor import SESSION_STOP
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 knobs = json.loads(sys.argv[2])
 factory = functools.partial(create_session, stop_timeout=SESSION_STOP, **knobs)

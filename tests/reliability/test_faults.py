@@ -133,6 +133,9 @@ def test_sigkilled_perf_is_restarted_within_a_bucket(
     assert zombies == []
     assert perf_records(state) == [new]
     poll(lambda: samples_after(daemon, killed_at + 2.0), "samples after the restart")
+    entry = daemon.target()
+    assert killed_at - 1 <= float(str(entry["last_error_time"])) <= time.time(), entry
+    poll(lambda: daemon.target()["last_error_past"] is True, "the error marked as past")
     assert daemon.stop() == 0
 
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from flamed.collapse import speedups
 from flamed.collapse.folded import Count, read_folded
 from flamed.render.layout import layout_differential, layout_plain
+from flamed.render.nameattr import FrameAttrs
 from flamed.render.options import RenderOptions
 from flamed.render.svg import render_layout
 from tests.conftest import CONFORMANCE
@@ -19,6 +20,18 @@ pytestmark = pytest.mark.skipif(
     speedups.built(speedups.RENDER) is None, reason="the C speedups were not built"
 )
 
+# --nameattr extras for names of the corpus and of the generated stacks: a title, group
+# classes and attributes, links; text that needs escaping in each.
+NAME_ATTRS = {
+    "start_thread": FrameAttrs(
+        title='a <title> & "more"',
+        group=(("class", "hot"), ("id", "t1"), ("data-x", "'q' & <r>")),
+        link=(("href", "https://example.com/?a=1&b=2"), ("target", "_top")),
+    ),
+    "start_secondary_[k]": FrameAttrs(group=(("class", "k1 k2"),)),
+    "[unknown]": FrameAttrs(link=(("href", "x.html"), ("target", "_blank"), ("rel", "a b"))),
+    "main": FrameAttrs(title=""),
+}
 OPTIONS = {
     "default": RenderOptions(),
     "minwidth0": RenderOptions(minwidth=0),
@@ -26,6 +39,12 @@ OPTIONS = {
     "reverse": RenderOptions(reverse=True, factor=2.5, count_name="bytes & <things>"),
     "narrow": RenderOptions(width=120, minwidth=2, minwidth_percent=True, font_width=0.9),
     "flamechart": RenderOptions(flamechart=True, total=10**6),
+    "truncate-left": RenderOptions(truncate="left", width=300, minwidth=0),
+    "nameattr": RenderOptions(name_attrs=NAME_ATTRS, minwidth=0),
+    "nameattr-pretty": RenderOptions(name_attrs=NAME_ATTRS, pretty_xml=True, truncate="left"),
+    "one-unit": RenderOptions(count_name="sample", factor=0.5),
+    "chain": RenderOptions(colors="chain", stroke_color="#ff0000", ui_color="#00ff00"),
+    "colordiffusion": RenderOptions(color_diffusion=True),  # by width: Python draws
 }
 
 
@@ -71,7 +90,10 @@ def test_differential_graphs_are_identical(monkeypatch: pytest.MonkeyPatch) -> N
         assert native == python
 
 
-FRAME = st.text(st.characters(blacklist_characters=";\n"), max_size=8)
+FRAME = st.one_of(
+    st.text(st.characters(blacklist_characters=";\n"), max_size=8),
+    st.sampled_from(sorted(NAME_ATTRS)),
+)
 STACK = st.lists(FRAME, min_size=0, max_size=7).map(";".join)
 # Float counts from 1e-9 up: a total near the smallest doubles makes every coordinate
 # infinite, which neither path draws (both raise).
