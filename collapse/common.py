@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flamed.collapse.folded import Folded
-
 # typing.TYPE_CHECKING without importing typing: start-up time counts in every
 # `flamed collapse`. At run time the protocols below are plain classes.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
     from typing import Protocol
+
+    from flamed.collapse.folded import Folded
 else:
     Protocol = object
 
