@@ -14,13 +14,11 @@ refused with a warning, so an attribute file cannot make the graph run script.
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 
+from flamed.collapse.common import get_logger
 from flamed.collapse.folded import decode
-
-log = logging.getLogger("flamed.render")
 
 NAME_RE = re.compile(r"[A-Za-z_][\w.:-]*", re.ASCII)
 EXTRA_RE = re.compile(r'\s*([^\s=]+)\s*=\s*(?:"([^"]*)"|(\S*))')
@@ -44,7 +42,7 @@ def parse_nameattr(data: bytes) -> dict[str, FrameAttrs]:
         func, tab, rest = line.partition("\t")
         if not func or not tab:
             if line.strip():
-                log.warning("nameattr: line without a tab after the function name: %r", line[:80])
+                warn("nameattr: line without a tab after the function name: %r", line[:80])
             continue
         pairs = [pair.partition("=") for pair in rest.split("\t")]
         table[func] = frame_attrs({key.strip(): value for key, _, value in pairs if key.strip()})
@@ -53,13 +51,13 @@ def parse_nameattr(data: bytes) -> dict[str, FrameAttrs]:
 
 def frame_attrs(values: dict[str, str]) -> FrameAttrs:
     for key in values.keys() - set(KNOWN):
-        log.warning("nameattr: unknown attribute %r skipped", key)
+        warn("nameattr: unknown attribute %r skipped", key)
     group: list[tuple[str, str]] = [(key, values[key]) for key in ("id", "class") if key in values]
     group += extra_pairs(values.get("g_extra", ""))
     link: list[tuple[str, str]] = []
     href = values.get("href")
     if href and UNSAFE_URL_RE.match(href):
-        log.warning("nameattr: %s link refused", href.split(":")[0])
+        warn("nameattr: %s link refused", href.split(":")[0])
     elif href:
         link = [("href", href), ("target", values.get("target") or "_top")]
         link += extra_pairs(values.get("a_extra", ""))
@@ -76,7 +74,13 @@ def safe(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     kept = []
     for name, value in pairs:
         if not NAME_RE.fullmatch(name) or name.lower().startswith("on"):
-            log.warning("nameattr: attribute %r refused", name)
+            warn("nameattr: attribute %r refused", name)
         else:
             kept.append((name, value))
     return kept
+
+
+def warn(message: str, *args: object) -> None:
+    """Log a warning on ``flamed.render``, logging set up first where the command defers
+    that (``flamed flamegraph`` does: it imports logging only when it warns)."""
+    get_logger("flamed.render").warning(message, *args)

@@ -61,5 +61,9 @@ def test_cli(tmp_path: Path) -> None:
     result = run_flamed("flamegraph", "--nameattr", str(table), stdin=b"main;work 2\n")
     assert result.returncode == 0, result.stderr
     assert groups(result.stdout)["main"].findtext(f"{SVG}title") == "the entry point"
+    # Warnings as every other warning of flamed's, and -q silences them.
+    assert b"flamed: WARNING: nameattr: line without a tab" in result.stderr, result.stderr
+    quiet = run_flamed("-q", "flamegraph", "--nameattr", str(table), stdin=b"main;work 2\n")
+    assert quiet.returncode == 0 and quiet.stderr == b"", quiet.stderr
     missing = run_flamed("flamegraph", "--nameattr", str(tmp_path / "absent"), stdin=b"a 1\n")
     assert missing.returncode == 1 and missing.stderr.count(b"\n") == 1
