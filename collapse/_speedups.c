@@ -201,10 +201,11 @@ typedef struct {
     size_t cap;
 } Buffer;
 
+/* Room for `more` bytes; allocated even for none, so data is never NULL after it. */
 static int
 buffer_reserve(Buffer *b, size_t more)
 {
-    if (b->len + more <= b->cap)
+    if (b->len + more <= b->cap && b->data != NULL)
         return 0;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->len + more)
@@ -681,7 +682,8 @@ line_frames(PerfFolder *self, const char *line, size_t n, int java)
     }
     e = table_add(&self->lines, line, n, hash, len);
     if (e != NULL) {
-        memcpy(e->key + n, frames, len);
+        if (len) /* frames is NULL when no line has given a frame yet */
+            memcpy(e->key + n, frames, len);
         e->vlen = len;
     }
     Py_XDECREF(encoded);

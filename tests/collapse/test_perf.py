@@ -318,6 +318,15 @@ def test_an_empty_line_ends_a_record_read_line_by_line(native: bool) -> None:
 
 
 @pytest.mark.parametrize("native", NATIVE_PATHS)
+def test_a_first_frame_line_without_frames_folds_to_the_command(native: bool) -> None:
+    """Found by UBSan in CI (tests/reliability/asan.sh): when the first frame line the C
+    path folds gives no frame (a symbol in parentheses), its empty result was copied from
+    a buffer not yet allocated (memcpy from NULL, undefined even for 0 bytes)."""
+    data = b"prog 1/1 [000] 1.5: 7 cycles:\n\t4005d6 (x) (/bin/prog)\n\n"
+    assert collapse(data, native=native) == b"prog 7\n"
+
+
+@pytest.mark.parametrize("native", NATIVE_PATHS)
 def test_java_names_lose_the_l_after_quotes_go(native: bool) -> None:
     """The tidy rules apply in order: quotes go, then a Java name's leading L."""
     data = b'java 1/1 [000] 1.5: 1 cycles:\n\t7f1 "Lcom/x/Y;.run (/tmp/perf-1.map)\n\n'
