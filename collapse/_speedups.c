@@ -401,21 +401,29 @@ digits_at(const char *s, size_t n, size_t i)
     return j - i;
 }
 
-/* JIT_MODULE of perf.py, searched: (/tmp/perf-\d+\.map|/tmp/jitted-\d+-\d+\.so) */
+/* PERF_MAP_MODULE of perf.py, whole: /tmp/perf-\d+\.map */
+static int
+is_perf_map_module(const char *m, size_t n)
+{
+    if (n < 10 || memcmp(m, "/tmp/perf-", 10) != 0)
+        return 0;
+    size_t d = digits_at(m, n, 10);
+    return d && n == 10 + d + 4 && memcmp(m + 10 + d, ".map", 4) == 0;
+}
+
+/* JIT_MODULE of perf.py, searched: (/tmp/perf-\d+\.map|(?:^|/)jitted-\d+-\d+\.so) */
 static int
 is_jit_module(const char *m, size_t n)
 {
-    for (size_t i = 0; i + 5 <= n; i++) {
-        if (memcmp(m + i, "/tmp/", 5) != 0)
-            continue;
-        size_t j = i + 5;
-        if (n - j >= 5 && memcmp(m + j, "perf-", 5) == 0) {
-            size_t d = digits_at(m, n, j + 5);
-            if (d && n - (j + 5 + d) >= 4 && memcmp(m + j + 5 + d, ".map", 4) == 0)
+    for (size_t i = 0; i < n; i++) {
+        if (n - i >= 5 && memcmp(m + i, "/tmp/", 5) == 0 && n - (i + 5) >= 5 &&
+            memcmp(m + i + 5, "perf-", 5) == 0) {
+            size_t j = i + 10, d = digits_at(m, n, j);
+            if (d && n - (j + d) >= 4 && memcmp(m + j + d, ".map", 4) == 0)
                 return 1;
         }
-        if (n - j >= 7 && memcmp(m + j, "jitted-", 7) == 0) {
-            size_t k = j + 7, d = digits_at(m, n, k);
+        if ((i == 0 || m[i - 1] == '/') && n - i >= 7 && memcmp(m + i, "jitted-", 7) == 0) {
+            size_t k = i + 7, d = digits_at(m, n, k);
             if (d && k + d < n && m[k + d] == '-') {
                 size_t e = digits_at(m, n, k + d + 1);
                 size_t end = k + d + 1 + e;
@@ -436,6 +444,7 @@ typedef struct {
     PyObject *fold_other;   /* (bytes) -> None: fold records of another shape */
     PyObject *stacks;       /* dict: stack -> count, added to */
     int include_pid, include_tid, kernel, jit, addrs, weights;
+    int maps; /* perf-map frames are named by Python (the caller's map resolver) */
     Table records;
     Table lines;
     PyObject *events;       /* dict: event bytes -> bool */
@@ -485,12 +494,12 @@ static int
 PerfFolder_init(PerfFolder *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"keep_event", "fold_line", "fold_other", "stacks", "include_pid",
-                             "include_tid", "kernel", "jit", "addrs", "weights", NULL};
+                             "include_tid", "kernel", "jit", "addrs", "weights", "maps", NULL};
     PyObject *keep_event, *fold_line, *fold_other, *stacks;
-    int pid, tid, kernel, jit, addrs, weights;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO!pppppp", kwlist, &keep_event, &fold_line,
-                                     &fold_other, &PyDict_Type, &stacks, &pid, &tid, &kernel,
-                                     &jit, &addrs, &weights))
+    int pid, tid, kernel, jit, addrs, weights, maps = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO!pppppp|p", kwlist, &keep_event,
+                                     &fold_line, &fold_other, &PyDict_Type, &stacks, &pid, &tid,
+                                     &kernel, &jit, &addrs, &weights, &maps))
         return -1;
     if (self->records.slots != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "PerfFolder is initialised once");
@@ -510,6 +519,7 @@ PerfFolder_init(PerfFolder *self, PyObject *args, PyObject *kwds)
     self->jit = jit;
     self->addrs = addrs;
     self->weights = weights;
+    self->maps = maps;
     self->events = PyDict_New();
     if (self->events == NULL || table_init(&self->records) < 0 || table_init(&self->lines) < 0)
         return -1;
@@ -585,6 +595,8 @@ fold_line_simple(PerfFolder *self, const char *line, size_t n, int java)
     size_t module_len = end - (open + 2);
     if (memchr(module, '(', module_len) || memchr(module, ')', module_len))
         return 0;
+    if (self->maps && is_perf_map_module(module, module_len))
+        return 0; /* named by the caller's map resolver, in Python */
     size_t raw_len = open - raw;
     const char *name = line + raw;
     /* OFFSET: a trailing +0x<hex> goes */

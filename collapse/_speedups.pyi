@@ -15,6 +15,7 @@ class PerfFolder:
         jit: bool,
         addrs: bool,
         weights: bool,
+        maps: bool = False,
     ) -> None: ...
     def fold(self, data: bytes | memoryview, /) -> int: ...
 

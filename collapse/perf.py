@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from flamed.collapse import speedups
 from flamed.collapse.common import TYPE_CHECKING, WarnOnce
 from flamed.collapse.folded import Count, Folded, decode
+from flamed.collapse.python import python_counts
 from flamed.collapse.symbols import tidy_rust
 
 if TYPE_CHECKING:
@@ -43,7 +44,11 @@ GO_METHOD = re.compile(r"\.\(.*\)\.")
 ARGS_START = re.compile(r"\((?!anonymous namespace\))")
 EVENT_MODIFIERS = re.compile(r":[ukhpPGHISDWe]+$")
 KERNEL_MODULE = re.compile(r"(^\[|vmlinux$|/vmlinux-[^/]*$|\.ko(\.[a-z]+)?$)")
-JIT_MODULE = re.compile(r"(/tmp/perf-\d+\.map|/tmp/jitted-\d+-\d+\.so)")
+# perf-map frames, and the ELF files `perf inject --jit` writes beside a jitdump file
+# (wherever that is: the JIT's working folder, ~/.debug/jit/..., /tmp).
+JIT_MODULE = re.compile(r"(/tmp/perf-\d+\.map|(?:^|/)jitted-\d+-\d+\.so)")
+# The module perf gives a frame of a JIT's perf map: the pid is the process's as perf sees it.
+PERF_MAP_MODULE = re.compile(r"/tmp/perf-(\d+)\.map")
 # The common record, whole, in bytes: an event line ending in `PERIOD EVENT:` (the
 # two patterns above, kept within one line), the indented frame lines after it and
 # the blank lines that end it. `.` (any byte but a newline) is the engine's fastest loop.
@@ -75,6 +80,8 @@ UNIFORM_TAIL = re.compile(rb"(?:.*?:)??(?:[^\S\n]*+(\d++))?[^\S\n]++(\S+):[^\S\n
 # A line of a record's frame lines that is not indented ends the record for RECORD.
 UNINDENTED = re.compile(rb"\n[^ \t]")
 
+MapResolver = Callable[[int, int], str | None]
+"""Names a perf-map frame: (pid in the module's name, address) -> the symbol, or None."""
 Record = tuple[bytes, bytes | None, bytes | None, bytes | None, bytes, bytes]
 """A record's comm, pid, tid, period, event and frame lines (without the last newline)."""
 Tally = tuple[tuple[str, tuple[str, bool]], int]
@@ -97,7 +104,7 @@ class PerfOptions:
     """Options of ``flamed collapse perf``, named as stackcollapse-perf.pl names them.
 
     Beyond the Perl script: versioned ``vmlinux-*`` images and ``.ko`` modules are
-    kernel frames, ``/tmp/jitted-*.so`` modules are JIT frames, a ``(`` inside
+    kernel frames, ``jitted-*.so`` modules in any folder are JIT frames, a ``(`` inside
     template brackets does not start an argument list, Rust legacy-mangled names
     are tidied, records without a call chain count, the event filter ignores
     modifiers (``cycles`` matches ``cycles:u``), the last record counts even
@@ -120,6 +127,8 @@ class PerfOptions:
     - ``inline``: put inlined functions in place of the frame they were inlined into,
       through addr2line (input of ``perf script --no-inline``; see ``flamed.collapse.inline``).
     - ``context``: with ``inline``, add each inlined frame's ``:file.c:LINE``.
+    - ``python``: the Python view of stacks with CPython's ``py::`` frames (see
+      ``flamed.collapse.python``).
 
     A plain class, not a dataclass: importing dataclasses costs ~10 ms of start-up,
     and start-up counts in every ``flamed collapse perf``.
@@ -139,6 +148,7 @@ class PerfOptions:
         period_weights: bool = True,
         inline: bool = False,
         context: bool = False,
+        python: bool = False,
     ) -> None:
         self.include_pid = include_pid
         self.include_tid = include_tid
@@ -151,6 +161,7 @@ class PerfOptions:
         self.period_weights = period_weights
         self.inline = inline
         self.context = context
+        self.python = python
 
 
 class _Sample:
@@ -169,6 +180,10 @@ class PerfCollapser:
     """Streaming ``perf script`` collapser: ``feed()`` chunks split anywhere, then ``finish()``.
 
     ``tools`` runs addr2line and nm for ``options.inline`` (required then).
+    ``maps`` names the frames of JIT perf maps (``/tmp/perf-PID.map``) from the
+    process's own map, read by the caller (``flamed.collector.perfmap``), in place
+    of perf's name (``[unknown]`` where perf could not read it, or stale): each
+    distinct frame line is asked once per collapser.
     ``native``: fold with the C speedups where they apply (None: when built and not
     turned off by ``FLAMED_NO_EXTENSIONS=1``; False: never; True: they must be there).
     The output is the same either way.
@@ -179,9 +194,11 @@ class PerfCollapser:
         options: PerfOptions | None = None,
         tools: BinaryTools | None = None,
         native: bool | None = None,
+        maps: MapResolver | None = None,
     ) -> None:
         self.options = options or PerfOptions()
         self._inliner = make_inliner(self.options, tools)
+        self._maps = maps
         self.warn = WarnOnce()
         self._tallies: dict[tuple[str, tuple[str, bool]], int] = {}
         self.samples = 0
@@ -222,6 +239,7 @@ class PerfCollapser:
             jit=options.annotate_jit,
             addrs=options.include_addrs,
             weights=options.period_weights,
+            maps=self._maps is not None,
         )
         return folder
 
@@ -245,7 +263,8 @@ class PerfCollapser:
         if self._pending.strip():
             self._fold_records(self._pending + b"\n")
         self._pending = b""
-        return Folded(self.counts)
+        counts = self.counts
+        return Folded(python_counts(counts) if self.options.python else counts)
 
     @property
     def native(self) -> bool:
@@ -525,6 +544,8 @@ class PerfCollapser:
             chain = self._inliner.chain(pc, raw, module)
             if chain is not None:
                 return (chain,)
+        if self._maps is not None:
+            raw = self._map_symbol(pc, module) or raw
         raw = OFFSET.sub("", raw)
         if raw.startswith("("):
             return ()
@@ -539,6 +560,18 @@ class PerfCollapser:
         if source and not unknown:
             frames[-1] += srcline_suffix(source)
         return tuple(frames)
+
+    def _map_symbol(self, pc: str, module: str) -> str | None:
+        """The name of a perf-map frame in the process's map, if the resolver has one."""
+        assert self._maps is not None
+        found = PERF_MAP_MODULE.fullmatch(module)
+        if found is None:
+            return None
+        try:
+            address = int(pc, 16)
+        except ValueError:
+            return None
+        return self._maps(int(found.group(1)), address)
 
     def _unknown_name(self, pc: str, module: str) -> str:
         name = module.rsplit("/", 1)[-1] if module != "[unknown]" else "unknown"

@@ -71,7 +71,11 @@ def add_perf_arguments(parser: argparse.ArgumentParser) -> None:
     add("--pid", action="store_true", help="append the process id to the command name: comm-PID")
     add("--tid", action="store_true", help="append process and thread id: comm-PID/TID")
     add("--kernel", action="store_true", help="annotate kernel frames with _[k]")
-    add("--jit", action="store_true", help="annotate JIT frames (/tmp/perf-PID.map) with _[j]")
+    add(
+        "--jit",
+        action="store_true",
+        help="annotate JIT frames (/tmp/perf-PID.map, jitted-*.so) with _[j]",
+    )
     add("--all", action="store_true", help="all annotations (--kernel --jit)")
     add("--addrs", action="store_true", help="show raw addresses where a symbol is unknown")
     add(
@@ -99,6 +103,12 @@ def add_perf_arguments(parser: argparse.ArgumentParser) -> None:
         help="show inlined functions, through addr2line (input of `perf script --no-inline`)",
     )
     add("--context", action="store_true", help="with --inline: add each frame's file:line")
+    add(
+        "--python",
+        action="store_true",
+        help="Python view of CPython 3.12+ -X perf stacks: py::f:file frames as `f (file)`, "
+        "the interpreter's frames between them left out",
+    )
 
 
 def make_perf_collapser(args: argparse.Namespace) -> Collapser:
@@ -121,6 +131,7 @@ def make_perf_collapser(args: argparse.Namespace) -> Collapser:
             srcline=args.srcline,
             inline=args.inline,
             context=args.context,
+            python=args.python,
         ),
         tools,
     )

@@ -24,6 +24,7 @@ OPTION_SETS = {
     "all": PerfOptions(annotate_kernel=True, annotate_jit=True),
     "addrs": PerfOptions(include_addrs=True),
     "srcline": PerfOptions(srcline=True),
+    "python": PerfOptions(python=True),
 }
 
 
@@ -360,11 +361,30 @@ def test_kernel_images_and_modules_are_kernel_frames(module: str) -> None:
     )
 
 
-@pytest.mark.parametrize("module", ["/tmp/perf-1234.map", "/tmp/jitted-1234-5.so"])
-def test_jit_modules_are_jit_frames(module: str) -> None:
-    assert one(f"\t7f1 Interp::run ({module})", PerfOptions(annotate_jit=True)) == (
-        "prog;Interp::run_[j] 1\n"
+@pytest.mark.parametrize("native", NATIVE_PATHS)
+@pytest.mark.parametrize(
+    "module",
+    [
+        "/tmp/perf-1234.map",
+        "/tmp/jitted-1234-5.so",
+        # where perf inject --jit writes them: beside the jitdump file, in any folder
+        "/srv/app/jitted-1234-5.so",
+        "/root/.debug/jit/java-jit-20250101.XXabcd/jitted-1234-5.so",
+        "jitted-1234-5.so",
+    ],
+)
+def test_jit_modules_are_jit_frames(module: str, native: bool) -> None:
+    data = RECORD.format(frames=f"\t7f1 Interp::run ({module})").encode()
+    assert collapse(data, PerfOptions(annotate_jit=True), native=native) == (
+        b"prog;Interp::run_[j] 1\n"
     )
+
+
+@pytest.mark.parametrize("native", NATIVE_PATHS)
+@pytest.mark.parametrize("module", ["/srv/notjitted-1-2.so", "/tmp/jitted-x-2.so", "/tmp/perf.map"])
+def test_other_modules_are_not_jit_frames(module: str, native: bool) -> None:
+    data = RECORD.format(frames=f"\t7f1 Interp::run ({module})").encode()
+    assert collapse(data, PerfOptions(annotate_jit=True), native=native) == b"prog;Interp::run 1\n"
 
 
 def test_parenthesis_inside_template_is_not_an_argument_list() -> None:
@@ -565,6 +585,7 @@ def test_cli_help_explains_every_option() -> None:
         "--event-filter",
         "--skip-after",
         "--srcline",
+        "--python",
     ):
         assert option in text
 
@@ -647,3 +668,78 @@ def test_an_event_filter_that_keeps_nothing_names_the_events_present() -> None:
     nothing = PerfCollapser()
     nothing.feed(b"\x93garbage\n")
     assert not nothing.finish() and nothing.empty_reason() is None  # the command says why
+
+
+# -- perf-map frames named by the caller's resolver --------------------------------
+
+JIT_RECORD = (
+    "node 77/77 [000] 1.5: 1 cpu-clock:\n"
+    "\t7f10 [unknown] (/tmp/perf-77.map)\n"
+    "\t7f00 JS:*stale /x.js:1 (/tmp/perf-77.map)\n"
+    "\t7e00 JS:*kept /x.js:2 (/tmp/perf-77.map)\n"
+    "\t7f10 [unknown] (/tmp/perf-77.map (deleted))\n"
+    "\t14cfd1c Builtins_JSEntry (/usr/bin/node)\n\n"
+)
+
+
+@pytest.mark.parametrize("native", NATIVE_PATHS)
+def test_a_map_resolver_names_perf_map_frames(native: bool) -> None:
+    """``[unknown]`` and stale names of perf-map frames are replaced by the resolver's;
+    where it has none, perf's name stays; frames of other modules are never asked."""
+    names = {0x7F10: "JS:*hot /x.js:3", 0x7F00: "JS:*fresh /x.js:9"}
+    asked: list[tuple[int, int]] = []
+
+    def resolve(pid: int, address: int) -> str | None:
+        asked.append((pid, address))
+        return names.get(address)
+
+    collapser = PerfCollapser(PerfOptions(annotate_jit=True), native=native, maps=resolve)
+    collapser.feed(JIT_RECORD.encode() * 3)
+    assert collapser.finish().to_bytes() == (
+        b"node;Builtins_JSEntry;JS:*hot /x.js:3_[j];JS:*kept /x.js:2_[j];"
+        b"JS:*fresh /x.js:9_[j];JS:*hot /x.js:3_[j] 3\n"
+    )
+    assert sorted(set(asked)) == [(77, 0x7E00), (77, 0x7F00), (77, 0x7F10)]
+    without = PerfCollapser(PerfOptions(annotate_jit=True), native=native)
+    without.feed(JIT_RECORD.encode())
+    assert without.finish().to_bytes() == (
+        b"node;Builtins_JSEntry;[perf-77.map]_[j];JS:*kept /x.js:2_[j];"
+        b"JS:*stale /x.js:1_[j];[perf-77.map]_[j] 1\n"
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lines=st.lists(GENERATED_LINES, max_size=30),
+    cuts=st.lists(st.integers(min_value=0, max_value=3000), max_size=6),
+    option=st.sampled_from(sorted(OPTION_SETS)),
+    names=st.dictionaries(
+        st.integers(min_value=0, max_value=0x7F), st.sampled_from(["JS:*f x", "a;b", "[unknown]"])
+    ),
+)
+def test_c_path_agrees_with_python_with_a_map_resolver(
+    lines: list[str], cuts: list[int], option: str, names: dict[int, str]
+) -> None:
+    """With a resolver, the C path leaves perf-map frames to Python: the same output."""
+    if NATIVE_PATHS[1].marks:
+        pytest.skip("the C speedups were not built")
+    frames = [f"\t{address:x} [unknown] (/tmp/perf-12.map)" for address in names]
+    data = "\n".join([*lines, "prog 1/1 [000] 1.5: 1 cycles:", *frames]).encode(
+        "utf-8", "surrogatepass"
+    )
+
+    def resolve(pid: int, address: int) -> str | None:
+        return names.get(address) if pid == 12 else None
+
+    expected = PerfCollapser(OPTION_SETS[option], native=False, maps=resolve)
+    expected.feed(data)
+    collapser = PerfCollapser(OPTION_SETS[option], native=True, maps=resolve)
+    assert feed_cut(collapser, data, cuts) == expected.finish().to_bytes()
+
+
+@pytest.mark.parametrize("native", NATIVE_PATHS)
+def test_python_view_with_jit_annotations_drops_the_jit_mark(native: bool) -> None:
+    source = (DATA / "perf" / "python-trampoline.txt").read_bytes()
+    plain = collapse(source, PerfOptions(python=True), native=native)
+    marked = collapse(source, PerfOptions(python=True, annotate_jit=True), native=native)
+    assert marked == plain and b"foo (/src/script.py)" in plain
