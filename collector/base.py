@@ -15,7 +15,7 @@ from typing import Literal, Protocol
 from flamed.collapse.folded import Folded
 
 CallGraph = Literal["fp", "dwarf", "lbr"]
-Backend = Literal["auto", "perf", "dtrace"]
+Backend = Literal["auto", "perf", "dtrace", "py-spy"]
 State = Literal["starting", "running", "waiting", "error", "stopped"]
 
 

@@ -72,6 +72,23 @@ class SessionOptions:
     files perf keeps (``--max-size``); perf stops at it and is restarted
     (``restarts["spool_full"]``, ``chunks_dropped["spool_full"]``). 0: unbounded."""
     child_wrapper: tuple[str, ...] = field(default_factory=death_wrapper)
+    # Interpreted and JIT-compiled code (issue 17); see README.md, "Python, Java, Node".
+    perf_maps: bool = True
+    """Name JIT frames from the target's ``/tmp/perf-PID.map`` read by flamed itself
+    (``flamed.collector.perfmap``), whatever perf named them."""
+    java_perfmap: bool = False
+    """Ask the target's JVMs to write their perf map (``jcmd PID Compiler.perfmap``) when
+    sampling starts and every ``JAVA_PERFMAP_BUCKETS`` buckets."""
+    jcmd_path: str = "jcmd"
+    jitdump: bool = False
+    """``perf inject --jit`` between perf record and perf script: names the frames of JITs
+    that write jitdump files (``node --perf-prof``, CPython 3.13 ``-X perf_jit``)."""
+    python_view: bool = False
+    """Fold with ``PerfOptions(python=True)``: CPython's ``py::`` frames as Python functions."""
+    py_spy_path: str | None = None
+    """The py-spy binary for the ``py-spy`` backend; None: beside this Python, else on PATH."""
+    py_spy_native: bool = False
+    """py-spy ``--native``: C frames of extensions between the Python ones."""
     """Prefix of every child's command line that makes the kernel kill it when flamed dies
     (``setpriv --pdeathsig KILL --``; empty where setpriv is missing)."""
 

@@ -43,6 +43,13 @@ def create_session(
     perf_rss_limit: int = 512 << 20,
     stall_timeout: float | None = None,
     spool_max_bytes: int = 1 << 30,
+    perf_maps: bool = True,
+    java_perfmap: bool = False,
+    jcmd_path: str | None = None,
+    jitdump: bool = False,
+    python_view: bool = False,
+    py_spy_path: str | None = None,
+    py_spy_native: bool = False,
     platform: str = sys.platform,
 ) -> Session:
     """A session for ``spec`` (not started: ``await session.run()``; ``await session.stop()``).
@@ -71,6 +78,13 @@ def create_session(
         perf_rss_limit=perf_rss_limit,
         stall_timeout=stall_timeout,
         spool_max_bytes=spool_max_bytes,
+        perf_maps=perf_maps,
+        java_perfmap=java_perfmap,
+        jcmd_path=jcmd_path or "jcmd",
+        jitdump=jitdump,
+        python_view=python_view,
+        py_spy_path=py_spy_path,
+        py_spy_native=py_spy_native,
     )
     return build(spec, options, on_chunk, platform)
 
@@ -87,4 +101,8 @@ def build(
         from flamed.collector.dtrace import DTraceSession
 
         return DTraceSession(spec, options, on_chunk)
+    if backend == "py-spy":
+        from flamed.collector.pyspy import PySpySession
+
+        return PySpySession(spec, options, on_chunk)
     raise UsageError(f"target {spec.name!r}: unknown backend {backend!r}")

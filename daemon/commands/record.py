@@ -52,7 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="OUT",
         help="OUT.svg, OUT.folded, OUT.txt or - (stdout)",
     )
-    add("--backend", choices=("auto", "perf", "dtrace"), default="auto", help="sampler (auto)")
+    add(
+        "--backend",
+        choices=("auto", "perf", "dtrace", "py-spy"),
+        default="auto",
+        help="sampler (auto); py-spy: Python functions of CPython processes "
+        "(pip install 'flamed[python]')",
+    )
     add("--perf", metavar="PATH", help="the perf binary (default: perf on PATH)")
     add("--dtrace", metavar="PATH", help="the dtrace binary (default: dtrace on PATH)")
 
@@ -114,7 +120,7 @@ def check_target(spec: TargetSpec) -> None:
 
 def check_frequency(spec: TargetSpec) -> None:
     """Say what perf will do with an -F above the kernel's limit (it throttles to it)."""
-    if spec.backend == "dtrace" or sys.platform == "darwin":
+    if spec.backend in ("dtrace", "py-spy") or sys.platform == "darwin":
         return
     from flamed.collector.perf import max_sample_rate
 
