@@ -63,12 +63,16 @@ class SessionStatus:
     event: str = ""
     restarts: dict[str, int] = field(default_factory=dict)
     chunks_dropped: dict[str, int] = field(default_factory=dict)
+    samples_lost: int = 0
+    """Samples the profiler reported lost (perf: its ring buffer was full, e.g. flamed stalled)."""
+    samples_late: int = 0
+    """Samples read after their bucket was handed out (handed out again as a late part)."""
 
 
 # Every reason a session or the daemon counts a restart or a lost chunk under.
 # Metrics report each of them from the start (at 0), so no series appears later.
-RESTART_REASONS = ("crash", "error", "exit", "rss", "spool_full", "stalled", "targets")
-DROP_REASONS = ("backlog", "error", "script_failed", "script_timeout", "spool_full", "unfinished")
+RESTART_REASONS = ("crash", "error", "exit", "rss", "stalled", "targets")
+DROP_REASONS = ("disk_backlog", "stale")
 
 ChunkSink = Callable[[Chunk], None]
 
