@@ -21,7 +21,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flamed.collapse.errors import FlamedError
@@ -52,7 +51,7 @@ class SessionFactory(Protocol):
     """Builds a session for one target; ``flamed.collector.create_session`` is one."""
 
     def __call__(
-        self, spec: TargetSpec, *, bucket_seconds: float, spool_dir: Path, on_chunk: ChunkSink
+        self, spec: TargetSpec, *, bucket_seconds: float, on_chunk: ChunkSink
     ) -> Session: ...
 
 
@@ -202,12 +201,8 @@ class Service:
             await asyncio.sleep(delay)
 
     def _make_session(self, spec: TargetSpec) -> Session:
-        spool = Path(self.config.storage.state_dir) / ".spool"  # the session adds the name
         return self.session_factory(
-            spec,
-            bucket_seconds=self.config.storage.bucket,
-            spool_dir=spool,
-            on_chunk=self.on_chunk,
+            spec, bucket_seconds=self.config.storage.bucket, on_chunk=self.on_chunk
         )
 
     async def _run_session(self, session: Session) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from flamed.collapse.errors import InputError, ProfilerError, UsageError
 from flamed.collapse.folded import Folded
@@ -112,7 +111,7 @@ def render_svg(folded: Folded, title: str) -> bytes:
     return render_flamegraph(folded, RenderOptions(title=title)).encode("utf-8", "surrogateescape")
 
 
-async def record(args: argparse.Namespace, spec: TargetSpec, spool: Path) -> Folded:
+async def record(args: argparse.Namespace, spec: TargetSpec) -> Folded:
     import asyncio
     import contextlib
     import signal
@@ -128,7 +127,6 @@ async def record(args: argparse.Namespace, spec: TargetSpec, spool: Path) -> Fol
     session = create_session(
         spec,
         bucket_seconds=min(duration, 10.0) if duration else 10.0,
-        spool_dir=spool,
         on_chunk=on_chunk,
         perf_path=args.perf,
         dtrace_path=args.dtrace,
@@ -163,18 +161,13 @@ async def record(args: argparse.Namespace, spec: TargetSpec, spool: Path) -> Fol
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
-    import shutil
-    import tempfile
 
     spec = target_spec(args)
     check_target(spec)
-    spool = Path(tempfile.mkdtemp(prefix="flamed-record-"))
     try:
-        folded = asyncio.run(record(args, spec, spool))
+        folded = asyncio.run(record(args, spec))
     except OSError as err:
         raise ProfilerError(str(err)) from err
-    finally:
-        shutil.rmtree(spool, ignore_errors=True)
     if not folded:
         print("flamed record: no samples were taken", file=sys.stderr)
     write_output(folded, args.output, f"flamed record: {describe(spec)}")
