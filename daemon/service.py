@@ -486,6 +486,8 @@ class Service:
                     stacks=window.stacks() if window is not None else 0,
                     restarts=dict(Counter(status.restarts) + target.restarts),
                     dropped=dict(Counter(status.chunks_dropped) + target.dropped),
+                    samples_lost=status.samples_lost,
+                    samples_late=status.samples_late,
                 )
             )
         return out
@@ -508,6 +510,8 @@ class Service:
             "newest": window.newest,
             "samples_last_minute": window.samples_since(self.clock() - 60.0),
             "restarts": sum((Counter(status.restarts) + target.restarts).values()),
+            "samples_lost": status.samples_lost,
+            "samples_late": status.samples_late,
         }
 
     @property
