@@ -67,6 +67,34 @@ def test_a_bucket_with_the_same_start_is_merged_into_it() -> None:
     assert window.stacks() == 2
 
 
+async def test_a_late_part_is_added_to_its_bucket_in_memory_and_on_disk(tmp_path: Path) -> None:
+    """The sampler hands out a sample read after its bucket as a chunk of the same range."""
+    clock, factory = FakeClock(), FakeFactory()
+    service = Service(make_config(tmp_path), session_factory=factory, clock=clock)
+    await service.start()
+    await wait_for(lambda: factory.running("a"))
+    factory.latest("a").emit(T0 - 10, T0, "main;f 2\n", samples=2)
+    factory.latest("a").emit(T0 - 10, T0, "main;f 1\nmain;g 1\n", samples=2)  # the late part
+    window = service.windows["a"]
+    (only,) = window.buckets
+    assert only.folded().counts == {"main;f": 3, "main;g": 1} and only.samples == 4
+    await service.stop()
+    (path,) = (tmp_path / "a").glob("*.folded.gz")
+    assert gzip.decompress(path.read_bytes()).endswith(b"main;f 3\nmain;g 1\n")
+
+
+def test_a_late_part_of_a_cold_bucket_reads_it_back(tmp_path: Path) -> None:
+    disk = DiskStore(tmp_path)
+    window = Window("a", 100, read_cold=lambda cold: disk.read("a", cold))
+    first = bucket(T0, "x 2\n")
+    disk.write("a", first)
+    window.add(first)
+    window.evict(T0 + 20)
+    assert window.buckets[0].cold
+    merged = window.add(bucket(T0, "x 1\ny 1\n"))
+    assert not merged.cold and merged.folded().counts == {"x": 3, "y": 1}
+
+
 def test_merge_cache_lasts_until_the_window_changes() -> None:
     window = Window("a", 100)
     window.add(bucket(T0, "a 1\n"))
