@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from flamed.collapse.errors import ProfilerError
 from flamed.collapse.perf import PerfCollapser, PerfOptions
 from flamed.collector.base import ChunkSink, TargetSpec
-from flamed.collector.pipeline import Pipeline, start_pipeline
+from flamed.collector.pipeline import PIPE_SIZE, Pipeline, start_pipeline
 from flamed.collector.procfs import cpu_seconds, resident_bytes
 from flamed.collector.records import PerfRecords
 from flamed.collector.runner import Outcome, SamplingSession, SessionOptions
@@ -41,8 +43,8 @@ they were taken (median; 1.1 s p99) for 0.6 % of a core, against 4-10 s with per
 SAMPLE_BYTES = 64
 """The smallest sample perf writes with a call chain (header, ip, pid/tid, time, period, one
 frame): perf's rings and the pipe hold at most their size over this many samples."""
-PIPE_BYTES = 64 << 10
-"""What the pipe between perf record and perf script holds (Linux's default)."""
+PIPE_BYTES = 2 * PIPE_SIZE
+"""What the pipes after perf record hold."""
 
 PACKAGES = "linux-perf on Debian, linux-tools-$(uname -r) on Ubuntu, perf on Fedora"
 
@@ -142,6 +144,14 @@ def script_argv(perf_path: str, source: str = "-") -> list[str]:
     return [perf_path, "script", "-i", source, "--no-inline", "--show-lost-events", *fields]
 
 
+@dataclass
+class _Run:
+    """A running pipeline and the reader of its output."""
+
+    pipeline: Pipeline
+    records: PerfRecords
+
+
 class PerfSession(SamplingSession):
     """Samples one target with a perf pipeline and folds its stream into a chunk per bucket."""
 
@@ -177,8 +187,29 @@ class PerfSession(SamplingSession):
         return spent
 
     async def sample(self, resolution: Resolution) -> Outcome:
+        """Run pipelines until stopped, stuck or failing; a new target set or a pipeline past
+        the memory cap is handed over to a new pipeline without a gap."""
         if not self.status.event:
             self.status.event = self.options.event or await detect_event(self.options.perf_path)
+        run = await self._start(resolution)
+        try:
+            while True:
+                outcome = await self._watch(run.pipeline, resolution)
+                following = self._following(outcome, resolution)
+                if following is None:
+                    break
+                self.count("restarts", str(outcome))
+                run = await self._hand_over(run, following)
+                resolution = following
+        except BaseException:  # cancelled, or a failed hand-over: nothing is left running
+            await run.pipeline.kill()
+            raise
+        await self._end(run, kill=outcome == "stalled")  # a stopped process would not heed SIGINT
+        return outcome or self._after_exit(run.pipeline, resolution)
+
+    # -- pipelines ------------------------------------------------------------
+
+    async def _start(self, resolution: Resolution) -> _Run:
         perf = self.options.perf_path
         argv = record_argv(perf, self.spec, self.options, self.status.event, resolution)
         if shutil.which(perf) is None:  # behind the wrapper, a missing perf is no OSError
@@ -197,35 +228,67 @@ class PerfSession(SamplingSession):
             raise missing_perf(perf) from err
         except OSError as err:
             raise ProfilerError(f"cannot run {perf}: {err.strerror or err}") from err
-        return await self._supervise(pipeline, records, resolution)
-
-    # -- one pipeline ---------------------------------------------------------
-
-    async def _supervise(
-        self, pipeline: Pipeline, records: PerfRecords, resolution: Resolution
-    ) -> Outcome:
-        self.perf_pid, self.script_pid = pipeline.record.pid, pipeline.script.pid
-        self._script_cpu = 0.0
         log.info(
             "target %s: perf record (pid %d) | perf script (pid %d) started",
             self.spec.name,
-            self.perf_pid,
-            self.script_pid,
+            pipeline.record.pid,
+            pipeline.script.pid,
         )
+        self.perf_pid, self.script_pid = pipeline.record.pid, pipeline.script.pid
+        self._script_cpu = 0.0
         self.status.state = "running"
         self.status.pids = resolution.pids
-        try:
-            outcome = await self._watch(pipeline, resolution)
-        except BaseException:  # cancelled: nothing more is read, nothing is left running
-            await pipeline.kill()
-            raise
-        if outcome == "stalled":
-            await pipeline.kill()  # a stopped process would not heed SIGINT
+        return _Run(pipeline, records)
+
+    async def _end(self, run: _Run, kill: bool = False) -> None:
+        """Stop a pipeline (SIGINT, drained) or kill it; what it wrote is folded."""
+        if kill:
+            await run.pipeline.kill()
         else:
-            await pipeline.stop(self.options.stop_timeout)
-        records.finish()
-        self.perf_pid = self.script_pid = None
-        return outcome or self._after_exit(pipeline, resolution)
+            await run.pipeline.stop(self.options.stop_timeout)
+        run.records.finish()
+        if self.perf_pid == run.pipeline.record.pid:
+            self.perf_pid = self.script_pid = None
+
+    def _following(self, outcome: Outcome | None, resolution: Resolution) -> Resolution | None:
+        """What a new pipeline should sample after ``outcome``; None: end this run."""
+        if outcome not in ("rss", "targets") or self.stopping:
+            return None
+        following = self.resolve() if outcome == "targets" else resolution
+        return None if following.empty else following
+
+    async def _hand_over(self, old: _Run, resolution: Resolution) -> _Run:
+        """Start a new pipeline beside the old one; once it gives output (so perf samples),
+        cut at that moment: the old one keeps what is stamped before, the new one the rest."""
+        new = await self._start(resolution)
+        new.records.since = math.inf  # until the cut
+        try:
+            await self._first_output(new.pipeline)
+        except BaseException:
+            await new.pipeline.kill()
+            raise
+        cut = time.monotonic()
+        old.records.until = new.records.since = cut
+        await self._end(old)
+        log.info("target %s: handed over to the new perf at %.3f", self.spec.name, cut)
+        return new
+
+    async def _first_output(self, pipeline: Pipeline) -> None:
+        """Until the pipeline wrote something, for a bucket at most (an idle target writes
+        nothing); a pipeline that ends meanwhile fails the hand-over."""
+        stopping = asyncio.create_task(self._stopping.wait())
+        deadline = time.monotonic() + max(self.options.bucket_seconds, 2.0)
+        try:
+            while not pipeline.bytes_out and time.monotonic() < deadline:
+                await self.tick(pipeline.ended, stopping)
+                if pipeline.ended.done():
+                    await pipeline.stop(self.options.stop_timeout)
+                    what, code, stderr = pipeline.failure()
+                    raise explain_failure(what, code, stderr, self.options.proc_root)
+                if stopping.done():
+                    return
+        finally:
+            stopping.cancel()
 
     async def _watch(self, pipeline: Pipeline, resolution: Resolution) -> Outcome | None:
         """Until stopped (stop), perf script's output ends (None), or a check fails.
@@ -261,13 +324,13 @@ class PerfSession(SamplingSession):
         self, pipeline: Pipeline, resolution: Resolution, stall: StallWatch
     ) -> Outcome | None:
         """Once a bucket: is the pipeline stuck or too big, has the target set changed?"""
-        children = {"perf record": pipeline.record.pid, "perf script": pipeline.script.pid}
-        stuck = stall.check(pipeline.bytes_out, children, resolution)
+        record, script = pipeline.record.pid, pipeline.script.pid
+        stuck = stall.check(pipeline.bytes_out, record, script, resolution)
         if stuck is not None:
             log.warning("target %s: %s, restarting perf", self.spec.name, stuck)
             return "stalled"
         limit = self.options.perf_rss_limit
-        for what, pid in children.items():
+        for what, pid in (("perf record", record), ("perf script", script)):
             if limit and resident_bytes(self.options.proc_root, pid) > limit:
                 name = self.spec.name
                 log.warning("target %s: %s grew past %d bytes, restarting", name, what, limit)

@@ -2,17 +2,22 @@
 
 Both start in process groups of their own behind the parent-death guard, with
 a pipe between them that flamed does not keep open (so either one's death ends
-the other: EOF for perf script, EPIPE for perf record). perf script's stdout
-is read on the event loop as it comes and handed to a sink; the tails of both
-stderrs are kept for error messages. ``stop()`` asks perf record to finish
-(SIGINT: it writes what its buffers hold), lets perf script drain the pipe,
-and kills whatever is left after the timeout; ``kill()`` does not ask.
+the other: EOF for perf script, EPIPE for perf record). Both pipes are grown to
+1 MiB (Linux's limit for a user): when perf script stops to load a big binary's
+symbols, or flamed stops reading, perf record keeps emptying its ring buffer
+into the pipe instead of losing samples (about 20 s of a busy machine at
+99 Hz). perf script's stdout is read on the event loop as it comes and handed
+to a sink; the tails of both stderrs are kept for error messages. ``stop()``
+asks perf record to finish (SIGINT: it writes what its buffers hold), lets
+perf script drain the pipe, and kills whatever is left after the timeout;
+``kill()`` does not ask.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import signal
@@ -26,6 +31,7 @@ log = logging.getLogger("flamed.collector")
 
 STDERR_LINES = 20
 READ_SIZE = 1 << 16
+PIPE_SIZE = 1 << 20
 
 
 class Pipeline:
@@ -35,11 +41,13 @@ class Pipeline:
         self,
         record: asyncio.subprocess.Process,
         script: asyncio.subprocess.Process,
+        output: tuple[asyncio.StreamReader, asyncio.BaseTransport],
         sink: Callable[[bytes], None],
         name: str,
     ) -> None:
         self.record = record
         self.script = script
+        self.output, self._transport = output
         self.name = name
         self.bytes_out = 0
         self.last_output = time.monotonic()
@@ -52,9 +60,7 @@ class Pipeline:
         self.ended = asyncio.create_task(self._read_output(sink))
 
     async def _read_output(self, sink: Callable[[bytes], None]) -> None:
-        stream = self.script.stdout
-        assert stream is not None
-        while data := await stream.read(READ_SIZE):
+        while data := await self.output.read(READ_SIZE):
             self.bytes_out += len(data)
             self.last_output = time.monotonic()
             sink(data)
@@ -72,17 +78,22 @@ class Pipeline:
         for proc in (self.record, self.script):  # also what a leader left in its group
             kill_group(proc.pid, signal.SIGKILL)
         await asyncio.gather(self.record.wait(), self.script.wait())
+        # Whatever still holds perf script's stdout elsewhere does not keep us waiting.
+        await asyncio.wait([self.ended], timeout=1.0)
+        self._transport.close()
         await asyncio.gather(self.ended, *self._tasks, return_exceptions=True)
 
     def failure(self) -> tuple[str, int | None, str]:
         """Which child failed, its exit code and stderr tail, once both have ended.
 
-        perf script is blamed when it died by a signal or failed; otherwise perf record.
+        perf script is to blame when it was killed, or failed while perf record ended
+        well or of the broken pipe it left; otherwise perf record (perf script then
+        only saw its input end).
         """
-        script_code = self.script.returncode
-        if script_code is not None and script_code != 0:
-            return "perf script", script_code, "\n".join(self.script_errors)
-        return "perf record", self.record.returncode, "\n".join(self.record_errors)
+        record, script = self.record.returncode, self.script.returncode
+        if script is not None and script != 0 and (script < 0 or record in (0, -signal.SIGPIPE)):
+            return "perf script", script, "\n".join(self.script_errors)
+        return "perf record", record, "\n".join(self.record_errors)
 
 
 async def start_pipeline(
@@ -95,20 +106,40 @@ async def start_pipeline(
     env: Mapping[str, str] | None = None,
 ) -> Pipeline:
     """Start both children. OSError (perf missing, ...) propagates, nothing left running."""
-    reading, writing = os.pipe()
+    between, output = grown_pipe(), grown_pipe()
     record: asyncio.subprocess.Process | None = None
     try:
-        record = await _spawn([*wrapper, *record_argv], asyncio.subprocess.DEVNULL, writing, env)
-        script = await _spawn([*wrapper, *script_argv], reading, asyncio.subprocess.PIPE, env)
+        record = await _spawn([*wrapper, *record_argv], asyncio.subprocess.DEVNULL, between[1], env)
+        script = await _spawn([*wrapper, *script_argv], between[0], output[1], env)
     except BaseException:
         if record is not None:
             kill_group(record.pid, signal.SIGKILL)
             await record.wait()
+        os.close(output[0])
         raise
     finally:
-        os.close(reading)
-        os.close(writing)
-    return Pipeline(record, script, sink, name)
+        for fd in (*between, output[1]):
+            os.close(fd)
+    reader, transport = await read_pipe(output[0])
+    return Pipeline(record, script, (reader, transport), sink, name)
+
+
+def grown_pipe() -> tuple[int, int]:
+    """A pipe of PIPE_SIZE bytes where the system allows it (the default 64 KiB elsewhere)."""
+    reading, writing = os.pipe()
+    with contextlib.suppress(OSError, AttributeError):
+        fcntl.fcntl(writing, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    return reading, writing
+
+
+async def read_pipe(fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
+    """An asyncio reader of the pipe ``fd`` (which it then owns), and its transport."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=READ_SIZE, loop=loop)
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader, loop=loop), os.fdopen(fd, "rb", 0)
+    )
+    return reader, transport
 
 
 async def _spawn(

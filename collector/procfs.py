@@ -55,6 +55,19 @@ def stopped(proc_root: Path, pid: int) -> bool:
     return bool(fields) and fields[0] in ("T", "t")
 
 
+def io_counter(proc_root: Path, pid: int, key: str) -> int:
+    """A counter of /proc/PID/io (``rchar``: bytes read, ``wchar``: written); -1 unreadable."""
+    try:
+        text = (proc_root / str(pid) / "io").read_text()
+    except OSError:
+        return -1
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name == key and value.strip().isdigit():
+            return int(value)
+    return -1
+
+
 def target_cpu(resolution: Resolution, proc_root: Path) -> float:
     """CPU seconds the target has used so far: its processes (a cgroup's too), or the machine."""
     if resolution.mode == "all":

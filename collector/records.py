@@ -10,6 +10,7 @@ go to ``BucketCutter.add`` in one piece, so the collapser sees big feeds.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable
@@ -38,6 +39,10 @@ class PerfRecords:
         self.on_lost = on_lost
         """Told how many samples perf lost (its ring buffer was full), at each LOST line."""
         self.clock = clock
+        self.since = -math.inf
+        self.until = math.inf
+        """Records stamped outside [since, until) are skipped: two pipelines hand over at a
+        moment, each keeping its side of it."""
         self.bytes_read = 0
         self._pending = b""
 
@@ -61,26 +66,27 @@ class PerfRecords:
 
     def _split(self, text: bytes) -> None:
         now = self.clock()
-        start = 0
-        index: int | None = None
+        start, index, keep = 0, None, True  # the run being gathered: its bucket, kept or not
         for found in HEAD.finditer(text):
+            at = found.start()
             if text.startswith(LOST, found.end()):
-                self._add(index, text, start, found.start(), now)
-                start = self._skip_lost(text, found.end())
-                index = None
+                self._add(keep, index, text[start:at], now)
+                start, index, keep = self._skip_lost(text, found.end()), None, True
                 continue
-            this = self.cutter.index(float(found.group(1)), now)
-            if this != index:
-                self._add(index, text, start, found.start(), now)
-                start, index = found.start(), this
-        self._add(index, text, start, len(text), now)
+            when = float(found.group(1))
+            this_keep = self.since <= when < self.until
+            this = self.cutter.index(when, now) if this_keep else None
+            if (this_keep, this) != (keep, index):
+                self._add(keep, index, text[start:at], now)
+                start, index, keep = at, this, this_keep
+        self._add(keep, index, text[start:], now)
 
-    def _add(self, index: int | None, text: bytes, start: int, end: int, now: float) -> None:
-        if end <= start:
+    def _add(self, keep: bool, index: int | None, run: bytes, now: float) -> None:
+        if not run or not keep:
             return
         if index is None:  # text before any event line: the bucket of the moment it came
             index = self.cutter.index(None, now)
-        self.cutter.add(index, text[start:end])
+        self.cutter.add(index, run)
 
     def _skip_lost(self, text: bytes, at: int) -> int:
         """Count a LOST line's number; the offset after the line."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 import pytest
@@ -62,7 +63,7 @@ def test_records_go_to_the_bucket_of_their_time_and_losses_are_counted(
 @given(st.lists(st.integers(min_value=0, max_value=len(STREAM)), max_size=8))
 def test_splitting_the_stream_anywhere_changes_nothing(cuts: list[int]) -> None:
     points = [0, *sorted(cuts), len(STREAM)]
-    chunks = [STREAM[a:b] for a, b in zip(points, points[1:], strict=False)]
+    chunks = [STREAM[a:b] for a, b in itertools.pairwise(points)]
     kept, losses = cut(chunks)
     whole, whole_losses = cut([STREAM])
     assert by_bucket(kept) == by_bucket(whole)
@@ -77,3 +78,17 @@ def test_a_last_record_without_its_blank_line_counts() -> None:
 def test_text_before_any_record_goes_to_the_bucket_of_the_moment() -> None:
     kept, _ = cut([b"\tffff stray (frame)\n\n" + record(3.0)], now=25.0)
     assert set(by_bucket(kept)) == {1000.0, 1020.0}
+
+
+def test_records_outside_since_until_are_skipped() -> None:
+    """Two pipelines hand over at a moment: each keeps its side of it."""
+    kept = Kept(grace=100.0)
+    old, new = PerfRecords(kept.cutter, clock=lambda: 22.0), PerfRecords(kept.cutter)
+    old.until = new.since = 10.25
+    new.clock = old.clock
+    old.feed(STREAM)
+    new.feed(STREAM)
+    old.finish()
+    new.finish()
+    kept.cutter.close_all()
+    assert by_bucket(kept) == by_bucket(cut([STREAM])[0]), "every record once"

@@ -10,7 +10,6 @@ from flamed.collector.stall import StallWatch
 from flamed.collector.targets import Resolution
 
 TARGET, RECORD, SCRIPT = 10, 20, 30
-CHILDREN = {"perf record": RECORD, "perf script": SCRIPT}
 TICKS = 100  # USER_HZ on Linux
 
 
@@ -21,8 +20,9 @@ class FakeProc:
         for pid in (TARGET, RECORD, SCRIPT):
             self.set(pid, "S", 0.0)
 
-    def set(self, pid: int, state: str, cpu: float) -> None:
+    def set(self, pid: int, state: str, cpu: float, read: int = 0, written: int = 0) -> None:
         (self.root / str(pid)).mkdir(exist_ok=True)
+        (self.root / str(pid) / "io").write_text(f"rchar: {read}\nwchar: {written}\n")
         rest = ["1"] * 10 + [str(round(cpu * TICKS)), "0"] + ["0"] * 30
         (self.root / str(pid) / "stat").write_text(f"{pid} (x y) {state} {' '.join(rest)}\n")
 
@@ -44,7 +44,7 @@ def run(proc: FakeProc, watch: StallWatch, seconds: int, *, output: int = 0,
         proc.now += 1.0
         cpu = proc.now * cpu_per_second
         proc.set(TARGET, "R" if cpu_per_second else "S", cpu)
-        found.append(watch.check(output, CHILDREN, Resolution("pids", (TARGET,))))
+        found.append(watch.check(output, RECORD, SCRIPT, Resolution("pids", (TARGET,))))
     return found
 
 
@@ -53,7 +53,7 @@ def test_a_pipeline_that_writes_is_never_stuck(proc: FakeProc) -> None:
     for second in range(60):
         proc.now += 1.0
         proc.set(TARGET, "R", proc.now)
-        assert watch.check(second * 100, CHILDREN, Resolution("pids", (TARGET,))) is None
+        assert watch.check(second * 100, RECORD, SCRIPT, Resolution("pids", (TARGET,))) is None
 
 
 def test_a_quiet_pipeline_of_an_idle_target_is_not_stuck(proc: FakeProc) -> None:
@@ -76,6 +76,23 @@ def test_a_stopped_child_is_stuck_even_with_an_idle_target(proc: FakeProc) -> No
     found = run(proc, proc.watch(), 12)
     assert found[:9] == [None] * 9
     assert "perf script stopped" in str(found[9])
+
+
+def test_a_perf_script_that_reads_nothing_is_stuck(proc: FakeProc) -> None:
+    watch = proc.watch()
+    assert set(run(proc, watch, 3)) == {None}
+    proc.set(RECORD, "S", 0.0, written=4096)  # into the pipe; perf script reads none of it
+    found = run(proc, watch, 7)  # seconds 4 to 10: quiet since the watch began, at 0
+    assert found[:-1] == [None] * 6
+    assert "perf script read nothing" in str(found[-1])
+
+
+def test_a_perf_script_that_reads_is_not_stuck_for_that(proc: FakeProc) -> None:
+    watch = proc.watch()
+    for second in range(1, 30):
+        proc.set(RECORD, "S", 0.0, written=4096 * second)
+        proc.set(SCRIPT, "S", 0.0, read=4096 * second)  # loading symbols: no output yet
+        assert run(proc, watch, 1) == [None]
 
 
 def test_flamed_s_own_stall_starts_the_quiet_spell_again(proc: FakeProc) -> None:
