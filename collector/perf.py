@@ -187,20 +187,17 @@ class PerfSession(SamplingSession):
         return spent
 
     async def sample(self, resolution: Resolution) -> Outcome:
-        """Run pipelines until stopped, stuck or failing; a new target set or a pipeline past
+        """Run pipelines until stopped, stuck, failing or the target set changes; one past
         the memory cap is handed over to a new pipeline without a gap."""
         if not self.status.event:
             self.status.event = self.options.event or await detect_event(self.options.perf_path)
         run = await self._start(resolution)
         try:
-            while True:
-                outcome = await self._watch(run.pipeline, resolution)
-                following = self._following(outcome, resolution)
-                if following is None:
+            while (outcome := await self._watch(run.pipeline, resolution)) == "rss":
+                if self.stopping:
                     break
-                self.count("restarts", str(outcome))
-                run = await self._hand_over(run, following)
-                resolution = following
+                self.count("restarts", "rss")
+                run = await self._hand_over(run, resolution)
         except BaseException:  # cancelled, or a failed hand-over: nothing is left running
             await run.pipeline.kill()
             raise
@@ -250,16 +247,11 @@ class PerfSession(SamplingSession):
         if self.perf_pid == run.pipeline.record.pid:
             self.perf_pid = self.script_pid = None
 
-    def _following(self, outcome: Outcome | None, resolution: Resolution) -> Resolution | None:
-        """What a new pipeline should sample after ``outcome``; None: end this run."""
-        if outcome not in ("rss", "targets") or self.stopping:
-            return None
-        following = self.resolve() if outcome == "targets" else resolution
-        return None if following.empty else following
-
     async def _hand_over(self, old: _Run, resolution: Resolution) -> _Run:
-        """Start a new pipeline beside the old one; once it gives output (so perf samples),
-        cut at that moment: the old one keeps what is stamped before, the new one the rest."""
+        """Start a new pipeline beside the old one, sampling the same; once it gives output
+        (so perf samples), cut at that moment: the old one keeps what is stamped before, the
+        new one the rest. (A new target set is not handed over: the two would not sample
+        the same processes, and the old one already stopped when its processes went.)"""
         new = await self._start(resolution)
         new.records.since = math.inf  # until the cut
         try:
