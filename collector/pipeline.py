@@ -21,7 +21,6 @@ import fcntl
 import logging
 import os
 import signal
-import time
 from collections import deque
 from collections.abc import Callable, Mapping
 
@@ -50,7 +49,8 @@ class Pipeline:
         self.output, self._transport = output
         self.name = name
         self.bytes_out = 0
-        self.last_output = time.monotonic()
+        self.record_stopped = False
+        """perf record was still running when ``stop()`` or ``kill()`` ended it."""
         self.record_errors: deque[str] = deque(maxlen=STDERR_LINES)
         self.script_errors: deque[str] = deque(maxlen=STDERR_LINES)
         self._tasks = [
@@ -62,11 +62,11 @@ class Pipeline:
     async def _read_output(self, sink: Callable[[bytes], None]) -> None:
         while data := await self.output.read(READ_SIZE):
             self.bytes_out += len(data)
-            self.last_output = time.monotonic()
             sink(data)
 
     async def stop(self, timeout: float) -> None:
         """SIGINT to perf record, perf script drains the pipe; SIGKILL past ``timeout``."""
+        self.record_stopped |= self.record.returncode is None
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await stop_group(self.record, signal.SIGINT, timeout)
@@ -75,6 +75,7 @@ class Pipeline:
 
     async def kill(self) -> None:
         """SIGKILL both groups (a stopped process dies too), reap both, drain what is left."""
+        self.record_stopped |= self.record.returncode is None
         for proc in (self.record, self.script):  # also what a leader left in its group
             kill_group(proc.pid, signal.SIGKILL)
         await asyncio.gather(self.record.wait(), self.script.wait())
@@ -87,11 +88,12 @@ class Pipeline:
         """Which child failed, its exit code and stderr tail, once both have ended.
 
         perf script is to blame when it was killed, or failed while perf record ended
-        well or of the broken pipe it left; otherwise perf record (perf script then
-        only saw its input end).
+        well, of the broken pipe it left, or was still running (stopped by us); otherwise
+        perf record (perf script then only saw its input end).
         """
         record, script = self.record.returncode, self.script.returncode
-        if script is not None and script != 0 and (script < 0 or record in (0, -signal.SIGPIPE)):
+        record_fine = record in (0, -signal.SIGPIPE) or self.record_stopped
+        if script is not None and script != 0 and (script < 0 or record_fine):
             return "perf script", script, "\n".join(self.script_errors)
         return "perf record", record, "\n".join(self.record_errors)
 

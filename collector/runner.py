@@ -124,7 +124,7 @@ class SamplingSession:
             while not self._stopping.is_set():
                 await self._cycle()
         except asyncio.CancelledError:
-            self.abort()  # cancelled (shutdown timeout): no more folding, only reaping
+            self.abort()  # cancelled (shutdown timeout): what was read is still handed out
             raise
         finally:
             await self.finish()
@@ -144,7 +144,7 @@ class SamplingSession:
         self.cutter.close_all()
 
     def abort(self) -> None:
-        """``run()`` was cancelled: give up folding what is left (``finish()`` still runs)."""
+        """``run()`` was cancelled (its sampler already killed); ``finish()`` still runs."""
 
     async def sample(self, resolution: Resolution) -> Outcome:
         raise NotImplementedError
