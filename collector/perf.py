@@ -4,7 +4,10 @@ perf records with ``-k CLOCK_MONOTONIC``, so each sample's time is
 ``time.monotonic()`` seconds and says which bucket it belongs to however late
 the pipe delivers it: ``records.PerfRecords`` cuts perf script's text at its
 records, ``buckets.BucketCutter`` folds each into the collapser of its bucket.
-perf script loads each binary's symbol tables once and keeps them. The cutter
+perf script loads each binary's symbol tables once and keeps them. Every tick
+perf record is pinged through its command pipe (``--control``, perf 5.9 and
+later) to write what its rings hold: a quiet target's samples come within a
+couple of seconds instead of when a ring is half full (20 s and more). The cutter
 belongs to the session, not to one pipeline, so a restart (the target set
 changed, a process died, stalled, or outgrew the memory cap) keeps the part of
 the bucket already read and loses at most the samples in flight.
@@ -37,18 +40,24 @@ SCRIPT_FIELDS = "comm,pid,tid,time,period,event,ip,sym,dso"
 """What the collapser reads: the event line (comm pid/tid time: period event:) and frames."""
 RING_PAGES = 8
 """perf record's ring buffer per CPU (``-m``) unless configured: perf writes to the pipe when
-half of it is full. 32 KiB gave whole-machine samples at 99 Hz to the collapser 0.5 s after
-they were taken (median; 1.1 s p99) for 0.6 % of a core, against 4-10 s with perf's default
-(512 KiB) and 2.5 % with a wake-up per sample (``--no-buffering``); see README."""
+half of it is full (or when pinged). 32 KiB gave whole-machine samples at 99 Hz to the
+collapser 0.5 s after they were taken (median; 1.1 s p99) for 0.6 % of a core, against 4-10 s
+with perf's default (512 KiB) and 2.5 % with a wake-up per sample (``--no-buffering``)."""
 SAMPLE_BYTES = 64
 """The smallest sample perf writes with a call chain (header, ip, pid/tid, time, period, one
 frame): perf's rings and the pipe hold at most their size over this many samples."""
 PIPE_BYTES = 2 * PIPE_SIZE
 """What the pipes after perf record hold."""
+SETTLE = 1.0
+"""Seconds perf record gets to end by itself after perf script did (and the reverse)."""
+PINGED_SAMPLES = 50
+"""Samples a pinged pipeline may take without output before it is stuck (a ping a tick
+makes perf write its rings; perf script prints them by the next one)."""
 
 PACKAGES = "linux-perf on Debian, linux-tools-$(uname -r) on Ubuntu, perf on Fedora"
 
 _detected_events: dict[str, str] = {}
+_commands: dict[str, bool] = {}
 
 
 def missing_perf(perf_path: str) -> ProfilerError:
@@ -81,34 +90,42 @@ def explain_failure(what: str, code: int | None, stderr: str, proc_root: Path) -
     return ProfilerError(f"{what} {how}: {detail}")
 
 
-async def detect_event(perf_path: str) -> str:
-    """``cycles`` where perf can count it (a PMU exists), else ``cpu-clock``; detected once."""
-    cached = _detected_events.get(perf_path)
-    if cached:
-        return cached
+async def ask_perf(perf_path: str, *args: str) -> str:
+    """What perf prints (stdout and stderr) for ``args``; ProfilerError if it cannot run."""
     try:
         proc = await asyncio.create_subprocess_exec(
             perf_path,
-            "stat",
-            "-x,",
-            "-e",
-            "cycles",
-            "--",
-            "true",
+            *args,
             stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
             process_group=0,
         )
     except FileNotFoundError as err:
         raise missing_perf(perf_path) from err
     except OSError as err:
         raise ProfilerError(f"cannot run {perf_path}: {err.strerror or err}") from err
-    _out, err_text = await proc.communicate()
-    event = "cycles" if counted(err_text.decode("utf-8", "replace")) else "cpu-clock"
+    out, _ = await proc.communicate()
+    return out.decode("utf-8", "replace")
+
+
+async def detect_event(perf_path: str) -> str:
+    """``cycles`` where perf can count it (a PMU exists), else ``cpu-clock``; detected once."""
+    cached = _detected_events.get(perf_path)
+    if cached:
+        return cached
+    stat = await ask_perf(perf_path, "stat", "-x,", "-e", "cycles", "--", "true")
+    event = "cycles" if counted(stat) else "cpu-clock"
     _detected_events[perf_path] = event
     log.info("perf event: %s", event)
     return event
+
+
+async def takes_commands(perf_path: str) -> bool:
+    """Does this perf record take a command pipe (``--control``, perf 5.9 and later)?"""
+    if perf_path not in _commands:
+        _commands[perf_path] = "--control" in await ask_perf(perf_path, "record", "-h")
+    return _commands[perf_path]
 
 
 def counted(stat_csv: str) -> bool:
@@ -201,6 +218,8 @@ class PerfSession(SamplingSession):
         except BaseException:  # cancelled, or a failed hand-over: nothing is left running
             await run.pipeline.kill()
             raise
+        if outcome is None:  # the pipeline ended by itself
+            await run.pipeline.settle(SETTLE)
         await self._end(run, kill=outcome == "stalled")  # a stopped process would not heed SIGINT
         return outcome or self._after_exit(run.pipeline, resolution)
 
@@ -220,6 +239,7 @@ class PerfSession(SamplingSession):
                 name=f"target {self.spec.name}",
                 wrapper=self.options.child_wrapper,
                 env={**os.environ, "FLAMED_TARGET": self.spec.name},
+                control=await takes_commands(perf),
             )
         except FileNotFoundError as err:
             raise missing_perf(perf) from err
@@ -272,6 +292,7 @@ class PerfSession(SamplingSession):
         deadline = time.monotonic() + max(self.options.bucket_seconds, 2.0)
         try:
             while not pipeline.bytes_out and time.monotonic() < deadline:
+                pipeline.ping()
                 await self.tick(pipeline.ended, stopping)
                 if pipeline.ended.done():
                     await pipeline.stop(self.options.stop_timeout)
@@ -293,12 +314,13 @@ class PerfSession(SamplingSession):
             bucket,
             self.spec.frequency,
             self.options.proc_root,
-            patience=self._held_samples(),
+            patience=self._held_samples(pipeline),
         )
         stopping = asyncio.create_task(self._stopping.wait())
         next_check = time.monotonic() + bucket
         try:
             while True:
+                pipeline.ping()
                 await self.tick(pipeline.ended, stopping)
                 if stopping.done():
                     return "stop"
@@ -334,8 +356,11 @@ class PerfSession(SamplingSession):
             self.status.pids = now.pids
         return None
 
-    def _held_samples(self) -> int:
-        """How many samples perf's rings and the pipe can hold without a byte of output."""
+    def _held_samples(self, pipeline: Pipeline) -> int:
+        """How many samples perf can hold without a byte of output: what its rings and the
+        pipes hold, or, when it is pinged every tick, what a few ticks bring."""
+        if pipeline.commands is not None:
+            return PINGED_SAMPLES
         ring = (self.options.mmap_pages or RING_PAGES) * os.sysconf("SC_PAGE_SIZE")
         return (ring * (os.cpu_count() or 1) + PIPE_BYTES) // SAMPLE_BYTES
 

@@ -26,6 +26,8 @@ from collections.abc import Callable, Mapping
 
 from flamed.collector.children import kill_group, stop_group
 
+DEVNULL = asyncio.subprocess.DEVNULL
+
 log = logging.getLogger("flamed.collector")
 
 STDERR_LINES = 20
@@ -43,6 +45,7 @@ class Pipeline:
         output: tuple[asyncio.StreamReader, asyncio.BaseTransport],
         sink: Callable[[bytes], None],
         name: str,
+        commands: int | None = None,
     ) -> None:
         self.record = record
         self.script = script
@@ -51,6 +54,8 @@ class Pipeline:
         self.bytes_out = 0
         self.record_stopped = False
         """perf record was still running when ``stop()`` or ``kill()`` ended it."""
+        self.commands = commands
+        """The write end of perf record's command pipe (``--control``), if it has one."""
         self.record_errors: deque[str] = deque(maxlen=STDERR_LINES)
         self.script_errors: deque[str] = deque(maxlen=STDERR_LINES)
         self._tasks = [
@@ -63,6 +68,23 @@ class Pipeline:
         while data := await self.output.read(READ_SIZE):
             self.bytes_out += len(data)
             sink(data)
+
+    def ping(self) -> None:
+        """Ask perf record to write what its ring buffers hold now (``ping`` wakes it; it
+        writes whatever is there, then perf script prints what came before). Without a
+        command pipe, or when perf record does not read it (stopped), nothing happens."""
+        if self.commands is not None:
+            with contextlib.suppress(BlockingIOError, BrokenPipeError):
+                os.write(self.commands, b"ping\n")
+
+    async def settle(self, timeout: float) -> None:
+        """After perf script's output ended: let both exit by themselves for ``timeout``
+        (perf record ends of the broken pipe, or of its own failure), so that ``failure()``
+        does not blame the perf record that ``stop()`` would end."""
+        await asyncio.wait(
+            [asyncio.ensure_future(proc.wait()) for proc in (self.record, self.script)],
+            timeout=timeout,
+        )
 
     async def stop(self, timeout: float) -> None:
         """SIGINT to perf record, perf script drains the pipe; SIGKILL past ``timeout``."""
@@ -83,6 +105,8 @@ class Pipeline:
         await asyncio.wait([self.ended], timeout=1.0)
         self._transport.close()
         await asyncio.gather(self.ended, *self._tasks, return_exceptions=True)
+        close(self.commands)
+        self.commands = None
 
     def failure(self) -> tuple[str, int | None, str]:
         """Which child failed, its exit code and stderr tail, once both have ended.
@@ -106,24 +130,43 @@ async def start_pipeline(
     name: str,
     wrapper: tuple[str, ...] = (),
     env: Mapping[str, str] | None = None,
+    control: bool = False,
 ) -> Pipeline:
-    """Start both children. OSError (perf missing, ...) propagates, nothing left running."""
+    """Start both children. OSError (perf missing, ...) propagates, nothing left running.
+
+    With ``control``, perf record gets a command pipe (``--control fd:N``) for ``ping()``.
+    """
     between, output = grown_pipe(), grown_pipe()
+    theirs, commands = command_pipe() if control else ((), None)
+    if theirs:
+        record_argv = [*record_argv[:2], "--control", f"fd:{theirs[0]}", *record_argv[2:]]
     record: asyncio.subprocess.Process | None = None
     try:
-        record = await _spawn([*wrapper, *record_argv], asyncio.subprocess.DEVNULL, between[1], env)
+        record = await _spawn([*wrapper, *record_argv], DEVNULL, between[1], env, theirs)
         script = await _spawn([*wrapper, *script_argv], between[0], output[1], env)
     except BaseException:
         if record is not None:
             kill_group(record.pid, signal.SIGKILL)
             await record.wait()
-        os.close(output[0])
+        close(output[0], commands)
         raise
     finally:
-        for fd in (*between, output[1]):
-            os.close(fd)
+        close(*between, output[1], *theirs)
     reader, transport = await read_pipe(output[0])
-    return Pipeline(record, script, (reader, transport), sink, name)
+    return Pipeline(record, script, (reader, transport), sink, name, commands)
+
+
+def command_pipe() -> tuple[tuple[int], int]:
+    """A pipe for perf record's commands: its end (to pass it on), and ours (non-blocking)."""
+    theirs, ours = os.pipe()
+    os.set_blocking(ours, False)
+    return (theirs,), ours
+
+
+def close(*fds: int | None) -> None:
+    for fd in fds:
+        if fd is not None:
+            os.close(fd)
 
 
 def grown_pipe() -> tuple[int, int]:
@@ -145,7 +188,11 @@ async def read_pipe(fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTranspor
 
 
 async def _spawn(
-    argv: list[str], stdin: int, stdout: int, env: Mapping[str, str] | None
+    argv: list[str],
+    stdin: int,
+    stdout: int,
+    env: Mapping[str, str] | None,
+    pass_fds: tuple[int, ...] = (),
 ) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         *argv,
@@ -154,6 +201,7 @@ async def _spawn(
         stderr=asyncio.subprocess.PIPE,
         process_group=0,
         env=env,
+        pass_fds=pass_fds,
     )
 
 

@@ -6,9 +6,13 @@ seconds while
 
 - perf record or perf script is stopped (SIGSTOP, a tracer), or
 - perf record wrote into the pipe and perf script read nothing of it, or
-- the target used enough CPU for perf to have taken more samples than its
-  buffers can hold without a byte of output (``patience``: perf writes when a
-  ring is half full, so a quiet pipeline is normal for a while at a low rate).
+- neither did anything while the target used enough CPU for perf to have
+  taken more samples than it can hold without a byte of output (``patience``:
+  unpinged, perf writes when a ring is half full, so a quiet pipeline is
+  normal for a while at a low rate).
+
+A perf script that reads is at work (a backlog after a stall, a big binary's
+symbols to load), not stuck.
 
 Looked at once a bucket; a gap of more than two looks means flamed itself did
 not run (stopped, or its event loop blocked), and the quiet spell starts
@@ -72,7 +76,9 @@ class StallWatch:
         halted = [name for name, pid in children.items() if stopped(self.proc_root, pid)]
         if halted:
             return f"{' and '.join(halted)} stopped, no output for {quiet:.0f} s"
-        if seen.written > self.baseline.written and seen.read == self.baseline.read:
+        if seen.read != self.baseline.read:
+            return None  # perf script is at work (a backlog, a big binary's symbols)
+        if seen.written > self.baseline.written:
             return f"perf script read nothing perf record wrote for {quiet:.0f} s"
         used = seen.cpu - self.baseline.cpu
         if used * self.frequency > self.patience:

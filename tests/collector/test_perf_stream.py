@@ -168,7 +168,8 @@ async def test_a_stalled_reader_loses_samples_in_the_kernel_not_memory(
 ) -> None:
     """flamed stops reading for 25 s (its event loop blocked): perf script blocks on its
     stdout, perf record on the pipe (1 MiB each: ~7 s of the whole machine at 999 Hz), the
-    kernel drops samples and perf says how many."""
+    kernel drops samples and perf says how many. Nothing grows meanwhile, and perf is not
+    blamed afterwards while perf script works through the backlog."""
     start(burn, processes, 120)
     chunks: list[Chunk] = []
     session = make(TargetSpec("all", all=True, frequency=999), tmp_path, chunks,
@@ -182,11 +183,11 @@ async def test_a_stalled_reader_loses_samples_in_the_kernel_not_memory(
         watch = Resident({**pids, "flamed": os.getpid()})
         watch.start()
         time.sleep(25)  # the event loop does nothing: nobody reads perf script's output
+        watch.done.set()  # (afterwards perf script grows with the processes it learns of)
+        watch.join()
         await until(lambda: session.status.samples_lost > 0, "perf's LOST records", 60)
         kept = len(chunks)
         await until(lambda: len(chunks) >= kept + 2, "buckets after the stall")
-        watch.done.set()
-        watch.join()
         grown = {name: (watch.peak[name] - before[name]) >> 20 for name in before}
         print(f"FIGURE stream: stalled 25 s at 999 Hz: lost {session.status.samples_lost}, "
               f"RSS growth MiB {grown}")  # fmt: skip

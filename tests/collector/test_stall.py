@@ -87,12 +87,13 @@ def test_a_perf_script_that_reads_nothing_is_stuck(proc: FakeProc) -> None:
     assert "perf script read nothing" in str(found[-1])
 
 
-def test_a_perf_script_that_reads_is_not_stuck_for_that(proc: FakeProc) -> None:
+def test_a_perf_script_at_work_is_not_stuck(proc: FakeProc) -> None:
+    """No output for 30 s while the target runs, but perf script reads (a backlog)."""
     watch = proc.watch()
     for second in range(1, 30):
         proc.set(RECORD, "S", 0.0, written=4096 * second)
-        proc.set(SCRIPT, "S", 0.0, read=4096 * second)  # loading symbols: no output yet
-        assert run(proc, watch, 1) == [None]
+        proc.set(SCRIPT, "S", 0.0, read=4096 * second)
+        assert run(proc, watch, 1, cpu_per_second=1.0) == [None]
 
 
 def test_flamed_s_own_stall_starts_the_quiet_spell_again(proc: FakeProc) -> None:
