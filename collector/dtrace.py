@@ -119,7 +119,7 @@ class Dumps:
 
 
 class DTraceSession(SamplingSession):
-    """Samples one target with ``dtrace`` and folds each printed aggregation into a chunk."""
+    """Samples one target with ``dtrace`` and folds its dumps into a chunk per bucket."""
 
     backend = "dtrace"
 

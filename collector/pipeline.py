@@ -26,10 +26,9 @@ from collections.abc import Callable, Mapping
 
 from flamed.collector.children import kill_group, stop_group
 
-DEVNULL = asyncio.subprocess.DEVNULL
-
 log = logging.getLogger("flamed.collector")
 
+DEVNULL = asyncio.subprocess.DEVNULL
 STDERR_LINES = 20
 READ_SIZE = 1 << 16
 PIPE_SIZE = 1 << 20
@@ -81,10 +80,10 @@ class Pipeline:
         """After perf script's output ended: let both exit by themselves for ``timeout``
         (perf record ends of the broken pipe, or of its own failure), so that ``failure()``
         does not blame the perf record that ``stop()`` would end."""
-        await asyncio.wait(
-            [asyncio.ensure_future(proc.wait()) for proc in (self.record, self.script)],
-            timeout=timeout,
-        )
+        waits = [asyncio.ensure_future(proc.wait()) for proc in (self.record, self.script)]
+        await asyncio.wait(waits, timeout=timeout)
+        for wait in waits:
+            wait.cancel()
 
     async def stop(self, timeout: float) -> None:
         """SIGINT to perf record, perf script drains the pipe; SIGKILL past ``timeout``."""
