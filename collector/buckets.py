@@ -73,7 +73,6 @@ class BucketCutter:
         """Late parts of buckets already handed out, by index."""
         self.done_below: int | None = None
         """Every bucket below this index has been handed out."""
-        self.late_samples = 0
 
     def index(self, when: float | None, now: float) -> int:
         """The bucket of a sample stamped ``when`` (None: unknown) and read at ``now``."""
@@ -89,7 +88,8 @@ class BucketCutter:
         part = self.open.get(index)
         if part is None:
             if len(self.open) >= MAX_OPEN:
-                self._close(lambda open_index: open_index == min(self.open))
+                oldest = min(self.open)
+                self._close(lambda open_index: open_index == oldest)
             part = self.open[index] = Part(index, self.new_collapser(), late=False)
         before = part.collapser.samples
         part.collapser.feed(data)
@@ -128,7 +128,5 @@ class BucketCutter:
             self._emit(part)
 
     def _emit(self, part: Part) -> None:
-        if part.late:
-            self.late_samples += part.collapser.samples
         start = part.index * self.size
         self.emit(part, start, start + self.size)

@@ -49,7 +49,6 @@ class Pipeline:
         self.record = record
         self.script = script
         self.output, self._transport = output
-        self.name = name
         self.bytes_out = 0
         self.record_stopped = False
         """perf record was still running when ``stop()`` or ``kill()`` ended it."""

@@ -43,11 +43,9 @@ class PerfRecords:
         self.until = math.inf
         """Records stamped outside [since, until) are skipped: two pipelines hand over at a
         moment, each keeping its side of it."""
-        self.bytes_read = 0
         self._pending = b""
 
     def feed(self, data: bytes) -> None:
-        self.bytes_read += len(data)
         buffer = self._pending + data if self._pending else data
         end = buffer.rfind(b"\n\n") + 2
         if end < 2 and len(buffer) > MAX_PENDING:
