@@ -74,14 +74,14 @@ def default_config(state: Path, port: int, frequency: int) -> str:
 class Daemon:
     """`flamed run` as a child of this process (so wait4 gives its CPU and its children's)."""
 
-    def __init__(self, folder: Path, frequency: int = 99) -> None:
+    def __init__(self, folder: Path, frequency: int = 99, python: str = sys.executable) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.state = folder / "state"
         self.base = f"http://127.0.0.1:{free_port()}"
         config = folder / "flamed.toml"
         config.write_text(default_config(self.state, int(self.base.rsplit(":", 1)[1]), frequency))
         self.log = (folder / "daemon.log").open("ab")
-        argv = [sys.executable, "-m", "flamed.daemon.cli", "run", "--config", str(config)]
+        argv = [python, "-m", "flamed.daemon.cli", "run", "--config", str(config)]
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=self.log)
 
     def get(self, path: str) -> bytes:
@@ -159,10 +159,10 @@ def snapshot(daemon: Daemon) -> dict[str, float]:
 
 
 def cpu_run(
-    folder: Path, seconds: float, event: str, breakdown: list[dict[str, float]]
+    folder: Path, seconds: float, event: str, breakdown: list[dict[str, float]], python: str
 ) -> tuple[float, float]:
     """One run: the daemon and perf alone side by side for ``seconds``; both CPU times."""
-    daemon = Daemon(folder)
+    daemon = Daemon(folder, python=python)
     alone = perf_alone(folder / "alone.data", event)
     try:
         daemon.wait_sampling()
@@ -192,7 +192,7 @@ def cpu(args: argparse.Namespace) -> None:
             for index in range(args.rounds):
                 for kind, seconds in (("short", args.short), ("long", args.long)):
                     folder = Path(tmp) / f"{kind}{index}"
-                    runs[kind].append(cpu_run(folder, seconds, event, breakdown))
+                    runs[kind].append(cpu_run(folder, seconds, event, breakdown, args.python))
                     ours, theirs = runs[kind][-1]
                     print(f"  {kind} run {index + 1}: daemon+children {ours:.2f} s CPU, ", end="")
                     print(f"perf alone {theirs:.2f} s", flush=True)
@@ -338,6 +338,11 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=None)
     parser.add_argument("--frequency", type=int, default=99)
     parser.add_argument("--every", type=float, default=30.0, help="rss: seconds between looks")
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="cpu: the interpreter whose flamed runs the daemon (another checkout's venv)",
+    )
     args = parser.parse_args()
     if args.minutes is None:
         args.minutes = 60.0 if args.mode == "rss" else 5.0
