@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flamed.collapse.folded import Folded
-
 # typing.TYPE_CHECKING without importing typing: start-up time counts in every
 # `flamed collapse`. At run time the protocols below are plain classes.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
     from typing import Protocol
+
+    from flamed.collapse.folded import Folded
 else:
     Protocol = object
 
@@ -37,35 +37,71 @@ class Collapser(Protocol):
     def finish(self) -> Folded: ...
 
 
+def get_logger(name: str = LOGGER_NAME) -> logging.Logger:
+    """The logger ``name``, logging configured first if that was deferred: modules that
+    warn only now and then call this when they warn, and do not import logging."""
+    while _deferred_setup:
+        _deferred_setup.pop()()
+    import logging
+
+    return logging.getLogger(name)
+
+
 class WarnOnce:
     """Logs one warning per kind of problem and counts every occurrence.
 
     A malformed line never aborts a collapse: it is skipped, counted under its
     kind, and the first one of each kind is logged with the offending text.
+    ``logger``: a logger, or the name of one to get at the first warning.
     """
 
-    def __init__(self, logger: logging.Logger | None = None) -> None:
+    def __init__(self, logger: logging.Logger | str = LOGGER_NAME) -> None:
         self._logger = logger
         self.counts: dict[str, int] = {}
 
     @property
     def logger(self) -> logging.Logger:
         """Where warnings go: the given logger, else ``flamed.collapse``."""
-        if self._logger is None:
-            while _deferred_setup:
-                _deferred_setup.pop()()
-            import logging
-
-            self._logger = logging.getLogger(LOGGER_NAME)
-        return self._logger
+        logger = self._logger
+        if isinstance(logger, str):
+            logger = self._logger = get_logger(logger)
+        return logger
 
     def __call__(self, kind: str, detail: str = "") -> None:
         seen = self.counts.get(kind, 0)
         self.counts[kind] = seen + 1
         if not seen:
-            shown = detail if len(detail) <= 200 else detail[:200] + "..."
-            self.logger.warning("%s: %r (further ones are skipped silently)", kind, shown)
+            shown = printable(detail)
+            self.logger.warning("%s: '%s' (further ones are skipped silently)", kind, shown)
 
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+
+SHOWN_CHARS = 80
+"""Characters of an offending line a warning shows."""
+
+
+def printable(text: str, limit: int = SHOWN_CHARS) -> str:
+    """``text`` as a terminal can show it, at most ``limit`` characters shown: undecodable
+    bytes (kept as surrogates) as ``\\xNN``, control characters as Python writes them;
+    printable text, any script, as it is."""
+    if text[:limit].isprintable():
+        return text if len(text) <= limit else text[:limit] + "..."
+    shown: list[str] = []
+    size = 0
+    for char in text:
+        piece = char if char.isprintable() else escape(char)
+        size += len(piece)
+        if size > limit:
+            return "".join(shown) + "..."
+        shown.append(piece)
+    return "".join(shown)
+
+
+def escape(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    return repr(char)[1:-1]

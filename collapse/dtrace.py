@@ -15,31 +15,39 @@ A stream may hold several dumps one after the other (``tick-10s { printa(@);
 trunc(@); }``); each starts with header lines closed by a blank line.
 
 The lines between blank lines form a *run*. In a run each count line closes a
-stack of the frame lines before it; lines of a run that no count closes are a
-dump's header (skipped) or a stack the input cut short (warned, skipped).
+stack of the frame lines before it. Lines of a run that no count closes are a
+dump's header (skipped), or the first part of a stack that goes on after the
+blank line: an aggregation keyed on ``stack(), ustack()`` prints the kernel
+frames, a blank line, then the user frames and the count, and the two parts are
+one stack (kernel frames above the user ones), as both reference tools read it.
 
-Speed comes from caching: the frame lines of a run are folded once and the
-result reused whenever the same lines come again.
+Speed comes from caching: a run is folded once and the result reused whenever
+the same run comes again; with the C speedups the runs are cut and looked up
+without making a Python object for each.
 
 Beyond the Perl script (see also ``DTraceOptions``): the header is whatever
 precedes the first blank line, not three fixed lines, and later dumps' headers
 are skipped too; Rust legacy-mangled names are tidied as the perf collapser
-tidies them; a stack cut short at the end of the input is dropped with a
-warning instead of being merged into nothing.
+tidies them (as inferno does); a stack cut short at the end of the input is
+dropped with a warning instead of being merged into nothing.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import TypeVar
 
-from flamed.collapse.common import WarnOnce
+from flamed.collapse import speedups
+from flamed.collapse.common import TYPE_CHECKING, WarnOnce
 from flamed.collapse.folded import Folded, decode
 from flamed.collapse.symbols import tidy_rust
 
-K = TypeVar("K")
-V = TypeVar("V")
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    from flamed.collapse._speedups import RunFolder
+
+    K = TypeVar("K")
+    V = TypeVar("V")
 
 # The count that closes a stack: digits alone on a line (ASCII, as Perl on bytes).
 COUNT_LINE = re.compile(rb"[ \t\r\f\v]*(\d+)[ \t\r\f\v]*", re.ASCII)
@@ -60,24 +68,33 @@ RUN_CACHE_LIMIT = 20_000
 LINE_CACHE_LIMIT = 100_000
 
 
-@dataclass(frozen=True)
 class DTraceOptions:
-    """Options of ``flamed collapse dtrace``, named as stackcollapse.pl names them."""
+    """Options of ``flamed collapse dtrace``, named as stackcollapse.pl names them.
 
-    include_offset: bool = False
-    """Keep each frame's ``+0x…`` offset, except the leaf's (``--includeoffset``).
+    - ``include_offset``: keep each frame's ``+0x…`` offset, except the leaf's
+      (``--includeoffset``). Unlike the Perl script, which cuts the whole stack at its
+      last ``+`` and so loses frames when the leaf has no offset (FlameGraph issue 202),
+      only the leaf frame's own offset is dropped; a C++ name keeps its offset after
+      its argument list is cut.
 
-    Unlike the Perl script, which cuts the whole stack at its last ``+`` and so
-    loses frames when the leaf has no offset (FlameGraph issue 202), only the
-    leaf frame's own offset is dropped; a C++ name keeps its offset after its
-    argument list is cut.
+    A plain class, not a dataclass: importing dataclasses costs ~10 ms of start-up,
+    and start-up counts in every ``flamed collapse dtrace``.
     """
+
+    __slots__ = ("include_offset",)
+
+    def __init__(self, include_offset: bool = False) -> None:
+        self.include_offset = include_offset
 
 
 class DTraceCollapser:
-    """Streaming DTrace collapser: ``feed()`` chunks split anywhere, then ``finish()``."""
+    """Streaming DTrace collapser: ``feed()`` chunks split anywhere, then ``finish()``.
 
-    def __init__(self, options: DTraceOptions | None = None) -> None:
+    ``native``: count runs with the C speedups (None: when built and not turned off by
+    ``FLAMED_NO_EXTENSIONS=1``; False: never; True: they must be there).
+    """
+
+    def __init__(self, options: DTraceOptions | None = None, native: bool | None = None) -> None:
         self.options = options or DTraceOptions()
         self.warn = WarnOnce()
         self.counts: dict[str, int] = {}
@@ -89,6 +106,21 @@ class DTraceCollapser:
         self._run_cache: dict[bytes, tuple[str, int]] = {}  # frames and count -> stack, count
         self._body_cache: dict[bytes, str] = {}  # frame lines -> stack
         self._line_cache: dict[tuple[bytes, bool], tuple[str, ...]] = {}
+        self._folder = self._native_folder(native)
+
+    def _native_folder(self, native: bool | None) -> RunFolder | None:
+        module = speedups.choose(native)
+        if module is None:
+            return None
+        folder: RunFolder = module.RunFolder(
+            self._fold_run, self._cached_line, self.counts, self.options.include_offset
+        )
+        return folder
+
+    @property
+    def native(self) -> bool:
+        """Does this collapser count runs with the C speedups?"""
+        return self._folder is not None
 
     # -- streaming ---------------------------------------------------------
 
@@ -132,18 +164,25 @@ class DTraceCollapser:
     # -- runs --------------------------------------------------------------
 
     def _fold_runs(self, text: bytes) -> None:
-        """Fold complete runs (the text ends just before a blank line)."""
-        runs = text.split(b"\n\n")
-        if self._frames:  # the rest of a run that the MAX_PENDING path began
-            self._fold_lines(runs.pop(0).split(b"\n"))
-            self._end_run()
+        """Fold complete runs (the text ends just before a blank line). A run after one
+        whose frames go on (see the module's doc) is folded line by line, never cached."""
+        carry = bool(self._frames)  # the rest of a run begun before, or a stack going on
+        if self._folder is not None:
+            # The first run here, where a dump's header may be, is Python's to read; after
+            # it a blank line has been seen, which is all the C folder does not know.
+            first, blank, rest = text.partition(b"\n\n")
+            carry = self._fold_run(first) is True
+            self._started = True
+            if blank:
+                self.samples += self._folder.fold(rest, carry)
+            return
         counts = self.counts
         cache = self._run_cache
         hits = 0
-        for run in runs:
-            found = cache.get(run)
+        for run in text.split(b"\n\n"):
+            found = None if carry else cache.get(run)
             if found is None:
-                self._fold_run(run)
+                carry = self._fold_run(run) is True
                 continue
             stack, count = found
             counts[stack] = counts.get(stack, 0) + count
@@ -151,19 +190,22 @@ class DTraceCollapser:
         self.samples += hits
         self._started = True
 
-    def _fold_run(self, run: bytes) -> None:
-        """A run the run cache does not know: one stack (then cached), or line by line."""
-        body, _, last = run.rpartition(b"\n")
-        count = COUNT_LINE.fullmatch(last)
-        stack = self._body_stack(body) if count is not None and body else None
-        if count is None or stack is None:
-            self._fold_lines(run.split(b"\n"))
-            self._end_run()
-            return
-        number = int(count.group(1))
-        self._count(stack, number)
-        self._started = True
-        remember(self._run_cache, run, (stack, number), RUN_CACHE_LIMIT)
+    def _fold_run(self, run: bytes) -> tuple[str, int] | bool:
+        """A run the run cache does not know, or one after frames that go on: folded and
+        counted. Gives what to cache for it, else whether frames go on into the next run."""
+        if not self._frames:
+            body, _, last = run.rpartition(b"\n")
+            count = COUNT_LINE.fullmatch(last)
+            stack = self._body_stack(body) if count is not None and body else None
+            if count is not None and stack is not None:
+                number = int(count.group(1))
+                self._count(stack, number)
+                self._started = True
+                remember(self._run_cache, run, (stack, number), RUN_CACHE_LIMIT)
+                return stack, number
+        self._fold_lines(run.split(b"\n"))
+        self._end_run()
+        return bool(self._frames)
 
     def _body_stack(self, body: bytes) -> str | None:
         """The stack of a run's frame lines, cached; None unless they are all frame lines."""
@@ -192,11 +234,10 @@ class DTraceCollapser:
                 self._frames.append(line)
 
     def _end_run(self) -> None:
-        """A blank line: frames no count closed are a dump header, or a stack cut short."""
-        frames = self._frames
-        if frames and self._started and not self._header_only(frames):
-            self.warn("frames without a count (skipped)", decode(b"\n".join(frames)))
-        self._frames = []
+        """A blank line: frames no count closed are a dump's header (dropped), or the
+        first part of a stack that goes on after the blank line (kept)."""
+        if not self._started or self._header_only(self._frames):
+            self._frames = []
         self._started = True
 
     @staticmethod
@@ -212,18 +253,21 @@ class DTraceCollapser:
 
     def _fold_stack(self, lines: list[bytes]) -> str | None:
         """Frame lines, leaf first, to frames root first joined by ``;`` (None: no frames)."""
-        cache = self._line_cache
         leaf_differs = self.options.include_offset
-        groups: list[tuple[str, ...]] = []
-        for index, line in enumerate(lines):
-            key = (line, leaf_differs and index == 0)
-            funcs = cache.get(key)
-            if funcs is None:
-                funcs = self._line_frames(line, key[1])
-                remember(cache, key, funcs, LINE_CACHE_LIMIT)
-            groups.append(funcs)
+        groups = [
+            self._cached_line(line, leaf_differs and index == 0) for index, line in enumerate(lines)
+        ]
         stack = [func for group in reversed(groups) for func in group]
         return ";".join(stack) if stack else None
+
+    def _cached_line(self, line: bytes, leaf: bool) -> tuple[str, ...]:
+        """The frames of one line (``leaf``: the leaf's, under include_offset), cached."""
+        key = (line, leaf)
+        funcs = self._line_cache.get(key)
+        if funcs is None:
+            funcs = self._line_frames(line, leaf)
+            remember(self._line_cache, key, funcs, LINE_CACHE_LIMIT)
+        return funcs
 
     def _line_frames(self, raw: bytes, leaf: bool) -> tuple[str, ...]:
         """The frames of one line, more than one when inlined (``a->b``)."""
@@ -266,12 +310,15 @@ def strip_cpp_arguments(name: str) -> str:
 
 
 def tidy_frame(func: str) -> str:
-    """One frame: no ``;`` (it separates frames), no leading Java ``L``, Rust names tidied."""
+    """One frame: no ``;`` (it separates frames), no leading Java ``L``, Rust names tidied
+    (white space before a cut ``(.llvm.N)`` goes with the hash, as inferno has it)."""
     func = func.replace(";", ":")
     if func.startswith("L"):
         func = func[1:]
     module, tick, symbol = func.rpartition("`")
-    return module + tick + tidy_rust(symbol)
+    trimmed = symbol.rstrip()
+    tidied = tidy_rust(trimmed)
+    return module + tick + (symbol if tidied == trimmed else tidied)
 
 
 def is_applicable(head: bytes) -> bool | None:

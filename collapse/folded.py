@@ -49,6 +49,14 @@ def format_count(count: Count) -> str:
     return short if float(short) == count else repr(count)
 
 
+def perl_count(count: Count) -> str:
+    """Print a count as Perl prints a number: integers plainly, others with 15
+    significant digits (``14.2343983248723``), as difffolded.pl writes its sums."""
+    if isinstance(count, int):
+        return str(count)
+    return f"{count:.15g}"
+
+
 def bytewise_key(stack: str) -> bytes:
     """Sort key that orders stacks by their encoded bytes, as ``sort`` in C locale does."""
     return encode(stack)
@@ -115,16 +123,27 @@ class Folded:
 class FoldedCollapser:
     """Reads folded text (``stack count`` per line) in chunks; the same streaming interface.
 
-    A line whose last field is not a number is skipped with one warning.
-    Counts may be integers or decimals; repeated stacks are summed.
+    A line whose last field is not a number is skipped with one warning. Counts may be
+    integers or decimals; repeated stacks are summed. With ``keep_order`` every line is
+    also kept in input order, repeats included, in ``in_order`` (for a flame chart).
+    ``encoding``: what the text is in (empty: UTF-8); the C reader reads UTF-8 only.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self, keep_order: bool = False, native: bool | None = None, encoding: str = ""
+    ) -> None:
+        import codecs
+
+        from flamed.collapse import speedups
         from flamed.collapse.common import WarnOnce
 
         self.warn = WarnOnce()
         self.profile = Folded()
+        self.in_order: list[tuple[str, Count]] | None = [] if keep_order else None
         self._pending = b""
+        utf8 = not encoding or codecs.lookup(encoding).name == ENCODING
+        self._encoding = ENCODING if utf8 else encoding
+        self._native = speedups.choose(native) if utf8 else None
 
     def feed(self, data: bytes) -> None:
         buffer = self._pending + data
@@ -133,15 +152,28 @@ class FoldedCollapser:
             self._pending = buffer
             return
         self._pending = buffer[end + 1 :]
-        self._read(decode(buffer[:end]))
+        self._read(buffer[:end])
 
     def finish(self) -> Folded:
-        self._read(decode(self._pending))
+        self._read(self._pending)
         self._pending = b""
         return self.profile
 
-    def _read(self, text: str) -> None:
+    def _read(self, data: bytes) -> None:
+        """Lines split at newlines; with the C speedups, lines whose count is plain digits
+        are counted in C and the others come back to ``_read_line`` one by one."""
+        if self._native is not None:
+            self._native.fold_folded(data, self.profile.counts, self.in_order, self._read_line)
+        else:
+            self._read_text(data.decode(self._encoding, ERRORS))
+
+    def _read_line(self, line: bytes) -> None:
+        """A line that the C reader leaves to Python."""
+        self._read_text(decode(line))
+
+    def _read_text(self, text: str) -> None:
         add = self.profile.add
+        in_order = self.in_order
         for line in text.split("\n"):
             parsed = parse_line(line)
             if parsed is None:
@@ -149,6 +181,8 @@ class FoldedCollapser:
                     self.warn("folded line without a count", line)
                 continue
             add(*parsed)
+            if in_order is not None:
+                in_order.append(parsed)
 
 
 def parse_count(text: str) -> Count | None:
@@ -167,13 +201,19 @@ def parse_count(text: str) -> Count | None:
 def parse_line(line: str) -> tuple[str, Count] | None:
     """One ``stack count`` line; None when it has no stack or no valid count.
 
-    Only the one space before the count separates: a stack may end in spaces
-    (a frame named " " is a frame, as flamegraph.pl draws it)."""
-    stack, _, count_text = line.rstrip("\r").rpartition(" ")
-    if not stack:
+    The count follows the line's last white-space character (a space or a tab, as
+    flamegraph.pl's ``(.*)\\s(COUNT)`` reads it), and only that one character
+    separates: a stack may end in spaces (a frame named " " is a frame, as
+    flamegraph.pl draws it). A carriage return at the end (CRLF files) is dropped."""
+    line = line.rstrip("\r")
+    cut = line.rfind(" ")
+    tab = line.rfind("\t", cut + 1)  # only a tab after the last space can separate
+    if tab > cut:
+        cut = tab
+    if cut < 1:
         return None
-    count = parse_count(count_text)
-    return None if count is None else (stack, count)
+    count = parse_count(line[cut + 1 :])
+    return None if count is None else (line[:cut], count)
 
 
 def read_folded(data: bytes) -> Folded:
@@ -244,9 +284,9 @@ def _scaled(count: Count, total1: Count, total2: Count) -> int:
 
 
 def format_pairs(pairs: dict[str, tuple[Count, Count]]) -> bytes:
-    """``stack count1 count2`` lines, sorted bytewise."""
+    """``stack count1 count2`` lines, sorted bytewise, counts as difffolded.pl prints them."""
     lines = [
-        f"{stack} {format_count(one)} {format_count(two)}\n"
+        f"{stack} {perl_count(one)} {perl_count(two)}\n"
         for stack, (one, two) in sorted(pairs.items(), key=lambda item: bytewise_key(item[0]))
     ]
     return encode("".join(lines))

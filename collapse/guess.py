@@ -4,7 +4,9 @@ Each format module offers ``is_applicable(head: bytes) -> bool | None``: True
 when the head looks like its format, False when it cannot be, None when more
 input is needed. Formats are asked in the order of ``FORMATS``; the first that
 says True wins once every format before it has said False. A new format joins
-by adding a row.
+by adding a row. Formats that tell themselves from their first line come first,
+so that they say False at once on anything else; ``collapse recursive`` takes
+folded stacks, which guessing folds as they are.
 """
 
 from __future__ import annotations
@@ -12,7 +14,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from flamed.collapse import dtrace, folded, perf
+from flamed.collapse import (
+    bpftrace,
+    dtrace,
+    folded,
+    ghcprof,
+    perf,
+    sample,
+    vsprof,
+    vtune,
+    xctrace,
+)
 from flamed.collapse.common import Collapser
 from flamed.collapse.errors import InputError
 from flamed.collapse.folded import Folded
@@ -29,6 +41,12 @@ class GuessFormat:
 
 
 FORMATS: tuple[GuessFormat, ...] = (
+    GuessFormat("xctrace", xctrace.is_applicable, xctrace.XctraceCollapser),
+    GuessFormat("vtune", vtune.is_applicable, vtune.VTuneCollapser),
+    GuessFormat("vsprof", vsprof.is_applicable, vsprof.VsprofCollapser),
+    GuessFormat("ghcprof", ghcprof.is_applicable, ghcprof.GhcProfCollapser),
+    GuessFormat("sample", sample.is_applicable, sample.SampleCollapser),
+    GuessFormat("bpftrace", bpftrace.is_applicable, bpftrace.BpftraceCollapser),
     GuessFormat("perf", perf.is_applicable, perf.PerfCollapser),
     GuessFormat("dtrace", dtrace.is_applicable, dtrace.DTraceCollapser),
     GuessFormat("folded", folded.is_applicable, folded.FoldedCollapser),

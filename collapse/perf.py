@@ -20,13 +20,19 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
-from flamed.collapse.common import WarnOnce
+from flamed.collapse import speedups
+from flamed.collapse.common import TYPE_CHECKING, WarnOnce
 from flamed.collapse.folded import Count, Folded, decode
 from flamed.collapse.symbols import tidy_rust
 
+if TYPE_CHECKING:
+    from flamed.collapse._speedups import PerfFolder
+    from flamed.collapse.inline import BinaryTools, Inliner
+
 # `comm pid[/tid] ...`: the command name may hold spaces, so it is the shortest
-# prefix followed by a number. Same pattern as the Perl script, ASCII classes.
-EVENT_LINE = re.compile(r"(\S.+?)\s++(\d++)/*+(\d++)?\s", re.ASCII)
+# prefix followed by a number. The Perl script's pattern, ASCII classes, and a pid or
+# tid of -1 (perf's for a sample it has no thread for, which the Perl script misreads).
+EVENT_LINE = re.compile(r"(\S.+?)\s++(\d++|-1)/*+(\d++|-1)?\s", re.ASCII)
 # `...: PERIOD EVENT:` at the end of the event line (period optional).
 PERIOD_EVENT = re.compile(r":(?:\s*+(\d++))?\s++(\S+):\s*$", re.ASCII)
 # A record without a call chain carries its only frame on the event line.
@@ -45,7 +51,7 @@ JIT_MODULE = re.compile(r"(/tmp/perf-\d+\.map|/tmp/jitted-\d+-\d+\.so)")
 # the Perl script's `(\d+)*` backtracked exponentially on a run of digits, and
 # retrying every longer command name made lines of spaces or `1 1 1 ...` quadratic.
 RECORD = re.compile(
-    rb"^(?>(\S.+?)(?<!\s\s)[^\S\n]++(\d++)/*+(\d++)?[^\S\n])"
+    rb"^(?>(\S.+?)(?<!\s\s)[^\S\n]++(\d++|-1)/*+(\d++|-1)?[^\S\n])"
     rb".*?:(?:[^\S\n]*+(\d++))?[^\S\n]++(\S+):[^\S\n]*\n"
     rb"((?:[ \t].*\n)*+)\n*+",
     re.ASCII | re.MULTILINE,
@@ -59,7 +65,7 @@ SPLIT_STRIDE = RECORD.groups + 1
 # one record (`period event:` and the frame lines), checked by parse_uniform().
 # When it matches, it gives what RECORD gives.
 _UNIFORM_HEAD = rb"\n\n++(\S[^\s]++)[^\S\n]++%s[^\S\n][^:\n]*+:"
-_PID_TID = rb"\d++/*+\d*+"
+_PID_TID = rb"(?:\d++|-1)/*+(?:\d++|-1)?+"
 UNIFORM_HEAD = re.compile(_UNIFORM_HEAD % b"(%s)" % _PID_TID, re.ASCII)
 # The same without the pid/tid group, when records are counted by comm: a third
 # fewer objects to make.
@@ -81,6 +87,10 @@ DROPPED: Tally = (("", ("", False)), 0)
 MAX_PENDING = 4 << 20
 # Caches are dropped when they reach this many entries, to bound memory.
 CACHE_LIMIT = 200_000
+UNKNOWN_THREAD = ":-1"
+"""perf's command name for a sample of pid or tid -1 (":" and the tid it has no name for)."""
+UNKNOWN_PID = "[unknown pid]"
+"""What such samples are folded under (the Perl script makes ":-1_16543/-1____1.2:" of them)."""
 
 
 class PerfOptions:
@@ -90,8 +100,10 @@ class PerfOptions:
     kernel frames, ``/tmp/jitted-*.so`` modules are JIT frames, a ``(`` inside
     template brackets does not start an argument list, Rust legacy-mangled names
     are tidied, records without a call chain count, the event filter ignores
-    modifiers (``cycles`` matches ``cycles:u``), and the last record counts even
-    when the input does not end with a blank line.
+    modifiers (``cycles`` matches ``cycles:u``), the last record counts even
+    when the input does not end with a blank line, and records perf prints with a pid
+    or tid of -1 (command ``:-1``) are folded under ``[unknown pid]``, where the Perl
+    script makes a command name of the whole event line.
 
     - ``include_pid``: append the process id to the command name: ``comm-PID``.
     - ``include_tid``: append process and thread id: ``comm-PID/TID``.
@@ -105,6 +117,9 @@ class PerfOptions:
     - ``srcline``: input has a source line after each frame (``perf script -F+srcline``).
     - ``period_weights``: weight each sample by its period, as the Perl script does
       (for ``cpu-clock`` that is nanoseconds); False counts samples, which the daemon does.
+    - ``inline``: put inlined functions in place of the frame they were inlined into,
+      through addr2line (input of ``perf script --no-inline``; see ``flamed.collapse.inline``).
+    - ``context``: with ``inline``, add each inlined frame's ``:file.c:LINE``.
 
     A plain class, not a dataclass: importing dataclasses costs ~10 ms of start-up,
     and start-up counts in every ``flamed collapse perf``.
@@ -122,6 +137,8 @@ class PerfOptions:
         skip_after: tuple[str, ...] = (),
         srcline: bool = False,
         period_weights: bool = True,
+        inline: bool = False,
+        context: bool = False,
     ) -> None:
         self.include_pid = include_pid
         self.include_tid = include_tid
@@ -132,6 +149,8 @@ class PerfOptions:
         self.skip_after = skip_after
         self.srcline = srcline
         self.period_weights = period_weights
+        self.inline = inline
+        self.context = context
 
 
 class _Sample:
@@ -147,10 +166,22 @@ class _Sample:
 
 
 class PerfCollapser:
-    """Streaming ``perf script`` collapser: ``feed()`` chunks split anywhere, then ``finish()``."""
+    """Streaming ``perf script`` collapser: ``feed()`` chunks split anywhere, then ``finish()``.
 
-    def __init__(self, options: PerfOptions | None = None) -> None:
+    ``tools`` runs addr2line and nm for ``options.inline`` (required then).
+    ``native``: fold with the C speedups where they apply (None: when built and not
+    turned off by ``FLAMED_NO_EXTENSIONS=1``; False: never; True: they must be there).
+    The output is the same either way.
+    """
+
+    def __init__(
+        self,
+        options: PerfOptions | None = None,
+        tools: BinaryTools | None = None,
+        native: bool | None = None,
+    ) -> None:
         self.options = options or PerfOptions()
+        self._inliner = make_inliner(self.options, tools)
         self.warn = WarnOnce()
         self._tallies: dict[tuple[str, tuple[str, bool]], int] = {}
         self.samples = 0
@@ -169,6 +200,30 @@ class PerfCollapser:
         )
         self._line_cache: tuple[dict[str, str], dict[str, str]] = ({}, {})
         self._skip = frozenset(self.options.skip_after)
+        self._stacks: dict[str, Count] = {}  # what the C folder counted
+        self._folder = self._native_folder(native)
+
+    def _native_folder(self, native: bool | None) -> PerfFolder | None:
+        """The C folder, where it is wanted and the options are ones it knows."""
+        options = self.options
+        if options.srcline or options.skip_after or options.inline or options.context:
+            return None  # options only Python knows
+        module = speedups.choose(native)
+        if module is None:
+            return None
+        folder: PerfFolder = module.PerfFolder(
+            self._keep_event_cached,
+            self._cache_line,
+            self._fold_mixed,
+            self._stacks,
+            include_pid=options.include_pid,
+            include_tid=options.include_tid,
+            kernel=options.annotate_kernel,
+            jit=options.annotate_jit,
+            addrs=options.include_addrs,
+            weights=options.period_weights,
+        )
+        return folder
 
     # -- streaming ---------------------------------------------------------
 
@@ -193,6 +248,11 @@ class PerfCollapser:
         return Folded(self.counts)
 
     @property
+    def native(self) -> bool:
+        """Does this collapser fold with the C speedups?"""
+        return self._folder is not None
+
+    @property
     def event_filter(self) -> str | None:
         """The event whose samples count: as given, else the first one seen (None before)."""
         return self._event_filter
@@ -200,7 +260,7 @@ class PerfCollapser:
     @property
     def counts(self) -> dict[str, Count]:
         """Stack -> count of what was folded so far."""
-        counts: dict[str, Count] = {}
+        counts: dict[str, Count] = dict(self._stacks)
         for (pname, (frames, drop_comm)), count in self._tallies.items():
             stack = frames if drop_comm else f"{pname};{frames}" if frames else pname
             counts[stack] = counts.get(stack, 0) + count
@@ -210,6 +270,11 @@ class PerfCollapser:
 
     def _fold_records(self, data: bytes) -> None:
         """Fold complete lines: as uniform records if they are, else record by record."""
+        if self._folder is not None:
+            self.samples += self._folder.fold(data)
+            return
+        if self._inliner is not None:
+            self._inliner.prefetch(data)
         counted = self.count_records(data)
         if counted is None:
             self._fold_mixed(data)
@@ -219,7 +284,10 @@ class PerfCollapser:
     def count_records(self, data: bytes | memoryview) -> tuple[bytes, dict[Record, int]] | None:
         """Complete lines of uniform input (see ``count_uniform``) to the text before its
         first cut and each distinct record's count; None for input of another shape.
-        Changes nothing: input split in parts can be counted on several cores."""
+        Changes nothing: input split in parts can be counted on several cores.
+        (None under ``inline``, which looks frames up as each chunk is fed.)"""
+        if self._inliner is not None:
+            return None
         return count_uniform(data, self.options.include_pid or self.options.include_tid)
 
     def fold_counted(self, first: bytes, records: dict[Record, int]) -> None:
@@ -310,6 +378,11 @@ class PerfCollapser:
         for line in lines:
             if line.startswith("#"):
                 continue
+            if not line:  # an empty line ends a record, as in the Perl script
+                if sample is not None:
+                    self._count(sample, self._fold_frames(sample.frame_lines, sample.java))
+                sample = None
+                continue
             event = event_line(line)
             if event is not None:
                 if sample is not None:
@@ -325,18 +398,17 @@ class PerfCollapser:
     def _pname(self, comm: str, pid: str | None, tid: str | None) -> str:
         """The process name a stack starts with: ``comm``, ``comm-PID`` or ``comm-PID/TID``."""
         options = self.options
+        name = UNKNOWN_PID if comm == UNKNOWN_THREAD else comm.replace(" ", "_")
         if tid is None:
             pid, tid = "?", pid
         if options.include_tid:
-            pname = f"{comm}-{pid}/{tid}"
-        elif options.include_pid:
-            pname = f"{comm}-{pid}"
-        else:
-            if len(self._names) >= CACHE_LIMIT:
-                self._names.clear()
-            pname = self._names[comm] = comm.replace(" ", "_")
-            return pname
-        return pname.replace(" ", "_")
+            return f"{name}-{pid}/{tid}"
+        if options.include_pid:
+            return f"{name}-{pid}"
+        if len(self._names) >= CACHE_LIMIT:
+            self._names.clear()
+        self._names[comm] = name
+        return name
 
     def _keep_event_cached(self, event: str) -> bool:
         keep = self._events.get(event)
@@ -360,6 +432,17 @@ class PerfCollapser:
             if not self._keep_event_cached(found.group(2)):
                 return None
         return _Sample(self._pname(comm, pid, tid), period, comm.startswith("java"), frame_lines)
+
+    def empty_reason(self) -> str | None:
+        """Why nothing was folded, when records were read but ``--event-filter`` kept none of
+        them (naming the events the input has); None otherwise."""
+        if self.samples or not self._events or self.options.event_filter is None:
+            return None
+        present = ", ".join(sorted(self._events))
+        return (
+            f"no samples of event {self.options.event_filter!r} (--event-filter); "
+            f"the input has {present}"
+        )
 
     def _keep_event(self, event: str) -> bool:
         base = event_base(event)
@@ -438,6 +521,10 @@ class PerfCollapser:
         if module.count("(") != module.count(")"):
             pc, raw, module = split_balanced(line) or (pc, raw, module)
         module = module.removesuffix(" (deleted)")
+        if self._inliner is not None:
+            chain = self._inliner.chain(pc, raw, module)
+            if chain is not None:
+                return (chain,)
         raw = OFFSET.sub("", raw)
         if raw.startswith("("):
             return ()
@@ -476,6 +563,16 @@ class PerfCollapser:
         if options.annotate_jit and JIT_MODULE.search(module):
             return func if "_[j]" in func else func + "_[j]"
         return func
+
+
+def make_inliner(options: PerfOptions, tools: BinaryTools | None) -> Inliner | None:
+    if not options.inline:
+        return None
+    if tools is None:
+        raise ValueError("PerfOptions(inline=True) needs tools that run addr2line and nm")
+    from flamed.collapse.inline import Inliner
+
+    return Inliner(tools, options.context)
 
 
 def frame_line(line: str) -> re.Match[str] | None:

@@ -6,10 +6,19 @@ import re
 
 # Rust's legacy mangling, as printed by demanglers that do not know it:
 # `_$LT$core..result..Result$LT$T$C$$u20$E$GT$$GT$::and_then::h47fa4b8545196b9b`.
-RUST_HASH = re.compile(r"::h[0-9a-f]{16}$")
+RUST_HASH = re.compile(r"::h[0-9a-fA-F]{16}$")  # any case, as inferno
 LLVM_SUFFIX = re.compile(r"\.llvm\.\d+$")
-RUST_ESCAPE = re.compile(r"\$(LT|GT|C|RF|BP|LP|RP|u[0-9a-f]{1,6})\$")
-RUST_NAMED = {"LT": "<", "GT": ">", "C": ",", "RF": "&", "BP": "*", "LP": "(", "RP": ")"}
+RUST_ESCAPE = re.compile(r"\$(LT|GT|C|RF|BP|LP|RP|SP|u[0-9a-f]{1,6})\$")
+RUST_NAMED = {
+    "LT": "<",
+    "GT": ">",
+    "C": ",",
+    "RF": "&",
+    "BP": "*",
+    "LP": "(",
+    "RP": ")",
+    "SP": "@",
+}
 
 
 def _rust_unescape(match: re.Match[str]) -> str:

@@ -7,6 +7,7 @@ status API and metrics at any time.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -36,6 +37,18 @@ class TargetSpec:
     call_graph: CallGraph = "fp"
     backend: Backend = "auto"
 
+    def describe(self) -> str:
+        """What it samples, in words: ``process name '^nginx$'``, ``the whole machine``."""
+        if self.all:
+            return "the whole machine"
+        if self.pids:
+            return "process id " + ",".join(map(str, self.pids))
+        if self.process is not None:
+            return f"process name {self.process!r}"
+        if self.cmdline is not None:
+            return f"command line {self.cmdline!r}"
+        return f"unit {self.unit!r}"
+
 
 @dataclass(frozen=True)
 class Chunk:
@@ -58,6 +71,10 @@ class SessionStatus:
 
     state: State = "starting"
     last_error: str | None = None
+    last_error_time: float | None = None
+    """When ``last_error`` happened, unix seconds."""
+    last_error_past: bool = False
+    """A whole bucket was sampled since ``last_error``: it is history, not how things are."""
     pids: tuple[int, ...] = ()
     backend: str = ""
     event: str = ""
@@ -68,11 +85,22 @@ class SessionStatus:
     samples_late: int = 0
     """Samples read after their bucket was handed out (handed out again as a late part)."""
 
+    def error(self, message: str, when: float | None = None) -> None:
+        """``message`` is the last error, happening now (or at ``when``)."""
+        self.last_error = message
+        self.last_error_time = time.time() if when is None else when
+        self.last_error_past = False
 
-# Every reason a session or the daemon counts a restart or a lost chunk under.
+    def sampled(self, start: float) -> None:
+        """A bucket that began at ``start`` was sampled: an error before it is past."""
+        if self.last_error_time is not None and start >= self.last_error_time:
+            self.last_error_past = True
+
+
+# Every reason a session counts a restart or a lost chunk under (the daemon never restarts one).
 # Metrics report each of them from the start (at 0), so no series appears later.
-RESTART_REASONS = ("crash", "error", "exit", "rss", "stalled", "targets")
-DROP_REASONS = ("disk_backlog", "stale")
+RESTART_REASONS = ("crash", "rss", "stalled", "targets")
+DROP_REASONS: tuple[str, ...] = ()
 
 ChunkSink = Callable[[Chunk], None]
 

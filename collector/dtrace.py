@@ -127,7 +127,6 @@ class DTraceSession(SamplingSession):
         check_spec(spec)
         super().__init__(spec, options, on_chunk)
         self.status.event = f"profile-{spec.frequency}"
-        self.dtrace_pid: int | None = None
 
     def resolve(self) -> Resolution:
         if self.spec.all or execname(self.spec) is not None:
@@ -156,7 +155,6 @@ class DTraceSession(SamplingSession):
     async def _supervise(
         self, proc: asyncio.subprocess.Process, dumps: Dumps, resolution: Resolution
     ) -> Outcome:
-        self.dtrace_pid = proc.pid
         self.status.state = "running"
         self.status.pids = resolution.pids
         tail: deque[str] = deque(maxlen=STDERR_LINES)
@@ -172,7 +170,6 @@ class DTraceSession(SamplingSession):
             if proc.returncode is None:
                 await stop_group(proc, signal.SIGINT, self.options.stop_timeout)
             await asyncio.gather(exited, reader, errors)
-            self.dtrace_pid = None
         dumps.finish()
         if outcome is not None or self._stopping.is_set():
             return outcome or "stop"

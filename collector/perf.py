@@ -78,6 +78,15 @@ def permission_message(proc_root: Path) -> str:
     )
 
 
+def max_sample_rate(proc_root: Path = Path("/proc")) -> int | None:
+    """``kernel.perf_event_max_sample_rate``: perf samples no faster (it throttles a higher
+    -F to it); the kernel lowers it when perf's interrupts take too long. None if unreadable."""
+    try:
+        return int((proc_root / "sys/kernel/perf_event_max_sample_rate").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def explain_failure(what: str, code: int | None, stderr: str, proc_root: Path) -> ProfilerError:
     """A one-line error from perf's exit code and the tail of its stderr."""
     lowered = stderr.lower()

@@ -3,10 +3,13 @@
 A session loops until ``stop()``: resolve the target; with nothing to sample,
 state ``waiting`` and look again after a bucket; otherwise run the sampler
 (``sample()``, one long-running perf or dtrace) until it is stopped, the target
-set changes, or it fails. A failure is counted under ``restarts["crash"]``,
-kept in ``last_error``, and retried after an exponential backoff (capped).
-The buckets being filled belong to the session (its ``BucketCutter``), not to
-one sampler: a restart keeps what was read, and ``stop()`` hands out the rest.
+set changes, or it fails. A failure (perf's, or an unexpected exception from
+any step of a cycle) is counted under ``restarts["crash"]``, kept in
+``last_error``, logged once, and retried after an exponential backoff (capped).
+This is the one restart policy: the daemon runs a session and never restarts it
+itself. The buckets being filled belong to the session (its ``BucketCutter``),
+not to one sampler: a restart keeps what was read, and ``stop()`` hands out the
+rest.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -21,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from flamed.collapse.errors import ProfilerError
+from flamed.collapse.errors import FlamedError
 from flamed.collector.base import Chunk, ChunkSink, SessionStatus, TargetSpec
 from flamed.collector.buckets import BucketCutter, Collapser, Part
 from flamed.collector.children import death_wrapper
@@ -65,8 +69,6 @@ class SessionOptions:
     perf_rss_limit: int = 512 << 20
     """perf is restarted (``restarts["rss"]``) when perf record's or perf script's resident
     memory passes this; 0: never."""
-    exclude_pids: tuple[int, ...] = field(default_factory=tuple)
-    """Processes name patterns never match, besides flamed itself."""
     stall_timeout: float | None = None
     """perf is killed and restarted (``restarts["stalled"]``) when it gave no output for
     this long while stopped or while its target ran; None: 3 buckets, at least 10 s."""
@@ -96,12 +98,12 @@ class SamplingSession:
             proc_root=options.proc_root,
             cgroup_root=options.cgroup_root,
             systemctl_path=options.systemctl_path,
-            exclude=(*options.exclude_pids, os.getpid()),
+            exclude=(os.getpid(),),
         )
         self._stopping = asyncio.Event()
         self._backoff = options.backoff_initial
         self._logged_error: str | None = None
-        self.chunks = 0
+        self._started = False
         self.python_cpu_seconds = 0.0
         """CPU this process spent folding (collapser and bookkeeping), summed over chunks."""
         self.tool_cpu_seconds = 0.0
@@ -113,22 +115,24 @@ class SamplingSession:
             new_collapser=self.new_collapser,
             emit=self._hand_out,
         )
+        self._sampling_since: float | None = None
+        """When the running sampler started (wall clock), None between samplers."""
         self._reading_cpu = 0.0
         """CPU seconds spent cutting and folding the stream, not yet handed out with a chunk."""
 
     # -- public -------------------------------------------------------------
 
     async def run(self) -> None:
-        """Sample until ``stop()``; with ``fail_fast``, the first failure is raised."""
+        """Sample until ``stop()``. Only cancellation escapes (and, with ``fail_fast``, the
+        first failure): any other error ends one cycle, is counted and backed off from."""
         try:
-            await self.start()
             while not self._stopping.is_set():
-                await self._cycle()
+                await self._guarded_cycle()
         except asyncio.CancelledError:
             self.abort()  # cancelled (shutdown timeout): what was read is still handed out
             raise
         finally:
-            await self.finish()
+            await self._finish()
             self.status.state = "stopped"
 
     async def stop(self) -> None:
@@ -168,6 +172,16 @@ class SamplingSession:
 
     # -- the loop -------------------------------------------------------------
 
+    async def _guarded_cycle(self) -> None:
+        started = time.monotonic()
+        try:
+            if not self._started:
+                await self.start()
+                self._started = True
+            await self._cycle()
+        except Exception as err:  # ProfilerError, or a bug: neither may end sampling for good
+            await self._failed(err, time.monotonic() - started)
+
     async def _cycle(self) -> None:
         resolution = self.resolve()
         if resolution.empty:
@@ -176,11 +190,11 @@ class SamplingSession:
             await self.sleep(self.options.bucket_seconds)
             return
         started = time.monotonic()
+        self._sampling_since = self.options.clock()
         try:
             outcome = await self.sample(resolution)
-        except ProfilerError as err:
-            await self._failed(err, time.monotonic() - started)
-            return
+        finally:
+            self._sampling_since = None
         self._logged_error = None  # it ran and ended normally: the next failure is news
         if outcome != "stop" and not self._stopping.is_set():
             self.count("restarts", outcome)
@@ -190,8 +204,15 @@ class SamplingSession:
             # that has just exited) must not make a tight restart loop: at most two a bucket.
             await self.sleep(self.options.bucket_seconds / 2 - ran)
 
-    async def _failed(self, err: ProfilerError, ran: float) -> None:
-        self.status.last_error = str(err)
+    async def _finish(self) -> None:
+        try:
+            await self.finish()
+        except Exception:  # what is left is lost; run() still ends as asked
+            log.exception("target %s: folding the sampler's last data failed", self.spec.name)
+
+    async def _failed(self, err: Exception, ran: float) -> None:
+        expected = isinstance(err, FlamedError)
+        self.status.error(str(err) if expected else f"{type(err).__name__}: {err}")
         if self.options.fail_fast:
             raise err
         self.status.state = "error"
@@ -208,12 +229,15 @@ class SamplingSession:
         await self.sleep(self._backoff)
         self._backoff = min(self._backoff * 2, self.options.backoff_max)
 
-    def _log_failure(self, err: ProfilerError, then: str) -> None:
-        """A warning for a new error; the same error again (a full disk, ...) only at debug."""
-        message = str(err)
-        level = logging.DEBUG if message == self._logged_error else logging.WARNING
+    def _log_failure(self, err: Exception, then: str) -> None:
+        """A warning for a new error (a bug's with its traceback); the same error again
+        (a full disk, ...) only at debug."""
+        message = self.status.last_error
+        new = message != self._logged_error
         self._logged_error = message
-        log.log(level, "target %s: %s (%s)", self.spec.name, message, then)
+        level = logging.WARNING if new else logging.DEBUG
+        trace = err if new and not isinstance(err, FlamedError) else None
+        log.log(level, "target %s: %s (%s)", self.spec.name, message, then, exc_info=trace)
 
     def resolve(self) -> Resolution:
         return self.resolver.resolve()
@@ -238,6 +262,17 @@ class SamplingSession:
         timeout = min(1.0, self.options.bucket_seconds / 4)
         await asyncio.wait(aws, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         self.cutter.advance(self.stamp_now())
+        self._ran_whole_bucket()
+
+    def _ran_whole_bucket(self) -> None:
+        """Has the sampler run through a whole bucket? Then an earlier error is past, even
+        for an idle target whose buckets hold no sample (and so are never handed out)."""
+        if self._sampling_since is None:
+            return
+        size = self.options.bucket_seconds
+        first = math.ceil(self._sampling_since / size) * size
+        if self.options.clock() >= first + size:
+            self.status.sampled(first)
 
     def timed(self, feed: Callable[[bytes], None]) -> Callable[[bytes], None]:
         """``feed``, its CPU time added to the next chunk's."""
@@ -272,15 +307,10 @@ class SamplingSession:
         self.emit(chunk, python_cpu, tool_cpu)
 
     def emit(self, chunk: Chunk, python_cpu: float, tool_cpu: float) -> None:
-        self.chunks += 1
         self.python_cpu_seconds += python_cpu
         self.tool_cpu_seconds += tool_cpu
+        self.status.sampled(chunk.start)
         try:
             self.on_chunk(chunk)
         except Exception:  # the sink's bug must not stop sampling
             log.exception("target %s: the chunk sink failed", self.spec.name)
-
-
-async def wait_first(*aws: asyncio.Future[object] | asyncio.Task[object], timeout: float) -> None:
-    """Wait until one of ``aws`` is done or ``timeout`` passes (they keep running)."""
-    await asyncio.wait(aws, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)

@@ -105,7 +105,7 @@ class Resolver:
         """Does the answer change over time (so it must be re-resolved every bucket)?"""
         return self.kind in ("pids", "process", "cmdline", "unit")
 
-    def resolve(self, *, also_exclude: frozenset[int] = frozenset()) -> Resolution:
+    def resolve(self) -> Resolution:
         if self.kind == "all":
             return Resolution("all")
         if self.kind == "unit":
@@ -113,8 +113,7 @@ class Resolver:
         if self.kind == "pids":
             alive = tuple(pid for pid in self.spec.pids if pid_alive(self.proc_root, pid))
             return Resolution("pids", alive)
-        skip = self.exclude | also_exclude
-        return Resolution("pids", tuple(sorted(self._matching(skip))))
+        return Resolution("pids", tuple(sorted(self._matching(self.exclude))))
 
     def _matching(self, skip: frozenset[int]) -> Iterator[int]:
         pattern = self.pattern

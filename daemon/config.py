@@ -1,8 +1,11 @@
-"""The daemon's TOML configuration: parsing, validation and defaults (a contract).
+"""The daemon's TOML configuration (a contract): the tables, their defaults, their limits.
 
-Every refusal is a ``ConfigError`` whose message is one line naming the file,
-the line where it can be found, the key and the reason, e.g.
-``/etc/flamed.toml:12: targets[1].process: bad regular expression: ...``.
+Defaults live in the dataclass fields below and nowhere else: a key that is
+absent keeps its field's default; a key that is present is checked and, when
+zero, negative or absurd, refused, never replaced. Every refusal is a
+``ConfigError`` whose message is one line naming the file, the line, the key
+and the reason, e.g. ``/etc/flamed.toml:12: targets[1].process: bad regular
+expression: ...`` (``flamed.daemon.tables`` reads every table the same way).
 Nothing here touches the running daemon: a reload parses a new ``Config`` and
 the service applies it only when it is valid.
 """
@@ -11,29 +14,29 @@ from __future__ import annotations
 
 import os
 import re
-import stat
+import socket
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from flamed.collapse.errors import ConfigError
 from flamed.collector.base import TargetSpec
-
-if TYPE_CHECKING:
-    from flamed.daemon.export import ExporterConfig
+from flamed.daemon.exporter_config import ExporterConfig, read_exporters
+from flamed.daemon.tables import KeyPath, TableReader, given, type_name
+from flamed.daemon.timerange import parse_duration
 
 DEFAULT_SOURCE = "<embedded default>"
-SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+EVENT_NAME = re.compile(r"[A-Za-z0-9_.:/,=-]{1,200}")
+HOST_NAME = re.compile(r"[A-Za-z0-9_-]{1,63}(?:\.[A-Za-z0-9_-]{1,63}){0,63}\.?")
 SELECTORS = ("all", "pids", "process", "cmdline", "unit")
 CALL_GRAPHS = ("fp", "dwarf", "lbr")
 BACKENDS = ("auto", "perf", "dtrace")
 MAX_BUCKETS = 100_000
 """retention / bucket may not exceed this: it bounds memory and the number of files."""
+HOUR, DAY, YEAR = 3600.0, 86400.0, 366 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,9 @@ class ServerConfig:
     """The token read from ``token_file`` (its first line)."""
     max_renders: int = 2
     """Renders running at once; further render requests get 503."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names (lower case) a request's ``Host`` header may give besides ``localhost`` and
+    addresses; any other name is refused (DNS rebinding)."""
 
     @property
     def listen(self) -> str:
@@ -58,7 +64,7 @@ class StorageConfig:
     state_dir: str
     bucket: float = 10.0
     """Seconds per bucket: the window resolution and the sampler's rotation period."""
-    retention: float = 86400.0
+    retention: float = DAY
     """Seconds of buckets kept, in memory and on disk."""
     max_stacks: int = 50_000
     """Distinct stacks per bucket; the rarest beyond it are summed into ``[other]``."""
@@ -67,12 +73,21 @@ class StorageConfig:
     """Buckets older than this are merged into ``rollup``-long ones (memory, files, speed)."""
     rollup: float = 600.0
 
-    @property
-    def max_buckets(self) -> int:
-        """Buckets one target can hold: fine ones for ``rollup_after``, rolled-up ones after."""
-        fine = min(self.rollup_after, self.retention) / self.bucket
-        coarse = max(self.retention - self.rollup_after, 0.0) / self.rollup
-        return int(fine + coarse) + 2
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """How a target's perf runs (``[profile]``, or the target's table); None: perf's own."""
+
+    perf_path: str | None = None
+    """The perf binary: an absolute path, or a name looked up on PATH."""
+    event: str | None = None
+    """perf's event (``-e``); None: ``cycles`` where the machine counts it, else ``cpu-clock``."""
+    mmap_pages: int | None = None
+    """perf's ring buffer in pages per CPU (``-m``)."""
+
+    def arguments(self) -> dict[str, Any]:
+        """What ``flamed.collector.create_session`` takes from this (the settings given)."""
+        return given(perf_path=self.perf_path, event=self.event, mmap_pages=self.mmap_pages)
 
 
 @dataclass(frozen=True)
@@ -83,34 +98,17 @@ class Config:
     source: str = DEFAULT_SOURCE
     exporters: tuple[ExporterConfig, ...] = ()
     """``[[exporters]]``: receivers every completed bucket is pushed to (flamed.daemon.export)."""
+    samplers: Mapping[str, SamplerConfig] = field(default_factory=dict)
+    """Each target's perf settings, by target name (absent: perf's own)."""
 
     def target(self, name: str) -> TargetSpec | None:
         return next((spec for spec in self.targets if spec.name == name), None)
 
-
-# -- durations and addresses -------------------------------------------------------------
-
-
-def parse_duration(text: str) -> float:
-    """``10s``, ``5m``, ``24h``, ``1h30m``, ``250ms``, ``7d`` -> seconds; ValueError otherwise."""
-    text = text.strip()
-    pos, total = 0, 0.0
-    for match in DURATION_PART.finditer(text):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * UNITS[match.group(2)]
-        pos = match.end()
-    if not text or pos != len(text):
-        raise ValueError(f"{text!r} is not a duration like 10s, 5m, 24h")
-    return total
+    def sampler(self, name: str) -> SamplerConfig:
+        return self.samplers.get(name, SamplerConfig())
 
 
-def format_duration(seconds: float) -> str:
-    """The shortest of ``90s``/``5m``/``24h``-style spellings that is exact."""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
+# -- addresses and places ------------------------------------------------------------------
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -140,130 +138,15 @@ def default_state_dir(
     return os.path.join(base, "flamed")
 
 
-# -- the reader ----------------------------------------------------------------------------
-
-
-Path_ = tuple[str | int, ...]
-
-
-class _Reader:
-    """Walks the parsed TOML, checking types and keys, and raising one-line errors."""
-
-    def __init__(self, source: str, text: str) -> None:
-        self.source = source
-        self.lines = text.splitlines()
-
-    def fail(self, path: Path_, reason: str) -> ConfigError:
-        line = self.find_line(path)
-        where = f"{self.source}:{line}" if line else self.source
-        return ConfigError(f"{where}: {dotted(path)}: {reason}")
-
-    def find_line(self, path: Path_) -> int | None:
-        """Best effort: the line of the key within its table, else of the table's header."""
-        if not path:
-            return None
-        indexed = len(path) > 1 and isinstance(path[1], int)
-        index = cast(int, path[1]) if indexed else 0
-        rest = path[2:] if indexed else path[1:]
-        span = self.table_span(str(path[0]), index)
-        if span is None:
-            return None
-        begin, end = span
-        if rest and isinstance(rest[0], str):
-            pattern = re.compile(rf"\s*[\"']?{re.escape(rest[0])}[\"']?\s*=")
-            for number in range(begin + 1, end):
-                if pattern.match(self.lines[number]):
-                    return number + 1
-        return begin + 1
-
-    def table_span(self, table: str, index: int) -> tuple[int, int] | None:
-        """0-based [header, end) of the index-th ``[table]``/``[[table]]`` (or its key line)."""
-        header = re.compile(rf"\s*\[\[?\s*{re.escape(table)}\s*\]\]?\s*(#.*)?$")
-        hits = [n for n, line in enumerate(self.lines) if header.match(line)]
-        if not hits:
-            key = re.compile(rf"\s*{re.escape(table)}\s*=")
-            hits = [n for n, line in enumerate(self.lines) if key.match(line)]
-        if index >= len(hits):
-            return None
-        begin = hits[index]
-        end = next(
-            (
-                n
-                for n in range(begin + 1, len(self.lines))
-                if self.lines[n].lstrip().startswith("[")
-            ),
-            len(self.lines),
-        )
-        return begin, end
-
-    def table(self, value: object, path: tuple[str | int, ...]) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.fail(path, f"expected a table, got {type_name(value)}")
-        return value
-
-    def check_keys(self, table: Mapping[str, Any], allowed: tuple[str, ...], path: Path_) -> None:
-        for key in table:
-            if key not in allowed:
-                raise self.fail((*path, key), f"unknown key (allowed: {', '.join(allowed)})")
-
-    def get(self, table: Mapping[str, Any], key: str, kind: type, path: Path_) -> Any:
-        value = table.get(key)
-        if value is None:
-            return None
-        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-        if not ok:
-            raise self.fail((*path, key), f"expected {kind_name(kind)}, got {type_name(value)}")
-        return value
-
-    def convert(
-        self, table: Mapping[str, Any], key: str, parse: Callable[[str], Any], path: Path_
-    ) -> Any:
-        text = self.get(table, key, str, path)
-        if text is None:
-            return None
-        try:
-            return parse(text)
-        except ValueError as err:
-            raise self.fail((*path, key), str(err)) from None
-
-
-def dotted(path: Path_) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
-
-
-def type_name(value: object) -> str:
-    return {
-        bool: "a boolean",
-        int: "an integer",
-        float: "a number",
-        str: "a string",
-        list: "an array",
-        dict: "a table",
-    }.get(type(value), type(value).__name__)
-
-
-def kind_name(kind: type) -> str:
-    return {bool: "true or false", int: "an integer", str: "a string", list: "an array"}.get(
-        kind, kind.__name__
-    )
+# -- the document --------------------------------------------------------------------------
 
 
 TOP_KEYS = ("server", "storage", "profile", "targets", "exporters")
-SERVER_KEYS = ("listen", "token_file", "max_renders")
-STORAGE_KEYS = (
-    "state_dir",
-    "bucket",
-    "retention",
-    "max_stacks",
-    "inbox",
-    "rollup_after",
-    "rollup",
-)
-PROFILE_KEYS = ("frequency", "call_graph", "backend")
+SERVER_KEYS = ("listen", "token_file", "max_renders", "allowed_hosts")
+STORAGE_KEYS = ("state_dir", "bucket", "retention", "max_stacks", "inbox", "rollup_after", "rollup")
+PROFILE_KEYS = ("frequency", "call_graph", "backend", "perf_path", "event", "mmap_pages")
 TARGET_KEYS = ("name", *SELECTORS, *PROFILE_KEYS)
+SAMPLER_KEYS = ("perf_path", "event", "mmap_pages")
 
 
 def parse_config(
@@ -272,196 +155,26 @@ def parse_config(
     *,
     env: Mapping[str, str] | None = None,
     euid: int | None = None,
+    hostname: Callable[[], str] = socket.gethostname,
 ) -> Config:
     """Parse and validate config text; raises ConfigError naming source, line, key, reason."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{source}: invalid TOML: {err}") from None
-    reader = _Reader(source, text)
+    reader = TableReader(source, text)
     reader.check_keys(data, TOP_KEYS, ())
     server = read_server(reader, reader.table(data.get("server", {}), ("server",)))
     storage = read_storage(reader, reader.table(data.get("storage", {}), ("storage",)), env, euid)
-    profile = read_profile(reader, reader.table(data.get("profile", {}), ("profile",)))
+    profile_table = reader.table(data.get("profile", {}), ("profile",))
+    reader.check_keys(profile_table, PROFILE_KEYS, ("profile",))
+    profile = read_profile(reader, profile_table, ("profile",))
     targets = read_targets(reader, data.get("targets"), profile)
-    exporters = read_exporters(reader, data.get("exporters"), targets)
-    return Config(server, storage, targets, source, exporters)
-
-
-def read_exporters(
-    reader: _Reader, raw: object, targets: tuple[TargetSpec, ...]
-) -> tuple[ExporterConfig, ...]:
-    if raw is None:
-        return ()
-    from flamed.daemon.export import parse_exporters
-
-    known = {spec.name for spec in targets}
-    return parse_exporters(raw, reader.source, fail=reader.fail, known_targets=known)
-
-
-def read_server(reader: _Reader, table: dict[str, Any]) -> ServerConfig:
-    path: Path_ = ("server",)
-    reader.check_keys(table, SERVER_KEYS, path)
-    host, port = reader.convert(table, "listen", parse_listen, path) or ("127.0.0.1", 9797)
-    token_file = read_path(reader, table, "token_file", path)
-    token = read_token(reader, token_file) if token_file else None
-    max_renders = reader.get(table, "max_renders", int, path) or 2
-    if not 1 <= max_renders <= 64:
-        raise reader.fail((*path, "max_renders"), "must be between 1 and 64")
-    return ServerConfig(host, port, token_file, token, max_renders)
-
-
-def read_path(reader: _Reader, table: Mapping[str, Any], key: str, path: Path_) -> str | None:
-    """A file or folder name: a NUL byte (which no path can hold) is refused here, not later."""
-    value: str | None = reader.get(table, key, str, path)
-    if value is not None and "\0" in value:
-        raise reader.fail((*path, key), "a path cannot contain a NUL character")
-    return value
-
-
-MAX_TOKEN_FILE = 4096
-
-
-def read_token(reader: _Reader, token_file: str) -> str:
-    """The token file's text, stripped: a regular file of printable text, at most 4 KiB."""
-    where = ("server", "token_file")
-    try:
-        data = read_small_file(token_file, MAX_TOKEN_FILE)
-        token = data.decode("utf-8").strip()
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        reason = getattr(err, "strerror", None) or str(err)
-        raise reader.fail(where, f"cannot read {token_file}: {reason}") from None
-    if not token:
-        raise reader.fail(where, f"{token_file} is empty")
-    if not token.isprintable():  # a header could never carry it: no request would match
-        raise reader.fail(where, f"{token_file} holds control characters or several lines")
-    return token
-
-
-def read_small_file(path: str, limit: int) -> bytes:
-    """A regular file's bytes; ValueError if it is not one (a FIFO would block) or too long
-    (``/dev/zero`` would never end)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as file:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ValueError("not a regular file")
-        data = file.read(limit + 1)
-    if len(data) > limit:
-        raise ValueError(f"longer than {limit} bytes")
-    return data
-
-
-def read_storage(
-    reader: _Reader, table: dict[str, Any], env: Mapping[str, str] | None, euid: int | None
-) -> StorageConfig:
-    path: Path_ = ("storage",)
-    reader.check_keys(table, STORAGE_KEYS, path)
-    state_dir = read_path(reader, table, "state_dir", path) or default_state_dir(env, euid)
-    bucket = reader.convert(table, "bucket", parse_duration, path) or 10.0
-    retention = reader.convert(table, "retention", parse_duration, path) or 86400.0
-    max_stacks = reader.get(table, "max_stacks", int, path)
-    max_stacks = 50_000 if max_stacks is None else max_stacks
-    if bucket < 1:
-        raise reader.fail((*path, "bucket"), "must be at least 1s")
-    if retention < bucket:
-        raise reader.fail((*path, "retention"), "must be at least one bucket")
-    if retention / bucket > MAX_BUCKETS:
-        raise reader.fail((*path, "retention"), f"more than {MAX_BUCKETS} buckets; raise bucket")
-    if not 2 <= max_stacks <= 10_000_000:
-        raise reader.fail((*path, "max_stacks"), "must be between 2 and 10000000")
-    inbox = read_path(reader, table, "inbox", path)
-    rollup_after = reader.convert(table, "rollup_after", parse_duration, path)
-    rollup = reader.convert(table, "rollup", parse_duration, path) or 600.0
-    rollup_after = 1800.0 if rollup_after is None else rollup_after
-    if rollup < bucket:
-        raise reader.fail((*path, "rollup"), "must be at least one bucket")
-    return StorageConfig(state_dir, bucket, retention, max_stacks, inbox, rollup_after, rollup)
-
-
-def read_profile(reader: _Reader, table: dict[str, Any]) -> dict[str, Any]:
-    path: Path_ = ("profile",)
-    reader.check_keys(table, PROFILE_KEYS, path)
-    defaults: dict[str, Any] = {"frequency": 99, "call_graph": "fp", "backend": "auto"}
-    return {**defaults, **read_profile_keys(reader, table, path)}
-
-
-def read_profile_keys(reader: _Reader, table: Mapping[str, Any], path: Path_) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    frequency = reader.get(table, "frequency", int, path)
-    if frequency is not None:
-        if not 1 <= frequency <= 100_000:
-            raise reader.fail((*path, "frequency"), "must be between 1 and 100000 Hz")
-        out["frequency"] = frequency
-    for key, allowed in (("call_graph", CALL_GRAPHS), ("backend", BACKENDS)):
-        value = reader.get(table, key, str, path)
-        if value is not None:
-            if value not in allowed:
-                raise reader.fail((*path, key), f"{value!r} is not one of {', '.join(allowed)}")
-            out[key] = value
-    return out
-
-
-def read_targets(reader: _Reader, value: object, profile: dict[str, Any]) -> tuple[TargetSpec, ...]:
-    if value is None:
-        raise reader.fail(("targets",), "no [[targets]]: nothing to profile")
-    if not isinstance(value, list) or not value:
-        raise reader.fail(("targets",), "expected one or more [[targets]] tables")
-    specs: list[TargetSpec] = []
-    for index, item in enumerate(value):
-        spec = read_target(reader, reader.table(item, ("targets", index)), index, profile)
-        if any(other.name == spec.name for other in specs):
-            raise reader.fail(("targets", index, "name"), f"duplicate target name {spec.name!r}")
-        specs.append(spec)
-    return tuple(specs)
-
-
-def read_target(
-    reader: _Reader, table: dict[str, Any], index: int, profile: dict[str, Any]
-) -> TargetSpec:
-    path: Path_ = ("targets", index)
-    reader.check_keys(table, TARGET_KEYS, path)
-    name = reader.get(table, "name", str, path)
-    if name is None:
-        raise reader.fail((*path, "name"), "missing (every target needs a name)")
-    if not SAFE_NAME.fullmatch(name):
-        raise reader.fail(
-            (*path, "name"), f"{name!r} is not a safe file name (letters, digits, _ . -; ≤ 64)"
-        )
-    selector = read_selector(reader, table, path)
-    options = {**profile, **read_profile_keys(reader, table, path)}
-    return TargetSpec(name=name, **selector, **options)
-
-
-def read_selector(reader: _Reader, table: Mapping[str, Any], path: Path_) -> dict[str, Any]:
-    chosen = [key for key in SELECTORS if key in table]
-    if len(chosen) != 1:
-        reason = "missing" if not chosen else f"conflicting keys {', '.join(chosen)}"
-        raise reader.fail(path, f"{reason}: set exactly one of {', '.join(SELECTORS)}")
-    key = chosen[0]
-    if key == "all":
-        if reader.get(table, "all", bool, path) is not True:
-            raise reader.fail((*path, "all"), "only `all = true` makes sense")
-        return {"all": True}
-    if key == "pids":
-        return {"pids": read_pids(reader, table["pids"], (*path, "pids"))}
-    text = reader.get(table, key, str, path)
-    if key in ("process", "cmdline"):
-        try:
-            re.compile(text)
-        except re.error as err:
-            raise reader.fail((*path, key), f"bad regular expression: {err}") from None
-    elif not text.strip():
-        raise reader.fail((*path, key), "empty unit name")
-    return {key: text}
-
-
-def read_pids(reader: _Reader, value: object, path: Path_) -> tuple[int, ...]:
-    if not isinstance(value, list) or not value:
-        raise reader.fail(path, "expected a non-empty array of process ids")
-    for pid in value:
-        if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
-            raise reader.fail(path, f"{pid!r} is not a process id")
-    return tuple(cast(list[int], value))
+    specs = tuple(spec for spec, _ in targets)
+    names = {spec.name for spec in specs}
+    exporters = read_exporters(reader, data.get("exporters"), names, hostname)
+    samplers = {spec.name: sampler for spec, sampler in targets if sampler != SamplerConfig()}
+    return Config(server, storage, specs, source, exporters, samplers)
 
 
 def load_config(
@@ -481,3 +194,170 @@ def load_config(
 
 def default_text() -> str:
     return resources.files("flamed.daemon").joinpath("default.toml").read_text(encoding="utf-8")
+
+
+# -- [server] and [storage] ----------------------------------------------------------------
+
+
+def read_server(reader: TableReader, table: dict[str, Any]) -> ServerConfig:
+    path: KeyPath = ("server",)
+    reader.check_keys(table, SERVER_KEYS, path)
+    host, port = reader.convert(table, "listen", parse_listen, path) or (None, None)
+    token = reader.secret(table, "token_file", path)
+    return ServerConfig(
+        **given(
+            host=host,
+            port=port,
+            token_file=token[0] if token else None,
+            token=token[1] if token else None,
+            max_renders=reader.integer(table, "max_renders", path, 1, 64),
+            allowed_hosts=read_host_names(reader, table, path),
+        )
+    )
+
+
+def read_host_names(
+    reader: TableReader, table: dict[str, Any], path: KeyPath
+) -> tuple[str, ...] | None:
+    """``allowed_hosts``: DNS names, without scheme or port, compared in lower case."""
+    names = reader.get(table, "allowed_hosts", list, path)
+    if names is None:
+        return None
+    found = []
+    for name in names:
+        if not isinstance(name, str):
+            raise reader.fail((*path, "allowed_hosts"), f"expected a string, got {type_name(name)}")
+        if not HOST_NAME.fullmatch(name):
+            reason = f"{name!r} is not a host name (no scheme, no port: flamed.example.com)"
+            raise reader.fail((*path, "allowed_hosts"), reason)
+        found.append(name.lower().removesuffix("."))
+    return tuple(found)
+
+
+def read_storage(
+    reader: TableReader, table: dict[str, Any], env: Mapping[str, str] | None, euid: int | None
+) -> StorageConfig:
+    path: KeyPath = ("storage",)
+    reader.check_keys(table, STORAGE_KEYS, path)
+    storage = StorageConfig(
+        reader.path(table, "state_dir", path) or default_state_dir(env, euid),
+        **given(
+            bucket=reader.convert(table, "bucket", parse_duration, path),
+            retention=reader.convert(table, "retention", parse_duration, path),
+            max_stacks=reader.integer(table, "max_stacks", path, 2, 10_000_000),
+            inbox=reader.path(table, "inbox", path),
+            rollup_after=reader.convert(table, "rollup_after", parse_duration, path),
+            rollup=reader.convert(table, "rollup", parse_duration, path),
+        ),
+    )
+    check_storage(reader, storage)
+    return storage
+
+
+def check_storage(reader: TableReader, storage: StorageConfig) -> None:
+    """The durations against their bounds and each other (defaults included)."""
+    bucket = storage.bucket
+    for key, seconds, low, low_text, high, high_text in (
+        ("bucket", bucket, 1.0, "1s", HOUR, "1h"),
+        ("retention", storage.retention, bucket, "one bucket", YEAR, "366d"),
+        ("rollup", storage.rollup, bucket, "one bucket", DAY, "1d"),
+        ("rollup_after", storage.rollup_after, 0.0, "0s", YEAR, "366d"),
+    ):
+        if seconds < low:
+            raise reader.fail(("storage", key), f"must be at least {low_text}")
+        if seconds > high:
+            raise reader.fail(("storage", key), f"must be at most {high_text}")
+    if storage.retention / bucket > MAX_BUCKETS:
+        raise reader.fail(
+            ("storage", "retention"), f"more than {MAX_BUCKETS} buckets; raise bucket"
+        )
+
+
+# -- [profile] and [[targets]] -------------------------------------------------------------
+
+
+def read_profile(reader: TableReader, table: Mapping[str, Any], path: KeyPath) -> dict[str, Any]:
+    """The profile keys given in ``table`` (``[profile]`` or one target's), checked."""
+    out = given(
+        frequency=reader.integer(table, "frequency", path, 1, 100_000, " Hz"),
+        call_graph=reader.choice(table, "call_graph", CALL_GRAPHS, path),
+        backend=reader.choice(table, "backend", BACKENDS, path),
+        perf_path=reader.convert(table, "perf_path", check_program, path),
+        event=reader.convert(table, "event", check_event, path),
+        mmap_pages=reader.integer(table, "mmap_pages", path, 1, 1 << 16, " pages"),
+    )
+    pages = out.get("mmap_pages")
+    if pages is not None and pages & (pages - 1):
+        raise reader.fail((*path, "mmap_pages"), f"{pages} is not a power of two (perf -m)")
+    return out
+
+
+def check_program(text: str) -> str:
+    """An absolute path or a bare name (looked up on PATH), never one relative to the cwd."""
+    if not text.strip() or "\0" in text or ("/" in text and not text.startswith("/")):
+        raise ValueError(f"{text!r}: give an absolute path or a name on PATH")
+    return text
+
+
+def check_event(text: str) -> str:
+    if not EVENT_NAME.fullmatch(text):
+        raise ValueError(f"{text!r} is not a perf event name (see `perf list`)")
+    return text
+
+
+def read_targets(
+    reader: TableReader, value: object, profile: dict[str, Any]
+) -> list[tuple[TargetSpec, SamplerConfig]]:
+    if value is None:
+        raise reader.fail(("targets",), "no [[targets]]: nothing to profile")
+    if not isinstance(value, list) or not value:
+        raise reader.fail(("targets",), "expected one or more [[targets]] tables")
+    targets: list[tuple[TargetSpec, SamplerConfig]] = []
+    for index, table in enumerate(reader.tables(value, ("targets",), "targets")):
+        spec, sampler = read_target(reader, table, ("targets", index), profile)
+        if any(other.name == spec.name for other, _ in targets):
+            raise reader.fail(("targets", index, "name"), f"duplicate target name {spec.name!r}")
+        targets.append((spec, sampler))
+    return targets
+
+
+def read_target(
+    reader: TableReader, table: dict[str, Any], path: KeyPath, profile: dict[str, Any]
+) -> tuple[TargetSpec, SamplerConfig]:
+    reader.check_keys(table, TARGET_KEYS, path)
+    name = reader.name(table, path)
+    options = {**profile, **read_profile(reader, table, path)}
+    sampler = SamplerConfig(**{key: options.pop(key) for key in SAMPLER_KEYS if key in options})
+    return TargetSpec(name=name, **read_selector(reader, table, path), **options), sampler
+
+
+def read_selector(reader: TableReader, table: Mapping[str, Any], path: KeyPath) -> dict[str, Any]:
+    chosen = [key for key in SELECTORS if key in table]
+    if len(chosen) != 1:
+        reason = "missing" if not chosen else f"conflicting keys {', '.join(chosen)}"
+        raise reader.fail(path, f"{reason}: set exactly one of {', '.join(SELECTORS)}")
+    key = chosen[0]
+    if key == "all":
+        if reader.get(table, "all", bool, path) is not True:
+            raise reader.fail((*path, "all"), "only `all = true` makes sense")
+        return {"all": True}
+    if key == "pids":
+        return {"pids": read_pids(reader, table["pids"], (*path, "pids"))}
+    text = cast(str, reader.get(table, key, str, path))
+    if key in ("process", "cmdline"):
+        try:
+            re.compile(text)
+        except re.error as err:
+            raise reader.fail((*path, key), f"bad regular expression: {err}") from None
+    elif not text.strip():
+        raise reader.fail((*path, key), "empty unit name")
+    return {key: text}
+
+
+def read_pids(reader: TableReader, value: object, path: KeyPath) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value:
+        raise reader.fail(path, "expected a non-empty array of process ids")
+    for pid in value:
+        if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+            raise reader.fail(path, f"{pid!r} is not a process id")
+    return tuple(cast(list[int], value))

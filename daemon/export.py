@@ -21,14 +21,12 @@ is logged once per status and the bucket dropped. A bucket older than the
 receiver accepts (Pyroscope refuses profiles over an hour old) is dropped and
 counted instead of being retried forever.
 
-Metrics, on the registry given: ``flamed_export_pushes_total{exporter,result}``
-(one per HTTP attempt: success, retry, rejected),
-``flamed_export_queue_depth{exporter}`` and
-``flamed_export_dropped_total{exporter,reason}`` (queue_full, too_old, rejected,
-shutdown).
-
-``parse_exporters`` reads the ``[[exporters]]`` tables for the daemon's config;
-``pprof_for`` is the encoding ``GET /api/v1/pprof`` serves.
+Metrics (``flamed.daemon.metrics.ExportMetrics``, on the registry given):
+``flamed_export_pushes_total{exporter,result}`` (one per HTTP attempt:
+success, retry, rejected), ``flamed_export_queue_depth{exporter}`` and
+``flamed_export_dropped_total{exporter,reason}`` (queue_full, too_old,
+rejected, shutdown). The ``[[exporters]]`` tables are read with the rest of
+the config (``flamed.daemon.exporter_config``).
 """
 
 from __future__ import annotations
@@ -39,23 +37,18 @@ import contextlib
 import json
 import logging
 import random
-import re
-import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
-from urllib.parse import urlsplit
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
-from flamed.collapse.errors import ConfigError
-from flamed.collapse.folded import Folded
+from flamed.daemon.exporter_config import ExporterConfig, ExportKind
+from flamed.daemon.metrics import ExportMetrics
 from flamed.render.pprof import (
     PYROSCOPE_MAX_BYTES,
     PYROSCOPE_MAX_SAMPLES,
     PprofOptions,
-    encode_pprof,
     encode_within,
 )
 
@@ -67,11 +60,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("flamed.daemon.export")
 
-Kind = Literal["pyroscope", "parca"]
-KINDS: tuple[Kind, ...] = ("pyroscope", "parca")
 PROFILE_NAME = "process_cpu"
-RESULTS = ("success", "retry", "rejected")
-DROP_REASONS = ("queue_full", "too_old", "rejected", "shutdown")
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 60.0
 STOP_TIMEOUT = 2.0
@@ -79,8 +68,6 @@ STOP_TIMEOUT = 2.0
 ERROR_BODY_BYTES = 1024
 
 Sleep = Callable[[float], Awaitable[None]]
-Path_ = tuple[str | int, ...]
-Fail = Callable[[Path_, str], ConfigError]
 
 
 # -- the receivers -------------------------------------------------------------------------
@@ -88,25 +75,45 @@ Fail = Callable[[Path_, str], ConfigError]
 
 @dataclass(frozen=True)
 class Receiver:
-    """What one kind of receiver expects."""
+    """What one kind of receiver expects (how old a profile may be is the config's)."""
 
     path: str
-    max_age: float
-    """Default for how old a bucket may be when it is sent (seconds)."""
-    max_age_limit: float | None
-    """The receiver refuses anything older; ``max_age`` may not exceed it."""
     max_samples: int = PYROSCOPE_MAX_SAMPLES
     max_bytes: int = PYROSCOPE_MAX_BYTES
 
 
-RECEIVERS: dict[Kind, Receiver] = {
-    # Pyroscope's reject_older_than is 1h; 5 minutes are left for clock skew and transit.
-    "pyroscope": Receiver("/push.v1.PusherService/Push", 3300.0, 3600.0),
-    "parca": Receiver("/api/profiles/writeraw", 3600.0, None),
+RECEIVERS: dict[ExportKind, Receiver] = {
+    "pyroscope": Receiver("/push.v1.PusherService/Push"),
+    "parca": Receiver("/api/profiles/writeraw"),
 }
 
 
-def request_body(kind: Kind, labels: Sequence[tuple[str, str]], profile: bytes) -> bytes:
+def endpoint(config: ExporterConfig) -> str:
+    return config.url.rstrip("/") + RECEIVERS[config.kind].path
+
+
+def request_headers(config: ExporterConfig) -> dict[str, str]:
+    headers = {"Content-Type": "application/json", "User-Agent": "flamed"}
+    if config.kind == "pyroscope":
+        headers["Connect-Protocol-Version"] = "1"
+    if config.user is not None and config.password is not None:
+        pair = f"{config.user}:{config.password}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+    elif config.token is not None:
+        headers["Authorization"] = f"Bearer {config.token}"
+    if config.tenant:
+        headers["X-Scope-OrgID"] = config.tenant
+    return headers
+
+
+def push_labels(config: ExporterConfig, target: str) -> list[tuple[str, str]]:
+    """``__name__``, ``service_name`` (the target unless set), ``target``, the extra labels."""
+    labels = {"__name__": PROFILE_NAME, "service_name": target, "target": target}
+    labels.update(config.labels)
+    return sorted((name, value) for name, value in labels.items() if value)
+
+
+def request_body(kind: ExportKind, labels: Sequence[tuple[str, str]], profile: bytes) -> bytes:
     """The JSON body of one push: one series, one sample."""
     pairs = [{"name": name, "value": value} for name, value in labels]
     raw = base64.b64encode(profile).decode("ascii")
@@ -116,304 +123,6 @@ def request_body(kind: Kind, labels: Sequence[tuple[str, str]], profile: bytes) 
     else:
         series = {"labels": {"labels": pairs}, "samples": [{"raw_profile": raw}]}
     return json.dumps({"series": [series]}, ensure_ascii=False).encode("utf-8")
-
-
-# -- configuration -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ExporterConfig:
-    """One ``[[exporters]]`` table, validated, with its credentials read."""
-
-    name: str
-    kind: Kind
-    url: str
-    labels: tuple[tuple[str, str], ...] = ()
-    """Extra labels on every push (``hostname`` unless set to ``""``)."""
-    targets: tuple[str, ...] = ()
-    """The targets pushed; empty means all."""
-    user: str | None = None
-    password_file: str | None = None
-    password: str | None = field(default=None, repr=False)
-    token_file: str | None = None
-    token: str | None = field(default=None, repr=False)
-    tenant: str | None = None
-    """Sent as ``X-Scope-OrgID`` (multi-tenant Pyroscope)."""
-    queue: int = 64
-    """Buckets waiting at most; beyond it the oldest waiting one is dropped."""
-    timeout: float = 30.0
-    """Seconds for one HTTP attempt."""
-    max_age: float = 3300.0
-    """Buckets older than this when their turn comes are dropped, not sent."""
-
-    @property
-    def receiver(self) -> Receiver:
-        return RECEIVERS[self.kind]
-
-    @property
-    def endpoint(self) -> str:
-        return self.url.rstrip("/") + self.receiver.path
-
-    def headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "User-Agent": "flamed"}
-        if self.kind == "pyroscope":
-            headers["Connect-Protocol-Version"] = "1"
-        if self.user is not None and self.password is not None:
-            pair = f"{self.user}:{self.password}".encode()
-            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
-        elif self.token is not None:
-            headers["Authorization"] = f"Bearer {self.token}"
-        if self.tenant:
-            headers["X-Scope-OrgID"] = self.tenant
-        return headers
-
-    def wants(self, target: str) -> bool:
-        return not self.targets or target in self.targets
-
-    def push_labels(self, target: str) -> list[tuple[str, str]]:
-        """``__name__``, ``service_name`` (the target unless set), ``target``, the extra labels."""
-        labels = {"__name__": PROFILE_NAME, "service_name": target, "target": target}
-        labels.update(self.labels)
-        return sorted((name, value) for name, value in labels.items() if value)
-
-
-EXPORTER_KEYS = (
-    "name", "kind", "url", "labels", "targets", "user", "password_file", "token_file",
-    "tenant", "queue", "timeout", "max_age",
-)  # fmt: skip
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
-
-
-def parse_exporters(
-    raw: object,
-    source: str,
-    *,
-    fail: Fail | None = None,
-    hostname: Callable[[], str] = socket.gethostname,
-    known_targets: Collection[str] | None = None,
-) -> tuple[ExporterConfig, ...]:
-    """The ``[[exporters]]`` array of a config file (None: there is none).
-
-    ``fail(path, reason)`` makes the ConfigError (the daemon's config reader
-    passes its own, which adds the line number); by default the message is
-    ``SOURCE: exporters[0].url: REASON``.
-    """
-    fail = fail if fail is not None else default_fail(source)
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        raise fail(("exporters",), "expected [[exporters]] tables")
-    configs: list[ExporterConfig] = []
-    for index, table in enumerate(raw):
-        path: Path_ = ("exporters", index)
-        if not isinstance(table, dict):
-            raise fail(path, "expected a table")
-        config = _ExporterReader(table, path, fail, hostname(), known_targets).read()
-        if any(other.name == config.name for other in configs):
-            raise fail((*path, "name"), f"duplicate exporter name {config.name!r}; set `name`")
-        configs.append(config)
-    return tuple(configs)
-
-
-def default_fail(source: str) -> Fail:
-    def fail(path: Path_, reason: str) -> ConfigError:
-        return ConfigError(f"{source}: {dotted(path)}: {reason}")
-
-    return fail
-
-
-def dotted(path: Path_) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
-
-
-class _ExporterReader:
-    """Reads one table; every refusal names its key."""
-
-    def __init__(
-        self,
-        table: Mapping[str, Any],
-        path: Path_,
-        fail: Fail,
-        hostname: str,
-        known_targets: Collection[str] | None,
-    ) -> None:
-        self.table, self.path, self.fail = table, path, fail
-        self.hostname, self.known_targets = hostname, known_targets
-
-    def error(self, key: str, reason: str) -> ConfigError:
-        return self.fail((*self.path, key), reason)
-
-    def get(self, key: str, kind: type, what: str) -> Any:
-        value = self.table.get(key)
-        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
-            raise self.error(key, f"expected {what}")
-        return value
-
-    def read(self) -> ExporterConfig:
-        for key in self.table:
-            if key not in EXPORTER_KEYS:
-                raise self.error(key, f"unknown key (allowed: {', '.join(EXPORTER_KEYS)})")
-        kind = self.kind()
-        name = self.get("name", str, "a string") or kind
-        if not NAME.fullmatch(name):
-            raise self.error("name", f"{name!r}: letters, digits, _ . - (at most 64)")
-        max_age = self.duration("max_age", RECEIVERS[kind].max_age)
-        limit = RECEIVERS[kind].max_age_limit
-        if limit is not None and max_age > limit:
-            raise self.error("max_age", f"{kind} refuses profiles older than {limit:g}s")
-        return ExporterConfig(
-            name=name,
-            kind=kind,
-            url=self.url(),
-            labels=self.labels(),
-            targets=self.targets(),
-            tenant=self.tenant(),
-            queue=self.queue(),
-            timeout=self.duration("timeout", 30.0),
-            max_age=max_age,
-            **self.credentials(),
-        )
-
-    def kind(self) -> Kind:
-        kind = self.get("kind", str, "a string")
-        if kind is None:
-            raise self.error("kind", f"missing (one of {', '.join(KINDS)})")
-        if kind not in KINDS:
-            raise self.error("kind", f"{kind!r} is not one of {', '.join(KINDS)}")
-        return cast(Kind, kind)
-
-    def url(self) -> str:
-        url = self.get("url", str, "a string")
-        if url is None:
-            raise self.error("url", "missing (the receiver's base URL, e.g. http://host:4040)")
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise self.error("url", f"{url!r} is not an http:// or https:// URL")
-        if parts.query or parts.fragment:
-            raise self.error("url", f"{url!r}: give the base URL, without ?query or #fragment")
-        return cast(str, url)
-
-    def labels(self) -> tuple[tuple[str, str], ...]:
-        table = self.table.get("labels", {})
-        if not isinstance(table, dict):
-            raise self.error("labels", 'expected a table of name = "value"')
-        labels = {"hostname": self.hostname}
-        for name, value in table.items():
-            if not LABEL_NAME.fullmatch(name) or name.startswith("__"):
-                raise self.error("labels", f"{name!r} is not a label name ([A-Za-z_][A-Za-z0-9_]*)")
-            if not isinstance(value, str):
-                raise self.error("labels", f"{name}: expected a string value")
-            labels[name] = value
-        return tuple(labels.items())
-
-    def targets(self) -> tuple[str, ...]:
-        value = self.table.get("targets", [])
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self.error("targets", "expected an array of target names")
-        for name in value:
-            if self.known_targets is not None and name not in self.known_targets:
-                raise self.error("targets", f"no target named {name!r}")
-        return tuple(value)
-
-    def tenant(self) -> str | None:
-        tenant = self.get("tenant", str, "a string")
-        if tenant is not None and (not tenant or any(c in tenant for c in "\r\n")):
-            raise self.error("tenant", "must be a non-empty single line")
-        return cast("str | None", tenant)
-
-    def queue(self) -> int:
-        queue = self.get("queue", int, "an integer")
-        if queue is not None and not 1 <= queue <= 10_000:
-            raise self.error("queue", "must be between 1 and 10000 buckets")
-        return 64 if queue is None else cast(int, queue)
-
-    def duration(self, key: str, default: float) -> float:
-        from flamed.daemon.config import parse_duration
-
-        text = self.get(key, str, 'a duration such as "30s"')
-        if text is None:
-            return default
-        try:
-            seconds = parse_duration(text)
-        except ValueError as err:
-            raise self.error(key, str(err)) from None
-        if seconds <= 0:
-            raise self.error(key, "must be more than zero")
-        return seconds
-
-    def credentials(self) -> dict[str, str | None]:
-        user = self.get("user", str, "a string")
-        password_file = self.get("password_file", str, "a path")
-        token_file = self.get("token_file", str, "a path")
-        if (user is None) != (password_file is None):
-            missing = "password_file" if user is not None else "user"
-            raise self.error(missing, "missing (basic auth needs user and password_file)")
-        if token_file is not None and user is not None:
-            raise self.error("token_file", "give basic auth (user) or a bearer token, not both")
-        return {
-            "user": user,
-            "password_file": password_file,
-            "password": self.secret("password_file", password_file),
-            "token_file": token_file,
-            "token": self.secret("token_file", token_file),
-        }
-
-    def secret(self, key: str, path: str | None) -> str | None:
-        if path is None:
-            return None
-        try:
-            text = Path(path).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as err:
-            reason = getattr(err, "strerror", None) or str(err)
-            raise self.error(key, f"cannot read {path}: {reason}") from None
-        if not text or "\n" in text:
-            raise self.error(key, f"{path} must hold one non-empty line")
-        return text
-
-
-# -- metrics -------------------------------------------------------------------------------
-
-
-class ExportMetrics:
-    """The exporters' metrics, registered once on the daemon's registry."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        from prometheus_client import Counter, Gauge
-
-        self.pushes = Counter(
-            "flamed_export_pushes_total",
-            "Push attempts to profile receivers, by result (success, retry, rejected)",
-            ["exporter", "result"],
-            registry=registry,
-        )
-        self.queue_depth = Gauge(
-            "flamed_export_queue_depth",
-            "Buckets waiting to be pushed",
-            ["exporter"],
-            registry=registry,
-        )
-        self.dropped = Counter(
-            "flamed_export_dropped_total",
-            "Buckets never pushed, by reason (queue_full, too_old, rejected, shutdown)",
-            ["exporter", "reason"],
-            registry=registry,
-        )
-
-    def add(self, name: str) -> None:
-        """Make every series of an exporter exist at zero."""
-        for result in RESULTS:
-            self.pushes.labels(name, result)
-        for reason in DROP_REASONS:
-            self.dropped.labels(name, reason)
-        self.queue_depth.labels(name).set(0)
-
-    def remove(self, name: str) -> None:
-        with contextlib.suppress(KeyError):
-            self.queue_depth.remove(name)
 
 
 # -- pushing -------------------------------------------------------------------------------
@@ -482,7 +191,8 @@ class Exporter:
         self.clock, self.sleep, self.rand = clock, sleep, rand
         self.queue: asyncio.Queue[Pending] = asyncio.Queue(config.queue)
         self.task: asyncio.Task[None] | None = None
-        self._headers = config.headers()
+        self._headers = request_headers(config)
+        self._endpoint = endpoint(config)
         self._logged: set[int | None] = set()
         self._failing = False
         self._warned_full = False
@@ -563,7 +273,7 @@ class Exporter:
 
     def encode(self, item: Pending) -> bytes:
         """The request body (runs in a worker thread)."""
-        bucket, receiver = item.bucket, self.config.receiver
+        bucket, receiver = item.bucket, RECEIVERS[self.config.kind]
         options = PprofOptions(
             frequency=item.frequency,
             start_ns=round(bucket.start * 1e9),
@@ -580,7 +290,7 @@ class Exporter:
                 "exporter %s: target %s: %d stacks summed into [other] to fit %s's limits",
                 self.name, item.target, fitted.folded_into_other, self.config.kind,
             )  # fmt: skip
-        return request_body(self.config.kind, self.config.push_labels(item.target), fitted.data)
+        return request_body(self.config.kind, push_labels(self.config, item.target), fitted.data)
 
     async def post(self, body: bytes) -> Answer:
         import aiohttp
@@ -588,7 +298,7 @@ class Exporter:
         timeout = aiohttp.ClientTimeout(total=self.config.timeout)
         try:
             async with self.session.post(
-                self.config.endpoint,
+                self._endpoint,
                 data=body,
                 headers=self._headers,
                 timeout=timeout,
@@ -620,7 +330,7 @@ class Exporter:
         log.error(
             "exporter %s: %s answered %s for target %s; dropping such buckets "
             "(logged once per status): %s",
-            self.name, self.config.endpoint, answer.status, item.target, answer.detail[:300],
+            self.name, self._endpoint, answer.status, item.target, answer.detail[:300],
         )  # fmt: skip
 
     def _retrying(self, answer: Answer) -> None:
@@ -630,7 +340,7 @@ class Exporter:
         what = answer.status if answer.status is not None else "no answer"
         log.warning(
             "exporter %s: %s: %s %s; retrying with backoff",
-            self.name, self.config.endpoint, what, answer.detail[:300],
+            self.name, self._endpoint, what, answer.detail[:300],
         )  # fmt: skip
 
     def _recovered(self) -> None:
@@ -705,21 +415,4 @@ class Exporters:
         )
         exporter.start()
         self.exporters[config.name] = exporter
-        log.info("exporter %s: pushing to %s (%s)", config.name, config.endpoint, config.kind)
-
-
-# -- GET /api/v1/pprof ---------------------------------------------------------------------
-
-
-PPROF_CONTENT_TYPE = "application/octet-stream"
-
-
-def pprof_for(folded: Folded, *, frequency: float, start: float, end: float, target: str) -> bytes:
-    """A merged range of one target as gzip-compressed pprof, labelled with the target."""
-    return encode_pprof(
-        folded,
-        frequency=frequency,
-        start_ns=round(start * 1e9),
-        duration_ns=max(0, round((end - start) * 1e9)),
-        labels={"target": target},
-    )
+        log.info("exporter %s: pushing to %s (%s)", config.name, endpoint(config), config.kind)

@@ -3,13 +3,15 @@
 Counters the daemon increments live here as ordinary metric objects; values that
 are cheap to read at scrape time (collector state, pids, window sizes, the
 sessions' own restart and drop counts) come from ``TargetCollector``, which asks
-a callable for one ``TargetReading`` per target. Labels are bounded: target
-names come from the config, reasons and formats from the code, routes from the
-router; never pids or stacks.
+a callable for one ``TargetReading`` per target. The exporters' metrics
+(``ExportMetrics``) are registered when the first exporter starts. Labels are
+bounded: target and exporter names come from the config, reasons and formats
+from the code, routes from the router; never pids or stacks.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -22,6 +24,10 @@ from flamed.collector.base import DROP_REASONS, RESTART_REASONS
 
 RENDER_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+DAEMON_DROP_REASONS = ("disk_backlog", "stale")
+"""Chunks the daemon itself drops: the disk writer's queue was full, or older than retention."""
+PUSH_RESULTS = ("success", "retry", "rejected")
+PUSH_DROP_REASONS = ("queue_full", "too_old", "rejected", "shutdown")
 
 
 @dataclass(frozen=True)
@@ -49,14 +55,19 @@ def add_by_reason(
 class TargetCollector(Collector):
     """Per-target gauges and session counters, read when Prometheus scrapes."""
 
-    def __init__(self, read: Callable[[], Iterable[TargetReading]]) -> None:
-        self.read = read
+    def __init__(self) -> None:
+        self.read: Callable[[], Iterable[TargetReading]] = lambda: ()
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(
             "flamed_collector_up", "1 if the target's sampler runs", labels=["target"]
         )
-        pids = GaugeMetricFamily("flamed_target_pids", "Processes being sampled", labels=["target"])
+        pids = GaugeMetricFamily(
+            "flamed_target_pids",
+            "Processes the sampler is attached to (the target's pids, a unit's cgroup); "
+            "0 for a whole-machine target, which perf samples by CPU",
+            labels=["target"],
+        )
         stacks = GaugeMetricFamily(
             "flamed_window_stacks",
             "Stack entries the target's window holds in memory (summed over its buckets)",
@@ -83,7 +94,9 @@ class TargetCollector(Collector):
             pids.add_metric([reading.target], reading.pids)
             stacks.add_metric([reading.target], reading.stacks)
             add_by_reason(restarts, reading.target, reading.restarts, RESTART_REASONS)
-            add_by_reason(dropped, reading.target, reading.dropped, DROP_REASONS)
+            add_by_reason(
+                dropped, reading.target, reading.dropped, (*DROP_REASONS, *DAEMON_DROP_REASONS)
+            )
             lost.add_metric([reading.target], reading.samples_lost)
             late.add_metric([reading.target], reading.samples_late)
         yield from (up, pids, stacks, restarts, dropped, lost, late)
@@ -100,7 +113,6 @@ class Metrics:
         registry: CollectorRegistry | None = None,
         *,
         version: str = "unknown",
-        read_targets: Callable[[], Iterable[TargetReading]] = lambda: (),
         process: bool = True,
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -143,12 +155,52 @@ class Metrics:
         )
         build = Gauge("flamed_build_info", "flamed's version", ["version"], registry=reg)
         build.labels(version).set(1)
-        self.target_collector = TargetCollector(read_targets)
-        reg.register(self.target_collector)
+        self.targets = TargetCollector()
+        reg.register(self.targets)
         if process:
             ProcessCollector(registry=reg)
+
+    def add_targets(self, read: Callable[[], Iterable[TargetReading]]) -> None:
+        """Report the targets ``read`` returns at every scrape (the service's)."""
+        self.targets.read = read
 
     def chunk_folded(self, target: str, fmt: str, nbytes: int, samples: int, cpu: float) -> None:
         self.input_bytes.labels(target, fmt).inc(nbytes)
         self.samples.labels(target).inc(samples)
         self.collapse_seconds.labels(target, fmt).inc(max(cpu, 0.0))
+
+
+class ExportMetrics:
+    """The exporters' metrics (flamed.daemon.export), registered once on the daemon's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.pushes = Counter(
+            "flamed_export_pushes_total",
+            "Push attempts to profile receivers, by result (success, retry, rejected)",
+            ["exporter", "result"],
+            registry=registry,
+        )
+        self.queue_depth = Gauge(
+            "flamed_export_queue_depth",
+            "Buckets waiting to be pushed",
+            ["exporter"],
+            registry=registry,
+        )
+        self.dropped = Counter(
+            "flamed_export_dropped_total",
+            "Buckets never pushed, by reason (queue_full, too_old, rejected, shutdown)",
+            ["exporter", "reason"],
+            registry=registry,
+        )
+
+    def add(self, name: str) -> None:
+        """Make every series of an exporter exist at zero."""
+        for result in PUSH_RESULTS:
+            self.pushes.labels(name, result)
+        for reason in PUSH_DROP_REASONS:
+            self.dropped.labels(name, reason)
+        self.queue_depth.labels(name).set(0)
+
+    def remove(self, name: str) -> None:
+        with contextlib.suppress(KeyError):
+            self.queue_depth.remove(name)

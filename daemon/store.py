@@ -1,17 +1,12 @@
-"""Rolling windows of folded stacks, one per target, and their files on disk.
+"""Rolling windows of folded stacks, one per target, in memory.
 
 A window is a time-ordered list of immutable buckets. A bucket keeps its stacks
 as a tuple of interned strings (shared by every bucket that saw the same stack)
 and its counts as an ``array('d')``: about 16 bytes per stack and bucket, plus
 each distinct stack once. At most ``max_stacks`` stacks per bucket: the rarest
-ones beyond that are summed into ``[other]``.
-
-Each completed bucket is written to ``state_dir/<target>/<start_ms>-<end_ms>.folded.gz``
-(gzip-compressed folded text after a ``# flamed bucket samples=N`` line) under
-a temporary name and renamed into place, and read back at start, so a
-restart loses at most the bucket in flight. Buckets older than the retention
-are dropped from memory and deleted from disk. A file that cannot be read is
-skipped with a warning.
+ones beyond that are summed into ``[other]``. Old buckets are rolled up into
+longer ones, and their stacks evicted to disk (``cold``: read back through the
+window's ``read_cold``, see ``flamed.daemon.persist``).
 
 Queries merge the buckets that overlap a time range; merged results are cached
 until the window changes. Merging only reads immutable buckets, so it may run in
@@ -21,30 +16,16 @@ a worker thread while the event loop adds new buckets.
 from __future__ import annotations
 
 import bisect
-import errno
-import gzip
-import logging
 import math
-import os
-import re
 import sys
-import tempfile
-import zlib
 from array import array
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
-from flamed.collapse.folded import Count, Folded, bytewise_key, read_folded, top
+from flamed.collapse.folded import OTHER, Count, Folded, bytewise_key, top
 
-log = logging.getLogger("flamed.daemon.store")
-
-OTHER = "[other]"
-FILE_NAME = re.compile(r"(\d+)-(\d+)\.folded\.gz")
 CACHE_ENTRIES = 4
-HEADER = "# flamed bucket "
-"""First line of a bucket file, with what the folded text cannot say (the sample count)."""
 
 
 @dataclass(frozen=True)
@@ -342,113 +323,6 @@ class Window:
         self._cache.clear()
 
 
-class DiskStore:
-    """Bucket files under ``state_dir/<target>/``; every method does blocking I/O."""
-
-    def __init__(self, state_dir: str | os.PathLike[str]) -> None:
-        self.root = Path(state_dir)
-
-    def folder(self, target: str) -> Path:
-        """``state_dir/<target>``, never through a symlink planted there (OSError)."""
-        folder = self.root / target
-        if folder.is_symlink():
-            raise OSError(errno.ELOOP, "a symlink in the state directory is not followed", folder)
-        return folder
-
-    def write(self, target: str, bucket: Bucket) -> None:
-        folder = self.folder(target)
-        folder.mkdir(parents=True, exist_ok=True)
-        header = f"{HEADER}samples={bucket.samples}\n".encode()
-        data = gzip.compress(header + bucket.folded().to_bytes(), compresslevel=6, mtime=0)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            os.replace(tmp, folder / bucket.file_name())
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
-    def delete(self, target: str, buckets: Sequence[Bucket]) -> None:
-        try:
-            folder = self.folder(target)
-        except OSError:
-            return
-        for bucket in buckets:
-            (folder / bucket.file_name()).unlink(missing_ok=True)
-
-    def read(self, target: str, bucket: Bucket) -> Folded | None:
-        """A cold bucket's stacks, or None (with a warning) if its file is unreadable."""
-        try:
-            path = self.folder(target) / bucket.file_name()
-        except OSError as err:
-            log.warning("skipping bucket of %s: %s", target, err)
-            return None
-        data = self._read(path)
-        return None if data is None else read_folded(split_header(data)[1])
-
-    def _read(self, path: Path) -> bytes | None:
-        try:
-            return gzip.decompress(path.read_bytes())
-        except (OSError, EOFError, zlib.error) as err:
-            log.warning("skipping unreadable bucket file %s: %s", path, err)
-            return None
-
-    def load(
-        self, target: str, since: float, max_stacks: int, hot_since: float = 0.0
-    ) -> list[Bucket]:
-        """Read the target's bucket files that end after ``since``; delete older ones.
-
-        Buckets that ended before ``hot_since`` are loaded cold (their sample
-        count only); their stacks are read again when a query needs them.
-        """
-        try:
-            folder = self.folder(target)
-        except OSError as err:
-            log.warning("not loading %s: %s", target, err)
-            return []
-        if not folder.is_dir():
-            return []
-        loaded = []
-        for path in sorted(folder.iterdir()):
-            bucket = self._load_one(path, since, max_stacks, hot_since)
-            if bucket is not None:
-                loaded.append(bucket)
-        return self._drop_contained(target, loaded)
-
-    def _drop_contained(self, target: str, buckets: list[Bucket]) -> list[Bucket]:
-        """Buckets inside a rolled-up one (a crash between writing it and deleting them)."""
-        buckets.sort(key=lambda b: (b.start, b.start - b.end))
-        kept: list[Bucket] = []
-        for bucket in buckets:
-            if kept and bucket.start >= kept[-1].start and bucket.end <= kept[-1].end:
-                self.delete(target, [bucket])
-                continue
-            kept.append(bucket)
-        return kept
-
-    def _load_one(
-        self, path: Path, since: float, max_stacks: int, hot_since: float
-    ) -> Bucket | None:
-        match = FILE_NAME.fullmatch(path.name)
-        if match is None:
-            if path.name.startswith(".") and path.name.endswith(".tmp"):
-                path.unlink(missing_ok=True)  # left by a crash mid-write
-            return None
-        start, end = int(match.group(1)) / 1000, int(match.group(2)) / 1000
-        if end <= since:
-            path.unlink(missing_ok=True)
-            return None
-        if end <= hot_since:
-            samples = read_samples(path)
-            return None if samples is None else Bucket(start, end, (), array("d"), samples, True)
-        data = self._read(path)
-        if data is None:
-            return None
-        samples, body = split_header(data)
-        return make_bucket(start, end, read_folded(body), max_stacks, samples)
-
-
 _LIBC: list[object] = []
 
 
@@ -469,24 +343,3 @@ def trim_memory() -> None:
     trim = _LIBC[0]
     if callable(trim):
         trim(0)
-
-
-def split_header(data: bytes) -> tuple[int | None, bytes]:
-    """(the sample count from the header line, the folded text)."""
-    if not data.startswith(HEADER.encode()):
-        return None, data
-    first, _, body = data.partition(b"\n")
-    found = re.search(rb"samples=(\d+)", first)
-    return (int(found.group(1)) if found else None), body
-
-
-def read_samples(path: Path) -> int | None:
-    """The sample count of a bucket file from its first line; None if unreadable."""
-    try:
-        with gzip.open(path, "rb") as stream:
-            first = stream.readline(200)
-    except (OSError, EOFError, zlib.error) as err:
-        log.warning("skipping unreadable bucket file %s: %s", path, err)
-        return None
-    samples, _ = split_header(first)
-    return 0 if samples is None else samples

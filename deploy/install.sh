@@ -5,8 +5,9 @@
 #   sudo deploy/install.sh --uninstall      stop, disable, remove; keep config and state
 #   sudo deploy/install.sh --uninstall --purge   ... and delete /etc/flamed,
 #                                           /var/lib/flamed and the flamed user
-#   deploy/install.sh --root DIR            stage the files under DIR (or DESTDIR=DIR);
-#                                           no package manager, no systemctl, no user
+#   deploy/install.sh --root DIR            stage the files under DIR (or DESTDIR=DIR)
+#                                           for inspection or packaging: no package
+#                                           manager, no systemctl, no user
 #
 # Run it again at any time: it is idempotent.  It never overwrites
 # /etc/flamed/flamed.toml once that exists.
@@ -20,7 +21,7 @@ REPO=$(cd "$HERE/.." && pwd)
 ROOT=${DESTDIR:-}
 PREFIX=/opt/flamed
 SOURCE=$REPO
-PYTHON=python3
+PYTHON=/usr/bin/python3  # the system's: the unit's ProtectHome=yes hides /root and /home
 PIP_ARGS=()
 ACTION=install
 PURGE=0
@@ -47,14 +48,18 @@ example config $CONF_DST (only if absent), the unit $UNIT_DST, the
 sysusers file $SYSUSERS_DST and the command $LINK_DST;
 then creates the flamed user, runs systemctl daemon-reload, enable and restart.
 
-  --root DIR     stage into DIR instead of / (same as DESTDIR=DIR): only files
-                 are written; no package manager, user, or systemctl is run.
-                 A venv staged there holds paths inside DIR.
+  --root DIR     stage into DIR instead of / (same as DESTDIR=DIR),
+                 for inspection or packaging: only files are written; no
+                 package manager, user, or systemctl is run. A venv staged
+                 there is tied to this machine's interpreter and to DIR:
+                 create it on the target (run this script there, or stage
+                 with --no-venv).
   --prefix DIR   where the venv goes (default $PREFIX); the unit is rewritten
                  to match.
   --source X     what pip installs: a source tree, a wheel, or a requirement
                  such as flamed==0.1.0.
-  --python PY    interpreter for the venv (Python >= 3.11; default python3).
+  --python PY    interpreter for the venv (Python >= 3.11; default /usr/bin/python3,
+                 not one under /root or /home, which the unit cannot see).
   --pip-arg ARG  extra argument for pip install (repeatable), e.g. --no-index.
   --no-venv      do not create the venv or install the package.
   --no-perf      do not install perf.
@@ -69,18 +74,25 @@ EOF
 say() { printf '%s: %s\n' "$PROG" "$*"; }
 die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
 
+need_value() {  # need_value OPTION ARGS...: the option is followed by its value
+    [ $# -ge 2 ] || die "$1 needs a value (see $PROG --help)"
+}
+
 parse_args() {
     while [ $# -gt 0 ]; do
         case $1 in
-            --root) ROOT=${2:?--root needs a directory}; shift ;;
+            --root|--prefix|--source|--python|--pip-arg) need_value "$@" ;;
+        esac
+        case $1 in
+            --root) ROOT=$2; shift ;;
             --root=*) ROOT=${1#*=} ;;
-            --prefix) PREFIX=${2:?--prefix needs a directory}; shift ;;
+            --prefix) PREFIX=$2; shift ;;
             --prefix=*) PREFIX=${1#*=} ;;
-            --source) SOURCE=${2:?--source needs a path or requirement}; shift ;;
+            --source) SOURCE=$2; shift ;;
             --source=*) SOURCE=${1#*=} ;;
-            --python) PYTHON=${2:?--python needs an interpreter}; shift ;;
+            --python) PYTHON=$2; shift ;;
             --python=*) PYTHON=${1#*=} ;;
-            --pip-arg) PIP_ARGS+=("${2:?--pip-arg needs an argument}"); shift ;;
+            --pip-arg) PIP_ARGS+=("$2"); shift ;;
             --pip-arg=*) PIP_ARGS+=("${1#*=}") ;;
             --no-venv) WITH_VENV=0 ;;
             --no-perf) WITH_PERF=0 ;;
@@ -189,7 +201,7 @@ put_file() {  # put_file MODE SOURCE DEST: copy only when different (idempotent)
         return 0
     fi
     install -D -m "$mode" "$src" "$dst"
-    say "wrote $3"
+    say "wrote $dst"
 }
 
 install_files() {
@@ -201,7 +213,7 @@ install_files() {
     put_file 0644 "$REPO/systemd/flamed.sysusers" "$SYSUSERS_DST"
     install -d -m 0755 "$ROOT$CONF_DIR"
     if [ -e "$ROOT$CONF_DST" ]; then
-        say "kept $CONF_DST (the example is $REPO/deploy/flamed.toml)"
+        say "kept $ROOT$CONF_DST (the example is $REPO/deploy/flamed.toml)"
     else
         put_file 0644 "$REPO/deploy/flamed.toml" "$CONF_DST"
     fi
@@ -249,9 +261,13 @@ do_install() {
         install_venv
         install_files
         say "staged into $ROOT (no user created, systemctl not run)"
+        if [ "$WITH_VENV" = 1 ]; then
+            say "note: the venv $ROOT$(venv_dir) uses $PYTHON and paths under $ROOT:"
+            say "  create it on the target (run $PROG there) to run flamed"
+        fi
         return 0
     fi
-    [ "$(id -u)" = 0 ] || die "run as root (sudo $0), or stage with --root DIR"
+    [ "$(id -u)" = 0 ] || die "run as root (or with sudo: sudo $0), or stage with --root DIR"
     ensure_perf
     install_venv
     install_files
@@ -267,14 +283,14 @@ remove() {  # remove PATH...: delete files and symlinks under ROOT, saying so
     for path in "$@"; do
         if [ -e "$ROOT$path" ] || [ -L "$ROOT$path" ]; then
             rm -rf -- "$ROOT$path"
-            say "removed $path"
+            say "removed $ROOT$path"
         fi
     done
 }
 
 do_uninstall() {
     if ! staged; then
-        [ "$(id -u)" = 0 ] || die "run as root (sudo $0 --uninstall)"
+        [ "$(id -u)" = 0 ] || die "run as root (or with sudo: sudo $0 --uninstall)"
         if command -v systemctl >/dev/null 2>&1; then
             systemctl disable --now flamed.service 2>/dev/null || true
         fi

@@ -10,7 +10,9 @@ The flame graph API, for the command line and the daemon alike:
 * ``RenderOptions`` (frozen; fields mirror ``flamed flamegraph``'s options) and
   ``options_from_query(params)`` for HTTP query parameters;
 * ``layout_plain`` / ``layout_differential`` and ``write_svg`` to render into a
-  stream and learn whether there were samples at all (``Layout.empty``).
+  stream and learn whether there were samples at all (``Layout.empty``);
+* ``profile_json(folded, meta)`` (the web page's compact call tree) and
+  ``speedscope_json(folded, name)`` (a file speedscope opens).
 
 The names are loaded on first use, so importing ``flamed.render.options`` (as
 every command's argument parser does) stays cheap.
@@ -22,8 +24,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from flamed.render.jsonprofile import profile_json
     from flamed.render.layout import Frame, Layout, layout_differential, layout_plain
     from flamed.render.options import RenderOptions, options_from_query
+    from flamed.render.speedscope import speedscope_json
     from flamed.render.svg import (
         render_diff_folded,
         render_differential,
@@ -37,12 +41,14 @@ EXPORTS = {
     "Layout": "layout",
     "layout_differential": "layout",
     "layout_plain": "layout",
+    "profile_json": "jsonprofile",
     "RenderOptions": "options",
     "options_from_query": "options",
     "render_diff_folded": "svg",
     "render_differential": "svg",
     "render_flamegraph": "svg",
     "render_layout": "svg",
+    "speedscope_json": "speedscope",
     "write_svg": "svg",
 }
 
@@ -53,10 +59,12 @@ __all__ = [
     "layout_differential",
     "layout_plain",
     "options_from_query",
+    "profile_json",
     "render_diff_folded",
     "render_differential",
     "render_flamegraph",
     "render_layout",
+    "speedscope_json",
     "write_svg",
 ]
 

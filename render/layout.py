@@ -19,21 +19,23 @@ Everything here is pure: input is a sequence of stacks, output a :class:`Layout`
 
 from __future__ import annotations
 
-import logging
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import pairwise
-from operator import itemgetter
+from itertools import pairwise, repeat
+from operator import is_not, itemgetter
 from typing import NamedTuple
 
-from flamed.collapse.common import WarnOnce
+from flamed.collapse import speedups
+from flamed.collapse.common import WarnOnce, get_logger
 from flamed.collapse.folded import Count, Folded
 from flamed.render.options import RenderOptions
 
-log = logging.getLogger("flamed.render")
+LOGGER = "flamed.render"  # logging is imported at the first warning: start-up counts
 
 XPAD = 10  # pixels left and right of the frames
+# Counts are summed as C doubles on the C path: exact only below this total.
+EXACT_TOTAL = 2**53
 
 #: One input stack: (stack text, count that gives the width, delta or None).
 Entry = tuple[str, Count, "float | None"]
@@ -79,14 +81,13 @@ def split_frames(stack: str) -> list[str]:
 
 def plain_entries(stacks: Stacks) -> list[Entry]:
     """(stack, count) pairs, or a Folded, as layout entries; negative counts are skipped."""
-    items = stacks.items() if isinstance(stacks, Folded | Mapping) else stacks
-    warn = WarnOnce(log)
-    entries: list[Entry] = []
-    for stack, count in items:
-        if count < 0:
-            warn("stack with a negative count", stack)
-            continue
-        entries.append((stack, count, None))
+    items = list(stacks.items() if isinstance(stacks, Folded | Mapping) else stacks)
+    entries: list[Entry] = [(stack, count, None) for stack, count in items if count >= 0]
+    if len(entries) < len(items):
+        warn = WarnOnce(LOGGER)
+        for stack, count in items:
+            if count < 0:
+                warn("stack with a negative count", stack)
     return entries
 
 
@@ -98,7 +99,7 @@ def diff_entries(stacks: DiffStacks) -> list[Entry]:
         )
     else:
         triples = stacks
-    warn = WarnOnce(log)
+    warn = WarnOnce(LOGGER)
     entries: list[Entry] = []
     for stack, before, after in triples:
         if before < 0 or after < 0:
@@ -128,7 +129,7 @@ def transform(entries: list[Entry], options: RenderOptions) -> list[Entry]:
             (";".join(reversed(split_frames(stack))), count, delta)
             for stack, count, delta in entries
         ]
-    if options.flamechart:
+    if options.flamechart or (options.no_sort and not options.reverse):
         return entries
     if options.base or options.reverse:
         entries = merge_duplicates(entries)
@@ -137,13 +138,24 @@ def transform(entries: list[Entry], options: RenderOptions) -> list[Entry]:
     # (below the space) follows the prefix. Only then does the key need the space;
     # such a pair would be neighbours in plain order, so look there first.
     entries.sort(key=itemgetter(0))
-    if any(control_follows_prefix(a[0], b[0]) for a, b in pairwise(entries)):
+    stacks = [entry[0] for entry in entries]
+    if any(map(str.startswith, stacks[1:], stacks[:-1])) and any(
+        control_follows_prefix(a, b) for a, b in pairwise(stacks)
+    ):
         entries.sort(key=lambda entry: entry[0] + " ")
     return entries
 
 
 def control_follows_prefix(first: str, second: str) -> bool:
     return second.startswith(first) and len(second) > len(first) and second[len(first)] < " "
+
+
+def chain_stack(stack: str) -> str:
+    """flamegraph.pl's ``--colors chain``: after each ``--`` frame, the frames are a
+    waker's, marked ``_[w]``. As there, a stack without ``--`` gets one on top."""
+    first, *wakers = stack.split(";--;")
+    marked = [";".join(frame + "_[w]" for frame in part.split(";")) for part in wakers]
+    return ";--;".join([first, *marked]) if marked else first + ";--"
 
 
 def merge_duplicates(entries: list[Entry]) -> list[Entry]:
@@ -169,9 +181,11 @@ def min_width_samples(options: RenderOptions, time_max: float) -> float:
 
 def build_layout(entries: list[Entry], options: RenderOptions) -> Layout:
     """Merge the stacks into frames and drop the narrow ones."""
-    differential = any(entry[2] is not None for entry in entries)
+    differential = any(map(is_not, map(itemgetter(2), entries), repeat(None)))
     entries = transform(entries, options)
-    total = sum(entry[1] for entry in entries)
+    if options.colors == "chain":
+        entries = [(chain_stack(stack), count, delta) for stack, count, delta in entries]
+    total = sum(map(itemgetter(1), entries))
     layout = Layout(total=total, differential=differential)
     if not total:
         return layout
@@ -179,17 +193,22 @@ def build_layout(entries: list[Entry], options: RenderOptions) -> Layout:
     if options.total is not None and options.total >= total:
         time_max = options.total
     elif options.total:
-        log.warning(
+        get_logger(LOGGER).warning(
             "--total %s is less than the actual total %s, so it is ignored", options.total, total
         )
     layout.time_max = time_max
     if differential:
         layout.max_delta = max([1.0, *(abs(entry[2] or 0) for entry in entries)])
     minimum = min_width_samples(options, time_max)
-    frames = merge_frames(entries, minimum, differential)
+    native = speedups.module(speedups.RENDER) if total < EXACT_TOTAL else None
+    frames: list[Frame]
+    if native is not None:  # sorted by depth, then start, as the sort below sorts
+        frames = native.merge_frames(entries, minimum, differential, Frame)
+    else:
+        frames = merge_frames(entries, minimum, differential)
+        frames.sort(key=itemgetter(1, 2))  # depth, start
     if total >= minimum:
-        frames.append(Frame("", 0, 0, time_max, 0.0 if differential else None))
-    frames.sort(key=lambda frame: (frame.depth, frame.start))
+        frames.insert(0, Frame("", 0, 0, time_max, 0.0 if differential else None))
     layout.frames = frames
     layout.depth_max = max((frame.depth for frame in frames), default=0)
     return layout

@@ -9,14 +9,14 @@ on every machine, in every graph.
 
 from __future__ import annotations
 
-import logging
 import re
 import zlib
 from collections.abc import Callable
 
+from flamed.collapse.common import get_logger
 from flamed.collapse.folded import decode, encode
 
-log = logging.getLogger("flamed.render")
+LOGGER = "flamed.render"
 
 Values = tuple[float, float, float]
 PaletteMap = dict[str, str]
@@ -210,14 +210,30 @@ MULTI: dict[str, Callable[[str], str]] = {
     "python": python_kind,
     "rust": rust_kind,
     "wakeup": lambda _name: "aqua",
+    "chain": lambda name: "aqua" if "_[w]" in name else "blue",
 }
 
 
-def frame_color(name: str, palette: str = "hot", hashed: bool = False) -> str:
-    """The fill of a frame called ``name`` (annotations included) under ``palette``."""
-    values = hashed_values(name) if hashed else stable_values(name)
+def frame_color(
+    name: str, palette: str = "hot", hashed: bool = False, values: Values | None = None
+) -> str:
+    """The fill of a frame called ``name`` (annotations included) under ``palette``;
+    ``values`` (three numbers in [0, 1)) instead of the name's own, for ``--random``."""
+    if values is None:
+        values = hashed_values(name) if hashed else stable_values(name)
     kind = MULTI[palette](name) if palette in MULTI else palette
     return BASIC[kind](values)
+
+
+def diffusion_color(share: float) -> str:
+    """inferno's ``--colordiffusion``: redder for a wider frame (``share`` of the total).
+
+    The square root keeps wide frames apart: half the width is not half the red."""
+    value = int(share**0.5 * 2000)
+    if value <= 0:
+        return "rgb(250,250,250)"
+    other = 100 + 150 * (2000 - value) // 2000
+    return f"rgb(255,{other},{other})"
 
 
 def diff_color(delta: float, max_delta: float, negate: bool = False) -> str:
@@ -236,7 +252,7 @@ def diff_color(delta: float, max_delta: float, negate: bool = False) -> str:
 def default_background(palette: str) -> str:
     if palette == "mem":
         return "green"
-    if palette in ("io", "wakeup"):
+    if palette in ("io", "wakeup", "chain"):
         return "blue"
     if palette in ("red", "green", "blue", "aqua", "yellow", "purple", "orange"):
         return "grey"
@@ -262,7 +278,8 @@ def parse_palette_map(data: bytes) -> PaletteMap:
         elif line.strip():
             bad += 1
     if bad:
-        log.warning("palette file: skipped %d lines that are not name->rgb(r,g,b)", bad)
+        message = "palette file: skipped %d lines that are not name->rgb(r,g,b)"
+        get_logger(LOGGER).warning(message, bad)
     return mapping
 
 

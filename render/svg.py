@@ -19,14 +19,15 @@ run as script. The JavaScript and CSS are this package's own assets.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import io
+import random
 import re
 from collections.abc import Callable
 from functools import cache
+from types import ModuleType
 from typing import TextIO
 
+from flamed.collapse import speedups
 from flamed.collapse.folded import Count, Folded
 from flamed.render.layout import (
     XPAD,
@@ -37,13 +38,15 @@ from flamed.render.layout import (
     layout_differential,
     layout_plain,
 )
-from flamed.render.options import RenderOptions
+from flamed.render.nameattr import FrameAttrs
+from flamed.render.options import RenderOptions, count_unit
 from flamed.render.palette import (
     DARK_SEPARATOR,
     GREY_SEPARATOR,
     PaletteMap,
     background,
     diff_color,
+    diffusion_color,
     frame_color,
     strip_annotation,
 )
@@ -51,10 +54,20 @@ from flamed.render.palette import (
 FRAME_PAD = 1  # pixels between rows
 BATCH = 1000  # frames per write: bounded memory for the text of huge graphs
 NO_SAMPLES = "No samples"
+# The texts --uicolor colours: title, details, zoom and search controls.
+UI_TEXTS = ", ".join(
+    f".flamegraph .fg-{name}"
+    for name in ("title", "details", "unzoom", "search", "ignorecase", "matched")
+)
 
 # XML 1.0 allows tab, newline, carriage return and these ranges; lone surrogates
 # (undecodable input bytes kept by surrogateescape) and other controls are not.
 NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+Look = tuple[str, str, "str | None", "tuple[str, str, str | None, str] | None"]
+"""What the C writer draws a name with: the name cleaned, escaped, its colour (None: by
+its delta) and its --nameattr extras: group classes, group attributes, title (None: the
+usual one) and the link's opening tag ("" for none)."""
 
 
 def _clean_char(match: re.Match[str]) -> str:
@@ -101,6 +114,9 @@ def script_text() -> str:
 @cache
 def script_hash() -> str:
     """``sha256-…`` of the graph's script, for a Content-Security-Policy that runs it alone."""
+    import base64  # here: start-up time counts in every `flamed flamegraph`
+    import hashlib
+
     digest = hashlib.sha256(script_text().encode("utf-8")).digest()
     return "sha256-" + base64.b64encode(digest).decode("ascii")
 
@@ -132,11 +148,12 @@ class SvgWriter:
         self.ypad3 = options.font_size * 2 if options.subtitle else 0
         rows = (layout.depth_max + 1) * options.frame_height
         self.height = rows + self.ypad1 + self.ypad2 + self.ypad3
-        self.color_of = self.pick_coloring()
+        self.color_of, self.per_name_colors = self.pick_coloring()
         self.names: dict[str | None, tuple[str, str]] = {}
         self.row_texts: dict[int, tuple[str, str]] = {}
         self.rect_height = options.frame_height - FRAME_PAD
         self.count_name = xml_text(options.count_name)
+        self.count_one = xml_text(count_unit(1, options.count_name))
         self.full = layout.time_max * options.factor
         self.sep = "\n  " if options.pretty_xml else ""
         self.end_sep = "\n" if options.pretty_xml else ""
@@ -148,10 +165,14 @@ class SvgWriter:
         out.write(self.header())
         out.write(self.controls())
         out.write('<g class="fg-frames">\n')
-        frames = self.layout.frames
-        for first in range(0, len(frames), BATCH):
-            batch = frames[first : first + BATCH]
-            out.write("".join([self.frame_element(frame) + "\n" for frame in batch]))
+        native = speedups.module(speedups.RENDER)
+        if native is not None and self.char_width > 0 and self.per_name_colors:
+            self.write_frames_native(native, out)
+        else:
+            frames = self.layout.frames
+            for first in range(0, len(frames), BATCH):
+                batch = frames[first : first + BATCH]
+                out.write("".join([self.frame_element(frame) + "\n" for frame in batch]))
         out.write("</g>\n")
         if self.options.javascript:
             out.write(f'<script type="text/ecmascript"><![CDATA[{script_text()}]]></script>\n')
@@ -170,10 +191,14 @@ class SvgWriter:
             "data-name-type": o.name_type,
             "data-search": o.search,
         }
+        if o.truncate != "right":
+            data["data-truncate"] = o.truncate
+        if o.fluid:
+            data["data-fluid"] = "1"
         attrs = " ".join(f'{key}="{xml_attr(value)}"' for key, value in data.items())
         notes = f"<!-- NOTES: {xml_comment(o.notes)} -->\n" if o.notes else ""
         return (
-            '<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n'
+            f'<?xml version="1.0" encoding="{o.encoding or "UTF-8"}" standalone="no"?>\n'
             f'<svg version="1.1" width="{width}" height="{height}" viewBox="0 0 {width} {height}"'
             f' xmlns="http://www.w3.org/2000/svg" class="flamegraph" {attrs}>\n'
             "<!-- Flame graph drawn by flamed; click a frame to zoom, Ctrl-F to search. -->\n"
@@ -183,7 +208,8 @@ class SvgWriter:
             "</linearGradient></defs>\n"
             f'<style type="text/css"><![CDATA[\n{asset("flamegraph.css")}{self.dynamic_css()}'
             "]]></style>\n"
-            f'<rect x="0" y="0" width="{width}" height="{height}" fill="url(#fg-background)"/>\n'
+            f'<rect class="fg-background" x="0" y="0" width="{width}" height="{height}"'
+            ' fill="url(#fg-background)"/>\n'
         )
 
     def dynamic_css(self) -> str:
@@ -192,6 +218,12 @@ class SvgWriter:
             f".flamegraph text {{ font-family: {o.font_type}; font-size: {fmt(o.font_size)}px; }}\n"
             f".flamegraph .fg-title {{ font-size: {fmt(o.font_size + 5)}px; }}\n"
             f".flamegraph .fg-f.fg-match > rect {{ fill: {o.search_color}; }}\n"
+            f"{UI_TEXTS} {{ fill: {o.ui_color}; }}\n"
+            + (
+                f".flamegraph .fg-f > rect {{ stroke: {o.stroke_color}; stroke-width: 1; }}\n"
+                if o.stroke_color != "none"
+                else ""
+            )
         )
 
     def controls(self) -> str:
@@ -224,18 +256,63 @@ class SvgWriter:
         x1_text, x2_text = f"{x1:.1f}", f"{x2:.1f}"
         rect_width = f"{float(x2_text) - float(x1_text):.1f}"
         clean_name, escaped = self.name_texts(frame)
-        label = fit_label(clean_name, x2 - x1, self.char_width)
+        label = fit_label(clean_name, x2 - x1, self.char_width, self.options.truncate)
         label = escaped if label is clean_name else xml_text(label)
         rect_y, text_y = self.rows(frame.depth)
         sep = self.sep
-        return (
-            f'<g class="fg-f" data-depth="{frame.depth}" data-start="{number(frame.start)}"'
-            f' data-width="{number(frame.width)}">'
-            f"{sep}<title>{self.title(frame, escaped)}</title>{sep}"
+        title = self.title(frame, escaped)
+        attrs = self.options.name_attrs.get(frame.name) if frame.depth else None
+        classes = group = ""
+        if attrs is not None:
+            classes, group = group_attrs(attrs, escaped)
+            title = title if attrs.title is None else xml_text(attrs.title)
+        element = (
+            f'<g class="fg-f{classes}" data-depth="{frame.depth}"'
+            f' data-start="{number(frame.start)}" data-width="{number(frame.width)}"{group}>'
+            f"{sep}<title>{title}</title>{sep}"
             f'<rect x="{x1_text}" y="{rect_y}" width="{rect_width}" height="{self.rect_height}"'
             f' fill="{self.color_of(frame)}" rx="2" ry="2"/>{sep}'
             f'<text x="{x1 + 3:.2f}" y="{text_y}">{label}</text>{self.end_sep}</g>'
         )
+        return element if attrs is None or not attrs.link else link(attrs, element)
+
+    def write_frames_native(self, native: ModuleType, out: TextIO) -> None:
+        """What the frame_element loop writes, written by the C speedups; what each
+        distinct name shows comes from ``look`` and each row's y from ``rows``."""
+        frames = self.layout.frames
+        looks: dict[str | None, Look] = {}
+        rows = [self.rows(depth) for depth in range(self.layout.depth_max + 1)]
+        o = self.options
+        numbers = (self.per_sample, self.char_width, o.factor, self.full, self.layout.max_delta)
+        flags = (o.negate, o.truncate == "left")
+        strings = (self.sep, self.end_sep, self.count_name, self.count_one, str(self.rect_height))
+        for first in range(0, len(frames), BATCH):
+            out.write(
+                native.frame_elements(
+                    frames,
+                    first,
+                    first + BATCH,
+                    looks,
+                    self.look,
+                    rows,
+                    (*numbers, *flags),
+                    strings,
+                )
+            )
+
+    def look(self, frame: Frame) -> Look:
+        """A frame's name cleaned and escaped, its colour (None: by its delta) and its
+        --nameattr extras (None: none): what frame_element makes of them, written out."""
+        clean_name, escaped = self.name_texts(frame)
+        by_delta = self.layout.differential and not separator_color(frame.name)
+        color = None if by_delta else self.color_of(frame)
+        attrs = self.options.name_attrs.get(frame.name) if frame.depth else None
+        if attrs is None:
+            return clean_name, escaped, color, None
+        classes, group = group_attrs(attrs, escaped)
+        title = None if attrs.title is None else xml_text(attrs.title)
+        opening = link_tag(attrs) if attrs.link else ""
+        return clean_name, escaped, color, (classes, group, title, opening)
 
     def name_texts(self, frame: Frame) -> tuple[str, str]:
         """The frame's display name, cleaned and escaped (cached: names repeat)."""
@@ -261,7 +338,7 @@ class SvgWriter:
     def title(self, frame: Frame, escaped_name: str) -> str:
         """``NAME (N samples, P%)``, with ``; +D%`` in a differential graph; escaped."""
         samples = round(frame.width * self.options.factor)
-        counted = f"{samples:,} {self.count_name}"
+        counted = f"{samples:,} {self.count_one if samples == 1 else self.count_name}"
         if not frame.depth:
             return f"all ({counted}, 100%)"
         full = self.full
@@ -276,10 +353,24 @@ class SvgWriter:
 
     # Colours.
 
-    def pick_coloring(self) -> Callable[[Frame], str]:
+    def pick_coloring(self) -> tuple[Callable[[Frame], str], bool]:
+        """How frames are coloured, and whether a frame's colour follows from its name
+        (and its delta): not by width (--colordiffusion) nor at random per frame."""
+        if self.options.color_diffusion:
+            return self.diffusion_coloring, False
         if self.layout.differential:
-            return self.diff_coloring
-        return self.name_coloring
+            return self.diff_coloring, True
+        if self.options.random and self.palette_map is None:
+            return self.random_coloring, False
+        return self.name_coloring, True
+
+    def diffusion_coloring(self, frame: Frame) -> str:
+        share = frame.width / self.layout.time_max if self.layout.time_max else 0.0
+        return separator_color(frame.name) or diffusion_color(share)
+
+    def random_coloring(self, frame: Frame) -> str:
+        name = frame.name
+        return separator_color(name) or frame_color(name, self.options.colors, values=shuffled())
 
     def diff_coloring(self, frame: Frame) -> str:
         special = separator_color(frame.name)
@@ -299,10 +390,16 @@ class SvgWriter:
         mapping = self.palette_map
         if mapping is not None and name in mapping:
             return xml_attr(mapping[name])
-        color = frame_color(name, self.options.colors, self.options.hash)
+        values = shuffled() if self.options.random else None
+        color = frame_color(name, self.options.colors, self.options.hash, values)
         if mapping is not None:
             mapping[name] = color
         return color
+
+
+def shuffled() -> tuple[float, float, float]:
+    """Three random numbers in [0, 1): a colour for ``--random``."""
+    return random.random(), random.random(), random.random()
 
 
 def separator_color(name: str) -> str:
@@ -313,14 +410,42 @@ def separator_color(name: str) -> str:
     return ""
 
 
-def fit_label(name: str, pixels: float, char_width: float) -> str:
-    """The label that fits ``pixels``: the name, cut with ``..`` when too long, or nothing."""
+def fit_label(name: str, pixels: float, char_width: float, truncate: str = "right") -> str:
+    """The label that fits ``pixels``: the name, cut with ``..`` at the ``truncate`` end
+    when too long, or nothing."""
     chars = int(pixels / char_width)
     if chars < 3:
         return ""
     if chars < len(name):
-        return name[: chars - 2] + ".."
+        return name[: chars - 2] + ".." if truncate == "right" else ".." + name[2 - chars :]
     return name
+
+
+def attributes(pairs: tuple[tuple[str, str], ...]) -> str:
+    return "".join(f' {name}="{xml_attr(value)}"' for name, value in pairs)
+
+
+# Attributes flamed's frame groups carry themselves: --nameattr may not set them.
+OWN_ATTRIBUTES = ("class", "data-depth", "data-start", "data-width", "data-name")
+
+
+def group_attrs(attrs: FrameAttrs, escaped_name: str) -> tuple[str, str]:
+    """A frame group's --nameattr classes (after flamed's ``fg-f``) and attributes, the
+    first being ``data-name``: the frame's name, for the script, since a custom title
+    no longer starts with it."""
+    classes = "".join(f" {xml_attr(value)}" for name, value in attrs.group if name == "class")
+    others = tuple((name, value) for name, value in attrs.group if name not in OWN_ATTRIBUTES)
+    return classes, f' data-name="{escaped_name}"' + attributes(others)
+
+
+def link(attrs: FrameAttrs, element: str) -> str:
+    """The frame inside a --nameattr link."""
+    return f"{link_tag(attrs)}{element}</a>"
+
+
+def link_tag(attrs: FrameAttrs) -> str:
+    """The opening tag of a --nameattr link."""
+    return f"<a{attributes(attrs.link)}>"
 
 
 def fmt(value: float) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,24 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 CONFORMANCE = ROOT.parent / "shared" / "conformance"
 DATA = Path(__file__).resolve().parent / "data"
+
+
+def native_paths() -> list[object]:
+    """Both ways through a collapser: pure Python, and the C speedups where built.
+
+    In CI the C speedups must be there: a missing compiler would otherwise turn every
+    comparison of the two paths into a silent skip."""
+    from flamed.collapse import speedups
+
+    built = speedups.built() is not None or bool(os.environ.get("CI"))
+    reason = "the C speedups were not built (no C compiler or Python headers at install)"
+    return [
+        pytest.param(False, id="python"),
+        pytest.param(True, id="c", marks=() if built else pytest.mark.skip(reason)),
+    ]
+
+
+NATIVE_PATHS = native_paths()
 
 
 def conformance_dir(kind: str) -> Path:

@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flamed.daemon.config import format_duration, load_config
+    from flamed.daemon.config import load_config
+    from flamed.daemon.timerange import format_duration
 
     config = load_config(args.file)
     names = ", ".join(spec.name for spec in config.targets)

@@ -8,16 +8,31 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 from collections.abc import Callable
 
 from flamed.collapse.common import Collapser
-from flamed.daemon.cli import HelpFormatter
-from flamed.daemon.commands.common import collapse_path, write_stdout
+from flamed.collapse.errors import InputError
+from flamed.collapse.folded import Folded
+from flamed.daemon.commands.common import (
+    collapse_file,
+    nothing_found,
+    plain_file_size,
+    read_whole,
+    write_stdout,
+)
+from flamed.daemon.commands.helpformat import HelpFormatter, add_log_flags
 
 NAME = "collapse"
+# Plain perf script files this large are folded on several cores; measured in
+# tests/bench/bench_perf.py (-n 1 against the default).
+PERF_SPLIT_BYTES = 8 << 20
+SPLIT_MAX_BYTES = 2 << 30
 # Collapsers warn through WarnOnce only, which imports logging at the first warning.
 LAZY_LOGGING = True
-HELP = "fold profiler output (perf script, DTrace) into folded stacks"
+# One conversion, then the process ends: skip freeing its many objects one by one.
+FAST_EXIT = True
+HELP = "fold profiler output (perf script, DTrace, and more) into folded stacks"
 DESCRIPTION = """\
 Fold profiler output into folded stacks: one `frame;frame;frame COUNT` line per
 distinct stack, root first, sorted bytewise. Reads FILE (gzip-compressed too) or
@@ -35,11 +50,20 @@ class Format:
         description: str,
         add_arguments: Callable[[argparse.ArgumentParser], None],
         make_collapser: Callable[[argparse.Namespace], Collapser],
+        records: str,
+        expected: str,
+        split_bytes: int = 0,
     ) -> None:
         self.help = help
         self.description = description
         self.add_arguments = add_arguments
         self.make_collapser = make_collapser
+        self.records = records
+        """What the input holds, for "no RECORDS in FILE" when nothing was recognised."""
+        self.expected = expected
+        """What input the format takes, for that message."""
+        self.split_bytes = split_bytes
+        """Plain files this large are folded on several cores (0: never)."""
 
 
 def add_perf_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,11 +93,22 @@ def add_perf_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="input is `perf script -F+srcline`: append each frame's source line",
     )
+    add(
+        "--inline",
+        action="store_true",
+        help="show inlined functions, through addr2line (input of `perf script --no-inline`)",
+    )
+    add("--context", action="store_true", help="with --inline: add each frame's file:line")
 
 
 def make_perf_collapser(args: argparse.Namespace) -> Collapser:
     from flamed.collapse.perf import PerfCollapser, PerfOptions
 
+    tools = None
+    if args.inline:
+        from flamed.collector.binutils import Binutils
+
+        tools = Binutils()
     return PerfCollapser(
         PerfOptions(
             include_pid=args.pid,
@@ -84,7 +119,10 @@ def make_perf_collapser(args: argparse.Namespace) -> Collapser:
             event_filter=args.event_filter,
             skip_after=tuple(args.skip_after),
             srcline=args.srcline,
-        )
+            inline=args.inline,
+            context=args.context,
+        ),
+        tools,
     )
 
 
@@ -102,8 +140,104 @@ def make_dtrace_collapser(args: argparse.Namespace) -> Collapser:
     return DTraceCollapser(DTraceOptions(include_offset=args.includeoffset))
 
 
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-n",
+        "--nthreads",
+        type=positive_int,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="fold a large file on up to N cores (default: all of them; inferno's option)",
+    )
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return value
+
+
 def add_no_arguments(parser: argparse.ArgumentParser) -> None:
     del parser
+
+
+def add_no_modules(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-modules", action="store_true", help="function names alone, without their module"
+    )
+
+
+def add_ghcprof_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group()
+    add = source.add_argument
+    add(
+        "--time",
+        dest="source",
+        action="store_const",
+        const="time",
+        help="count individual %%time, in tenths of a percent (the default)",
+    )
+    add(
+        "--ticks",
+        dest="source",
+        action="store_const",
+        const="ticks",
+        help="count the ticks column (+RTS -P)",
+    )
+    add(
+        "--bytes",
+        dest="source",
+        action="store_const",
+        const="bytes",
+        help="count the bytes column (+RTS -P)",
+    )
+    parser.set_defaults(source="time")
+
+
+def make_recursive_collapser(args: argparse.Namespace) -> Collapser:
+    from flamed.collapse.recursive import RecursiveCollapser
+
+    return RecursiveCollapser()
+
+
+def make_sample_collapser(args: argparse.Namespace) -> Collapser:
+    from flamed.collapse.sample import SampleCollapser, SampleOptions
+
+    return SampleCollapser(SampleOptions(modules=not args.no_modules))
+
+
+def make_xctrace_collapser(args: argparse.Namespace) -> Collapser:
+    from flamed.collapse.xctrace import XctraceCollapser
+
+    return XctraceCollapser()
+
+
+def make_vtune_collapser(args: argparse.Namespace) -> Collapser:
+    from flamed.collapse.vtune import VTuneCollapser, VTuneOptions
+
+    return VTuneCollapser(VTuneOptions(modules=not args.no_modules))
+
+
+def make_vsprof_collapser(args: argparse.Namespace) -> Collapser:
+    from flamed.collapse.vsprof import VsprofCollapser
+
+    return VsprofCollapser()
+
+
+def make_ghcprof_collapser(args: argparse.Namespace) -> Collapser:
+    from flamed.collapse.ghcprof import GhcProfCollapser, GhcProfOptions
+
+    return GhcProfCollapser(GhcProfOptions(source=args.source))
+
+
+def make_bpftrace_collapser(args: argparse.Namespace) -> Collapser:
+    from flamed.collapse.bpftrace import BpftraceCollapser
+
+    return BpftraceCollapser()
 
 
 def make_guess_collapser(args: argparse.Namespace) -> Collapser:
@@ -118,6 +252,9 @@ FORMATS: dict[str, Format] = {
         description="Fold `perf script` output; same options and output as stackcollapse-perf.pl.",
         add_arguments=add_perf_arguments,
         make_collapser=make_perf_collapser,
+        records="perf script records",
+        expected="`perf script` output",
+        split_bytes=PERF_SPLIT_BYTES,
     ),
     "dtrace": Format(
         help="DTrace stack()/ustack() aggregation output (stackcollapse.pl)",
@@ -126,24 +263,112 @@ FORMATS: dict[str, Format] = {
         "after another (printa in a tick probe) are added up; each dump's header is skipped.",
         add_arguments=add_dtrace_arguments,
         make_collapser=make_dtrace_collapser,
+        records="DTrace stacks",
+        expected="the output of a DTrace aggregation on stack() or ustack()",
+    ),
+    "recursive": Format(
+        help="merge direct recursion in folded stacks (stackcollapse-recursive.pl)",
+        description="Read folded stacks and keep one frame of each run of a frame calling "
+        "itself (main;fib;fib;fib;add -> main;fib;add), adding up the stacks that meet; "
+        "same output as stackcollapse-recursive.pl.",
+        add_arguments=add_no_arguments,
+        make_collapser=make_recursive_collapser,
+        records="folded stacks",
+        expected="`stack count` lines",
+    ),
+    "sample": Format(
+        help="macOS `sample` reports (stackcollapse-sample.awk)",
+        description="Fold the call graph of a macOS `sample PID -file FILE` report: each "
+        "node counts its samples less its callees'; frames are library`function. Threads "
+        "waiting in mach_msg_trap, __psynch_cvwait and the like are left out. Same output "
+        "as stackcollapse-sample.awk.",
+        add_arguments=add_no_modules,
+        make_collapser=make_sample_collapser,
+        records="sample call graph",
+        expected="a macOS `sample` report",
+    ),
+    "xctrace": Format(
+        help="Instruments `xctrace export` XML (inferno-collapse-xctrace)",
+        description="Fold a Time Profiler table exported by `xctrace export --xpath "
+        "'/trace-toc/run[1]/data/table[@schema=\"time-profile\"]'`: one sample per row. "
+        "Same output as inferno-collapse-xctrace.",
+        add_arguments=add_no_arguments,
+        make_collapser=make_xctrace_collapser,
+        records="xctrace samples",
+        expected="`xctrace export` Time Profiler XML",
+    ),
+    "vtune": Format(
+        help="Intel VTune top-down CSV (inferno-collapse-vtune)",
+        description="Fold a VTune top-down report exported as CSV with the columns "
+        '"CPU Time:Self","Module" (-report top-down -call-stack-mode all -format csv '
+        "-csv-delimiter comma): each function's own CPU time in milliseconds. Same output "
+        "as inferno-collapse-vtune.",
+        add_arguments=add_no_modules,
+        make_collapser=make_vtune_collapser,
+        records="VTune rows",
+        expected="a VTune top-down CSV report",
+    ),
+    "vsprof": Format(
+        help="Visual Studio profiler call-tree CSV (stackcollapse-vsprof.pl)",
+        description="Fold a call tree exported as CSV from the Visual Studio profiler: a "
+        "sampling export (Inclusive Samples) as stackcollapse-vsprof.pl folds it, an "
+        "instrumentation export (Number of Calls) as inferno-collapse-vsprof does.",
+        add_arguments=add_no_arguments,
+        make_collapser=make_vsprof_collapser,
+        records="call-tree rows",
+        expected="a Visual Studio profiler call-tree CSV",
+    ),
+    "ghcprof": Format(
+        help="GHC profiling reports, .prof (inferno-collapse-ghcprof)",
+        description="Fold the call tree of a GHC `+RTS -p` report: each cost centre's "
+        "individual cost, as %time in tenths of a percent (--time, the default), ticks or "
+        "bytes (--ticks, --bytes: the report needs +RTS -P). Same output as "
+        "inferno-collapse-ghcprof.",
+        add_arguments=add_ghcprof_arguments,
+        make_collapser=make_ghcprof_collapser,
+        records="GHC cost centres",
+        expected="a GHC .prof report",
+    ),
+    "bpftrace": Format(
+        help="bpftrace stack maps, @[kstack, ustack, comm] (stackcollapse-bpftrace.pl)",
+        description="Fold the maps bpftrace prints on exit, keyed on stacks and a name "
+        "(`@[kstack, ustack, comm] = count();`, `@[kstack] = count();`): comm, user stack, "
+        "kernel stack, root first. Same output as stackcollapse-bpftrace.pl.",
+        add_arguments=add_no_arguments,
+        make_collapser=make_bpftrace_collapser,
+        records="bpftrace stacks",
+        expected="bpftrace stack maps (@[kstack, ustack, comm] = count())",
     ),
     "guess": Format(
-        help="tell the format (perf script, DTrace, folded) from the first lines",
+        help="tell the format from the first lines (every format above but recursive)",
         description="Detect the input format from its first lines (perf script, DTrace "
-        "aggregation, folded stacks) and fold it with that format's defaults.",
+        "aggregation, sample, xctrace, VTune, Visual Studio, GHC, bpftrace, folded stacks) "
+        "and fold it with that format's defaults.",
         add_arguments=add_no_arguments,
         make_collapser=make_guess_collapser,
+        records="profile",
+        expected="output of one of the formats in `flamed collapse --help`",
     ),
 }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from flamed.collapse.speedups import COLLAPSE, describe
+
+    epilog = f"collapsers: {describe((COLLAPSE,))}"
     formats = parser.add_subparsers(dest="format", metavar="FORMAT", required=True)
     for name, fmt in FORMATS.items():
         sub = formats.add_parser(
-            name, help=fmt.help, description=fmt.description, formatter_class=HelpFormatter
+            name,
+            help=fmt.help,
+            description=fmt.description,
+            formatter_class=HelpFormatter,
+            epilog=epilog,
         )
         fmt.add_arguments(sub)
+        if name in ("perf", "dtrace"):
+            add_threads_argument(sub)
+        add_log_flags(sub)
         sub.add_argument(
             "file", nargs="?", default="-", metavar="FILE", help="input (default: stdin)"
         )
@@ -153,7 +378,24 @@ def run(args: argparse.Namespace) -> int:
     # One collapse, then the process ends: the cyclic garbage collector's passes over
     # the many short-lived tuples of a large input cost ~10% and would free nothing.
     gc.disable()
-    collapser = FORMATS[args.format].make_collapser(args)
-    folded = collapse_path(collapser, args.file)
+    fmt = FORMATS[args.format]
+    collapser = fmt.make_collapser(args)
+    folded = collapse_path(collapser, args.file, fmt.split_bytes, getattr(args, "nthreads", 1))
+    if not folded:
+        reason = getattr(collapser, "empty_reason", lambda: None)()
+        raise InputError(reason) if reason else nothing_found(args.file, fmt.records, fmt.expected)
     write_stdout(folded.to_bytes())
     return 0
+
+
+def collapse_path(collapser: Collapser, path: str, split_bytes: int, threads: int) -> Folded:
+    """Fold FILE; a large plain file on several cores where that pays: for the pure-Python
+    perf collapser, not for the C one (forking and sending the stacks back cost more
+    than the C loop saves; see tests/bench/bench_perf.py)."""
+    native = getattr(collapser, "native", False)
+    size = plain_file_size(path) if split_bytes and threads > 1 and not native else None
+    if size is None or not split_bytes <= size <= SPLIT_MAX_BYTES:
+        return collapse_file(collapser, path)
+    from flamed.collapse.parallel import fold_in_parts
+
+    return fold_in_parts(collapser, read_whole(path), min(threads, os.cpu_count() or 1))

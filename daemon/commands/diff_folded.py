@@ -13,7 +13,8 @@ DESCRIPTION = """\
 Print every stack of either folded file with its count in each: `stack COUNT1
 COUNT2`, 0 where a file lacks the stack, sorted bytewise. Pipe it into
 `flamed flamegraph` for a differential flame graph (widths from FILE2, colours
-from the change). Fractional counts are kept. Same output as difffolded.pl.
+from the change). Fractional counts are kept, printed with 15 significant digits
+as Perl prints them. Same output as difffolded.pl.
 """
 
 

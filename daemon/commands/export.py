@@ -1,23 +1,32 @@
-"""``flamed export pprof [options] [FILE|-]``: folded stacks to other profilers' formats."""
+"""``flamed export pprof|speedscope [options] [FILE|-]``: folded stacks to other profilers'
+formats."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from flamed.collapse.errors import UsageError
 from flamed.collapse.folded import FoldedCollapser
-from flamed.daemon.commands.common import collapse_file, write_atomic, write_stdout
+from flamed.daemon.commands.common import (
+    collapse_file,
+    nothing_found,
+    write_atomic,
+    write_stdout,
+)
 
 NAME = "export"
-HELP = "convert folded stacks to another profiler's format (pprof)"
+HELP = "convert folded stacks to another profiler's format (pprof, speedscope)"
 DESCRIPTION = """\
 Convert folded stacks to a format other profiling tools read. `flamed export
 pprof` writes a gzip-compressed pprof profile, the format of `go tool pprof`,
-Grafana Pyroscope and Parca:
+Grafana Pyroscope and Parca; `flamed export speedscope` writes the JSON file
+speedscope opens:
 
     flamed export pprof --frequency 99 profile.folded > profile.pb.gz
     go tool pprof -http=: profile.pb.gz
+    flamed export speedscope profile.folded > profile.speedscope.json
 """
 
 PPROF_DESCRIPTION = """\
@@ -25,6 +34,12 @@ Write FILE's folded stacks (or stdin's; gzip-compressed input too) as a
 gzip-compressed pprof profile: sample types samples/count and cpu/nanoseconds,
 one sample per stack with values [count, count * 1e9/HZ]. Fractional counts
 are rounded. The output is binary: redirect it or give -o.
+"""
+
+SPEEDSCOPE_DESCRIPTION = """\
+Write FILE's folded stacks (or stdin's; gzip-compressed input too) as a
+speedscope file: one sampled profile, each stack one sample weighted by its
+count. Open it at speedscope's page or with `speedscope FILE`.
 """
 
 
@@ -51,6 +66,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add("-o", "--output", metavar="OUT", help="write to OUT (atomically) instead of stdout")
     add("file", nargs="?", default="-", metavar="FILE", help="folded stacks (default: stdin)")
+    add_speedscope_arguments(
+        formats.add_parser("speedscope", help="speedscope JSON", description=SPEEDSCOPE_DESCRIPTION)
+    )
+
+
+def add_speedscope_arguments(sub: argparse.ArgumentParser) -> None:
+    add = sub.add_argument
+    add("--name", metavar="NAME", help="the profile's name in speedscope (default: FILE's name)")
+    add("-o", "--output", metavar="OUT", help="write to OUT (atomically) instead of stdout")
+    add("file", nargs="?", default="-", metavar="FILE", help="folded stacks (default: stdin)")
 
 
 def parse_labels(items: list[str]) -> dict[str, str]:
@@ -75,6 +100,8 @@ def check_times(args: argparse.Namespace) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.format == "speedscope":
+        return run_speedscope(args)
     from flamed.render.pprof import encode_pprof
 
     labels = parse_labels(args.label)
@@ -82,9 +109,25 @@ def run(args: argparse.Namespace) -> int:
     if args.output is None and sys.stdout.isatty():
         raise UsageError("pprof output is binary: redirect stdout to a file or give -o OUT")
     folded = collapse_file(FoldedCollapser(), args.file)
+    if not folded:
+        raise nothing_found(args.file, "folded stacks", "`stack count` lines")
     data = encode_pprof(
         folded, frequency=args.frequency, start_ns=start, duration_ns=duration, labels=labels
     )
+    if args.output is not None:
+        write_atomic(args.output, data)
+    else:
+        write_stdout(data)
+    return 0
+
+
+def run_speedscope(args: argparse.Namespace) -> int:
+    from flamed.daemon.version import version
+    from flamed.render.speedscope import speedscope_json
+
+    folded = collapse_file(FoldedCollapser(), args.file)
+    name = args.name or ("stdin" if args.file == "-" else os.path.basename(args.file))
+    data = speedscope_json(folded, name, exporter=f"flamed {version()}")
     if args.output is not None:
         write_atomic(args.output, data)
     else:

@@ -10,19 +10,20 @@ graph. The SVG goes to stdout; with no samples it still is a valid SVG (saying
 from __future__ import annotations
 
 import argparse
+import gc
 import io
-import logging
 import os
-import re
 import sys
 from typing import TYPE_CHECKING
 
 from flamed.collapse.common import WarnOnce
 from flamed.collapse.errors import UsageError
-from flamed.collapse.folded import Count, decode
-from flamed.daemon.commands.common import iter_chunks, write_atomic
+from flamed.collapse.folded import Count, FoldedCollapser, parse_line
+from flamed.daemon.commands.common import EXIT_NO_SAMPLES, iter_chunks, write_atomic
+from flamed.daemon.commands.helpformat import add_log_flags
 
 if TYPE_CHECKING:
+    from flamed.render.nameattr import FrameAttrs
     from flamed.render.options import RenderOptions
 
 NAME = "flamegraph"
@@ -38,10 +39,10 @@ same frames. Exit status 2, and an SVG saying "No samples", when there is
 nothing to draw.
 """
 
-log = logging.getLogger("flamed.render")
-# flamegraph.pl's line: anything, one whitespace character, a non-negative number.
-LINE_RE = re.compile(r"(.*)\s(\d+(?:\.\d*)?)", re.DOTALL)
-EXIT_NO_SAMPLES = 2
+# Warnings go through WarnOnce only, which imports logging at the first warning.
+LAZY_LOGGING = True
+# One conversion, then the process ends: skip freeing its many objects one by one.
+FAST_EXIT = True
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,7 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("files", nargs="*", metavar="FILE", help="folded stacks (default: stdin)")
     add("--title", default="", help='heading (default "Flame Graph", "Icicle Graph" inverted)')
     add("--subtitle", default="", help="second heading line")
-    add("--width", type=int, default=1200, help="image width in pixels (default 1200)")
+    add(
+        "--width",
+        type=int,
+        default=None,
+        help="image width in pixels (default: 1200 wide as it opens, then the width of "
+        "the window or page showing it)",
+    )
     add("--height", type=int, default=16, help="height of one frame in pixels (default 16)")
     add(
         "--minwidth",
@@ -65,6 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--nametype", default="Function:", help='label of the details line (default "Function:")')
     add("--notes", default="", help="text to embed in an XML comment")
     add(
+        "-c",
         "--colors",
         "--colours",
         default="hot",
@@ -74,7 +82,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add("--bgcolors", default="", help="background: yellow, blue, green, grey or #rrggbb")
     add("--hash", action="store_true", help="colour by flamegraph.pl's weighted name hash")
-    add("--deterministic", action="store_true", help="same colour per name in every run (always)")
+    add("--random", action="store_true", help="a random colour for every frame (flamegraph.pl)")
+    add(
+        "--colordiffusion",
+        action="store_true",
+        help="colour by width, redder for wider frames (inferno)",
+    )
+    add(
+        "--deterministic", action="store_true", help="same colour per name in every run (always so)"
+    )
     add("--cp", action="store_true", help="use and extend a consistent palette file")
     add(
         "--palette-file",
@@ -83,7 +99,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="palette file for --cp (default palette.map; implies --cp when given)",
     )
     add("--reverse", action="store_true", help="reverse the stacks (leaf first) before merging")
-    add("--inverted", action="store_true", help="icicle graph: root at the top")
+    add("-i", "--inverted", action="store_true", help="icicle graph: root at the top")
     add("--flamechart", action="store_true", help="flame chart: keep input order, do not sort")
     add("--negate", action="store_true", help="swap differential hues (blue grew, red shrank)")
     add("--factor", type=float, default=1.0, help="multiply the displayed counts by this")
@@ -99,6 +115,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--search", default="", metavar="REGEX", help="highlight frames matching REGEX on open")
     add("--no-javascript", action="store_true", help="a static SVG without the script")
     add("--pretty-xml", action="store_true", help="indent the frames' elements")
+    add_log_flags(parser)
+    add("--no-sort", action="store_true", help="input is sorted already: merge it in order")
+    add("--uicolor", default="#000000", metavar="#RRGGBB", help="colour of the title and controls")
+    add("--stroke-color", default="none", help="outline every frame in this colour (default none)")
+    add(
+        "--truncate-text-right",
+        dest="truncate",
+        action="store_const",
+        const="right",
+        default="right",
+        help="cut labels that do not fit on the right, with .. (the default, as flamegraph.pl)",
+    )
+    add(
+        "--truncate-text-left",
+        dest="truncate",
+        action="store_const",
+        const="left",
+        help="cut them on the left instead (inferno's default)",
+    )
+    add("--encoding", default="", help="character encoding of the input and the SVG (UTF-8)")
+    add(
+        "--nameattr",
+        metavar="FILE",
+        help="per function: extra attributes of its frames (function TAB name=value TAB ...)",
+    )
 
 
 def make_options(args: argparse.Namespace) -> RenderOptions:
@@ -108,7 +149,8 @@ def make_options(args: argparse.Namespace) -> RenderOptions:
     return RenderOptions(
         title=args.title,
         subtitle=args.subtitle,
-        width=args.width,
+        width=1200 if args.width is None else args.width,
+        fluid=args.width is None,
         frame_height=args.height,
         minwidth=minwidth,
         minwidth_percent=percent,
@@ -133,78 +175,44 @@ def make_options(args: argparse.Namespace) -> RenderOptions:
         search=args.search,
         javascript=not args.no_javascript,
         pretty_xml=args.pretty_xml,
+        random=args.random,
+        color_diffusion=args.colordiffusion,
+        no_sort=args.no_sort,
+        ui_color=args.uicolor,
+        stroke_color=args.stroke_color,
+        truncate=args.truncate,
+        encoding=args.encoding,
+        name_attrs=load_nameattr(args.nameattr) if args.nameattr else {},
     )
 
 
-class LineReader:
-    """Folded text lines, parsed as flamegraph.pl parses them, fed in chunks.
+def load_nameattr(path: str) -> dict[str, FrameAttrs]:
+    from flamed.render.nameattr import parse_nameattr
 
-    The count is the number after the last whitespace character; everything
-    before that character is the stack, trailing spaces included (a frame named
-    " " is a frame, as flamegraph.pl draws it; ``parse_line`` would strip it).
-    With ``merge`` repeated stacks are summed, else lines keep their order.
-    """
-
-    def __init__(self, merge: bool) -> None:
-        self.merge = merge
-        self.counts: dict[str, Count] = {}
-        self.ordered: list[tuple[str, Count]] = []
-        self.warn = WarnOnce(log)
-        self.pending = b""
-
-    def feed(self, data: bytes) -> None:
-        buffer = self.pending + data
-        end = buffer.rfind(b"\n")
-        if end < 0:
-            self.pending = buffer
-            return
-        self.pending = buffer[end + 1 :]
-        self.read(decode(buffer[:end]))
-
-    def finish(self) -> list[tuple[str, Count]]:
-        self.read(decode(self.pending))
-        self.pending = b""
-        return list(self.counts.items()) if self.merge else self.ordered
-
-    def read(self, text: str) -> None:
-        counts = self.counts
-        match = LINE_RE.fullmatch
-        for line in text.split("\n"):
-            found = match(line.rstrip("\r"))
-            if found is None:
-                if line.strip():
-                    self.warn("folded line without a count", line)
-                continue
-            stack, count = found.group(1), to_count(found.group(2))
-            if self.merge:
-                counts[stack] = counts.get(stack, 0) + count
-            else:
-                self.ordered.append((stack, count))
+    return parse_nameattr(b"".join(iter_chunks(path)))
 
 
-def to_count(text: str) -> Count:
-    return float(text) if "." in text else int(text)
-
-
-def read_inputs(paths: list[str], merge: bool) -> list[tuple[str, Count]]:
-    """All inputs: merged into one profile, or every line in order (a flame chart)."""
-    reader = LineReader(merge)
+def read_inputs(paths: list[str], merge: bool, encoding: str = "") -> list[tuple[str, Count]]:
+    """All inputs: merged into one profile, or every line in order (a flame chart);
+    decoded from ``encoding`` (--encoding), UTF-8 if empty."""
+    reader = FoldedCollapser(keep_order=not merge, encoding=encoding)
+    reader.warn = WarnOnce("flamed.render")
     for path in paths:
         for chunk in iter_chunks(path):
             reader.feed(chunk)
         reader.feed(b"\n")
-    return reader.finish()
+    profile = reader.finish()
+    return list(profile.items()) if reader.in_order is None else reader.in_order
 
 
 def split_differential(items: list[tuple[str, Count]]) -> list[tuple[str, Count, Count]] | None:
     """``stack BEFORE AFTER`` lines as triples, if every line has two counts; else None."""
     triples: list[tuple[str, Count, Count]] = []
-    match = LINE_RE.fullmatch
     for stack, after in items:
-        found = match(stack)
+        found = parse_line(stack)
         if found is None:
             return None
-        triples.append((found.group(1), to_count(found.group(2)), after))
+        triples.append((found[0], found[1], after))
     return triples or None
 
 
@@ -221,16 +229,25 @@ def run(args: argparse.Namespace) -> int:
     from flamed.render.palette import format_palette_map
     from flamed.render.svg import write_svg
 
+    # One graph, then the process ends: the cyclic garbage collector's passes over the
+    # many frames (tuples) of a large graph cost time and would free nothing.
+    gc.disable()
     options = make_options(args)
     paths = args.files or ["-"]
     if paths.count("-") > 1:
         raise UsageError("stdin (-) can be read only once")
-    items = read_inputs(paths, merge=not options.flamechart)
+    in_order = options.flamechart or (options.no_sort and not options.reverse)
+    items = read_inputs(paths, merge=not in_order, encoding=options.encoding)
     triples = split_differential(items)
     layout = layout_differential(triples, options) if triples else layout_plain(items, options)
     use_palette = args.cp or args.palette_file != "palette.map"
     palette = load_palette(args.palette_file) if use_palette else None
-    out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="\n")
+    out = io.TextIOWrapper(
+        sys.stdout.buffer,
+        encoding=options.encoding or "utf-8",
+        errors="xmlcharrefreplace",  # characters the chosen encoding lacks
+        newline="\n",
+    )
     try:
         write_svg(layout, options, out, palette)
         out.flush()

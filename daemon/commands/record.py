@@ -2,27 +2,31 @@
 
 It runs the daemon's own session code for one target, for ``-d`` seconds or
 until Ctrl-C (which stops early and still writes the output), merges the
-chunks and writes them: ``.svg`` through the renderer, anything else (``.folded``,
-``-`` for stdout) as folded text.
+chunks and writes them: ``.svg`` through the renderer, ``.folded``, ``.txt`` or ``-``
+(stdout) as folded text; any other extension is refused before recording. With no
+sample at all it still writes the output and exits 2, saying so.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 
 from flamed.collapse.errors import InputError, ProfilerError, UsageError
 from flamed.collapse.folded import Folded
 from flamed.collector.base import Chunk, TargetSpec
-from flamed.daemon.commands.common import write_atomic, write_stdout
+from flamed.daemon.commands.common import EXIT_NO_SAMPLES, write_atomic, write_stdout
 
 NAME = "record"
 HELP = "profile a process, a service or the whole machine once and write a flame graph"
 DESCRIPTION = """\
 Profile one target with perf (Linux) or DTrace (macOS) for -d SECONDS or until
 Ctrl-C (with -p, also until those processes have exited), then write the
-profile: OUT.svg is an interactive flame graph, OUT.folded (or - for stdout, the
-default) folded stacks. The target is one of: -p PID[,PID...], --process REGEX
+profile: OUT.svg is an interactive flame graph, OUT.folded or OUT.txt (or - for
+stdout, the default) folded stacks. With no sample at all the exit status is 2.
+The target is one of: -p PID[,PID...], --process REGEX
 (command name), --cmdline REGEX (full command line), --unit UNIT (a systemd
 unit's cgroup), -a (the whole machine). A process target that restarts is
 followed. Needs root, CAP_PERFMON, or a low kernel.perf_event_paranoid.
@@ -40,10 +44,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("-F", "--frequency", type=int, default=99, metavar="HZ", help="samples per second (99)")
     add("-d", "--duration", type=float, metavar="SECONDS", help="stop after this long (Ctrl-C)")
     add("--call-graph", choices=("fp", "dwarf", "lbr"), default="fp", help="stack walking (fp)")
-    add("-o", "--output", default="-", metavar="OUT", help="OUT.svg, OUT.folded or - (stdout)")
+    add(
+        "-o",
+        "--output",
+        default="-",
+        metavar="OUT",
+        help="OUT.svg, OUT.folded, OUT.txt or - (stdout)",
+    )
     add("--backend", choices=("auto", "perf", "dtrace"), default="auto", help="sampler (auto)")
     add("--perf", metavar="PATH", help="the perf binary (default: perf on PATH)")
     add("--dtrace", metavar="PATH", help="the dtrace binary (default: dtrace on PATH)")
+
+
+OUTPUTS = {".svg": "svg", ".folded": "folded", ".txt": "folded"}
+"""What each ``-o`` extension writes (any case); ``-`` writes folded text to stdout."""
+
+
+def output_kind(path: str) -> str:
+    if path == "-":
+        return "folded"
+    kind = OUTPUTS.get(os.path.splitext(path)[1].lower())
+    if kind is None:
+        raise UsageError(
+            f"-o {path}: unknown extension; give OUT.svg (a flame graph), OUT.folded or "
+            "OUT.txt (folded stacks), or - (folded stacks on stdout)"
+        )
+    return kind
 
 
 def parse_pids(text: str) -> tuple[int, ...]:
@@ -74,18 +100,6 @@ def target_spec(args: argparse.Namespace) -> TargetSpec:
     )
 
 
-def describe(spec: TargetSpec) -> str:
-    if spec.all:
-        return "the whole machine"
-    if spec.pids:
-        return "process id " + ",".join(map(str, spec.pids))
-    if spec.process is not None:
-        return f"process name {spec.process!r}"
-    if spec.cmdline is not None:
-        return f"command line {spec.cmdline!r}"
-    return f"unit {spec.unit!r}"
-
-
 def check_target(spec: TargetSpec) -> None:
     """Fail early, in one line, when the target matches nothing now."""
     if spec.all or (spec.backend == "dtrace" or sys.platform == "darwin"):
@@ -94,11 +108,26 @@ def check_target(spec: TargetSpec) -> None:
 
     if Resolver(spec).resolve().empty:
         what = "is running" if spec.unit is None else "is active (no cgroup found)"
-        raise InputError(f"no process with {describe(spec)} {what}")
+        raise InputError(f"no process with {spec.describe()} {what}")
+
+
+def check_frequency(spec: TargetSpec) -> None:
+    """Say what perf will do with an -F above the kernel's limit (it throttles to it)."""
+    if spec.backend == "dtrace" or sys.platform == "darwin":
+        return
+    from flamed.collector.perf import max_sample_rate
+
+    limit = max_sample_rate()
+    if limit is not None and spec.frequency > limit:
+        logging.getLogger("flamed.record").warning(
+            "-F %d is above kernel.perf_event_max_sample_rate (%d Hz): perf will sample at "
+            "%d Hz at most (raise it with sysctl kernel.perf_event_max_sample_rate=N)",
+            spec.frequency, limit, limit,
+        )  # fmt: skip
 
 
 def write_output(folded: Folded, path: str, title: str) -> None:
-    data = render_svg(folded, title) if path.endswith(".svg") else folded.to_bytes()
+    data = render_svg(folded, title) if output_kind(path) == "svg" else folded.to_bytes()
     if path == "-":
         write_stdout(data)
     else:
@@ -163,12 +192,20 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
 
     spec = target_spec(args)
+    output_kind(args.output)
     check_target(spec)
+    check_frequency(spec)
     try:
         folded = asyncio.run(record(args, spec))
     except OSError as err:
         raise ProfilerError(str(err)) from err
+    write_output(folded, args.output, f"flamed record: {spec.describe()}")
     if not folded:
-        print("flamed record: no samples were taken", file=sys.stderr)
-    write_output(folded, args.output, f"flamed record: {describe(spec)}")
+        during = f" in {args.duration:g} s" if args.duration else ""
+        print(
+            f"flamed record: no samples of {spec.describe()}{during}: it ran on no CPU "
+            "meanwhile (idle?), or it is not the process you meant",
+            file=sys.stderr,
+        )
+        return EXIT_NO_SAMPLES
     return 0

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
 
     from flamed.daemon.config import load_config, parse_listen
-    from flamed.daemon.http import run_daemon
+    from flamed.daemon.server import run_daemon
 
     config = load_config(args.config)
     if args.listen:

@@ -21,6 +21,7 @@
   var xpad = parseFloat(svg.getAttribute("data-xpad"));
   var charWidth = parseFloat(svg.getAttribute("data-char-width"));
   var nameType = svg.getAttribute("data-name-type") || "";
+  var cutLeft = svg.getAttribute("data-truncate") === "left";
   // The viewBox, not the width attribute: a page may size the SVG as it likes.
   var fullWidth = svg.viewBox.baseVal.width - 2 * xpad;
   var slack = total * 1e-9;
@@ -49,7 +50,8 @@
       rect: group.querySelector("rect"),
       label: group.querySelector("text"),
       title: title,
-      name: depth === 0 ? "all" : (cut >= 0 ? title.substring(0, cut) : title),
+      name: depth === 0 ? "all" :
+        (group.getAttribute("data-name") || (cut >= 0 ? title.substring(0, cut) : title)),
       depth: depth,
       start: parseFloat(group.getAttribute("data-start")),
       width: parseFloat(group.getAttribute("data-width"))
@@ -69,7 +71,13 @@
     if (chars < 3) {
       return "";
     }
-    return chars < name.length ? name.substring(0, chars - 2) + ".." : name;
+    if (chars >= name.length) {
+      return name;
+    }
+    if (cutLeft) {
+      return ".." + name.substring(name.length - chars + 2);
+    }
+    return name.substring(0, chars - 2) + "..";
   }
 
   function place(frame, x, width) {
@@ -329,6 +337,44 @@
       return {zoomed: zoomed ? [zoomed.start, zoomed.depth] : null, search: term, ignoreCase: ignoreCase};
     }
   };
+
+  // Fluid width (data-fluid): the graph takes the width it is given and is laid out again.
+
+  function setX(name, x) {
+    var element = control(name);
+    if (element) {
+      element.setAttribute("x", String(x));
+    }
+  }
+
+  function fit() {
+    var width = svg.getBoundingClientRect().width;
+    if (!(width > 2 * xpad + 1)) {
+      return;
+    }
+    svg.setAttribute("viewBox", "0 0 " + width + " " + svg.viewBox.baseVal.height);
+    fullWidth = width - 2 * xpad;
+    setX("title", width / 2);
+    setX("subtitle", width / 2);
+    setX("search", width - xpad - 100);
+    setX("ignorecase", width - xpad - 16);
+    setX("matched", width - xpad - 100);
+    var backdrop = control("background");
+    if (backdrop) {
+      backdrop.setAttribute("width", String(width));
+    }
+    if (zoomed) {
+      zoom(zoomed);
+    } else {
+      unzoom();
+    }
+  }
+
+  if (svg.getAttribute("data-fluid") === "1") {
+    svg.setAttribute("width", "100%");
+    fit();
+    window.addEventListener("resize", fit);
+  }
 
   loadView();
 })();

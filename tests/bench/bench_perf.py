@@ -1,97 +1,46 @@
-"""Benchmark `flamed collapse perf` against stackcollapse-perf.pl.
+"""Benchmark `flamed collapse perf` against inferno-collapse-perf and stackcollapse-perf.pl.
 
-    python tests/bench/bench_perf.py [--input FILE]... [--seconds 40] [--runs 5]
+    FLAMED_BENCH_PERF=/work/refs/data/diverse-40s.txt INFERNO_DIR=... FLAMEGRAPH_DIR=... \\
+        python tests/bench/bench_perf.py [--input FILE]... [--runs 7] [--python]
 
-Without --input it records a continuous whole-system profile with real perf
-(999 Hz on every CPU while a CPU-bound C program and a Python program run; kept
-in tests/bench/out/ for later runs) and also uses the corpus's
-example-perf-stacks. It prints in-process throughput (MiB/s) and, when
-FLAMEGRAPH_DIR points at a FlameGraph checkout, the whole-process wall-time
-ratios (best and median of --runs; the two commands' runs alternate) and the
-CPU-time ratio against `perl stackcollapse-perf.pl`. Run it with the Python of
-a virtual environment flamed is installed in (its `flamed` script is the one
-timed), on a quiet machine: other load skews the wall times.
+Inputs: each --input, else $FLAMED_BENCH_PERF (a diverse whole-machine recording:
+make one, outside the repository, with `sudo tests/bench/record_diverse.sh OUT.txt`:
+40 s at 999 Hz while a pip install builds a C extension, gcc compiles and a C
+program runs), then the corpus's example-perf-stacks with --all. For each: the
+in-process throughput of one core (C speedups and pure Python), then the whole
+`flamed collapse perf` process against inferno and the Perl script, their runs
+alternating, medians and flamed's time over each reference's. For files folded
+on several cores it also times `-n 1`, to show whether the split pays; for the
+--all case a bare `python -c pass` too (the interpreter's own start-up).
+--python times flamed with FLAMED_NO_EXTENSIONS=1. Run it with the Python of a
+virtual environment flamed is installed in; quote medians, machines drift.
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
-import subprocess
+import os
 import sys
-import tempfile
 from pathlib import Path
 
-from flamed.collapse.perf import PerfCollapser
+from flamed.collapse.perf import PerfCollapser, PerfOptions
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))  # run as a script from anywhere
 
-from tests.bench.timing import report_collapse  # noqa: E402
+from tests.bench.timing import (  # noqa: E402
+    Timings,
+    compare,
+    flamed_script,
+    inferno_command,
+    perl_command,
+    report_in_process,
+)
 
 OUT = HERE / "out"
 CORPUS = HERE.parents[2] / "shared" / "conformance" / "perf" / "example-perf-stacks.txt.gz"
-
-BURN_C = r"""
-volatile unsigned long sink;
-__attribute__((noinline)) void light(unsigned long n)
-{ for (unsigned long i = 0; i < n; i++) sink += i; }
-__attribute__((noinline)) void heavy(unsigned long n)
-{ for (unsigned long i = 0; i < 3 * n; i++) sink += i; }
-int main(void) { for (;;) { light(1000000); heavy(1000000); } }
-"""
-PY_WORK = """
-import time
-def fib(n): return n if n < 2 else fib(n - 1) + fib(n - 2)
-end = time.time() + 3600
-while time.time() < end:
-    fib(20); sorted(str(i) for i in range(50000))
-"""
-
-
-def record_system(seconds: int) -> Path:
-    """A continuous whole-system recording, made once and kept."""
-    target = OUT / f"system-{seconds}s.txt"
-    if target.exists():
-        return target
-    OUT.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        burn = Path(tmp) / "burn"
-        (Path(tmp) / "burn.c").write_text(BURN_C)
-        subprocess.run(
-            ["gcc", "-O0", "-fno-omit-frame-pointer", "-o", burn, f"{tmp}/burn.c"], check=True
-        )
-        workers = [subprocess.Popen([burn]), subprocess.Popen([sys.executable, "-c", PY_WORK])]
-        try:
-            data = Path(tmp) / "perf.data"
-            subprocess.run(
-                [
-                    "perf",
-                    "record",
-                    "-e",
-                    "cpu-clock",
-                    "-F",
-                    "999",
-                    "-a",
-                    "-g",
-                    "-q",
-                    "-o",
-                    data,
-                    "--",
-                    "sleep",
-                    str(seconds),
-                ],
-                check=True,
-            )
-        finally:
-            for worker in workers:
-                worker.kill()
-                worker.wait()
-        with open(target, "wb") as out:
-            subprocess.run(
-                ["perf", "script", "-i", data], stdout=out, check=True, stderr=subprocess.DEVNULL
-            )
-    return target
+SPLIT_BYTES = 8 << 20  # daemon/commands/collapse.py: PERF_SPLIT_BYTES
 
 
 def corpus_input() -> Path | None:
@@ -104,16 +53,68 @@ def corpus_input() -> Path | None:
     return target
 
 
+def bench(path: Path, options: list[str], runs: int, python: bool) -> None:
+    annotate = "--all" in options
+    report_in_process(
+        path,
+        {
+            "C speedups": lambda: PerfCollapser(native_options(annotate), native=True),
+            "pure Python": lambda: PerfCollapser(native_options(annotate), native=False),
+        },
+        runs=3,
+    )
+    extra: dict[str, Timings] = {}
+    env = {"FLAMED_NO_EXTENSIONS": "1"} if python else None
+    if path.stat().st_size >= SPLIT_BYTES:
+        extra["flamed -n 1"] = Timings([flamed_script(), "collapse", "perf", "-n", "1", *options,
+                                        str(path)], env)  # fmt: skip
+    if annotate:
+        extra["python -c pass"] = Timings([sys.executable, "-c", "pass"])
+    args = [*options, str(path)]
+    if python:
+        print("  (flamed with FLAMED_NO_EXTENSIONS=1: the pure-Python path)")
+        os.environ["FLAMED_NO_EXTENSIONS"] = "1"
+    timings = compare(
+        ["collapse", "perf", *args],
+        {
+            "inferno": inferno_command("inferno-collapse-perf", args),
+            "perl": perl_command("stackcollapse-perf.pl", args),
+        },
+        runs,
+        extra,
+    )
+    os.environ.pop("FLAMED_NO_EXTENSIONS", None)
+    if annotate and "inferno" in timings:
+        start = timings["python -c pass"].median
+        mine = timings["flamed"].median - start
+        print(
+            f"  flamed minus python start-up: {mine:.3f} s; inferno: "
+            f"{timings['inferno'].median:.3f} s; python -c pass: {start:.3f} s"
+        )
+
+
+def native_options(annotate: bool) -> PerfOptions:
+    return PerfOptions(annotate_kernel=annotate, annotate_jit=annotate)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--input", action="append", type=Path, help="perf script output")
-    parser.add_argument("--seconds", type=int, default=40, help="length of the recording")
-    parser.add_argument("--runs", type=int, default=5, help="best of this many runs")
+    parser.add_argument("--runs", type=int, default=7, help="runs of each command (7)")
+    parser.add_argument("--python", action="store_true", help="time the pure-Python path")
     args = parser.parse_args()
-    inputs = args.input or [record_system(args.seconds), corpus_input()]
-    for path in inputs:
-        if path is not None:
-            report_collapse(path, PerfCollapser, "perf", "stackcollapse-perf.pl", args.runs)
+    cases: list[tuple[Path, list[str]]] = [(path, []) for path in args.input or []]
+    if not cases:
+        diverse = os.environ.get("FLAMED_BENCH_PERF")
+        if diverse:
+            cases.append((Path(diverse), []))
+        else:
+            print("(set FLAMED_BENCH_PERF to a diverse recording; see this script's help)")
+        corpus = corpus_input()
+        if corpus is not None:
+            cases.append((corpus, ["--all"]))
+    for path, options in cases:
+        bench(path, options, args.runs, args.python)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,15 @@
 """Benchmark `flamed flamegraph` against flamegraph.pl, whole process, time and memory.
 
-    python tests/bench/bench_render.py [--megabytes 30] [--runs 3] [--input FILE]
+    python tests/bench/bench_render.py [--megabytes 33] [--runs 7] [--input FILE]
 
-Generates (once, kept in tests/bench/out/) about 30 MB of folded stacks: tens of
-thousands of distinct deep stacks (15 to 60 frames) walked through a synthetic
-call tree, so that stacks share prefixes as real ones do. Then it runs
-`flamed flamegraph FILE > SVG` with default options --runs times and prints the
-best wall time and the peak RSS. When FLAMEGRAPH_DIR points at a FlameGraph
-checkout (e.g. FLAMEGRAPH_DIR=/work/ref), it runs `perl flamegraph.pl FILE`
-the same way, prints the speed ratio and both peak RSS figures, and checks
-that both drew the same frames (the titles of every frame). Run it on a quiet
-machine: other load skews the figures.
+Generates (once, kept in tests/bench/out/) 33 MB of folded stacks shaped like a
+real profile: about 40k distinct stacks, 4 to 60 frames deep, walked through a
+random call tree, so that stacks share prefixes as real ones do. It prints
+flamed's peak RSS, then runs `flamed flamegraph FILE > SVG` with default options
+against inferno-flamegraph (INFERNO_DIR) and flamegraph.pl (FLAMEGRAPH_DIR),
+their runs alternating: medians, flamed's time over each reference's, and
+whether each drew the same frames (the titles of every frame; flamegraph.pl's
+must match).
 """
 
 from __future__ import annotations
@@ -28,6 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))  # run as a script from anywhere
+
+from tests.bench.timing import compare, inferno_command, perl_command  # noqa: E402
+
 OUT = HERE / "out"
 TITLE_RE = re.compile(rb"<title>(.*?)</title>")
 TIME = "/usr/bin/time" if Path("/usr/bin/time").exists() else None
@@ -86,13 +89,14 @@ def make_names(rng: random.Random, count: int) -> list[str]:
     names = []
     for index in range(count):
         module = rng.choice(WORDS)
-        function = "_".join(rng.sample(WORDS, 2))
-        names.append(f"app{index % 17}::{module}::{function}_{index}")
+        function = "".join(rng.sample(WORDS, 2))
+        names.append(f"a{index % 17}::{module[:4]}::{function}{index}")
     return names
 
 
 def generate(path: Path, megabytes: float, seed: int = 4) -> None:
-    """Distinct deep stacks from a random call tree, until the file reaches the size."""
+    """Distinct stacks 4 to 60 frames deep from a random call tree, until the file reaches
+    the size (33 MB: about 40k stacks)."""
     rng = random.Random(seed)
     names = make_names(rng, 4000)
     children: dict[tuple[str, ...], list[str]] = {}
@@ -102,7 +106,7 @@ def generate(path: Path, megabytes: float, seed: int = 4) -> None:
     lines = []
     while size < target:
         stack: list[str] = [f"worker-{rng.randrange(8)}"]
-        for _ in range(rng.randint(15, 60)):
+        for _ in range(rng.randint(3, 59)):
             key = tuple(stack[-2:])
             options = children.get(key)
             if options is None:
@@ -155,14 +159,6 @@ def measure(command: list[str], output: Path) -> Run:
     return Run(seconds, cpu, peak_kib / 1024, output.read_bytes())
 
 
-def best_of(command: list[str], output: Path, runs: int) -> Run:
-    results = [measure(command, output) for _ in range(runs)]
-    fastest = min(results, key=lambda run: run.seconds)
-    fastest.peak_rss_mib = max(run.peak_rss_mib for run in results)
-    fastest.cpu_seconds = min(run.cpu_seconds for run in results)
-    return fastest
-
-
 def flamed_command() -> list[str]:
     script = Path(sys.executable).with_name("flamed")
     if script.exists():
@@ -179,8 +175,8 @@ def titles(svg: bytes) -> Counter[bytes]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--megabytes", type=float, default=30, help="size of the profile (30)")
-    parser.add_argument("--runs", type=int, default=3, help="runs of each, best time kept (3)")
+    parser.add_argument("--megabytes", type=float, default=33, help="size of the profile (33)")
+    parser.add_argument("--runs", type=int, default=7, help="runs of each command (7)")
     parser.add_argument("--input", type=Path, help="a folded file instead of the generated one")
     args = parser.parse_args()
 
@@ -196,29 +192,24 @@ def main() -> int:
         f"{data.count(b';') + stacks} frames)"
     )
     OUT.mkdir(parents=True, exist_ok=True)
-
-    ours = best_of([*flamed_command(), str(path)], OUT / "render-flamed.svg", args.runs)
-    print(
-        f"flamed flamegraph: {ours.seconds:.2f} s wall, {ours.cpu_seconds:.2f} s CPU, "
-        f"peak RSS {ours.peak_rss_mib:.0f} MiB, {len(titles(ours.output))} frames"
+    ours = measure([*flamed_command(), str(path)], OUT / "render-flamed.svg")
+    frames = len(titles(ours.output))
+    print(f"flamed flamegraph: peak RSS {ours.peak_rss_mib:.0f} MiB, {frames} frames")
+    timings = compare(
+        ["flamegraph", str(path)],
+        {
+            "inferno": inferno_command("inferno-flamegraph", [str(path)]),
+            "perl": perl_command("flamegraph.pl", [str(path)]),
+        },
+        args.runs,
+        check_output=False,
     )
-    folder = os.environ.get("FLAMEGRAPH_DIR")
-    if not folder:
-        print("set FLAMEGRAPH_DIR to a FlameGraph checkout to compare with flamegraph.pl")
-        return 0
-    script = Path(folder) / "flamegraph.pl"
-    theirs = best_of(["perl", str(script), str(path)], OUT / "render-perl.svg", args.runs)
-    print(
-        f"flamegraph.pl:     {theirs.seconds:.2f} s wall, {theirs.cpu_seconds:.2f} s CPU, "
-        f"peak RSS {theirs.peak_rss_mib:.0f} MiB, {len(titles(theirs.output))} frames"
-    )
-    same = titles(ours.output) == titles(theirs.output)
-    print(
-        f"speed-up: {theirs.seconds / ours.seconds:.1f}x wall, "
-        f"{theirs.cpu_seconds / ours.cpu_seconds:.1f}x CPU (whole process, best of {args.runs})"
-    )
-    print(f"memory: {ours.peak_rss_mib:.0f} MiB vs {theirs.peak_rss_mib:.0f} MiB peak RSS")
-    print(f"same frames: {'yes' if same else 'NO'}")
+    same = True
+    for name in ("perl", "inferno"):
+        if name in timings:
+            alike = titles(timings["flamed"].output) == titles(timings[name].output)
+            print(f"  same frames as {name}: {'yes' if alike else 'NO'}")
+            same = same and (alike or name == "inferno")  # flamegraph.pl's frames must match
     return 0 if same else 1
 
 

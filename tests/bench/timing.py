@@ -1,4 +1,12 @@
-"""Whole-process timing shared by the benchmarks: wall and CPU times, and ratios."""
+"""Whole-process timing shared by the benchmarks: alternating runs, medians and ratios.
+
+The references are optional: FLAMEGRAPH_DIR (a FlameGraph checkout: the Perl
+scripts) and INFERNO_DIR (a folder with inferno's binaries, e.g. built by
+shared/tools/build-inferno.sh). The commands' runs alternate (A B C A B C ...):
+the speed of a shared machine drifts over seconds, and alternating gives every
+command the same drift. Figures are medians; ratios are flamed's time over the
+reference's (below 1.0: flamed is faster).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +22,9 @@ from pathlib import Path
 
 from flamed.collapse.common import Collapser
 
+PERL_DIR = "FLAMEGRAPH_DIR"
+INFERNO_DIR = "INFERNO_DIR"
+
 
 def child_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -21,10 +32,11 @@ def child_cpu() -> float:
 
 
 class Timings:
-    """Wall and CPU times (user + system, children included) of one command's runs."""
+    """Wall and CPU times (user + system) of one command's runs, and its last output."""
 
-    def __init__(self, command: list[str]) -> None:
+    def __init__(self, command: list[str], env: dict[str, str] | None = None) -> None:
         self.command = command
+        self.env = env
         self.walls: list[float] = []
         self.cpus: list[float] = []
         self.output = b""
@@ -32,15 +44,32 @@ class Timings:
     def run(self) -> None:
         cpu = child_cpu()
         start = time.perf_counter()
-        self.output = subprocess.run(self.command, capture_output=True, check=True).stdout
+        env = measured_environment(self.env)
+        done = subprocess.run(self.command, capture_output=True, check=False, env=env)
         self.walls.append(time.perf_counter() - start)
         self.cpus.append(child_cpu() - cpu)
+        if done.returncode not in (0, 2):  # 2: flamegraph.pl and flamed with no samples
+            raise SystemExit(f"{' '.join(self.command)} failed: {done.stderr[-500:]!r}")
+        self.output = done.stdout
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.walls)
 
     def __str__(self) -> str:
         return (
-            f"best {min(self.walls):.3f} s, median {statistics.median(self.walls):.3f} s, "
-            f"CPU best {min(self.cpus):.3f} s"
+            f"median {self.median:.3f} s, best {min(self.walls):.3f} s, "
+            f"CPU median {statistics.median(self.cpus):.3f} s ({len(self.walls)} runs)"
         )
+
+
+def measured_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment for a measured command, less PYTHONDONTWRITEBYTECODE: an
+    installed flamed runs from compiled bytecode (pip writes it at install), and
+    compiling every module at each start would be measured instead (~45 ms)."""
+    env = {**os.environ, **(extra or {})}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
 
 
 def flamed_script() -> str:
@@ -49,27 +78,57 @@ def flamed_script() -> str:
     return str(beside) if beside.exists() else shutil.which("flamed") or "flamed"
 
 
-def compare(ours: list[str], script: str, reference_args: list[str], runs: int) -> None:
-    """Time `flamed ...` and, when FLAMEGRAPH_DIR is set, `perl $FLAMEGRAPH_DIR/script ...`,
-    their runs interleaved: the speed of a shared machine drifts over seconds, and
-    interleaving gives both commands the same drift."""
-    flamed = Timings([flamed_script(), *ours])
-    flamegraph = os.environ.get("FLAMEGRAPH_DIR")
-    perl = Timings(["perl", str(Path(flamegraph or ".") / script), *reference_args])
+def perl_command(script: str, args: list[str]) -> list[str] | None:
+    folder = os.environ.get(PERL_DIR)
+    return ["perl", str(Path(folder) / script), *args] if folder else None
+
+
+def inferno_command(binary: str, args: list[str]) -> list[str] | None:
+    folder = os.environ.get(INFERNO_DIR)
+    return [str(Path(folder) / binary), *args] if folder else None
+
+
+def alternate(timings: dict[str, Timings], runs: int) -> None:
+    """Run every command once to warm up (bytecode written, files cached), then
+    ``runs`` times, in turn: A B C A B C ..."""
+    for timing in timings.values():
+        timing.run()
+        timing.walls.clear()
+        timing.cpus.clear()
     for _ in range(runs):
-        flamed.run()
-        if flamegraph:
-            perl.run()
-    print(f"  flamed {' '.join(ours[:2])} (whole process): {flamed}")
-    if not flamegraph:
-        print("  (set FLAMEGRAPH_DIR to a FlameGraph checkout to compare with the Perl script)")
-        return
-    print(f"  {script} (whole process): {perl}")
-    best = min(perl.walls) / min(flamed.walls)
-    median = statistics.median(perl.walls) / statistics.median(flamed.walls)
-    cpu = min(perl.cpus) / min(flamed.cpus)
-    print(f"  ratio: {best:.1f}x faster (best), {median:.1f}x (median), CPU {cpu:.1f}x")
-    print(f"  output: {differences(flamed.output, perl.output)}")
+        for timing in timings.values():
+            timing.run()
+
+
+def compare(
+    ours: list[str],
+    references: dict[str, list[str] | None],
+    runs: int,
+    extra: dict[str, Timings] | None = None,
+    check_output: bool = True,
+) -> dict[str, Timings]:
+    """Time `flamed OURS` against each reference command that is set, alternating, and
+    print each one's figures and flamed's time over each reference's, pair by pair
+    (and whether the outputs are identical, with ``check_output``)."""
+    timings = {"flamed": Timings([flamed_script(), *ours])}
+    timings.update({name: Timings(cmd) for name, cmd in references.items() if cmd is not None})
+    timings.update(extra or {})
+    alternate(timings, runs)
+    for name, timing in timings.items():
+        label = " ".join(["flamed", *ours[:3]]) if name == "flamed" else name
+        print(f"  {label}: {timing}")
+    flamed = timings["flamed"]
+    for name in references:
+        if name in timings:
+            ratio = flamed.median / timings[name].median
+            line = f"  flamed / {name}: {ratio:.2f} (median wall time)"
+            if check_output:
+                line += f"; output {differences(flamed.output, timings[name].output)}"
+            print(line)
+        else:
+            variable = INFERNO_DIR if name == "inferno" else PERL_DIR
+            print(f"  ({name}: set {variable} to compare)")
+    return timings
 
 
 def differences(ours: bytes, theirs: bytes) -> str:
@@ -77,18 +136,14 @@ def differences(ours: bytes, theirs: bytes) -> str:
         return "identical"
     mine, reference = set(ours.splitlines()), set(theirs.splitlines())
     return (
-        f"{len(mine - reference)} of {len(mine)} lines differ from the reference's "
-        f"{len(reference)} (flamed's fixes of the Perl script, listed in the README)"
+        f"differs: {len(mine - reference)} of {len(mine)} lines not in the reference's "
+        f"{len(reference)} (flamed's documented fixes, see the README)"
     )
 
 
-def report_collapse(
-    path: Path, make: Callable[[], Collapser], fmt: str, script: str, runs: int, chunk: int = 0
-) -> None:
-    """In-process throughput of ``make()``'s collapser on FILE (fed whole, or in ``chunk``
-    bytes as the daemon feeds pipe reads), then `flamed collapse FMT` against ``script``."""
-    data = path.read_bytes()
-    mib = len(data) / (1 << 20)
+def in_process(data: bytes, make: Callable[[], Collapser], runs: int, chunk: int = 0) -> float:
+    """The best time of ``make()``'s collapser on ``data`` in this process (one core), fed
+    whole or in ``chunk`` bytes as the daemon feeds pipe reads, output written."""
     best = float("inf")
     for _ in range(runs):
         start = time.perf_counter()
@@ -98,6 +153,15 @@ def report_collapse(
             collapser.feed(data[offset : offset + size])
         collapser.finish().to_bytes()
         best = min(best, time.perf_counter() - start)
+    return best
+
+
+def report_in_process(
+    path: Path, makers: dict[str, Callable[[], Collapser]], runs: int, chunk: int = 0
+) -> None:
+    data = path.read_bytes()
+    mib = len(data) / (1 << 20)
     print(f"{path.name}: {mib:.1f} MiB")
-    print(f"  in-process collapse: {best:.3f} s, {mib / best:.0f} MiB/s")
-    compare(["-q", "collapse", fmt, str(path)], script, [str(path)], runs)
+    for name, make in makers.items():
+        best = in_process(data, make, runs, chunk)
+        print(f"  in-process, one core, {name}: {best:.3f} s, {mib / best:.0f} MiB/s")

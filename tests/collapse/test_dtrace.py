@@ -12,14 +12,16 @@ from hypothesis import strategies as st
 from flamed.collapse import dtrace
 from flamed.collapse.dtrace import DTraceCollapser, DTraceOptions, is_applicable
 from flamed.collapse.folded import Folded
-from tests.conftest import CONFORMANCE, DATA, conformance_dir, run_flamed
+from tests.conftest import CONFORMANCE, DATA, NATIVE_PATHS, conformance_dir, run_flamed
 
 FIXTURES = DATA / "dtrace"
 REGEN = os.environ.get("FLAMED_REGEN") == "1"
 
 
-def collapse(data: bytes, options: DTraceOptions | None = None) -> Folded:
-    collapser = DTraceCollapser(options)
+def collapse(
+    data: bytes, options: DTraceOptions | None = None, native: bool | None = None
+) -> Folded:
+    collapser = DTraceCollapser(options, native=native)
     collapser.feed(data)
     return collapser.finish()
 
@@ -29,11 +31,13 @@ def corpus_cases() -> list[str]:
     return sorted(p.name[: -len(".txt")] for p in folder.glob("*.txt")) or ["(absent)"]
 
 
+@pytest.mark.parametrize("native", NATIVE_PATHS)
 @pytest.mark.parametrize("case", corpus_cases())
-def test_conformance(case: str) -> None:
+def test_conformance(case: str, native: bool) -> None:
     folder = conformance_dir("dtrace")
     expected = (folder / f"{case}.default.folded").read_bytes()
-    assert collapse((folder / f"{case}.txt").read_bytes()).to_bytes() == expected
+    data = (folder / f"{case}.txt").read_bytes()
+    assert collapse(data, native=native).to_bytes() == expected
 
 
 def test_conformance_cli() -> None:
@@ -52,15 +56,26 @@ FIXTURE_CASES = [
 ]
 
 
+@pytest.mark.parametrize("native", NATIVE_PATHS)
 @pytest.mark.parametrize(("case", "option"), FIXTURE_CASES)
-def test_fixtures(case: str, option: str) -> None:
+def test_fixtures(case: str, option: str, native: bool) -> None:
     """Golden files written by hand; FLAMED_REGEN=1 rewrites them on purpose."""
     options = DTraceOptions(include_offset=option == "includeoffset")
-    got = collapse((FIXTURES / f"{case}.txt").read_bytes(), options).to_bytes()
+    got = collapse((FIXTURES / f"{case}.txt").read_bytes(), options, native).to_bytes()
     golden = FIXTURES / f"{case}.{option}.folded"
     if REGEN:
         golden.write_bytes(got)
     assert got == golden.read_bytes()
+
+
+@pytest.mark.parametrize("native", NATIVE_PATHS)
+@pytest.mark.parametrize("case", ["stack-ustack", "rust-hashes"])
+def test_matches_inferno(case: str, native: bool) -> None:
+    """Expected outputs made by inferno-collapse-dtrace 0.12.8 (see tests/data/dtrace/README.md):
+    a stack()+ustack() aggregation is one stack per entry, kernel frames above the user
+    ones; Rust hashes go, also after a cut `(.llvm.N)` suffix."""
+    got = collapse((FIXTURES / f"{case}.txt").read_bytes(), native=native).to_bytes()
+    assert got == (FIXTURES / f"{case}.default.folded").read_bytes()
 
 
 def test_fixture_cli_includeoffset() -> None:
@@ -110,16 +125,19 @@ def test_truncated_input_warns_and_keeps_earlier_stacks(caplog: pytest.LogCaptur
     assert "input ends inside a stack" in caplog.text
 
 
-def test_malformed_lines_warn_once_per_kind(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("native", NATIVE_PATHS)
+def test_malformed_lines_warn_once_per_kind(caplog: pytest.LogCaptureFixture, native: bool) -> None:
+    """Frames that no count closes before a blank line go on into the next stack, as
+    both reference tools read them; what is left at the end is warned about."""
     text = b"\n  12\n\n  13\n\n  a`f\n  some junk\n\n  b`g\n  1\n\n  c`h\n\n  d`i\n\n"
-    collapser = DTraceCollapser()
+    collapser = DTraceCollapser(native=native)
     with caplog.at_level(logging.WARNING, logger="flamed.collapse"):
         collapser.feed(text)
         profile = collapser.finish()
-    assert profile.counts == {"b`g": 1}
+    assert profile.counts == {"b`g;some junk;a`f": 1}
     assert collapser.warn.counts == {
         "count without frames": 2,
-        "frames without a count (skipped)": 3,
+        "input ends inside a stack (no count after its frames)": 1,
     }
     assert len(caplog.records) == 2
 
@@ -172,6 +190,55 @@ def test_any_split_gives_the_same_result(data: bytes, cuts: list[int], offsets: 
     for start, end in zip([0, *points], [*points, len(data)], strict=True):
         collapser.feed(data[start:end])
     assert collapser.finish() == whole
+
+
+DTRACE_LINES = st.one_of(
+    st.sampled_from(
+        [
+            "",
+            "",
+            "   ",
+            "CPU     ID                    FUNCTION:NAME",
+            "  0  64091                        :tick-10s ",
+            "              12",
+            "\t3",
+            "7 ",
+            "  unix`i86_mwait+0xd",
+            "  app`main",
+            "  app`a::b<T>(int)+0x1",
+            "  app`x->y->z",
+            "  Lcom/a;.run+0x2",
+            "  app`f::h0123456789abcdef (.llvm.1)+0x3",
+            "junk",
+            "  \xe9`f",
+        ]
+    ),
+    st.text(max_size=20),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    lines=st.lists(DTRACE_LINES, max_size=40),
+    junk=st.binary(max_size=20),
+    cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=6),
+    offsets=st.booleans(),
+)
+def test_c_path_agrees_with_python_on_generated_input(
+    lines: list[str], junk: bytes, cuts: list[int], offsets: bool
+) -> None:
+    """DTrace-like input of every shape, with stray bytes, fed to the C path in chunks cut
+    anywhere, gives what the pure-Python reference gives for the whole."""
+    if NATIVE_PATHS[1].marks:
+        pytest.skip("the C speedups were not built")
+    data = "\n".join(lines * 2).encode("utf-8", "surrogatepass") + junk
+    options = DTraceOptions(include_offset=offsets)
+    expected = collapse(data, options, native=False)
+    collapser = DTraceCollapser(options, native=True)
+    points = sorted({min(cut, len(data)) for cut in cuts})
+    for start, end in zip([0, *points], [*points, len(data)], strict=True):
+        collapser.feed(data[start:end])
+    assert collapser.finish() == expected
 
 
 def test_long_input_without_blank_lines_is_bounded_and_equal(

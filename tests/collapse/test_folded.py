@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flamed.collapse.folded import (
@@ -26,6 +26,7 @@ from flamed.collapse.folded import (
     strip_hex,
     top,
 )
+from tests.conftest import NATIVE_PATHS
 
 # A frame as collapsers make them: no `;` (separator), no line breaks or control
 # characters, no white space at its ends (the reader trims a stack's end).
@@ -163,9 +164,59 @@ def test_reader_streams_and_warns_once(caplog: pytest.LogCaptureFixture) -> None
     assert parse_line("a b c 12") == ("a b c", 12)
 
 
+@pytest.mark.parametrize(
+    ("line", "parsed"),
+    [
+        ("a;b\t3", ("a;b", 3)),  # any one white-space character separates, as flamegraph.pl
+        ("a;  2.5\r", ("a; ", 2.5)),  # only the last one: a frame named " " stays
+        ("a b\t c 12", ("a b\t c", 12)),
+        (" 5", None),
+        ("a;b", None),
+        ("a;b 1x", None),
+    ],
+)
+def test_one_line_rule_for_every_reader(line: str, parsed: tuple[str, Count] | None) -> None:
+    """One parser for folded text: the collapser, diff-folded and flamegraph all use it."""
+    assert parse_line(line) == parsed
+
+
 def test_is_applicable() -> None:
     assert is_applicable(b"a;b;c 12\nd 3\n") is True
     assert is_applicable(b"a;b;c 12") is None  # no complete line yet
     assert is_applicable(b"  a`f+0x1\n  12\n") is False
     assert is_applicable(b"CPU     ID                    FUNCTION:NAME\n") is False
     assert is_applicable(b"perf 123 [000] 1.0: 1 cpu-clock:\n") is False
+
+
+FOLDED_LINES = st.one_of(
+    st.sampled_from(
+        ["a;b 3", "a;b 007", "a;b\t5", "a; 2\r", "x 1.5", "x -2", "x 1e3", " 4", "x", "", "y 5\x0b"]
+    ),
+    st.builds(lambda s, n: f"{s} {n}", STACK, st.integers(0, 10**20)),
+    st.text(max_size=12),
+)
+
+
+@pytest.mark.parametrize("keep_order", [False, True])
+@settings(max_examples=200, deadline=None)
+@given(
+    lines=st.lists(FOLDED_LINES, max_size=20),
+    junk=st.binary(max_size=8),
+    cut=st.integers(0, 400),
+)
+def test_c_reader_agrees_with_python(
+    lines: list[str], junk: bytes, cut: int, keep_order: bool
+) -> None:
+    """Every line, any bytes, fed in two chunks: the C reader counts what Python counts,
+    in the same order, and leaves the same lines to warn about."""
+    if NATIVE_PATHS[1].marks:
+        pytest.skip("the C speedups were not built")
+    data = "\n".join(lines).encode("utf-8", "surrogatepass") + junk
+    results = []
+    for native in (False, True):
+        collapser = FoldedCollapser(keep_order=keep_order, native=native)
+        collapser.feed(data[:cut])
+        collapser.feed(data[cut:])
+        profile = collapser.finish()
+        results.append((list(profile.items()), collapser.in_order, collapser.warn.counts))
+    assert results[0] == results[1]

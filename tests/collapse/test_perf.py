@@ -11,10 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flamed.collapse.perf import PerfCollapser, PerfOptions, Record, strip_arguments
+from flamed.collapse.perf import PerfCollapser, PerfOptions, strip_arguments
 from flamed.collapse.symbols import tidy_rust
-from flamed.daemon.commands.common import fold_on_two_cores
-from tests.conftest import DATA, conformance_dir, run_flamed
+from tests.conftest import DATA, NATIVE_PATHS, conformance_dir, run_flamed
 
 OPTION_SETS = {
     "default": PerfOptions(),
@@ -28,8 +27,10 @@ OPTION_SETS = {
 }
 
 
-def collapse(data: bytes, options: PerfOptions | None = None, chunk: int = 0) -> bytes:
-    collapser = PerfCollapser(options)
+def collapse(
+    data: bytes, options: PerfOptions | None = None, chunk: int = 0, native: bool | None = None
+) -> bytes:
+    collapser = PerfCollapser(options, native=native)
     if chunk:
         for start in range(0, len(data), chunk):
             collapser.feed(data[start : start + chunk])
@@ -56,26 +57,32 @@ def corpus_cases() -> list[tuple[Path, Path, str]]:
     return expected_cases(folder) if folder.is_dir() else []
 
 
+@pytest.mark.parametrize("native", NATIVE_PATHS)
 @pytest.mark.parametrize(
     ("source", "expected", "option"),
     corpus_cases() or [pytest.param(None, None, None, marks=pytest.mark.skip("no corpus"))],
     ids=lambda value: value.name if isinstance(value, Path) else value,
 )
-def test_matches_stackcollapse_perf(source: Path, expected: Path, option: str) -> None:
+def test_matches_stackcollapse_perf(
+    source: Path, expected: Path, option: str, native: bool
+) -> None:
+    """Every corpus case, through the pure-Python path and through the C speedups."""
     conformance_dir("perf")
-    assert collapse(read_input(source), OPTION_SETS[option]) == expected.read_bytes()
+    data = read_input(source)
+    assert collapse(data, OPTION_SETS[option], native=native) == expected.read_bytes()
 
 
+@pytest.mark.parametrize("native", NATIVE_PATHS)
 @pytest.mark.parametrize(
     ("source", "expected", "option"),
     expected_cases(DATA / "perf"),
     ids=lambda value: value.name if isinstance(value, Path) else value,
 )
-def test_recorded_fixtures(source: Path, expected: Path, option: str) -> None:
+def test_recorded_fixtures(source: Path, expected: Path, option: str, native: bool) -> None:
     """Recorded with real perf on this machine; expected outputs from stackcollapse-perf.pl
     where it is right, checked by hand where flamed differs on purpose (no call chain,
     source lines). FLAMED_REGEN=1 rewrites them from this code, for review."""
-    got = collapse(source.read_bytes(), OPTION_SETS[option])
+    got = collapse(source.read_bytes(), OPTION_SETS[option], native=native)
     if os.environ.get("FLAMED_REGEN") == "1":
         expected.write_bytes(got)
     assert got == expected.read_bytes()
@@ -89,17 +96,22 @@ def test_any_split_gives_the_same_result(cuts: list[int]) -> None:
     ).read_bytes()
     whole = collapse(data, PerfOptions(include_pid=True))
     collapser = PerfCollapser(PerfOptions(include_pid=True))
+    assert feed_cut(collapser, data, cuts) == whole
+
+
+def feed_cut(collapser: PerfCollapser, data: bytes, cuts: list[int]) -> bytes:
+    """Feed ``data`` cut at ``cuts`` (any bytes), then give the folded output."""
     previous = 0
     for cut in sorted({min(cut, len(data)) for cut in cuts}):
         collapser.feed(data[previous:cut])
         previous = cut
     collapser.feed(data[previous:])
-    assert collapser.finish().to_bytes() == whole
+    return collapser.finish().to_bytes()
 
 
 def collapse_record_by_record(data: bytes, options: PerfOptions | None = None) -> bytes:
     """Collapse without the fast path for uniform input: every record through RECORD."""
-    collapser = PerfCollapser(options)
+    collapser = PerfCollapser(options, native=False)
     collapser.count_records = lambda data: None  # type: ignore[method-assign]
     collapser.feed(data)
     return collapser.finish().to_bytes()
@@ -117,7 +129,7 @@ def test_record_by_record_reader_gives_the_same(source: Path, expected: Path, op
 
 def test_uniform_input_takes_the_fast_path() -> None:
     data = (DATA / "perf" / "system-wide.txt").read_bytes()
-    counted = PerfCollapser().count_records(data)
+    counted = PerfCollapser(native=False).count_records(data)
     assert counted is not None
     first, records = counted
     assert first.startswith(b"swapper") and first.count(b"\n\n") == 0
@@ -168,7 +180,109 @@ def test_fast_path_agrees_with_record_by_record(
     text += "\n" + plain
     options = OPTION_SETS[option]
     data = text.encode()
-    assert collapse(data, options) == collapse_record_by_record(data, options)
+    assert collapse(data, options, native=False) == collapse_record_by_record(data, options)
+
+
+# Pieces of frame lines where the C path and the Python reference could part ways.
+NAME_PARTS = st.sampled_from(
+    [
+        "main",
+        "f",
+        "L",
+        "Lcom/x/Y;.run",
+        "::h0123456789abcdef",
+        "::handle",
+        "$LT$",
+        "$u20$",
+        "(int)",
+        "<int (int)>",
+        "->",
+        "[unknown]",
+        "+0x1f",
+        "+0x",
+        "0x",
+        ";",
+        "'",
+        '"',
+        " ",
+        "\t",
+        "\r",
+        "\xe9",
+        "\u0663",
+        "_[j]",
+        "_[k]",
+        ".llvm.12",
+        "(anonymous namespace)",
+    ]
+)
+MODULES = st.sampled_from(
+    [
+        "/bin/prog",
+        "[kernel.kallsyms]",
+        "[unknown]",
+        "/tmp/perf-12.map",
+        "/tmp/jitted-1-2.so",
+        "/boot/vmlinux-6.1",
+        "/lib/x.ko",
+        "/lib/x.ko.xz",
+        "/lib/vmlinux",
+        "/memfd:x (deleted)",
+        "/opt/a (x86)/b.so",
+        "",
+        "unknown",
+        "/tmp/perf-x.map",
+        "(",
+        ")",
+        "\xff",
+    ]
+)
+GENERATED_FRAMES = st.builds(
+    lambda indent, pc, parts, module, tail: f"{indent}{pc} {''.join(parts)} ({module}){tail}",
+    st.sampled_from(["\t", "    ", " \t", "\t  "]),
+    st.sampled_from(["4005d6", "ffffffff81", "x", "_", "0"]),
+    st.lists(NAME_PARTS, max_size=4),
+    MODULES,
+    st.sampled_from(["", "", " ", "\r", " x", ")"]),
+)
+GENERATED_HEADS = st.one_of(
+    HEADS,
+    st.builds(
+        lambda comm, ids, period, event: f"{comm} {ids} [000] 1.5: {period} {event}:",
+        st.sampled_from(
+            ["prog", "java", "javac", "a", "two words", "x\xe9", "p;q", "p_q", ":-1", ":-12"]
+        ),
+        st.sampled_from(["1/2", "3", "4//5", "6/", "0/0", "-1/-1", "16543/-1", "-1", "-12/3"]),
+        st.sampled_from(["", "7", "0", "007", "123456789012345678901234"]),
+        st.sampled_from(["cycles", "cycles:u", "instructions", "cpu-clock"]),
+    ),
+)
+GENERATED_LINES = st.one_of(
+    GENERATED_HEADS,
+    GENERATED_FRAMES,
+    FRAMES,
+    st.sampled_from(["", "", "", " "]),
+    st.text(max_size=30),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    lines=st.lists(GENERATED_LINES, max_size=30),
+    junk=st.binary(max_size=20),
+    cuts=st.lists(st.integers(min_value=0, max_value=3000), max_size=6),
+    option=st.sampled_from(sorted(OPTION_SETS)),
+)
+def test_c_path_agrees_with_python_on_generated_input(
+    lines: list[str], junk: bytes, cuts: list[int], option: str
+) -> None:
+    """Perf-like input of every shape, with stray bytes, fed to the C path in chunks cut
+    anywhere, gives what the pure-Python reference gives for the whole."""
+    if NATIVE_PATHS[1].marks:
+        pytest.skip("the C speedups were not built")
+    data = "\n".join(lines).encode("utf-8", "surrogatepass") + junk
+    expected = collapse(data, OPTION_SETS[option], native=False)
+    collapser = PerfCollapser(OPTION_SETS[option], native=True)
+    assert feed_cut(collapser, data, cuts) == expected
 
 
 def test_byte_by_byte_feeding() -> None:
@@ -190,6 +304,33 @@ RECORD = "prog 1234/1234 [000] 100.000001: 1 cycles:\n{frames}\n"
 
 def one(frames: str, options: PerfOptions | None = None, header: str = RECORD) -> str:
     return collapse(header.format(frames=frames).encode(), options).decode()
+
+
+@pytest.mark.parametrize("native", NATIVE_PATHS)
+def test_an_empty_line_ends_a_record_read_line_by_line(native: bool) -> None:
+    """Found by the C-against-Python property test: the line-by-line reader let a record
+    run on over an empty line, so the result hung on where a feed's chunk ended.
+    stackcollapse-perf.pl ends a record at an empty line; now flamed does too."""
+    data = b"prog 1/1 [000] 1.5: 7 cycles:\nab 0 \n\n\t4005d6 main+0x1 (/bin/prog)\n\n"
+    data += b"prog 1/1 [000] 1.5: 7 cycles:\n"
+    assert collapse(data, native=native) == b"ab 1\nprog 14\n"
+    assert collapse(data, chunk=47, native=native) == b"ab 1\nprog 14\n"
+
+
+@pytest.mark.parametrize("native", NATIVE_PATHS)
+def test_a_first_frame_line_without_frames_folds_to_the_command(native: bool) -> None:
+    """Found by UBSan in CI (tests/reliability/asan.sh): when the first frame line the C
+    path folds gives no frame (a symbol in parentheses), its empty result was copied from
+    a buffer not yet allocated (memcpy from NULL, undefined even for 0 bytes)."""
+    data = b"prog 1/1 [000] 1.5: 7 cycles:\n\t4005d6 (x) (/bin/prog)\n\n"
+    assert collapse(data, native=native) == b"prog 7\n"
+
+
+@pytest.mark.parametrize("native", NATIVE_PATHS)
+def test_java_names_lose_the_l_after_quotes_go(native: bool) -> None:
+    """The tidy rules apply in order: quotes go, then a Java name's leading L."""
+    data = b'java 1/1 [000] 1.5: 1 cycles:\n\t7f1 "Lcom/x/Y;.run (/tmp/perf-1.map)\n\n'
+    assert collapse(data, native=native) == b"java;com/x/Y:.run 1\n"
 
 
 def test_samples_counted_instead_of_weighted_by_period() -> None:
@@ -378,66 +519,28 @@ def test_cli_reads_stdin() -> None:
     assert result.stdout == collapse(data)
 
 
-def test_cli_large_file_on_two_cores_equals_one(tmp_path: Path) -> None:
-    """Inputs over 8 MiB are split between two processes; the result must not change."""
+@pytest.mark.parametrize("threads", [[], ["-n", "1"], ["--nthreads", "2"]])
+@pytest.mark.parametrize("no_extensions", ["1", ""])
+def test_cli_large_file_on_several_cores_equals_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: list[str], no_extensions: str
+) -> None:
+    """Inputs over 8 MiB are split between processes on the pure-Python path (-n caps
+    them, as inferno's option); the result must not change, whatever the path."""
     folder = conformance_dir("perf")
     data = read_input(folder / "example-perf-stacks.txt") * 3
     big = tmp_path / "big.txt"
     big.write_bytes(data)
-    result = run_flamed("collapse", "perf", "--tid", str(big))
+    monkeypatch.setenv("FLAMED_NO_EXTENSIONS", no_extensions)
+    result = run_flamed("collapse", "perf", "--tid", *threads, str(big))
     assert result.returncode == 0, result.stderr
     assert result.stdout == collapse(data, PerfOptions(include_tid=True))
 
 
-def two_core_inputs() -> dict[str, bytes]:
-    system = (DATA / "perf" / "system-wide.txt").read_bytes()
-    return {
-        "uniform": b"\n".join([system] * 3),
-        "mixed": b"\n".join([system, (DATA / "perf" / "no-callchain.txt").read_bytes(), system]),
-    }
-
-
-@pytest.mark.parametrize("shape", ["uniform", "mixed"])
-@pytest.mark.parametrize("option", ["default", "tid"])
-def test_two_cores_fold_what_one_does(shape: str, option: str) -> None:
-    data = two_core_inputs()[shape]
-    collapser = PerfCollapser(OPTION_SETS[option])
-    summed = []
-    fold_counted = collapser.fold_counted
-
-    def sum_and_fold(first: bytes, records: dict[Record, int]) -> None:
-        summed.append(sum(records.values()))
-        fold_counted(first, records)
-
-    collapser.fold_counted = sum_and_fold  # type: ignore[method-assign]
-    got = fold_on_two_cores(collapser, data).to_bytes()
-    assert got == collapse(data, OPTION_SETS[option])
-    if shape == "uniform":  # this process folded a part only: the child did the rest
-        assert len(summed) == 1 and 0 < summed[0] < data.count(b"\n\n") * 2 // 3
-
-
-def test_two_cores_keep_the_first_event_of_the_whole_input() -> None:
-    """The child, starting in the middle, sees another event first: its stacks must
-    not count, as the whole input's first event is the one kept."""
-    system = (DATA / "perf" / "system-wide.txt").read_bytes()
-    data = system + b"\n\n" + system.replace(b" cpu-clock:", b" instructions:")
-    got = fold_on_two_cores(PerfCollapser(), data).to_bytes()
-    assert got == collapse(data) == collapse(system)
-
-
-def test_two_cores_when_the_child_fails() -> None:
-    data = two_core_inputs()["uniform"]
-    collapser = PerfCollapser()
-    parent = os.getpid()
-    count_records = collapser.count_records
-
-    def count_or_fail_in_child(part: bytes) -> object:
-        if os.getpid() != parent:
-            raise MemoryError
-        return count_records(part)
-
-    collapser.count_records = count_or_fail_in_child  # type: ignore[assignment,method-assign]
-    assert fold_on_two_cores(collapser, data).to_bytes() == collapse(data)
+@pytest.mark.parametrize("fmt", ["perf", "dtrace"])
+def test_cli_nthreads_must_be_a_positive_number(fmt: str) -> None:
+    result = run_flamed("collapse", fmt, "-n", "0", "-")
+    assert result.returncode == 2
+    assert b"at least 1" in result.stderr and b"Traceback" not in result.stderr
 
 
 def test_cli_missing_file_is_one_line_without_traceback(tmp_path: Path) -> None:
@@ -464,3 +567,83 @@ def test_cli_help_explains_every_option() -> None:
         "--srcline",
     ):
         assert option in text
+
+
+# -- records perf prints with pid or tid -1 (issue 16) ---------------------------------------
+
+# The shape of the records the issue reported from a daemon's bucket: perf names a thread it
+# knows nothing of ":TID" (here ":-1") and prints pid/tid as "%5d/%-5d". Written by hand from
+# that report; the Perl script folds them as ":-1_16543/-1______390.832478:".
+UNKNOWN_PID = (
+    b":-1 16543/-1    390.832478:   10101010 cpu-clock:\n"
+    b"\tffffffff8100 do_idle ([kernel.kallsyms])\n"
+    b"\tffffffff8200 cpu_startup_entry ([kernel.kallsyms])\n\n"
+    b":-1    -1/-1    390.842478:   10101010 cpu-clock:\n"
+    b"\tffffffff8100 do_idle ([kernel.kallsyms])\n"
+    b"\tffffffff8200 cpu_startup_entry ([kernel.kallsyms])\n\n"
+    b"java 4242/-1    390.852478:   10101010 cpu-clock:\n"
+    b"\t7f0001 Interpreter (/tmp/perf-4242.map)\n\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (PerfOptions(period_weights=False), b"[unknown pid];cpu_startup_entry;do_idle 2\n"),
+        (PerfOptions(include_pid=True, period_weights=False),
+         b"[unknown pid]--1;cpu_startup_entry;do_idle 1\n"
+         b"[unknown pid]-16543;cpu_startup_entry;do_idle 1\n"),
+    ],
+    ids=["default", "pid"],
+)  # fmt: skip
+@pytest.mark.parametrize("native", NATIVE_PATHS)
+def test_records_of_pid_or_tid_minus_one_fold_under_a_readable_name(
+    options: PerfOptions, expected: bytes, native: bool
+) -> None:
+    folded = collapse(UNKNOWN_PID, options, native=native)
+    assert folded.startswith(expected), folded
+    last = folded.splitlines()[-1]  # a real name is kept
+    assert last.startswith(b"java") and last.endswith(b";Interpreter 1"), folded
+    by_lines = PerfCollapser(options)
+    by_lines._fold_lines(UNKNOWN_PID.decode().split("\n"))  # the record-by-record reader
+    assert by_lines.finish().to_bytes() == folded
+    repeated = UNKNOWN_PID * 3  # uniform input: the fast path
+    assert collapse(repeated, options, native=native) == collapse(repeated, options, chunk=7)
+
+
+# A thread without a name whose pid and tid perf knows: the command alone says it.
+UNKNOWN_COMM = b":-1  4242/4243  390.862478:   10101010 cpu-clock:\n\t7f0001 spin (/bin/x)\n\n"
+
+
+@pytest.mark.parametrize("option", sorted(OPTION_SETS))
+def test_c_path_folds_unknown_pids_as_python_does(option: str) -> None:
+    """Issue 16's records of pid or tid -1 (and of command ":-1"), alone, between common
+    records and cut anywhere: the C path gives what the Python reference gives."""
+    if NATIVE_PATHS[1].marks:
+        pytest.skip("the C speedups were not built")
+    common = b"prog 1/1 [000] 1.0: 3 cpu-clock:\n\t4005d6 main+0x1 (/bin/prog)\n\n"
+    options = OPTION_SETS[option]
+    for data in (UNKNOWN_PID, UNKNOWN_COMM, common + UNKNOWN_PID + common + UNKNOWN_COMM):
+        expected = collapse(data, options, native=False)
+        assert b"[unknown pid]" in expected
+        assert collapse(data, options, native=True) == expected
+        for chunk in (1, 7, 64):
+            assert collapse(data, options, chunk=chunk, native=True) == expected
+
+
+def test_an_event_filter_that_keeps_nothing_names_the_events_present() -> None:
+    data = b"ab 1 1.0: 5 cycles:u:\n\t1 f (/x)\n\nab 1 2.0: 7 instructions:\n\t1 g (/x)\n"
+    collapser = PerfCollapser(PerfOptions(event_filter="nosuch"))
+    collapser.feed(data)
+    assert not collapser.finish()
+    reason = collapser.empty_reason()
+    assert (
+        reason
+        == "no samples of event 'nosuch' (--event-filter); the input has cycles:u, instructions"
+    )
+    kept = PerfCollapser(PerfOptions(event_filter="cycles"))
+    kept.feed(data)
+    assert kept.finish() and kept.empty_reason() is None
+    nothing = PerfCollapser()
+    nothing.feed(b"\x93garbage\n")
+    assert not nothing.finish() and nothing.empty_reason() is None  # the command says why

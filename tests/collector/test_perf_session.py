@@ -382,3 +382,21 @@ def test_script_fields_fold_like_the_default_output(
     default = fold([perf, "script", "-i", str(data)])
     assert weight(ours, "heavy") > 0
     assert ours == default
+
+
+async def test_a_refused_perf_script_reads_paranoid_from_the_sessions_proc(
+    perf: str, burn: Path, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """The explanation reads perf_event_paranoid under the session's /proc (it read "/"'s)."""
+    wrapper = fake_perf(
+        tmp_path, 'if [ "$1" = script ]; then echo "open failed: Permission denied" >&2; exit 1; fi'
+    )
+    pid = start(burn, processes)
+    session = make(TargetSpec("burn", pids=(pid,)), tmp_path, [], perf_path=wrapper)
+
+    async def body() -> None:
+        await until(lambda: session.status.restarts.get("crash", 0) >= 1, "a refused script")
+
+    await running(session, body)
+    level = (PROC / "sys/kernel/perf_event_paranoid").read_text().strip()
+    assert f"kernel.perf_event_paranoid is {level} " in (session.status.last_error or "")

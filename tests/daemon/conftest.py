@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from flamed.collapse.folded import Folded, read_folded
 from flamed.collector.base import Chunk, ChunkSink, SessionStatus, TargetSpec
 from flamed.daemon.config import Config, parse_config
+from tests.render.pprofread import profile_module
 
 T0 = 1_700_000_000.0
 
@@ -56,16 +58,24 @@ class FakeSession:
 
 
 class FakeFactory:
-    """A SessionFactory that keeps every session it made, newest last per target."""
+    """A SessionFactory that keeps every session it made, newest last per target, and the
+    sampler settings (``perf_path``, ``event``, ``mmap_pages``) each was given."""
 
     def __init__(self) -> None:
         self.made: list[FakeSession] = []
+        self.sampler: dict[str, dict[str, object]] = {}
 
     def __call__(
-        self, spec: TargetSpec, *, bucket_seconds: float, on_chunk: ChunkSink
+        self,
+        spec: TargetSpec,
+        *,
+        bucket_seconds: float,
+        on_chunk: ChunkSink,
+        **sampler: object,
     ) -> FakeSession:
         session = FakeSession(spec, bucket_seconds=bucket_seconds, on_chunk=on_chunk)
         self.made.append(session)
+        self.sampler[spec.name] = sampler
         return session
 
     def latest(self, name: str) -> FakeSession:
@@ -112,3 +122,9 @@ def factory() -> FakeFactory:
 
 def folded_of(text: str) -> Folded:
     return read_folded(text.encode())
+
+
+@pytest.fixture(scope="module")
+def pb(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    """The pprof protobuf module, compiled once per test module."""
+    return profile_module(str(tmp_path_factory.mktemp("proto")))

@@ -50,6 +50,18 @@ def test_fractions_are_kept_and_output_sorted_bytewise(tmp_path: Path) -> None:
     assert result.stdout == b"B;x 2 0.5\na 0 3\nb;\xc3\xa9 1.75 0\n"
 
 
+def test_fractions_print_with_15_significant_digits_as_perl(tmp_path: Path) -> None:
+    """The expected bytes are what `perl difffolded.pl one.folded two.folded | sort` printed
+    for these two files (FlameGraph 41fee1f): Perl prints a sum with %.15g."""
+    one = tmp_path / "one.folded"
+    two = tmp_path / "two.folded"
+    one.write_bytes(b"a;b 1.1\na;b 13.134398324872284\nc 0.1\nc 0.2\n")
+    two.write_bytes(b"a;b 2.5\nc 3\nbig 123456789012345678\n")
+    result = run_flamed("diff-folded", str(one), str(two))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"a;b 14.2343983248723 2.5\nbig 0 123456789012345678\nc 0.3 3\n"
+
+
 def test_bad_lines_warn_once_and_are_skipped(tmp_path: Path) -> None:
     one = tmp_path / "one.folded"
     two = tmp_path / "two.folded"

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import gzip
 import json
 import logging
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -30,21 +28,18 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry
 
-from flamed.collapse.errors import ConfigError
 from flamed.collapse.folded import OTHER, Folded
 from flamed.daemon.export import (
     BACKOFF_CAP,
     Exporter,
-    ExporterConfig,
     Exporters,
-    ExportMetrics,
     backoff,
-    parse_exporters,
-    pprof_for,
 )
+from flamed.daemon.exporter_config import ExporterConfig
+from flamed.daemon.metrics import ExportMetrics
 from flamed.daemon.store import Bucket, make_bucket
 from tests.daemon.conftest import T0, FakeClock, wait_for
-from tests.render.pprofread import decode_protobuf, profile_module
+from tests.render.pprofread import decode_protobuf
 
 MakeServer = Callable[[web.Application], Awaitable[TestServer]]
 PYROSCOPE_PATH = "/push.v1.PusherService/Push"
@@ -209,11 +204,6 @@ class FakeSleep:
         self.delays.append(seconds)
         self.clock.advance(seconds)
         await asyncio.sleep(0)
-
-
-@pytest.fixture(scope="module")
-def pb(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    return profile_module(str(tmp_path_factory.mktemp("proto")))
 
 
 @pytest.fixture
@@ -572,211 +562,4 @@ async def test_no_exporters_no_session() -> None:
     assert exporters.session is None
 
 
-def test_metrics_are_registered_on_the_given_registry() -> None:
-    registry = CollectorRegistry()
-    metrics = ExportMetrics(registry)
-    metrics.add("x")
-    for result in ("success", "retry", "rejected"):
-        value = registry.get_sample_value(
-            "flamed_export_pushes_total", {"exporter": "x", "result": result}
-        )
-        assert value == 0
-    for reason in ("queue_full", "too_old", "rejected", "shutdown"):
-        value = registry.get_sample_value(
-            "flamed_export_dropped_total", {"exporter": "x", "reason": reason}
-        )
-        assert value == 0
-    assert registry.get_sample_value("flamed_export_queue_depth", {"exporter": "x"}) == 0
-
-
-def test_pprof_for_the_http_api(pb: ModuleType) -> None:
-    data = pprof_for(Folded({"a;b": 3}), frequency=100, start=T0, end=T0 + 300, target="web")
-    profile = decode_protobuf(pb, data)
-    assert profile.folded() == {"a;b": 3}
-    assert profile.period == 10_000_000
-    assert profile.time_nanos == int(T0 * 1e9) and profile.duration_nanos == 300 * 10**9
-    assert profile.samples[0]["labels"] == [("target", "web")]
-
-
 # -- the [[exporters]] tables --------------------------------------------------------------
-
-
-def secret(tmp_path: Path, name: str, text: str) -> str:
-    path = tmp_path / name
-    path.write_text(text)
-    return str(path)
-
-
-def test_parse_a_full_config(tmp_path: Path) -> None:
-    raw = [
-        {
-            "name": "grafana-cloud",
-            "kind": "pyroscope",
-            "url": "https://profiles-prod-001.grafana.net",
-            "user": "123456",
-            "password_file": secret(tmp_path, "pw", "glc_abc\n"),
-            "tenant": "t1",
-            "labels": {"env": "prod"},
-            "targets": ["web"],
-            "queue": 10,
-            "timeout": "10s",
-            "max_age": "30m",
-        },
-        {"kind": "parca", "url": "http://parca:7070", "token_file": secret(tmp_path, "t", "tok")},
-    ]
-    one, two = parse_exporters(raw, "f.toml", hostname=lambda: "h1", known_targets={"web"})
-    assert one.name == "grafana-cloud" and one.password == "glc_abc" and one.user == "123456"
-    assert one.labels == (("hostname", "h1"), ("env", "prod"))
-    assert (one.queue, one.timeout, one.max_age, one.targets) == (10, 10.0, 1800.0, ("web",))
-    assert one.endpoint == "https://profiles-prod-001.grafana.net/push.v1.PusherService/Push"
-    assert one.headers()["Authorization"] == "Basic " + base64.b64encode(b"123456:glc_abc").decode()
-    assert one.headers()["X-Scope-OrgID"] == "t1"
-    assert "glc_abc" not in repr(one)
-    assert two.name == "parca" and two.token == "tok" and two.max_age == 3600.0
-    assert two.endpoint == "http://parca:7070/api/profiles/writeraw"
-    assert two.headers()["Authorization"] == "Bearer tok"
-    assert "Connect-Protocol-Version" not in two.headers()
-    assert parse_exporters(None, "f.toml") == ()
-
-
-@pytest.mark.parametrize(
-    ("table", "message"),
-    [
-        ({"url": "http://x"}, "exporters[0].kind: missing"),
-        ({"kind": "jaeger", "url": "http://x"}, "exporters[0].kind: 'jaeger' is not one of"),
-        ({"kind": "parca"}, "exporters[0].url: missing"),
-        ({"kind": "parca", "url": "ftp://x"}, "exporters[0].url: 'ftp://x' is not an http"),
-        ({"kind": "parca", "url": "http://x?a=1"}, "exporters[0].url: 'http://x?a=1': give the"),
-        ({"kind": "parca", "url": "http://x", "colour": 1}, "exporters[0].colour: unknown key"),
-        ({"kind": "parca", "url": "http://x", "user": "u"}, "exporters[0].password_file: missing"),
-        ({"kind": "parca", "url": "http://x", "password_file": "/p"}, "exporters[0].user: missing"),
-        (
-            {"kind": "parca", "url": "http://x", "token_file": "/nonexistent/t"},
-            "exporters[0].token_file: cannot read /nonexistent/t",
-        ),
-        ({"kind": "parca", "url": "http://x", "labels": {"9x": "a"}}, "exporters[0].labels: '9x'"),
-        (
-            {"kind": "parca", "url": "http://x", "labels": {"__n": "a"}},
-            "exporters[0].labels: '__n'",
-        ),
-        (
-            {"kind": "parca", "url": "http://x", "labels": {"a": 1}},
-            "exporters[0].labels: a: expected",
-        ),
-        ({"kind": "parca", "url": "http://x", "queue": 0}, "exporters[0].queue: must be between"),
-        ({"kind": "parca", "url": "http://x", "timeout": "soon"}, "exporters[0].timeout: 'soon'"),
-        (
-            {"kind": "parca", "url": "http://x", "targets": ["nope"]},
-            "exporters[0].targets: no target",
-        ),
-        ({"kind": "parca", "url": "http://x", "tenant": ""}, "exporters[0].tenant: must be"),
-        (
-            {"kind": "pyroscope", "url": "http://x", "max_age": "2h"},
-            "exporters[0].max_age: pyroscope refuses profiles older than 3600s",
-        ),
-    ],
-)
-def test_parse_refusals_name_file_key_and_reason(table: dict[str, Any], message: str) -> None:
-    with pytest.raises(ConfigError) as caught:
-        parse_exporters([table], "/etc/flamed.toml", known_targets={"web"})
-    assert str(caught.value).startswith("/etc/flamed.toml: " + message), str(caught.value)
-
-
-def test_parse_refuses_both_auths_duplicates_and_non_tables(tmp_path: Path) -> None:
-    pw, tok = secret(tmp_path, "pw", "p"), secret(tmp_path, "tok", "t")
-    both = {"kind": "parca", "url": "http://x", "user": "u", "password_file": pw, "token_file": tok}
-    with pytest.raises(ConfigError, match=r"exporters\[0\]\.token_file: give basic auth"):
-        parse_exporters([both], "f")
-    twice = [{"kind": "parca", "url": "http://x"}, {"kind": "parca", "url": "http://y"}]
-    with pytest.raises(ConfigError, match=r"exporters\[1\]\.name: duplicate exporter name 'parca'"):
-        parse_exporters(twice, "f")
-    with pytest.raises(ConfigError, match=r"f: exporters: expected \[\[exporters\]\] tables"):
-        parse_exporters({"kind": "parca"}, "f")
-    empty = secret(tmp_path, "empty", "\n")
-    with pytest.raises(ConfigError, match="must hold one non-empty line"):
-        parse_exporters([{"kind": "parca", "url": "http://x", "token_file": empty}], "f")
-
-
-def test_parse_uses_the_callers_fail_for_line_numbers() -> None:
-    seen: list[tuple[Any, ...]] = []
-
-    def fail(path: tuple[str | int, ...], reason: str) -> ConfigError:
-        seen.append(path)
-        return ConfigError(f"f.toml:12: {reason}")
-
-    with pytest.raises(ConfigError, match=r"f\.toml:12: missing"):
-        parse_exporters([{"kind": "parca"}], "f.toml", fail=fail)
-    assert seen == [("exporters", 0, "url")]
-
-
-def test_gzip_of_pushed_profiles_is_real(pb: ModuleType) -> None:
-    data = pprof_for(Folded({"x": 1}), frequency=99, start=T0, end=T0 + 10, target="t")
-    assert gzip.decompress(data)
-
-
-# -- wired into the daemon (runs once config, service and http call this module) ----------
-
-
-def daemon_wired() -> bool:
-    from flamed.daemon import config, http
-
-    return "exporters" in config.TOP_KEYS and hasattr(http, "api_pprof")
-
-
-wired = pytest.mark.skipif(
-    not daemon_wired(), reason="[[exporters]] and /api/v1/pprof are not wired into the daemon yet"
-)
-
-
-@wired
-async def test_daemon_pushes_buckets_and_serves_pprof(
-    aiohttp_server: MakeServer,
-    aiohttp_client: Callable[[web.Application], Awaitable[Any]],
-    pb: ModuleType,
-    tmp_path: Path,
-) -> None:
-    from flamed.daemon.http import create_app
-    from tests.daemon.conftest import FakeFactory, make_config
-
-    stand_in = StandIn("pyroscope", pb)
-    server = await aiohttp_server(stand_in.app())
-    exporters = f'\n[[exporters]]\nkind = "pyroscope"\nurl = "{server.make_url("/")}"\n'
-    targets = '[[targets]]\nname = "a"\nall = true\nfrequency = 250\n' + exporters
-    config = make_config(tmp_path, targets=targets)
-    factory, clock, registry = FakeFactory(), FakeClock(T0), CollectorRegistry()
-    app = create_app(
-        config, session_factory=factory, clock=clock, registry=registry, watch=False,
-        persist=False,
-    )  # fmt: skip
-    client = await aiohttp_client(app)
-    await wait_for(lambda: factory.running("a"))
-    factory.latest("a").emit(T0 - 10, T0, "main;work 5\nmain;idle 1\n")
-    await wait_for(lambda: len(stand_in.received) == 1)
-    [got] = stand_in.received
-    assert got.folded == {"main;work": 5, "main;idle": 1}
-    assert got.labels["target"] == "a" and got.time_nanos == int((T0 - 10) * 1e9)
-    assert stand_in.violations == []
-
-    response = await client.get(
-        "/api/v1/pprof", params={"target": "a", "window": "5m"},
-        headers={"Accept-Encoding": "gzip"}, auto_decompress=False,
-    )  # fmt: skip
-    assert response.status == 200
-    assert response.headers["Content-Type"] == "application/octet-stream"
-    assert "Content-Encoding" not in response.headers
-    profile = decode_protobuf(pb, await response.read())
-    assert profile.folded() == {"main;work": 5, "main;idle": 1}
-    assert profile.period == 4_000_000
-    assert (await client.get("/api/v1/pprof", params={"target": "zzz"})).status == 404
-    assert (await client.get("/api/v1/pprof", params={"target": "a", "window": "x"})).status == 400
-    success = {"exporter": "pyroscope", "result": "success"}
-    assert registry.get_sample_value("flamed_export_pushes_total", success) == 1
-
-
-@wired
-def test_config_refuses_bad_exporters_with_file_and_line(tmp_path: Path) -> None:
-    from tests.daemon.conftest import make_config
-
-    bad = '[[targets]]\nname = "a"\nall = true\n\n[[exporters]]\nkind = "parca"\nurl = "ftp://x"\n'
-    with pytest.raises(ConfigError, match=r"test\.toml:\d+: exporters\[0\]\.url: 'ftp://x'"):
-        make_config(tmp_path, targets=bad)

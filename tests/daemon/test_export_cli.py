@@ -12,15 +12,10 @@ from types import ModuleType
 import pytest
 
 from tests.conftest import ROOT, run_flamed
-from tests.render.pprofread import decode_protobuf, profile_module
+from tests.render.pprofread import decode_protobuf
 
 FOLDED = b"main;parse;lex 3\nmain;parse;read 7\nmain;render 120\nmain 1\n"
 EXPECTED = {"main;parse;lex": 3, "main;parse;read": 7, "main;render": 120, "main": 1}
-
-
-@pytest.fixture(scope="module")
-def pb(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    return profile_module(str(tmp_path_factory.mktemp("proto")))
 
 
 def test_stdin_to_stdout(pb: ModuleType) -> None:
@@ -113,3 +108,31 @@ def test_export_does_not_import_the_daemon_stack(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip().endswith(b"[]"), done.stderr
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_output_files_get_the_mode_a_shell_redirect_gives(
+    tmp_path: Path, umask: int, mode: int
+) -> None:
+    """0666 less the umask, as `> file` gives (it was 0600: with `sudo flamed ... -o`, the
+    user could not open their own file), still through a temporary name and a rename."""
+    source, out = tmp_path / "in.folded", tmp_path / "out.pb.gz"
+    source.write_bytes(FOLDED)
+    command = [sys.executable, "-m", "flamed.daemon.cli", "export", "pprof", "-o", str(out)]
+    done = subprocess.run([*command, str(source)], capture_output=True, umask=umask, check=False)
+    assert done.returncode == 0, done.stderr
+    assert out.stat().st_mode & 0o7777 == mode
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in.folded", "out.pb.gz"]
+
+
+@pytest.mark.parametrize(
+    "data", [b"", b"\x93\x00 not folded\nnor this\n"], ids=["empty", "garbage"]
+)
+def test_nothing_to_export_is_one_line_and_exit_1(tmp_path: Path, data: bytes) -> None:
+    """An empty or garbage file made an empty profile and exit 0."""
+    source, out = tmp_path / "in.folded", tmp_path / "out.pb.gz"
+    source.write_bytes(data)
+    done = run_flamed("export", "pprof", "-o", str(out), str(source))
+    assert done.returncode == 1 and not out.exists()
+    last = done.stderr.decode().splitlines()[-1]
+    assert last == f"flamed export: no folded stacks in {source}; expected `stack count` lines"

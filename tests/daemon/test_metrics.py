@@ -12,10 +12,10 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from flamed.daemon.http import create_app
-from flamed.daemon.metrics import Metrics, TargetReading
+from flamed.daemon.app import create_app
+from flamed.daemon.metrics import ExportMetrics, Metrics, TargetReading
 from tests.daemon.conftest import T0, FakeClock, FakeFactory, make_config, wait_for
-from tests.daemon.test_http import MakeClient
+from tests.daemon.test_app import MakeClient
 
 Client = TestClient[web.Request, web.Application]
 
@@ -103,7 +103,8 @@ async def test_values(scraped: str) -> None:
 
 def test_labels_never_grow_with_pids_or_stacks() -> None:
     reading = TargetReading("t", True, 5000, 10**6, {"exit": 1}, {})
-    metrics = Metrics(CollectorRegistry(), read_targets=lambda: [reading], process=False)
+    metrics = Metrics(CollectorRegistry(), process=False)
+    metrics.add_targets(lambda: [reading])
     from prometheus_client import generate_latest
 
     text = generate_latest(metrics.registry).decode()
@@ -119,3 +120,20 @@ async def test_promtool_accepts_the_exposition(scraped: str, tmp_path: Path) -> 
         [promtool, "check", "metrics"], input=scraped.encode(), capture_output=True, timeout=60
     )
     assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
+
+
+def test_metrics_are_registered_on_the_given_registry() -> None:
+    registry = CollectorRegistry()
+    metrics = ExportMetrics(registry)
+    metrics.add("x")
+    for result in ("success", "retry", "rejected"):
+        value = registry.get_sample_value(
+            "flamed_export_pushes_total", {"exporter": "x", "result": result}
+        )
+        assert value == 0
+    for reason in ("queue_full", "too_old", "rejected", "shutdown"):
+        value = registry.get_sample_value(
+            "flamed_export_dropped_total", {"exporter": "x", "reason": reason}
+        )
+        assert value == 0
+    assert registry.get_sample_value("flamed_export_queue_depth", {"exporter": "x"}) == 0

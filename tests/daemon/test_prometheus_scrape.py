@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from flamed.daemon.http import create_app
+from flamed.daemon.app import create_app
 from tests.daemon.conftest import FakeFactory, make_config, wait_for
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.slow]

@@ -44,6 +44,21 @@ def test_record_pid_to_folded(tmp_path: Path, burning: int) -> None:
 
 
 @pytest.mark.perf
+def test_record_output_is_readable_by_others_as_a_redirect_would_be(
+    tmp_path: Path, burning: int
+) -> None:
+    """`sudo flamed record ... -o x.svg`: the user opens the file (mode 0666 less the umask)."""
+    require_perf()
+    out = tmp_path / "x.svg"
+    command = [sys.executable, "-m", "flamed.daemon.cli", "record", "-p", str(burning)]
+    done = subprocess.run(
+        [*command, "-d", "3", "-o", str(out)], capture_output=True, umask=0o022, check=False
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert out.stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.perf
 def test_record_svg_and_stdout(tmp_path: Path, burning: int) -> None:
     require_perf()
     svg = tmp_path / "out.svg"
@@ -84,6 +99,48 @@ def test_record_ends_when_the_process_exits(tmp_path: Path) -> None:
         burn.wait()
     assert done.returncode == 0, done.stderr.decode()
     assert weight(read_folded(done.stdout), "heavy") > 0
+
+
+@pytest.mark.perf
+def test_an_idle_target_exits_2_saying_why(tmp_path: Path) -> None:
+    """It exited 0, as if a profile had been taken (flamed flamegraph exits 2 too)."""
+    require_perf()
+    idle = subprocess.Popen(["sleep", "60"])
+    try:
+        out = tmp_path / "idle.svg"
+        done = run_flamed("record", "-p", str(idle.pid), "-d", "1", "-o", str(out))
+    finally:
+        idle.kill()
+        idle.wait()
+    assert done.returncode == 2, done.stderr.decode()
+    lines = done.stderr.decode().splitlines()
+    assert len(lines) == 1 and f"no samples of process id {idle.pid}" in lines[0], lines
+    assert "No samples" in out.read_text()  # still a valid graph, as flamed flamegraph writes
+
+
+@pytest.mark.perf
+def test_a_frequency_above_the_kernels_limit_says_what_perf_does(
+    tmp_path: Path, burning: int
+) -> None:
+    require_perf()
+    limit = int(Path("/proc/sys/kernel/perf_event_max_sample_rate").read_text())
+    out = tmp_path / "fast.folded"
+    done = run_flamed(
+        "record", "-p", str(burning), "-d", "3", "-F", str(limit * 10), "-o", str(out)
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    err = done.stderr.decode()
+    assert "kernel.perf_event_max_sample_rate" in err and f"{limit} Hz" in err, err
+    assert weight(read_folded(out.read_bytes()), "heavy") > 0
+
+
+@pytest.mark.parametrize("name", ["x.png", "x", "x.svg.gz", "x.folded.gz"])
+def test_an_unknown_output_extension_is_refused_before_recording(tmp_path: Path, name: str) -> None:
+    """`-o x.png` wrote folded text into x.png."""
+    done = run_flamed("record", "-a", "-d", "1", "-o", str(tmp_path / name))
+    err = one_line_error(done)
+    assert done.returncode == 2 and ".svg" in err and ".folded" in err, err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_missing_pid_is_one_line(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import re
 import subprocess
 from collections.abc import Awaitable, Callable
@@ -24,6 +25,13 @@ async def client(aiohttp_client: MakeClient) -> Client:
     app = web.Application()
     webpage.add_page_routes(app)
     return await aiohttp_client(app)
+
+
+def shipped(name: str) -> bytes:
+    """What ``static/NAME`` must serve: the file, or for page.js its parts joined in order."""
+    if name == "page.js":
+        return b"\n".join((ASSETS / part).read_bytes() for part in webpage.SCRIPT_PARTS)
+    return (ASSETS / name).read_bytes()
 
 
 def nonce_of(response_csp: str) -> str:
@@ -74,12 +82,21 @@ async def test_assets_are_typed_and_revalidated(
     assert response.status == 200
     assert response.content_type == content_type and response.charset == "utf-8"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
-    assert await response.read() == (ASSETS / name).read_bytes()
+    assert await response.read() == shipped(name)
     etag = response.headers["ETag"]
     again = await client.get(f"/static/{name}", headers={"If-None-Match": etag})
     assert again.status == 304 and await again.read() == b""
     stale = await client.get(f"/static/{name}", headers={"If-None-Match": '"0"'})
     assert stale.status == 200
+    packed = await client.get(
+        f"/static/{name}", headers={"Accept-Encoding": "gzip, br"}, auto_decompress=False
+    )
+    assert packed.headers["Content-Encoding"] == "gzip" and packed.headers["Vary"]
+    assert gzip.decompress(await packed.read()) == shipped(name)
+    plain = await client.get(
+        f"/static/{name}", headers={"Accept-Encoding": "identity"}, auto_decompress=False
+    )
+    assert "Content-Encoding" not in plain.headers and await plain.read() == shipped(name)
 
 
 async def test_only_the_page_paths_are_served(client: Client) -> None:
@@ -97,30 +114,47 @@ def test_the_page_version_follows_the_assets() -> None:
     assert f"?v={version}" in text and version
 
 
+SOURCES = ("index.html", "page.css", *webpage.SCRIPT_PARTS)
+
+
 def test_assets_ship_in_the_package() -> None:
     folder = resources.files("flamed.daemon").joinpath("assets")
-    for name in ("index.html", "page.js", "page.css"):
+    shipped_names = {item.name for item in folder.iterdir()}
+    assert set(SOURCES) <= shipped_names
+    for name in SOURCES:
         assert folder.joinpath(name).read_bytes() == (ASSETS / name).read_bytes()
+    assert webpage.read_asset("page.js") == shipped("page.js")
 
 
 def test_nothing_is_fetched_from_elsewhere() -> None:
-    for name in ("index.html", "page.js", "page.css"):
+    for name in SOURCES:
         text = (ASSETS / name).read_text("utf-8")
-        assert not re.search(r"https?://|@import|url\(", text), name
+        assert not re.search(r"https?://|@import|url\(|import\(|importScripts", text), name
 
 
 def test_every_element_the_script_uses_exists() -> None:
-    script = (ASSETS / "page.js").read_text("utf-8")
+    script = shipped("page.js").decode("utf-8")
     html = (ASSETS / "index.html").read_text("utf-8")
-    ids = set(re.findall(r'\$\("([a-z-]+)"\)', script)) | {"graph"}
-    assert len(ids) > 20
+    ids = set(re.findall(r'\$\("([a-z-]+)"\)', script))
+    assert len(ids) > 40
     missing = [name for name in sorted(ids) if f'id="{name}"' not in html]
     assert missing == []
 
 
-def test_the_script_parses() -> None:
+def test_names_reach_the_page_as_text_only() -> None:
+    """No part writes markup: names go in with textContent, on canvases with fillText."""
+    for name in webpage.SCRIPT_PARTS:
+        text = (ASSETS / name).read_text("utf-8")
+        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+            assert sink not in text, (name, sink)
+
+
+@pytest.mark.parametrize("name", [*webpage.SCRIPT_PARTS, "page.js"])
+def test_the_script_parses(name: str, tmp_path: Path) -> None:
     node = next((p for p in ("/usr/bin/node", "/usr/bin/nodejs") if Path(p).exists()), None)
     if node is None:
         pytest.skip("node is not installed (the Chromium tests run the script anyway)")
-    result = subprocess.run([node, "--check", str(ASSETS / "page.js")], capture_output=True)
+    path = tmp_path / name
+    path.write_bytes(shipped(name))
+    result = subprocess.run([node, "--check", str(path)], capture_output=True)
     assert result.returncode == 0, result.stderr.decode()

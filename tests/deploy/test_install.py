@@ -113,7 +113,7 @@ def test_staging_twice_changes_nothing_and_keeps_the_config(tmp_path: Path, fake
     before = tree(root)
     second = run_install(fakes, "--root", str(root), "--no-venv")
     no_system_calls(fakes)
-    assert "kept /etc/flamed/flamed.toml" in second.stdout
+    assert f"kept {root}/etc/flamed/flamed.toml" in second.stdout
     assert (root / CONFIG).read_text() == edited
     assert mode(root / UNIT) == 0o644
     after = tree(root)
@@ -169,10 +169,40 @@ def test_bad_arguments_are_refused(tmp_path: Path, fakes: Path, args: tuple[str,
     assert tree(root) == {}
 
 
+@pytest.mark.parametrize("option", ["--root", "--prefix", "--source", "--python", "--pip-arg"])
+def test_an_option_without_its_value_is_one_line(tmp_path: Path, fakes: Path, option: str) -> None:
+    """`--root` alone gave bash's own `line 83: 2: --root needs a directory`."""
+    result = run_install(fakes, "--no-venv", option, check=False)
+    assert result.returncode != 0
+    lines = result.stderr.splitlines()
+    assert lines == [f"install.sh: error: {option} needs a value (see install.sh --help)"], lines
+
+
+def test_staged_messages_name_the_staged_paths(tmp_path: Path, fakes: Path) -> None:
+    """`--root DIR` said "wrote /etc/systemd/system/flamed.service": it wrote DIR/etc/..."""
+    root = tmp_path / "root"
+    out = run_install(fakes, "--root", str(root), "--no-venv").stdout
+    for rel in (UNIT, SYSUSERS, CONFIG):
+        assert f"wrote {root}/{rel}\n" in out, out
+    assert f"wrote /{UNIT}" not in out
+    again = run_install(fakes, "--root", str(root), "--no-venv").stdout
+    assert f"kept {root}/{CONFIG}" in again, again
+    gone = run_install(fakes, "--root", str(root), "--uninstall").stdout
+    assert f"removed {root}/{UNIT}" in gone, gone
+
+
+def test_the_sysusers_file_names_where_it_is_installed() -> None:
+    text = (ROOT / "systemd" / "flamed.sysusers").read_text()
+    assert f"/{SYSUSERS}" in text and "/usr/lib/sysusers.d/flamed.conf;" not in text
+
+
 def test_help_names_every_option(fakes: Path) -> None:
     text = run_install(fakes, "--help").stdout
     for option in ("--root", "--prefix", "--source", "--no-venv", "--uninstall", "--purge"):
         assert option in text
+    # what --root is for, and which interpreter the venv gets (ProtectHome=yes hides /root)
+    assert "for inspection or packaging" in text and "create it on the target" in text
+    assert "default /usr/bin/python3" in text
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
@@ -195,10 +225,20 @@ def copy_sources(dest: Path) -> Path:
 
 @pytest.mark.slow
 def test_staging_with_a_virtual_environment(tmp_path: Path, fakes: Path) -> None:
+    """The venv is made by /usr/bin/python3, not by the `python3` first on PATH (pyenv's
+    under /root, which the unit's ProtectHome=yes hides from the service)."""
+    if not Path("/usr/bin/python3").exists():
+        pytest.skip("no /usr/bin/python3")
+    shim = fakes / "python3"
+    shim.write_text(f'#!/bin/sh\necho "python3 $*" >> "{tmp_path}/calls.log"\nexit 1\n')
+    shim.chmod(0o755)
     root = tmp_path / "root"
     source = copy_sources(tmp_path / "src")
-    run_install(fakes, "--root", str(root), "--source", str(source))
+    result = run_install(fakes, "--root", str(root), "--source", str(source))
     no_system_calls(fakes)
+    config = (root / "opt/flamed/venv/pyvenv.cfg").read_text()
+    assert "home = /usr/bin\n" in config, config
+    assert "create it on the target" in result.stdout, result.stdout
     flamed = root / "opt/flamed/venv/bin/flamed"
     assert mode(flamed) & 0o111 and not mode(flamed) & 0o022
     result = subprocess.run(

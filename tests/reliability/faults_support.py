@@ -3,7 +3,7 @@
 The daemon runs as a child process (so it can be SIGKILLed or SIGSTOPped), with
 real perf, on a free loopback port. ``Daemon(..., session={...})`` starts the
 same daemon through ``run_daemon`` with collector knobs the config file does
-not expose (a spool bound, a stall timeout, a perf RSS cap).
+not expose (a stall timeout, a perf RSS cap, a grace period).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ LAUNCH = """
 import asyncio, functools, json, logging, sys
 from flamed.collector import create_session
 from flamed.daemon.config import load_config
-from flamed.daemon.http import run_daemon
-from flamed.daemon.service import SESSION_STOP
+from flamed.daemon.server import run_daemon
+from flamed.daemon.supervisor import SESSION_STOP
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 knobs = json.loads(sys.argv[2])
 factory = functools.partial(create_session, stop_timeout=SESSION_STOP, **knobs)

@@ -4,8 +4,13 @@
     python tests/reliability/fuzz_parsers.py --minutes 5 --only perf
 
 Parsers: ``perf`` (perf script), ``dtrace``, ``folded``, ``guess`` (format
-guessing, then one of the three), ``config`` (the daemon's TOML) and ``query``
-(the HTTP query parameters: render options and time ranges). Each input is fed
+guessing, then one of the collapsers), ``recursive``, ``sample``, ``xctrace``,
+``vtune``, ``vsprof``, ``ghcprof``, ``bpftrace`` (the collapsers of issue 18),
+``native`` (the C speedups against the pure-Python reference: perf, DTrace and
+folded input, and the flame graph of the result, must come out the same),
+``config`` (the daemon's TOML) and ``query`` (the HTTP query parameters: render
+options and time ranges). ``perf``, ``dtrace`` and ``guess`` take the C path too,
+where it was built. Each input is fed
 in two pieces split where the input says, as a stream arrives. Documented user
 errors (``FlamedError``: a 400 or a one-line CLI error) are fine; any other
 exception is a crash, which atheris/libFuzzer reports with the input (saved as
@@ -72,6 +77,103 @@ def fuzz_folded(data: bytes, split: int) -> None:
     assert dict(whole.items()) == dict(streamed.items())  # type: ignore[attr-defined]
 
 
+def fuzz_native(data: bytes, split: int) -> None:
+    """The C speedups against the pure-Python reference: the same profile from the perf,
+    DTrace and folded collapsers (each side cut elsewhere), the same flame graph."""
+    import os
+
+    from flamed.collapse import speedups
+    from flamed.collapse.dtrace import DTraceCollapser, DTraceOptions
+    from flamed.collapse.folded import FoldedCollapser
+    from flamed.collapse.perf import PerfCollapser, PerfOptions
+    from flamed.render.nameattr import FrameAttrs
+    from flamed.render.options import RenderOptions
+    from flamed.render.svg import render_flamegraph
+
+    if speedups.built() is None or speedups.built(speedups.RENDER) is None:
+        return
+    options = PerfOptions(
+        include_pid=bool(split & 1),
+        include_tid=bool(split & 2),
+        annotate_kernel=bool(split & 4),
+        annotate_jit=bool(split & 8),
+        include_addrs=bool(split & 16),
+        period_weights=bool(split & 32),
+    )
+    makers: list[Callable[[bool], object]] = [
+        lambda native: PerfCollapser(options, native=native),
+        lambda native: DTraceCollapser(DTraceOptions(bool(split & 1)), native=native),
+        lambda native: FoldedCollapser(native=native),
+    ]
+    for make in makers:
+        python = feed_in_two(make(False), data, split)
+        assert feed_in_two(make(True), data, split * 7 + 3) == python
+    attrs = FrameAttrs(title="t", group=(("class", "c"),), link=(("href", "x"), ("target", "_top")))
+    render = RenderOptions(
+        minwidth=0,
+        inverted=bool(split & 1),
+        truncate="left" if split & 2 else "right",
+        name_attrs={"main": attrs, "[unknown]": attrs} if split & 4 else {},
+    )
+    os.environ[speedups.DISABLE_VARIABLE] = "1"
+    try:
+        drawn = render_flamegraph(python, render)  # type: ignore[arg-type]
+    finally:
+        del os.environ[speedups.DISABLE_VARIABLE]
+    assert render_flamegraph(python, render) == drawn  # type: ignore[arg-type]
+
+
+def fuzz_recursive(data: bytes, split: int) -> None:
+    from flamed.collapse.recursive import RecursiveCollapser
+
+    check_split(RecursiveCollapser, data, split)
+
+
+def fuzz_sample(data: bytes, split: int) -> None:
+    from flamed.collapse.sample import SampleCollapser, SampleOptions
+
+    check_split(lambda: SampleCollapser(SampleOptions(modules=bool(split & 1))), data, split)
+
+
+def fuzz_xctrace(data: bytes, split: int) -> None:
+    from flamed.collapse.xctrace import XctraceCollapser
+
+    check_split(XctraceCollapser, data, split)
+
+
+def fuzz_vtune(data: bytes, split: int) -> None:
+    from flamed.collapse.vtune import VTuneCollapser, VTuneOptions
+
+    check_split(lambda: VTuneCollapser(VTuneOptions(modules=bool(split & 1))), data, split)
+
+
+def fuzz_vsprof(data: bytes, split: int) -> None:
+    from flamed.collapse.vsprof import VsprofCollapser
+
+    check_split(VsprofCollapser, data, split)
+
+
+def fuzz_ghcprof(data: bytes, split: int) -> None:
+    from flamed.collapse.ghcprof import GhcProfCollapser, GhcProfOptions, Source
+
+    sources: tuple[Source, ...] = ("time", "ticks", "bytes")
+    options = GhcProfOptions(source=sources[split % 3])
+    check_split(lambda: GhcProfCollapser(options), data, split)
+
+
+def fuzz_bpftrace(data: bytes, split: int) -> None:
+    from flamed.collapse.bpftrace import BpftraceCollapser
+
+    check_split(BpftraceCollapser, data, split)
+
+
+def check_split(make: Callable[[], object], data: bytes, split: int) -> None:
+    """The result re-reads, and feeding in two pieces gives what feeding whole gives."""
+    whole = feed_in_two(make(), data, len(data))
+    check_folded(whole)
+    assert feed_in_two(make(), data, split) == whole
+
+
 def fuzz_guess(data: bytes, split: int) -> None:
     from flamed.collapse.guess import GuessCollapser
 
@@ -86,7 +188,7 @@ def fuzz_config(data: bytes, split: int) -> None:
 
 
 def fuzz_query(data: bytes, split: int) -> None:
-    from flamed.daemon.http import diff_ranges, parse_range
+    from flamed.daemon.timerange import diff_ranges, parse_range
     from flamed.render.options import options_from_query
 
     text = data.decode("utf-8", "replace")
@@ -98,7 +200,7 @@ def fuzz_query(data: bytes, split: int) -> None:
     for parse in (
         lambda: options_from_query(params),
         lambda: parse_range(params, now, 300.0),
-        lambda: diff_ranges(params, now),
+        lambda: diff_ranges(params, now, 300.0),
     ):
         with contextlib.suppress(FlamedError):  # each on its own: one refusal hides no other
             parse()
@@ -118,6 +220,14 @@ PARSERS: dict[str, Callable[[bytes, int], None]] = {
     "dtrace": fuzz_dtrace,
     "folded": fuzz_folded,
     "guess": fuzz_guess,
+    "native": fuzz_native,
+    "recursive": fuzz_recursive,
+    "sample": fuzz_sample,
+    "xctrace": fuzz_xctrace,
+    "vtune": fuzz_vtune,
+    "vsprof": fuzz_vsprof,
+    "ghcprof": fuzz_ghcprof,
+    "bpftrace": fuzz_bpftrace,
     "config": fuzz_config,
     "query": fuzz_query,
 }
@@ -146,6 +256,40 @@ SEEDS: dict[str, list[bytes]] = {
     ],
     "folded": [b"main;work;hot 6\nmain;idle 1.5\nbad line\n"],
     "guess": [],
+    "recursive": [b"main;fib;fib;fib;add 3\nmain;a;a\t2.5\nbad\n;;; 1\n"],
+    "sample": [
+        b"Analysis of sampling demo (pid 1) every 1 millisecond\n\nCall graph:\n"
+        b"    10 Thread_1   DispatchQueue_1: main  (serial)\n"
+        b"    + 10 start  (in libdyld.dylib) + 1  [0x1]\n"
+        b"    +   7 main  (in demo) + 2  [0x2]\n    +   ! 7 -[A b:]  (in demo)\n"
+        b"    +   3 mach_msg_trap  (in libsystem_kernel.dylib)\nTotal number in stack\n",
+    ],
+    "xctrace": [
+        b'<?xml version="1.0"?>\n<trace-query-result><node><row><backtrace id="1">'
+        b'<frame id="2" name="work" addr="0x1"/><frame id="3" name="main"/></backtrace></row>'
+        b'<row><backtrace ref="1"/></row><row><sentinel/></row></node></trace-query-result>\n',
+    ],
+    "vtune": [
+        b"Function Stack,CPU Time:Self,Module\nTotal,0.0,[Unknown]\n main,0.0125,a.out\n"
+        b'  "f(int, char)",2.5,a.out\n   g,1e-3,libc.so\n',
+    ],
+    "vsprof": [
+        b'Level,Function Name,Inclusive Samples,Exclusive Samples\n0,"a.exe",9,0\n'
+        b'1,"main","8,735",0\n2,"f < g >",8,8\n',
+        b"Level,Function Name,Number of Calls,Elapsed Inclusive Time %,Elapsed Exclusive Time %,"
+        b"Avg Elapsed Inclusive Time,Avg Elapsed Exclusive Time,Module Name,\n"
+        b'0,"a.exe",0,1,1,1,1,"",\n1,"main",1,1,1,1,1,"a",\n2,"f","1,200",1,1,1,1,"a",\n',
+    ],
+    "ghcprof": [
+        b"\tTime and Allocation Profiling Report  (Final)\n\n"
+        b"COST CENTRE MODULE SRC no. entries  %time %alloc   %time %alloc  ticks     bytes\n\n"
+        b"MAIN        MAIN   x    1         0    1.5    0.0   100.0 100.0      3      1200\n"
+        b" main       Main   y    2         1   98.5  100.0    98.5 100.0    197 123456789\n",
+    ],
+    "bpftrace": [
+        b"Attaching 2 probes...\n\n\n@[\n    k1+1\n    k2+2\n, \n    u1+3\n, prog]: 5\n"
+        b"@[, \n    u2\n, prog]: 1\n@[, , prog]: 2\n@[]: 3\n",
+    ],
     "config": [
         b'[server]\nlisten = "127.0.0.1:9797"\nmax_renders = 2\n'
         b'[storage]\nstate_dir = "/tmp/s"\nbucket = "10s"\nretention = "1h"\n'
@@ -154,7 +298,9 @@ SEEDS: dict[str, list[bytes]] = {
     ],
     "query": [b"window=5m&width=1200&minwidth=0.5%&colors=java&reverse=1&a_from=now-1h"],
 }
-SEEDS["guess"] = SEEDS["perf"] + SEEDS["dtrace"] + SEEDS["folded"]
+SEEDS["guess"] = [seed for name in ("perf", "dtrace", "folded", "sample") for seed in SEEDS[name]]
+SEEDS["guess"] += SEEDS["xctrace"] + SEEDS["vtune"] + SEEDS["ghcprof"] + SEEDS["bpftrace"]
+SEEDS["native"] = SEEDS["perf"] + SEEDS["dtrace"] + SEEDS["folded"]
 
 
 def seed_corpus(folder: Path, names: list[str]) -> None:
@@ -163,8 +309,9 @@ def seed_corpus(folder: Path, names: list[str]) -> None:
     samples = [p for p in samples if p.stat().st_size < 200_000]
     for index, name in enumerate(names):
         seeds = list(SEEDS[name])
-        if name in ("perf", "dtrace", "guess"):
-            seeds += [p.read_bytes() for p in samples if name in str(p) or name == "guess"][:20]
+        if name in ("perf", "dtrace", "guess", "native"):
+            anything = name in ("guess", "native")
+            seeds += [p.read_bytes() for p in samples if name in str(p) or anything][:20]
         for number, seed in enumerate(seeds):
             (folder / f"seed-{index}-{number}").write_bytes(bytes([index, 7]) + seed)
 
@@ -204,12 +351,20 @@ def main() -> int:
     if not any(corpus.iterdir()):
         seed_corpus(corpus, names)
     with atheris.instrument_imports(include=["flamed"]):
+        import flamed.collapse.bpftrace
         import flamed.collapse.dtrace
         import flamed.collapse.folded
+        import flamed.collapse.ghcprof
         import flamed.collapse.guess
         import flamed.collapse.perf
+        import flamed.collapse.recursive
+        import flamed.collapse.sample
+        import flamed.collapse.speedups
+        import flamed.collapse.vsprof
+        import flamed.collapse.vtune
+        import flamed.collapse.xctrace
         import flamed.daemon.config
-        import flamed.daemon.http
+        import flamed.daemon.timerange
         import flamed.render.options  # noqa: F401
     flags = [
         sys.argv[0],

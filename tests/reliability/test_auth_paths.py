@@ -26,13 +26,14 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from flamed.collapse.errors import ConfigError
-from flamed.daemon import http as daemon_http
+from flamed.daemon import middlewares
+from flamed.daemon.app import OPEN_PATHS, create_app
 from flamed.daemon.config import default_text, load_config, parse_config
 from flamed.daemon.webpage import PAGE_PATHS
 from tests.reliability import Daemon, start_daemon, wait_until
 
 TOKEN = "correct-horse-battery-staple"
-OPEN = daemon_http.OPEN_PATHS | PAGE_PATHS
+OPEN = OPEN_PATHS | PAGE_PATHS
 ROUTES = [
     "/",
     "/static/page.js",
@@ -45,6 +46,9 @@ ROUTES = [
     "/api/v1/flamegraph?target=ghost",
     "/api/v1/diff?target=ghost",
     "/api/v1/pprof?target=ghost",
+    "/api/v1/profile?target=ghost",
+    "/api/v1/timeline?target=ghost",
+    "/api/v1/speedscope?target=ghost",
     "/folded.txt",
     "/flamegraph.svg",
     "/no/such/route",
@@ -82,7 +86,11 @@ def request(daemon: Daemon, path: str, authorization: str | None) -> int:
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    running = start_daemon(tmp_path_factory.mktemp("auth") / "run", token=TOKEN)
+    running = start_daemon(
+        tmp_path_factory.mktemp("auth") / "run",
+        token=TOKEN,
+        server='allowed_hosts = ["flamed.example.com"]\n',
+    )
     yield running
     running.stop()
 
@@ -138,13 +146,75 @@ def test_every_route_but_the_open_ones_needs_the_token(daemon: Daemon) -> None:
     print(f"\nFIGURE case12 401s={refused} over {len(ROUTES)} routes x {len(WRONG)} bad tokens")
 
 
+# -- case 12: the Host header (DNS rebinding) ---------------------------------------------
+
+ACCEPTED_HOSTS = [
+    "localhost",
+    "LOCALHOST:9797",
+    "localhost.",
+    "127.0.0.1",
+    "127.0.0.1:1",
+    "[::1]",
+    "[::1]:9797",
+    "10.1.2.3:9797",  # an address: no DNS name, so nothing to rebind (pod IPs, probes)
+    "flamed.example.com",  # listed in allowed_hosts
+    "Flamed.Example.COM:443",
+]
+REFUSED_HOSTS = [
+    None,  # no Host header at all
+    "",
+    "evil.example",
+    "evil.example:9797",
+    "localhost.evil.example",
+    "127.0.0.1.nip.io",
+    "sub.flamed.example.com",
+    "flamed.example.com.evil",
+    "localhost:notaport",
+    "[::1",
+    "::1",
+    "local host",
+]
+
+
+def host_request(daemon: Daemon, path: str, host: str | None) -> tuple[int, bytes]:
+    """GET with exactly this Host header (or none), and the right token."""
+    conn = http.client.HTTPConnection("127.0.0.1", daemon.port, timeout=20)
+    try:
+        conn.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
+        if host is not None:
+            conn.putheader("Host", host)
+        conn.putheader("Authorization", f"Bearer {TOKEN}")
+        conn.endheaders()
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("host", ACCEPTED_HOSTS)
+def test_loopback_addresses_and_allowed_hosts_are_served(daemon: Daemon, host: str) -> None:
+    for path in ("/api/v1/targets", "/healthz", "/"):
+        assert host_request(daemon, path, host)[0] == 200, (host, path)
+
+
+@pytest.mark.parametrize("host", REFUSED_HOSTS)
+def test_other_host_headers_are_refused_in_one_line(daemon: Daemon, host: str | None) -> None:
+    """A page on any site can make a browser resolve its own name to 127.0.0.1 (DNS
+    rebinding); its requests then carry that name in Host and are refused."""
+    for path in ("/api/v1/targets", "/api/v1/folded?target=ghost", "/healthz", "/"):
+        status, body = host_request(daemon, path, host)
+        assert status in (400, 421), (host, path, status)  # 400: aiohttp's own, no Host at all
+        if status == 421:
+            assert body.count(b"\n") == 1 and b"allowed_hosts" in body, body
+
+
 def test_open_paths_are_only_health_and_the_data_free_page() -> None:
-    assert {"/healthz", "/readyz"} == daemon_http.OPEN_PATHS
+    assert {"/healthz", "/readyz"} == OPEN_PATHS
     assert {"/", "/static/page.js", "/static/page.css"} == PAGE_PATHS
 
 
 def test_the_token_is_compared_in_constant_time() -> None:
-    source = inspect.getsource(daemon_http.auth_middleware)
+    source = inspect.getsource(middlewares.auth_middleware)
     assert "hmac.compare_digest(" in source
     assert "== expected" not in source and "!= expected" not in source
 
@@ -160,13 +230,13 @@ async def test_compare_digest_is_the_check(
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN)
     config = make_config(tmp_path, server=f"token_file = {str(token_file)!r}")
-    app = daemon_http.create_app(
+    app = create_app(
         config, session_factory=FakeFactory(), registry=CollectorRegistry(), watch=False
     )
     client = await aiohttp_client(app)  # type: ignore[operator]
     wrong = {"Authorization": "Bearer nope"}
     assert (await client.get("/api/v1/targets", headers=wrong)).status == 401
-    monkeypatch.setattr(daemon_http.hmac, "compare_digest", lambda a, b: True)
+    monkeypatch.setattr(middlewares.hmac, "compare_digest", lambda a, b: True)
     assert (await client.get("/api/v1/targets", headers=wrong)).status == 200
 
 

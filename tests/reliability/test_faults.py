@@ -147,6 +147,9 @@ def test_sigkilled_perf_is_restarted_within_a_bucket(
     assert perf_children(daemon.pid, what) == [new]
     assert len(perf_records(daemon.pid)) == len(perf_children(daemon.pid, "script")) == 1
     poll(lambda: samples_after(daemon, killed_at + 2.0), "samples after the restart")
+    entry = daemon.target()
+    assert killed_at - 1 <= float(str(entry["last_error_time"])) <= time.time(), entry
+    poll(lambda: daemon.target()["last_error_past"] is True, "the error marked as past")
     assert daemon.stop() == 0
 
 

@@ -19,8 +19,9 @@ from prometheus_client import CollectorRegistry
 
 from flamed.daemon.metrics import Metrics
 from flamed.daemon.notify import Notifier
+from flamed.daemon.persist import DiskStore
 from flamed.daemon.service import Service
-from flamed.daemon.store import Bucket, DiskStore
+from flamed.daemon.store import Bucket
 from tests.daemon.conftest import T0, FakeClock, FakeFactory, make_config, wait_for
 
 
@@ -58,9 +59,8 @@ async def test_a_full_disk_keeps_buckets_in_memory_logs_once_and_recovers(
     clock = FakeClock()
     metrics = Metrics(CollectorRegistry(), process=False)
     config = make_config(tmp_path / "state", ONE, storage='rollup_after = "1m"\nrollup = "1m"')
-    service = Service(config, session_factory=factory, metrics=metrics, clock=clock)
     disk = FullDisk(tmp_path / "state")
-    service.disk = disk
+    service = Service(config, session_factory=factory, metrics=metrics, clock=clock, disk=disk)
     await service.start()
     await wait_for(lambda: factory.running("a"))
     session = factory.latest("a")
@@ -80,16 +80,16 @@ async def test_a_full_disk_keeps_buckets_in_memory_logs_once_and_recovers(
 
     clock.advance(600)  # long past roll-up and eviction: unwritten stacks must not be evicted
     service.prune()
-    await service._writes.join()
+    await service.writer.flush()
     window = service.windows["a"]
     assert sum(1 for bucket in window.buckets if bucket.cold) == 0
     assert window.stacks() >= 5
 
     disk.full = False
     session.emit(T0 + 600, T0 + 610, "main;g 1\n")
-    await service._writes.join()
-    await wait_for(lambda: not service._unsaved.get("a"))
-    await service._writes.join()
+    await service.writer.flush()
+    await wait_for(lambda: not service.writer.unsaved("a"))
+    await service.writer.flush()
     on_disk = DiskStore(tmp_path / "state").load("a", 0, 1000)
     stacks = {stack for bucket in on_disk for stack in bucket.stacks}
     assert {f"main;f{i}" for i in range(5)} <= stacks and "main;g" in stacks

@@ -238,48 +238,80 @@ def browser() -> Iterator[Any]:
         launched.close()
 
 
+PAGE_STATE = """() => ({
+    pwned: window.__pwned || 0,
+    scripts: document.querySelectorAll('script').length,
+    injected: document.querySelectorAll('img, iframe, object, embed, svg, foreignObject').length,
+    handlers: [...document.querySelectorAll('body *')].filter(
+        e => [...e.attributes].some(a => a.name.toLowerCase().startsWith('on'))).length,
+})"""
+TABLE_NAMES = "() => [...document.querySelectorAll('#top tbody tr')].map(r => r.cells[0].firstChild.textContent)"  # noqa: E501
+TIP_NAMES = "() => document.querySelector('#graph .graph-tip .tip-name').textContent"
+
+
+def shown_as(name: bytes) -> str:
+    """How a name reads in the page: the JSON's text (bad bytes U+FFFD, nothing dropped)."""
+    return name.decode("utf-8", "replace")
+
+
+def hover_every_frame(page: Any, where: str) -> list[str]:
+    """Hover each painted frame of the graph in ``where``; the tooltip names it reads."""
+    box = page.locator(f"{where} canvas").bounding_box()
+    drawn = page.evaluate(f"() => document.querySelector('{where}').flamedGraph.frames()")
+    seen = []
+    for frame in drawn:
+        page.mouse.move(box["x"] + frame["x"] + 2, box["y"] + frame["y"] + frame["height"] / 2)
+        seen.append(page.evaluate(TIP_NAMES.replace("#graph", where)))
+    return seen
+
+
 @pytest.mark.chromium
 def test_chromium_runs_no_injected_script_in_the_page(daemon: Daemon, browser: Any) -> None:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    """Every view of the page (icicle, flame, top table, sandwich, compare, the timeline),
+    every frame hovered: no payload runs, no element or handler is made from a name, and
+    the names read back in the table and the tooltips as they went in."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
     page.set_default_timeout(60_000)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     page.add_init_script(f"sessionStorage.setItem('flamed-token', {json.dumps(TOKEN)});")
-    page.goto(daemon.url + "/?target=ghost&window=1h")
+    page.goto(daemon.url + "/?target=ghost&window=1h&fold=0")
     page.wait_for_function(
-        "() => { const s = document.querySelector('#graph svg.flamegraph');"
-        " return s && s.flamegraph; }"
+        "() => { const g = document.getElementById('graph').flamedGraph;"
+        " return g && g.frames().length > 10; }"
     )
-    state = page.evaluate(
-        """() => ({
-            pwned: window.__pwned || 0,
-            parseErrors: document.getElementsByTagName('parsererror').length,
-            scripts: document.querySelectorAll('script').length,
-            injected: document.querySelectorAll(
-                '#graph img, #graph iframe, #graph foreignObject').length,
-            handlers: [...document.querySelectorAll('#graph *')].filter(
-                e => [...e.attributes].some(a => a.name.toLowerCase().startsWith('on'))).length,
-            titles: [...document.querySelectorAll('#graph g.fg-f > title')].map(t => t.textContent),
-        })"""
+    expected = {shown_as(name) for name in HOSTILE}
+    tips: set[str] = set()
+    for view in ("icicle", "flame"):
+        page.click(f"[data-view={view}]")
+        tips.update(hover_every_frame(page, "#graph"))
+    assert {name[:5000] for name in expected} <= {tip[:5000] for tip in tips}
+    page.click("[data-view=table]")
+    page.locator("#top tbody tr").first.wait_for()
+    listed = set(page.evaluate(TABLE_NAMES))
+    assert expected <= listed, sorted(n[:60] for n in expected - listed)
+    for name in sorted(expected):  # each hostile function's sandwich
+        page.click("[data-view=table]")
+        page.locator("#top tbody tr").first.wait_for()
+        index = page.evaluate(TABLE_NAMES).index(name)
+        page.locator("#top tbody tr").nth(index).locator("button.sandwich").click()
+        page.locator("#sandwich-view").wait_for(state="visible")
+        assert page.evaluate("document.getElementById('sandwich-name').textContent") == name
+        hover_every_frame(page, "#callers")
+        hover_every_frame(page, "#callees")
+    page.click("#compare")
+    page.wait_for_function(
+        "() => document.getElementById('subtitle').textContent.includes('against')"
     )
-    # hover and click every frame: handlers planted in names would fire now
-    for box in page.locator("#graph g.fg-f").all()[:40]:
-        box.hover(force=True)
-    assert page.evaluate("window.__pwned || 0") == 0
-    assert state["pwned"] == 0 and state["parseErrors"] == 0
-    assert state["injected"] == 0 and state["handlers"] == 0
-    assert state["scripts"] == 3  # the page's two and the graph's one, run with the nonce
-    joined = "\n".join(state["titles"])
-    for name in HOSTILE:
-        assert readable(name)[:200] in joined, readable(name)[:80]
+    page.click("[data-view=icicle]")
+    hover_every_frame(page, "#graph")
+    state = page.evaluate(PAGE_STATE)
+    assert state == {"pwned": 0, "scripts": 2, "injected": 0, "handlers": 0}, state
     assert errors == [], errors
     context.close()
-    print(
-        "\nFIGURE case1 page: scripts executed by payloads=0 parse errors=0 "
-        f"frames={len(state['titles'])}"
-    )
+    print(f"\nFIGURE case1 page: scripts run by payloads=0 views=6 names={len(expected)}")
 
 
 @pytest.mark.chromium
@@ -328,6 +360,17 @@ TOKENS += [b"\x00", b"\x1b", b"\r", b"cpu-clock:", b"cycles:u:", b"[unknown]", b
 TOKENS += [b"[[targets]]", b"[server]", b"[storage]", b"name", b"all = true", b"listen", b"'"]
 TOKENS += [b"bucket", b"retention", b"10s", b"window", b"&", b"now-", b"1e400", b"nan", b"inf"]
 TOKENS += [b"\xe2\x80\xa8", b"\xed\xa0\x80", b"java", b"_[k]", b"->", b"libc.so.6", b"#"]
+TOKENS += [b"    ", b"+ ", b"! ", b"(in ", b"Call graph:\n", b"Total number", b"@[", b"]: ", b", "]
+TOKENS += [
+    b"<row>",
+    b"</row>",
+    b'<backtrace id="1">',
+    b'<frame ref="2"/>',
+    b'"',
+    b",",
+    b"\xef\xbb\xbf",
+]
+TOKENS += [b"COST CENTRE MODULE SRC no. entries %time %alloc %time %alloc ticks bytes\n"]
 
 
 def mutated(seed: bytes) -> st.SearchStrategy[bytes]:
@@ -376,7 +419,13 @@ def inputs(name: str) -> st.SearchStrategy[bytes]:
     return st.one_of(st.binary(max_size=600), grammar, *seeds)
 
 
-@pytest.mark.parametrize("name", ["perf", "dtrace", "folded", "guess", "config", "query"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        *("perf", "dtrace", "folded", "guess", "native", "config", "query"),
+        *("recursive", "sample", "xctrace", "vtune", "vsprof", "ghcprof", "bpftrace"),
+    ],
+)
 @settings(
     max_examples=int(os.environ.get("FLAMED_FUZZ_EXAMPLES", "500")),
     deadline=None,
@@ -418,7 +467,7 @@ def test_perf_lines_built_to_backtrack_fold_in_linear_time(line: bytes) -> None:
 @pytest.mark.chromium
 def test_the_svg_policy_alone_stops_a_script_that_escaped_escaping(browser: Any) -> None:
     """The second wall: an SVG with an injected script, served with the daemon's policy."""
-    from flamed.daemon.http import svg_policy
+    from flamed.daemon.responses import svg_policy
 
     svg = render_flamegraph(read_folded(b"main;work 3\n"), RenderOptions())
     tampered = svg.replace("</svg>", f"<script>{PWN}</script><g onload='{PWN}'/></svg>")

@@ -22,7 +22,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from flamed.daemon.http import KEEPALIVE
+from flamed.daemon.server import KEEPALIVE
 from tests.reliability import Daemon, start_daemon, wait_until
 
 pytestmark = pytest.mark.slow
@@ -253,6 +253,25 @@ def test_very_long_query_strings_get_4xx(daemon: Daemon, length: int) -> None:
         sock.close()
     status = int(answer.split(b" ", 2)[1])
     assert 400 <= status < 500, answer[:200]
+
+
+def test_malformed_requests_are_logged_in_one_line_at_most(tmp_path: Path) -> None:
+    """aiohttp logged each over-long request line at ERROR with its traceback (a remote
+    client could fill the journal); now one line per kind, at most every few minutes."""
+    running = start_daemon(tmp_path / "run")
+    try:
+        before = len(running.log.read_bytes())
+        for length in (9_000, 20_000, 100_000, 9_000, 50_000):
+            head = f"GET /healthz?x={'a' * length} HTTP/1.1\r\nHost: localhost\r\n\r\n"
+            answer, sock = raw_exchange(running, head.encode())
+            sock.close()
+            assert b" 400 " in answer[:20], answer[:100]
+        assert running.get("/healthz")[0] == 200
+    finally:
+        assert running.stop() == 0
+    added = running.log.read_bytes()[before:].decode(errors="replace")
+    about = [line for line in added.splitlines() if "request from" in line]  # aiohttp's, ours
+    assert "Traceback" not in added and len(about) <= 1, added
 
 
 def test_long_but_legal_parameters_are_4xx_or_answered(daemon: Daemon) -> None:

@@ -25,6 +25,8 @@ from typing import Any
 
 import pytest
 
+from tests.npm import npm_package
+
 PROTO_NAME = "flamed_test_profile.proto"
 PROFILE_PROTO = """\
 syntax = "proto3";
@@ -217,23 +219,8 @@ def decode_protobuf(module: ModuleType, data: bytes) -> Decoded:
 
 def node_decoder(cache_dir: Path) -> Path:
     """The decoding script, with pprof-format installed beside it; skips when impossible."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.skip("Node.js and npm are not installed (apt-get install nodejs npm)")
+    npm_package(cache_dir, "pprof-format", "2")
     script = cache_dir / "decode.mjs"
-    if not (cache_dir / "node_modules" / "pprof-format" / "package.json").is_file():
-        try:
-            done = subprocess.run(
-                [npm, "install", "--no-audit", "--no-fund", "--fetch-retries=1",
-                 "--prefix", str(cache_dir), "pprof-format@2"],
-                capture_output=True, timeout=180, check=False,
-            )  # fmt: skip
-        except subprocess.TimeoutExpired:
-            pytest.skip("npm install pprof-format timed out: is the npm registry reachable?")
-        if done.returncode != 0:
-            lines = done.stderr.decode(errors="replace").splitlines()
-            said = [x for x in lines if "error" in x and "complete log" not in x][:2]
-            pytest.skip(f"npm install pprof-format failed (registry unreachable?): {said}")
     script.write_text(NODE_DECODER, encoding="utf-8")
     return script
 

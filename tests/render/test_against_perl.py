@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
@@ -43,8 +44,13 @@ def perl_frames(path: Path, *options: str) -> Counter[tuple[str, str]]:
         title = group.findtext(f"{SVG}title")
         rect = group.find(f"{SVG}rect")
         if title is not None and rect is not None:
-            drawn[(title, rect.get("fill", ""))] += 1
+            drawn[(singular(title), rect.get("fill", ""))] += 1
     return drawn
+
+
+def singular(title: str) -> str:
+    """flamed says "1 sample" where flamegraph.pl says "1 samples" (issue 16)."""
+    return re.sub(r" \(1 samples, (?=[\d.]+%(?:; [+-]?[\d.]+%)?\)$)", " (1 sample, ", title)
 
 
 def our_frames(path: Path, *options: str) -> Counter[tuple[str, str]]:

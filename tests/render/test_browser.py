@@ -173,3 +173,55 @@ def test_search_option_highlights_on_open(page: Any, served: str, tmp_path: Path
     frame(page, "work").locator("rect").click()  # icicle: zoom works the same way up
     assert rect_width(page, "compute") == pytest.approx(FULL * 15 / 75, abs=0.1)
     assert "fg-parent" in classes(page, "main")
+
+
+def test_fluid_width_follows_the_window(page: Any, served: str, tmp_path: Path) -> None:
+    """Without --width the graph fills the window and is laid out again when it changes."""
+    svg = render_flamegraph(PROFILE, RenderOptions(fluid=True, ui_color="#336699"))
+    (tmp_path / "fluid.svg").write_text(svg, "utf-8")
+    page.set_viewport_size({"width": 800, "height": 600})
+    page.goto(f"{served}/fluid.svg")
+    assert rect_width(page, "main") == pytest.approx((800 - 20) * 95 / 100, abs=0.2)
+    page.set_viewport_size({"width": 1000, "height": 600})
+    page.wait_for_function(
+        "() => document.querySelector('.fg-background').width.baseVal.value == 1000"
+    )
+    assert rect_width(page, "main") == pytest.approx((1000 - 20) * 95 / 100, abs=0.2)
+    frame(page, "work").locator("rect").click()
+    assert rect_width(page, "work") == pytest.approx(980, abs=0.2)
+    fill = page.evaluate("getComputedStyle(document.querySelector('.fg-title')).fill")
+    assert fill == "rgb(51, 102, 153)"
+
+
+def test_left_truncation_and_custom_titles_keep_search(
+    page: Any, served: str, tmp_path: Path
+) -> None:
+    from flamed.render.nameattr import parse_nameattr
+
+    profile = {"root;a_very_long_function_name_here": 2, "root;work": 60, "other": 60}
+    options = RenderOptions(
+        truncate="left", name_attrs=parse_nameattr(b"work\ttitle=the work loop\n")
+    )
+    (tmp_path / "left.svg").write_text(render_flamegraph(profile, options), "utf-8")
+    page.goto(f"{served}/left.svg?s=^work$")
+    work = page.locator("g.fg-f[data-name='work']")
+    assert "fg-match" in (work.get_attribute("class") or "")  # found by name, not title
+    assert page.locator(".fg-matched").text_content() == "Matched: 49.2%"
+    long_name = frame(page, "a_very_long_function_name_here").locator("text")
+    assert long_name.text_content() == ""  # too narrow at first
+    frame(page, "root").locator("rect").click()  # zoomed: the script fits it again
+    assert long_name.text_content() == "..ere"
+
+
+def test_the_search_controls_show_when_the_pointer_is_on_the_graph(page: Any, served: str) -> None:
+    """At 10 % opacity "Search" and "ic" were hard to find: they show while the pointer is
+    anywhere on the graph, fully on themselves (transitions off: read at once)."""
+    page.goto(f"{served}/graph.svg")
+
+    def opacity(selector: str) -> float:
+        return float(page.locator(selector).evaluate("e => getComputedStyle(e).opacity"))
+
+    page.mouse.move(1, 1)  # on the background, not on a frame or a control
+    assert opacity(".fg-search") >= 0.7 and opacity(".fg-ignorecase") >= 0.7
+    page.locator(".fg-search").hover()
+    assert opacity(".fg-search") == 1.0

@@ -167,3 +167,18 @@ def test_options_from_query() -> None:
     for bad in ({"width": "wide"}, {"colors": "plaid"}, {"reverse": "maybe"}, {"minwidth": "-1"}):
         with pytest.raises(UsageError):
             options_from_query(bad)
+
+
+@pytest.mark.parametrize("pattern", ["(", "a[", "*x", "x{2,1}"])
+def test_a_search_that_cannot_compile_is_refused_before_rendering(pattern: str) -> None:
+    """It wrote an SVG saying "Bad regular expression", cut at the edge, and exited 0."""
+    result = run_flamed("flamegraph", "--search", pattern, stdin=b"a;b 1\n")
+    assert result.returncode == 2 and result.stdout == b""
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("flamed flamegraph: search: bad regular")
+
+
+def test_a_search_in_javascript_syntax_is_kept() -> None:
+    result = run_flamed("flamegraph", "--search", "(?<fn>wo)rk|^b$", stdin=b"a;work 1\n")
+    assert result.returncode == 0, result.stderr
+    assert b'data-search="(?&lt;fn&gt;wo)rk|^b$"' in result.stdout

@@ -8,16 +8,20 @@ import random
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
-from flamed.daemon import http
+from flamed.daemon import renders
+from flamed.daemon.app import RESPONDER, SERVICE, create_app
 from flamed.daemon.config import Config
-from flamed.daemon.http import LIMITER, SERVICE, create_app, parse_range
 from tests.daemon.conftest import T0, FakeClock, FakeFactory, make_config, wait_for
+from tests.daemon.test_export import MakeServer, StandIn
+from tests.render.pprofread import decode_protobuf
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[[web.Application], Awaitable[Client]]
@@ -73,6 +77,19 @@ async def test_targets(client: Client, factory: FakeFactory) -> None:
     assert b["oldest"] is None and b["samples_last_minute"] == 0
     assert (a["samples_lost"], a["samples_late"]) == (3, 2)
     assert (b["samples_lost"], b["samples_late"]) == (0, 0)
+
+
+async def test_the_last_error_shows_its_time_and_whether_it_is_past(
+    client: Client, factory: FakeFactory
+) -> None:
+    status = factory.latest("a").status
+    status.error("perf script exited 255: no such file", when=T0 - 30)
+    (a, _) = await (await client.get("/api/v1/targets")).json()
+    assert a["last_error"] == "perf script exited 255: no such file"
+    assert (a["last_error_time"], a["last_error_past"]) == (T0 - 30, False)
+    status.sampled(T0 - 20)  # a whole bucket since: the error is history
+    (a, _) = await (await client.get("/api/v1/targets")).json()
+    assert (a["last_error"], a["last_error_past"]) == ("perf script exited 255: no such file", True)
 
 
 async def test_folded_merges_the_window(client: Client) -> None:
@@ -142,12 +159,73 @@ BAD = [
 ]
 
 
+BAD += [
+    "/api/v1/folded?target=a&window=",  # empty: not the default window
+    "/api/v1/folded?target=a&until=",
+    "/api/v1/flamegraph?target=a&window=1m&window=5m",  # which one?
+    "/api/v1/diff?target=a&window=1m&a_from=1&a_until=2&b_from=2&b_until=3",
+    "/api/v1/diff?target=a&from=now-1m&a_from=1&a_until=2&b_from=2&b_until=3",
+    "/api/v1/diff?target=a&baseline=previous&a_from=1&a_until=2&b_from=2&b_until=3",
+    "/api/v1/flamegraph?target=a&fontsize=big",
+    "/api/v1/flamegraph?target=a&factor=inf",
+    "/api/v1/flamegraph?target=a&search=(",
+]
+
+
 @pytest.mark.parametrize("path", BAD)
 async def test_bad_parameters_are_400_with_one_line(client: Client, path: str) -> None:
     response = await client.get(path)
     assert response.status == 400, await response.text()
     text = await response.text()
     assert text.endswith("\n") and text.count("\n") == 1 and len(text) > 5
+
+
+async def test_a_range_error_names_the_parameter_the_user_wrote(client: Client) -> None:
+    query = "target=a&a_from=abc&a_until=1&b_from=1&b_until=2"
+    response = await client.get(f"/api/v1/diff?{query}")
+    assert (await response.text()).startswith("a_from: 'abc' is not"), await response.text()
+    response = await client.get("/api/v1/diff?target=a&a_from=5&a_until=1&b_from=1&b_until=2")
+    assert (await response.text()).startswith("a_from must be before a_until")
+
+
+UNKNOWN = [
+    ("/api/v1/flamegraph?target=a&colour=red", "colors"),
+    ("/api/v1/flamegraph?target=a&no-javascript=1", "nojavascript"),
+    ("/flamegraph.svg?fonttyp=x", "fonttype"),
+    ("/api/v1/diff?target=a&window=1m&titel=x", "title"),
+    ("/api/v1/folded?target=a&title=x", "window"),  # folded text takes no render options
+    ("/folded.txt?colors=hot", "until"),
+    ("/api/v1/pprof?target=a&width=9", "from"),
+    ("/api/v1/folded?target=a&type=offcpu", "target"),
+]
+
+
+@pytest.mark.parametrize(("path", "listed"), UNKNOWN)
+async def test_unknown_parameters_are_refused_with_the_accepted_names(
+    client: Client, path: str, listed: str
+) -> None:
+    """They were ignored silently: a typo (`colour=`) gave the default graph."""
+    response = await client.get(path)
+    text = await response.text()
+    assert response.status == 400 and text.count("\n") == 1, text
+    assert text.startswith("unknown parameter") and listed in text.split("accepted:")[1], text
+
+
+async def test_the_render_options_that_make_sense_over_http(client: Client) -> None:
+    base = "/api/v1/flamegraph?target=a&window=1m"
+    plain = await (await client.get(base)).text()
+    assert "font-size: 12px" in plain and "Verdana" in plain and "<script" in plain
+    assert "main (10 samples, 100.00%)" in plain
+    query = "&fontsize=20&fonttype=Courier&fontwidth=0.7&notes=hello&searchcolor=%2300ff00"
+    styled = await (await client.get(base + query)).text()
+    assert "font-size: 20px" in styled and "Courier" in styled and "<!-- NOTES: hello -->" in styled
+    assert "#00ff00" in styled
+    scaled = await (await client.get(base + "&factor=2&total=40")).text()
+    assert "main (20 samples, 25.00%)" in scaled
+    based = await (await client.get(base + "&base=work")).text()
+    assert "work (" in based and "idle" not in based
+    static = await (await client.get(base + "&nojavascript=1")).text()
+    assert "<script" not in static and "main (" in static
 
 
 @pytest.mark.parametrize(
@@ -195,7 +273,7 @@ async def test_gzip_when_accepted(client: Client) -> None:
 
 
 async def test_renders_beyond_the_limit_get_503(client: Client) -> None:
-    limiter = client.app[LIMITER]
+    limiter = client.app[RESPONDER].limiter
     limiter.active = limiter.limit
     response = await client.get("/api/v1/flamegraph?target=a&window=7m")
     assert response.status == 503 and response.headers["Retry-After"] == "1"
@@ -207,14 +285,14 @@ async def test_a_slow_render_does_not_stall_the_server(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     release, entered = threading.Event(), threading.Event()
-    real = http.render_flamegraph
+    real = renders.render_flamegraph
 
     def slow(folded, options):  # type: ignore[no-untyped-def]
         entered.set()
         release.wait(30)
         return real(folded, options)
 
-    monkeypatch.setattr(http, "render_flamegraph", slow)
+    monkeypatch.setattr(renders, "render_flamegraph", slow)
     pending = asyncio.ensure_future(client.get("/api/v1/flamegraph?target=a&window=9m"))
     await wait_for(entered.is_set)
     assert (await client.get("/healthz")).status == 200
@@ -256,26 +334,18 @@ async def test_empty_window_still_renders(client: Client) -> None:
     assert folded.status == 200 and await folded.text() == ""
 
 
-def test_parse_range_labels() -> None:
-    assert parse_range({"window": "5m"}, 1000.0, 60).label == "last 5m"
-    span = parse_range({}, 1000.0, 60)
-    assert (span.start, span.end) == (940.0, 1000.0)
-    fixed = parse_range({"from": "0", "until": "60"}, 1000.0, 60)
-    assert fixed.label == "1970-01-01 00:00:00 UTC to 1970-01-01 00:01:00 UTC"
-
-
 async def test_concurrent_requests_for_one_graph_render_it_once(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     release, calls = threading.Event(), []
-    real = http.render_flamegraph
+    real = renders.render_flamegraph
 
     def counted(folded, options):  # type: ignore[no-untyped-def]
         calls.append(1)
         release.wait(30)
         return real(folded, options)
 
-    monkeypatch.setattr(http, "render_flamegraph", counted)
+    monkeypatch.setattr(renders, "render_flamegraph", counted)
     url = "/api/v1/flamegraph?target=a&window=11m"
     pending = [asyncio.ensure_future(client.get(url)) for _ in range(5)]
     await wait_for(lambda: len(calls) == 1)
@@ -320,3 +390,44 @@ async def test_a_removed_targets_history_is_served_on_every_route(
     for path in ("/api/v1/folded", "/api/v1/flamegraph", "/api/v1/pprof"):
         response = await client.get(path, params={"target": "b", "window": "5m"})
         assert response.status == 200, (path, await response.text())
+
+
+async def test_daemon_pushes_buckets_and_serves_pprof(
+    aiohttp_server: MakeServer,
+    aiohttp_client: Callable[[web.Application], Awaitable[Any]],
+    pb: ModuleType,
+    tmp_path: Path,
+) -> None:
+    stand_in = StandIn("pyroscope", pb)
+    server = await aiohttp_server(stand_in.app())
+    exporters = f'\n[[exporters]]\nkind = "pyroscope"\nurl = "{server.make_url("/")}"\n'
+    targets = '[[targets]]\nname = "a"\nall = true\nfrequency = 250\n' + exporters
+    config = make_config(tmp_path, targets=targets)
+    factory, clock, registry = FakeFactory(), FakeClock(T0), CollectorRegistry()
+    app = create_app(
+        config, session_factory=factory, clock=clock, registry=registry, watch=False,
+        persist=False,
+    )  # fmt: skip
+    client = await aiohttp_client(app)
+    await wait_for(lambda: factory.running("a"))
+    factory.latest("a").emit(T0 - 10, T0, "main;work 5\nmain;idle 1\n")
+    await wait_for(lambda: len(stand_in.received) == 1)
+    [got] = stand_in.received
+    assert got.folded == {"main;work": 5, "main;idle": 1}
+    assert got.labels["target"] == "a" and got.time_nanos == int((T0 - 10) * 1e9)
+    assert stand_in.violations == []
+
+    response = await client.get(
+        "/api/v1/pprof", params={"target": "a", "window": "5m"},
+        headers={"Accept-Encoding": "gzip"}, auto_decompress=False,
+    )  # fmt: skip
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "application/octet-stream"
+    assert "Content-Encoding" not in response.headers
+    profile = decode_protobuf(pb, await response.read())
+    assert profile.folded() == {"main;work": 5, "main;idle": 1}
+    assert profile.period == 4_000_000
+    assert (await client.get("/api/v1/pprof", params={"target": "zzz"})).status == 404
+    assert (await client.get("/api/v1/pprof", params={"target": "a", "window": "x"})).status == 400
+    success = {"exporter": "pyroscope", "result": "success"}
+    assert registry.get_sample_value("flamed_export_pushes_total", success) == 1

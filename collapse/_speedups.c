@@ -1,0 +1,1462 @@
+/* flamed.collapse._speedups: the hot loops of the perf and DTrace collapsers in C.
+ *
+ * Optional: the pure-Python collapsers in perf.py and dtrace.py are complete and are
+ * the reference. This module folds only what it can fold exactly as they do, and hands
+ * everything else back to them:
+ *
+ * - PerfFolder.fold(data) walks `perf script` output record by record (records are
+ *   separated by empty lines). A record of the common shape (an event line ending in
+ *   `PERIOD EVENT:`, then indented frame lines) is folded here, through two bounded
+ *   caches: record -> stack and frame line -> frames. A frame line with anything
+ *   unusual (non-ASCII bytes, argument lists, Rust escapes, inlined frames, parentheses
+ *   in the module) is folded by the Python reference (`fold_line`), once, and cached;
+ *   a record of another shape goes, in its place in the input, to `fold_other`.
+ * - RunFolder.fold(text, carry) counts the runs of DTrace output (text between empty
+ *   lines) through a bounded cache of run -> (stack, count). A new run of the common
+ *   shape (frame lines, a count line) is folded here, each frame line once through
+ *   Python (`fold_line`) and then from a cache; any other run, or one that continues a
+ *   stack, goes to the Python reference (`fold_run`), which says what to cache, or that
+ *   the next run continues the stack.
+ *
+ * - fold_folded(text, counts, in_order, other) adds folded lines (`stack count`) whose
+ *   count is plain digits; other lines go to the Python reference (`other`).
+ *
+ * Keys are hashed and compared as bytes, so no Python object is made for a record,
+ * run or line that is already known.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Caches are emptied when they reach this many entries or this many bytes of keys. */
+#define CACHE_ENTRIES 200000
+#define CACHE_BYTES ((size_t)64 << 20)
+/* Periods with more digits than this go to Python (its ints do not overflow). */
+#define MAX_PERIOD_DIGITS 18
+
+/* -- hashing ------------------------------------------------------------------------ */
+
+static inline uint64_t
+load64(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static inline uint64_t
+mix(uint64_t h, uint64_t v)
+{
+    h ^= v * 0x9E3779B97F4A7C15ULL;
+    h = (h << 31) | (h >> 33);
+    return h * 0xBF58476D1CE4E5B9ULL;
+}
+
+static uint64_t
+hash_bytes(const char *data, size_t len, uint64_t seed)
+{
+    const unsigned char *p = (const unsigned char *)data;
+    uint64_t h = seed ^ (len * 0x94D049BB133111EBULL);
+    while (len >= 8) {
+        h = mix(h, load64(p));
+        p += 8;
+        len -= 8;
+    }
+    uint64_t tail = 0;
+    memcpy(&tail, p, len);
+    h = mix(h, tail ^ ((uint64_t)len << 56));
+    h ^= h >> 29;
+    return h * 0x94D049BB133111EBULL ^ (h >> 32);
+}
+
+/* -- a bounded hash table of byte keys ---------------------------------------------- */
+
+typedef struct {
+    uint64_t hash;
+    char *key;          /* malloc'd; NULL: empty slot. For lines, the frames follow the key. */
+    size_t klen;
+    size_t vlen;        /* lines: length of the frames text after the key */
+    PyObject *first;    /* records: the stack (NULL: another event); runs: the stack */
+    PyObject *second;   /* records: the weight; runs: the count */
+} Entry;
+
+typedef struct {
+    Entry *slots;
+    size_t mask;        /* capacity - 1; capacity is a power of two */
+    size_t used;
+    size_t bytes;
+} Table;
+
+static int
+table_init(Table *t)
+{
+    t->slots = PyMem_Calloc(1024, sizeof(Entry));
+    if (t->slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    t->mask = 1023;
+    t->used = 0;
+    t->bytes = 0;
+    return 0;
+}
+
+static void
+table_clear(Table *t)
+{
+    if (t->slots == NULL)
+        return;
+    for (size_t i = 0; i <= t->mask; i++) {
+        Entry *e = &t->slots[i];
+        if (e->key != NULL) {
+            PyMem_Free(e->key);
+            Py_CLEAR(e->first);
+            Py_CLEAR(e->second);
+            e->key = NULL;
+        }
+    }
+    t->used = 0;
+    t->bytes = 0;
+}
+
+static void
+table_free(Table *t)
+{
+    table_clear(t);
+    PyMem_Free(t->slots);
+    t->slots = NULL;
+}
+
+static Entry *
+table_find(Table *t, const char *key, size_t klen, uint64_t hash)
+{
+    size_t i = (size_t)hash & t->mask;
+    for (;;) {
+        Entry *e = &t->slots[i];
+        if (e->key == NULL)
+            return e;
+        if (e->hash == hash && e->klen == klen && memcmp(e->key, key, klen) == 0)
+            return e;
+        i = (i + 1) & t->mask;
+    }
+}
+
+static int
+table_grow(Table *t)
+{
+    size_t capacity = (t->mask + 1) * 2;
+    Entry *slots = PyMem_Calloc(capacity, sizeof(Entry));
+    if (slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i <= t->mask; i++) {
+        Entry *old = &t->slots[i];
+        if (old->key == NULL)
+            continue;
+        size_t j = (size_t)old->hash & (capacity - 1);
+        while (slots[j].key != NULL)
+            j = (j + 1) & (capacity - 1);
+        slots[j] = *old;
+    }
+    PyMem_Free(t->slots);
+    t->slots = slots;
+    t->mask = capacity - 1;
+    return 0;
+}
+
+/* A new entry for a key that table_find did not find: emptied first when the table is
+ * at its bounds. `extra` bytes are reserved after the key. Returns NULL on error. */
+static Entry *
+table_add(Table *t, const char *key, size_t klen, uint64_t hash, size_t extra)
+{
+    if (t->used >= CACHE_ENTRIES || t->bytes + klen + extra > CACHE_BYTES)
+        table_clear(t);
+    if ((t->used + 1) * 4 > (t->mask + 1) * 3 && table_grow(t) < 0)
+        return NULL;
+    Entry *e = table_find(t, key, klen, hash);
+    char *copy = PyMem_Malloc(klen + extra + 1);
+    if (copy == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    memcpy(copy, key, klen);
+    e->hash = hash;
+    e->key = copy;
+    e->klen = klen;
+    e->vlen = 0;
+    e->first = NULL;
+    e->second = NULL;
+    t->used++;
+    t->bytes += klen + extra;
+    return e;
+}
+
+/* -- a growable byte buffer --------------------------------------------------------- */
+
+typedef struct {
+    char *data;
+    size_t len;
+    size_t cap;
+} Buffer;
+
+/* Room for `more` bytes; allocated even for none, so data is never NULL after it. */
+static int
+buffer_reserve(Buffer *b, size_t more)
+{
+    if (b->len + more <= b->cap && b->data != NULL)
+        return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + more)
+        cap *= 2;
+    char *data = PyMem_Realloc(b->data, cap);
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->data = data;
+    b->cap = cap;
+    return 0;
+}
+
+static int
+buffer_add(Buffer *b, const char *data, size_t len)
+{
+    if (len == 0) /* memcpy to a buffer not yet allocated (NULL) is undefined, even of 0 */
+        return 0;
+    if (buffer_reserve(b, len) < 0)
+        return -1;
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+    return 0;
+}
+
+static void
+buffer_free(Buffer *b)
+{
+    PyMem_Free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+/* -- each frame line's frames, leaf first, joined root first ------------------------ */
+
+typedef struct {
+    Buffer parts;   /* the frames of each line, one after another */
+    size_t *starts; /* where each line's start */
+    size_t *lens;   /* and how long they are */
+    size_t count, cap;
+} Groups;
+
+static int
+groups_add(Groups *g, const char *frames, size_t len)
+{
+    if (g->count == g->cap) {
+        size_t cap = g->cap ? g->cap * 2 : 64;
+        size_t *starts = PyMem_Realloc(g->starts, cap * sizeof *starts);
+        if (starts != NULL)
+            g->starts = starts;
+        size_t *lens = starts ? PyMem_Realloc(g->lens, cap * sizeof *lens) : NULL;
+        if (lens == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        g->lens = lens;
+        g->cap = cap;
+    }
+    g->starts[g->count] = g->parts.len;
+    g->lens[g->count] = len;
+    g->count++;
+    return buffer_add(&g->parts, frames, len);
+}
+
+/* Append the lines' frames to out, last line first, the empty ones left out, each after
+ * a ';' when out already holds something. */
+static int
+groups_join_reversed(const Groups *g, Buffer *out)
+{
+    for (size_t i = g->count; i > 0; i--) {
+        size_t len = g->lens[i - 1];
+        if (!len)
+            continue;
+        if ((out->len && buffer_add(out, ";", 1) < 0) ||
+            buffer_add(out, g->parts.data + g->starts[i - 1], len) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void
+groups_free(Groups *g)
+{
+    buffer_free(&g->parts);
+    PyMem_Free(g->starts);
+    PyMem_Free(g->lens);
+    g->starts = g->lens = NULL;
+    g->count = g->cap = 0;
+}
+
+/* -- character classes, as Python's re with re.ASCII sees bytes ---------------------- */
+
+static inline int
+is_space(unsigned char c) /* \s */
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+static inline int
+is_line_space(unsigned char c) /* [^\S\n] */
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v';
+}
+
+static inline int
+is_digit(unsigned char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static inline int
+is_word(unsigned char c) /* \w */
+{
+    return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+static inline int
+is_hex_lower(unsigned char c) /* [\da-f] */
+{
+    return is_digit(c) || (c >= 'a' && c <= 'f');
+}
+
+static const char *
+find_bytes(const char *hay, size_t n, const char *needle, size_t m)
+{
+    if (m > n)
+        return NULL;
+    return memmem(hay, n, needle, m);
+}
+
+/* The first "\n\n" in s[0:n], or NULL (memchr is faster than memmem for this). */
+static const char *
+find_blank_line(const char *s, size_t n)
+{
+    const char *end = s + n;
+    while (s < end) {
+        const char *nl = memchr(s, '\n', end - s);
+        if (nl == NULL || nl + 1 >= end)
+            return NULL;
+        if (nl[1] == '\n')
+            return nl;
+        s = nl + 2;
+    }
+    return NULL;
+}
+
+static int
+contains(const char *s, size_t n, const char *needle)
+{
+    return find_bytes(s, n, needle, strlen(needle)) != NULL;
+}
+
+static int
+ends_with(const char *s, size_t n, const char *suffix)
+{
+    size_t m = strlen(suffix);
+    return n >= m && memcmp(s + n - m, suffix, m) == 0;
+}
+
+/* -- perf: module kinds ------------------------------------------------------------- */
+
+/* KERNEL_MODULE of perf.py: (^\[|vmlinux$|/vmlinux-[^/]*$|\.ko(\.[a-z]+)?$) */
+static int
+is_kernel_module(const char *m, size_t n)
+{
+    if (n && m[0] == '[')
+        return 1;
+    if (ends_with(m, n, "vmlinux") || ends_with(m, n, ".ko"))
+        return 1;
+    const char *slash = NULL;
+    for (size_t i = n; i > 0; i--) {
+        if (m[i - 1] == '/') {
+            slash = m + i - 1;
+            break;
+        }
+    }
+    if (slash && (size_t)(m + n - slash) >= 9 && memcmp(slash, "/vmlinux-", 9) == 0)
+        return 1;
+    size_t dot = n;
+    while (dot > 0 && m[dot - 1] >= 'a' && m[dot - 1] <= 'z')
+        dot--;
+    /* m[dot..n) is [a-z]*; it must be non-empty and follow ".ko." */
+    return dot < n && dot >= 4 && memcmp(m + dot - 4, ".ko.", 4) == 0;
+}
+
+static size_t
+digits_at(const char *s, size_t n, size_t i)
+{
+    size_t j = i;
+    while (j < n && is_digit((unsigned char)s[j]))
+        j++;
+    return j - i;
+}
+
+/* JIT_MODULE of perf.py, searched: (/tmp/perf-\d+\.map|/tmp/jitted-\d+-\d+\.so) */
+static int
+is_jit_module(const char *m, size_t n)
+{
+    for (size_t i = 0; i + 5 <= n; i++) {
+        if (memcmp(m + i, "/tmp/", 5) != 0)
+            continue;
+        size_t j = i + 5;
+        if (n - j >= 5 && memcmp(m + j, "perf-", 5) == 0) {
+            size_t d = digits_at(m, n, j + 5);
+            if (d && n - (j + 5 + d) >= 4 && memcmp(m + j + 5 + d, ".map", 4) == 0)
+                return 1;
+        }
+        if (n - j >= 7 && memcmp(m + j, "jitted-", 7) == 0) {
+            size_t k = j + 7, d = digits_at(m, n, k);
+            if (d && k + d < n && m[k + d] == '-') {
+                size_t e = digits_at(m, n, k + d + 1);
+                size_t end = k + d + 1 + e;
+                if (e && n - end >= 3 && memcmp(m + end, ".so", 3) == 0)
+                    return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* -- perf: the folder --------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *keep_event;   /* (str) -> bool: does this event count? */
+    PyObject *fold_line;    /* (str, java: bool) -> str: one frame line's frames */
+    PyObject *fold_other;   /* (bytes) -> None: fold records of another shape */
+    PyObject *stacks;       /* dict: stack -> count, added to */
+    int include_pid, include_tid, kernel, jit, addrs, weights;
+    Table records;
+    Table lines;
+    PyObject *events;       /* dict: event bytes -> bool */
+    Buffer key;             /* scratch: a record's key */
+    Buffer stack;           /* scratch: a record's stack */
+    Buffer frame;           /* scratch: one line's frames */
+    Groups groups;          /* scratch: a record's frame lines' frames */
+} PerfFolder;
+
+static int
+PerfFolder_traverse(PerfFolder *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->keep_event);
+    Py_VISIT(self->fold_line);
+    Py_VISIT(self->fold_other);
+    Py_VISIT(self->stacks);
+    Py_VISIT(self->events);
+    return 0;
+}
+
+static int
+PerfFolder_clear(PerfFolder *self)
+{
+    Py_CLEAR(self->keep_event);
+    Py_CLEAR(self->fold_line);
+    Py_CLEAR(self->fold_other);
+    Py_CLEAR(self->stacks);
+    Py_CLEAR(self->events);
+    return 0;
+}
+
+static void
+PerfFolder_dealloc(PerfFolder *self)
+{
+    PyObject_GC_UnTrack(self);
+    PerfFolder_clear(self);
+    table_free(&self->records);
+    table_free(&self->lines);
+    buffer_free(&self->key);
+    buffer_free(&self->stack);
+    buffer_free(&self->frame);
+    groups_free(&self->groups);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+PerfFolder_init(PerfFolder *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"keep_event", "fold_line", "fold_other", "stacks", "include_pid",
+                             "include_tid", "kernel", "jit", "addrs", "weights", NULL};
+    PyObject *keep_event, *fold_line, *fold_other, *stacks;
+    int pid, tid, kernel, jit, addrs, weights;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO!pppppp", kwlist, &keep_event, &fold_line,
+                                     &fold_other, &PyDict_Type, &stacks, &pid, &tid, &kernel,
+                                     &jit, &addrs, &weights))
+        return -1;
+    if (self->records.slots != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "PerfFolder is initialised once");
+        return -1;
+    }
+    Py_INCREF(keep_event);
+    self->keep_event = keep_event;
+    Py_INCREF(fold_line);
+    self->fold_line = fold_line;
+    Py_INCREF(fold_other);
+    self->fold_other = fold_other;
+    Py_INCREF(stacks);
+    self->stacks = stacks;
+    self->include_pid = pid;
+    self->include_tid = tid;
+    self->kernel = kernel;
+    self->jit = jit;
+    self->addrs = addrs;
+    self->weights = weights;
+    self->events = PyDict_New();
+    if (self->events == NULL || table_init(&self->records) < 0 || table_init(&self->lines) < 0)
+        return -1;
+    return 0;
+}
+
+/* One frame name, tidied as PerfCollapser._tidy does, appended to `out`; 0 when the
+ * name needs the Python reference, -1 on error. In Python's order: ';' becomes ':',
+ * quotes go, then a Java name loses the 'L' it then starts with. */
+static int
+tidy_simple(Buffer *out, const char *f, size_t n, int java)
+{
+    if (memchr(f, '(', n) || memchr(f, '$', n) || contains(f, n, "::h"))
+        return 0;
+    if (buffer_reserve(out, n) < 0)
+        return -1;
+    size_t start = out->len;
+    for (size_t i = 0; i < n; i++) {
+        char c = f[i];
+        if (c == '"' || c == '\'')
+            continue;
+        out->data[out->len++] = c == ';' ? ':' : c;
+    }
+    char *tidied = out->data + start;
+    size_t len = out->len - start;
+    if (java && len && tidied[0] == 'L' && memchr(tidied, '/', len)) {
+        memmove(tidied, tidied + 1, len - 1);
+        out->len--;
+    }
+    return 1;
+}
+
+/* The frames of one indented frame line (`ip symbol+off (module)`), joined by ';', into
+ * self->frame. 1: done; 0: the line needs the Python reference; -1: error. */
+static int
+fold_line_simple(PerfFolder *self, const char *line, size_t n, int java)
+{
+    Buffer *out = &self->frame;
+    out->len = 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)line[i] >= 0x80)
+            return 0;
+    const char *close = NULL;
+    for (size_t i = n; i > 0; i--)
+        if (line[i - 1] == ')') {
+            close = line + i - 1;
+            break;
+        }
+    if (close == NULL)
+        return 0;
+    size_t end = close - line; /* the module ends here */
+    size_t i = 0;
+    while (i < end && is_space((unsigned char)line[i]))
+        i++;
+    size_t pc = i;
+    while (i < end && is_word((unsigned char)line[i]))
+        i++;
+    size_t pc_len = i - pc;
+    if (!pc_len || i >= end || !is_space((unsigned char)line[i]))
+        return 0;
+    while (i < end && is_space((unsigned char)line[i]))
+        i++;
+    size_t raw = i;
+    size_t open = 0; /* the last " (" */
+    for (size_t k = end; k > raw + 1; k--)
+        if (line[k - 1] == '(' && line[k - 2] == ' ') {
+            open = k - 2;
+            break;
+        }
+    if (open <= raw)
+        return 0;
+    const char *module = line + open + 2;
+    size_t module_len = end - (open + 2);
+    if (memchr(module, '(', module_len) || memchr(module, ')', module_len))
+        return 0;
+    size_t raw_len = open - raw;
+    const char *name = line + raw;
+    /* OFFSET: a trailing +0x<hex> goes */
+    size_t h = raw_len;
+    while (h > 0 && is_hex_lower((unsigned char)name[h - 1]))
+        h--;
+    if (h < raw_len && h >= 3 && memcmp(name + h - 3, "+0x", 3) == 0)
+        raw_len = h - 3;
+    if (raw_len && name[0] == '(')
+        return 1; /* no frame */
+    if (contains(name, raw_len, "->"))
+        return 0;
+    int done;
+    if (raw_len == 9 && memcmp(name, "[unknown]", 9) == 0) {
+        char unknown[512];
+        const char *base = "unknown";
+        size_t base_len = 7;
+        if (!(module_len == 9 && memcmp(module, "[unknown]", 9) == 0)) {
+            base = module;
+            base_len = module_len;
+            for (size_t k = module_len; k > 0; k--)
+                if (module[k - 1] == '/') {
+                    base = module + k;
+                    base_len = module_len - k;
+                    break;
+                }
+        }
+        if (base_len + pc_len + 8 > sizeof(unknown))
+            return 0;
+        size_t u = 0;
+        unknown[u++] = '[';
+        memcpy(unknown + u, base, base_len);
+        u += base_len;
+        if (self->addrs) {
+            memcpy(unknown + u, " <", 2);
+            u += 2;
+            memcpy(unknown + u, line + pc, pc_len);
+            u += pc_len;
+            unknown[u++] = '>';
+        }
+        unknown[u++] = ']';
+        done = tidy_simple(out, unknown, u, java);
+    }
+    else {
+        done = tidy_simple(out, name, raw_len, java);
+    }
+    if (done <= 0)
+        return done;
+    const char *suffix = NULL;
+    if (self->kernel && is_kernel_module(module, module_len) &&
+        !contains(module, module_len, "unknown"))
+        suffix = "_[k]";
+    else if (self->jit && is_jit_module(module, module_len) &&
+             !contains(out->data, out->len, "_[j]"))
+        suffix = "_[j]";
+    if (suffix && buffer_add(out, suffix, 4) < 0)
+        return -1;
+    return 1;
+}
+
+/* The cached frames of a frame line: found, else folded here or by Python and cached. */
+static Entry *
+line_frames(PerfFolder *self, const char *line, size_t n, int java)
+{
+    uint64_t hash = hash_bytes(line, n, java ? 0x6a617661 : 0);
+    Entry *e = table_find(&self->lines, line, n, hash);
+    if (e->key != NULL)
+        return e;
+    int done = fold_line_simple(self, line, n, java);
+    if (done < 0)
+        return NULL;
+    PyObject *encoded = NULL;
+    const char *frames = self->frame.data;
+    size_t len = self->frame.len;
+    if (!done) {
+        PyObject *text = PyUnicode_DecodeUTF8(line, n, "surrogateescape");
+        if (text == NULL)
+            return NULL;
+        PyObject *result =
+            PyObject_CallFunctionObjArgs(self->fold_line, text, java ? Py_True : Py_False, NULL);
+        Py_DECREF(text);
+        if (result == NULL)
+            return NULL;
+        if (!PyUnicode_Check(result)) {
+            Py_DECREF(result);
+            PyErr_SetString(PyExc_TypeError, "fold_line must return str");
+            return NULL;
+        }
+        encoded = PyUnicode_AsEncodedString(result, "utf-8", "surrogateescape");
+        Py_DECREF(result);
+        if (encoded == NULL)
+            return NULL;
+        frames = PyBytes_AS_STRING(encoded);
+        len = (size_t)PyBytes_GET_SIZE(encoded);
+    }
+    e = table_add(&self->lines, line, n, hash, len);
+    if (e != NULL) {
+        if (len) /* frames is NULL when no line has given a frame yet */
+            memcpy(e->key + n, frames, len);
+        e->vlen = len;
+    }
+    Py_XDECREF(encoded);
+    return e;
+}
+
+/* Does this event count? Asked of Python once per distinct event. -1 on error. */
+static int
+keep_event(PerfFolder *self, const char *event, size_t n)
+{
+    PyObject *key = PyBytes_FromStringAndSize(event, n);
+    if (key == NULL)
+        return -1;
+    PyObject *known = PyDict_GetItemWithError(self->events, key);
+    if (known == NULL) {
+        if (PyErr_Occurred()) {
+            Py_DECREF(key);
+            return -1;
+        }
+        PyObject *text = PyUnicode_DecodeUTF8(event, n, "surrogateescape");
+        if (text == NULL) {
+            Py_DECREF(key);
+            return -1;
+        }
+        known = PyObject_CallOneArg(self->keep_event, text);
+        Py_DECREF(text);
+        if (known == NULL || PyDict_SetItem(self->events, key, known) < 0) {
+            Py_XDECREF(known);
+            Py_DECREF(key);
+            return -1;
+        }
+        Py_DECREF(known); /* the dict holds it */
+    }
+    Py_DECREF(key);
+    return PyObject_IsTrue(known);
+}
+
+/* A record's event line, parsed as perf.py's RECORD parses the common shape. */
+typedef struct {
+    const char *comm, *pid, *tid, *period, *event;
+    size_t comm_len, pid_len, tid_len, period_len, event_len;
+} EventLine;
+
+/* 1: parsed; 0: not of the common shape (Python reads it). Records of a thread perf
+ * has no name for (command `:-1`, pid or tid -1) are left to Python, which folds them
+ * under `[unknown pid]`: a pid or tid must be digits here, and `:-1` is no command. */
+static int
+parse_event_line(const char *s, size_t n, EventLine *ev)
+{
+    size_t i = 0;
+    while (i < n && !is_space((unsigned char)s[i]))
+        i++;
+    if (i < 2 || i >= n || !is_line_space((unsigned char)s[i]))
+        return 0;
+    if (i == 3 && memcmp(s, ":-1", 3) == 0)
+        return 0;
+    ev->comm = s;
+    ev->comm_len = i;
+    while (i < n && is_line_space((unsigned char)s[i]))
+        i++;
+    size_t d = digits_at(s, n, i);
+    if (!d)
+        return 0;
+    ev->pid = s + i;
+    ev->pid_len = d;
+    i += d;
+    while (i < n && s[i] == '/')
+        i++;
+    d = digits_at(s, n, i);
+    ev->tid = d ? s + i : NULL;
+    ev->tid_len = d;
+    i += d;
+    if (i >= n || !is_line_space((unsigned char)s[i]))
+        return 0;
+    i++;
+    const char *colon = memchr(s + i, ':', n - i);
+    if (colon == NULL)
+        return 0;
+    i = colon - s + 1;
+    size_t after = i;
+    while (i < n && is_line_space((unsigned char)s[i]))
+        i++;
+    d = digits_at(s, n, i);
+    if (d > MAX_PERIOD_DIGITS)
+        return 0;
+    if (d) {
+        ev->period = s + i;
+        ev->period_len = d;
+        i += d;
+    }
+    else {
+        ev->period = NULL;
+        ev->period_len = 0;
+        i = after;
+    }
+    size_t spaces = i;
+    while (i < n && is_line_space((unsigned char)s[i]))
+        i++;
+    if (i == spaces)
+        return 0;
+    size_t end = n;
+    while (end > i && is_line_space((unsigned char)s[end - 1]))
+        end--;
+    if (end <= i + 1 || s[end - 1] != ':')
+        return 0;
+    for (size_t k = i; k < end - 1; k++)
+        if (is_space((unsigned char)s[k]))
+            return 0;
+    ev->event = s + i;
+    ev->event_len = end - 1 - i;
+    return 1;
+}
+
+static int
+key_add_part(Buffer *key, const char *part, size_t len)
+{
+    uint32_t n = part == NULL ? UINT32_MAX : (uint32_t)len;
+    if (buffer_add(key, (const char *)&n, sizeof n) < 0)
+        return -1;
+    return part == NULL ? 0 : buffer_add(key, part, len);
+}
+
+/* The key of a record: everything its stack and weight depend on. */
+static int
+record_key(PerfFolder *self, const EventLine *ev, const char *body, size_t body_len)
+{
+    Buffer *key = &self->key;
+    int ids = self->include_pid || self->include_tid;
+    key->len = 0;
+    if (key_add_part(key, ev->comm, ev->comm_len) < 0 ||
+        key_add_part(key, ids ? ev->pid : NULL, ev->pid_len) < 0 ||
+        key_add_part(key, ids ? ev->tid : NULL, ev->tid_len) < 0 ||
+        key_add_part(key, self->weights ? ev->period : NULL, ev->period_len) < 0 ||
+        key_add_part(key, ev->event, ev->event_len) < 0)
+        return -1;
+    return buffer_add(key, body, body_len);
+}
+
+/* The process name a stack starts with: comm, comm-PID or comm-PID/TID (perf.py _pname). */
+static int
+add_pname(PerfFolder *self, Buffer *out, const EventLine *ev)
+{
+    size_t start = out->len;
+    if (buffer_add(out, ev->comm, ev->comm_len) < 0)
+        return -1;
+    if (self->include_pid || self->include_tid) {
+        const char *pid = ev->pid, *tid = ev->tid;
+        size_t pid_len = ev->pid_len, tid_len = ev->tid_len;
+        if (tid == NULL) {
+            tid = pid;
+            tid_len = pid_len;
+            pid = "?";
+            pid_len = 1;
+        }
+        if (buffer_add(out, "-", 1) < 0 || buffer_add(out, pid, pid_len) < 0)
+            return -1;
+        if (self->include_tid &&
+            (buffer_add(out, "/", 1) < 0 || buffer_add(out, tid, tid_len) < 0))
+            return -1;
+    }
+    for (size_t i = start; i < out->len; i++)
+        if (out->data[i] == ' ')
+            out->data[i] = '_';
+    return 0;
+}
+
+/* The stack of a new record: its process name, then its frames root first. Each frame
+ * line's frames are copied out of the line cache, which may be emptied meanwhile. */
+static PyObject *
+record_stack(PerfFolder *self, const EventLine *ev, const char *body, size_t body_len)
+{
+    int java = ev->comm_len >= 4 && memcmp(ev->comm, "java", 4) == 0;
+    Groups *groups = &self->groups;
+    const char *p = body, *end = body + body_len;
+    groups->count = groups->parts.len = 0;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', end - p);
+        const char *stop = nl ? nl : end;
+        Entry *e = line_frames(self, p, stop - p, java);
+        if (e == NULL || groups_add(groups, e->key + e->klen, e->vlen) < 0)
+            return NULL;
+        p = stop + 1;
+    }
+    Buffer *out = &self->stack;
+    out->len = 0;
+    if (add_pname(self, out, ev) < 0 || groups_join_reversed(groups, out) < 0)
+        return NULL;
+    return PyUnicode_DecodeUTF8(out->data, out->len, "surrogateescape");
+}
+
+static PyObject *
+record_weight(PerfFolder *self, const EventLine *ev)
+{
+    if (!self->weights || ev->period == NULL)
+        return PyLong_FromLong(1);
+    long long value = 0;
+    for (size_t i = 0; i < ev->period_len; i++)
+        value = value * 10 + (ev->period[i] - '0');
+    return PyLong_FromLongLong(value);
+}
+
+/* What a record counts for, from the cache or worked out now. NULL on error. */
+static Entry *
+record_entry(PerfFolder *self, const EventLine *ev, const char *body, size_t body_len)
+{
+    if (record_key(self, ev, body, body_len) < 0)
+        return NULL;
+    uint64_t hash = hash_bytes(self->key.data, self->key.len, 0);
+    Entry *e = table_find(&self->records, self->key.data, self->key.len, hash);
+    if (e->key != NULL)
+        return e;
+    int keep = keep_event(self, ev->event, ev->event_len);
+    if (keep < 0)
+        return NULL;
+    PyObject *stack = NULL, *weight = NULL;
+    if (keep) {
+        stack = record_stack(self, ev, body, body_len);
+        weight = stack ? record_weight(self, ev) : NULL;
+        if (weight == NULL) {
+            Py_XDECREF(stack);
+            return NULL;
+        }
+    }
+    /* line_frames may have emptied nothing here: the key buffer is still this record's */
+    e = table_add(&self->records, self->key.data, self->key.len, hash, 0);
+    if (e == NULL) {
+        Py_XDECREF(stack);
+        Py_XDECREF(weight);
+        return NULL;
+    }
+    e->first = stack;
+    e->second = weight;
+    return e;
+}
+
+/* counts[stack] += count */
+static int
+count_stack(PyObject *counts, PyObject *stack, PyObject *count)
+{
+    PyObject *old = PyDict_GetItemWithError(counts, stack);
+    if (old == NULL) {
+        if (PyErr_Occurred())
+            return -1;
+        return PyDict_SetItem(counts, stack, count);
+    }
+    PyObject *sum = PyNumber_Add(old, count);
+    if (sum == NULL)
+        return -1;
+    int status = PyDict_SetItem(counts, stack, sum);
+    Py_DECREF(sum);
+    return status;
+}
+
+/* Hand text of other shapes to Python, in its place in the input. */
+static int
+fold_other(PerfFolder *self, const char *start, const char *end)
+{
+    if (start == NULL || end <= start)
+        return 0;
+    PyObject *text = PyBytes_FromStringAndSize(start, end - start);
+    if (text == NULL)
+        return -1;
+    PyObject *result = PyObject_CallOneArg(self->fold_other, text);
+    Py_DECREF(text);
+    if (result == NULL)
+        return -1;
+    Py_DECREF(result);
+    return 0;
+}
+
+/* Where a record ends (before the empty line after it, or at the end), and whether it is
+ * of the common shape: 1 and *ev, *body and *body_len set; 0 when Python must read it. */
+static int
+scan_record(const char *p, const char *end, const char **next, EventLine *ev,
+            const char **body, size_t *body_len)
+{
+    const char *nl = memchr(p, '\n', end - p);
+    const char *line_end = nl ? nl : end;
+    const char *q = nl ? nl + 1 : end;
+    int frames_ok = 1;
+    *body = q;
+    while (q < end && *q != '\n') {
+        if (*q != ' ' && *q != '\t')
+            frames_ok = 0;
+        const char *e = memchr(q, '\n', end - q);
+        q = e ? e + 1 : end;
+    }
+    *next = q;
+    *body_len = q > *body ? (size_t)(q - *body - (q[-1] == '\n')) : 0;
+    return frames_ok && parse_event_line(p, line_end - p, ev);
+}
+
+static PyObject *
+PerfFolder_fold(PerfFolder *self, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const char *p = view.buf, *end = p + view.len;
+    const char *other = NULL; /* start of text of other shapes not yet handed over */
+    Py_ssize_t samples = 0;
+    while (p < end) {
+        if (*p == '\n') {
+            p++;
+            continue;
+        }
+        const char *next, *body;
+        size_t body_len;
+        EventLine ev;
+        if (!scan_record(p, end, &next, &ev, &body, &body_len)) {
+            if (other == NULL)
+                other = p;
+            p = next;
+            continue;
+        }
+        /* in input order: the first event seen is the one kept by default */
+        if (fold_other(self, other, p) < 0)
+            goto error;
+        other = NULL;
+        Entry *e = record_entry(self, &ev, body, body_len);
+        if (e == NULL || (e->first != NULL && count_stack(self->stacks, e->first, e->second) < 0))
+            goto error;
+        samples += e->first != NULL;
+        p = next;
+    }
+    if (fold_other(self, other, end) < 0)
+        goto error;
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(samples);
+error:
+    PyBuffer_Release(&view);
+    return NULL;
+}
+
+static PyMethodDef PerfFolder_methods[] = {
+    {"fold", (PyCFunction)PerfFolder_fold, METH_O,
+     "fold(data) -> samples: fold the complete lines of `perf script` output"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject PerfFolderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "flamed.collapse._speedups.PerfFolder",
+    .tp_doc = "Folds records of the common shape; hands the rest to Python.",
+    .tp_basicsize = sizeof(PerfFolder),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)PerfFolder_init,
+    .tp_dealloc = (destructor)PerfFolder_dealloc,
+    .tp_traverse = (traverseproc)PerfFolder_traverse,
+    .tp_clear = (inquiry)PerfFolder_clear,
+    .tp_methods = PerfFolder_methods,
+};
+
+/* -- DTrace: runs --------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *fold_run;     /* (bytes) -> (stack, count) to cache, or carry: bool */
+    PyObject *fold_line;    /* (bytes, leaf: bool) -> tuple of str: one frame line's frames */
+    PyObject *counts;       /* dict: stack -> count, added to */
+    int include_offset;     /* the leaf line folds differently from the same line above it */
+    Table runs;
+    Table lines, leaves;
+    Groups groups;          /* scratch: a run's frame lines' frames */
+    Buffer stack;
+} RunFolder;
+
+static int
+RunFolder_traverse(RunFolder *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->fold_run);
+    Py_VISIT(self->fold_line);
+    Py_VISIT(self->counts);
+    return 0;
+}
+
+static int
+RunFolder_clear(RunFolder *self)
+{
+    Py_CLEAR(self->fold_run);
+    Py_CLEAR(self->fold_line);
+    Py_CLEAR(self->counts);
+    return 0;
+}
+
+static void
+RunFolder_dealloc(RunFolder *self)
+{
+    PyObject_GC_UnTrack(self);
+    RunFolder_clear(self);
+    table_free(&self->runs);
+    table_free(&self->lines);
+    table_free(&self->leaves);
+    groups_free(&self->groups);
+    buffer_free(&self->stack);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+RunFolder_init(RunFolder *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"fold_run", "fold_line", "counts", "include_offset", NULL};
+    PyObject *fold_run, *fold_line, *counts;
+    int include_offset;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO!p", kwlist, &fold_run, &fold_line,
+                                     &PyDict_Type, &counts, &include_offset))
+        return -1;
+    if (self->runs.slots != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "RunFolder is initialised once");
+        return -1;
+    }
+    self->fold_run = Py_NewRef(fold_run);
+    self->fold_line = Py_NewRef(fold_line);
+    self->counts = Py_NewRef(counts);
+    self->include_offset = include_offset;
+    if (table_init(&self->runs) < 0 || table_init(&self->lines) < 0)
+        return -1;
+    return table_init(&self->leaves);
+}
+
+static inline int
+is_dtrace_space(unsigned char c) /* [ \t\r\f\v] of dtrace.py's COUNT_LINE */
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v';
+}
+
+/* COUNT_LINE of dtrace.py: digits alone on a line. The count, -1 if it is not one, -2 if
+ * it has too many digits for a long long (Python reads it). */
+static long long
+count_line(const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n && is_dtrace_space((unsigned char)s[i]))
+        i++;
+    size_t d = digits_at(s, n, i);
+    size_t j = i + d;
+    while (j < n && is_dtrace_space((unsigned char)s[j]))
+        j++;
+    if (!d || j != n)
+        return -1;
+    if (d > MAX_PERIOD_DIGITS)
+        return -2;
+    long long value = 0;
+    for (size_t k = i; k < i + d; k++)
+        value = value * 10 + (s[k] - '0');
+    return value;
+}
+
+/* A frame line with nothing to tidy (printable ASCII, no C++ scope, inlining, ';', Java
+ * 'L' or Rust escape): its frame is the line without its indent and, unless kept, its
+ * offset (from the last '+', as stackcollapse.pl cuts it). NULL: Python folds it. */
+static const char *
+dtrace_simple_frame(const char *line, size_t n, int keep_offset, size_t *len)
+{
+    size_t i = 0;
+    while (i < n && is_dtrace_space((unsigned char)line[i]))
+        i++;
+    const char *frame = line + i;
+    size_t size = n - i, cut = size;
+    if (size == 0 || frame[0] == 'L')
+        return NULL;
+    for (size_t k = 0; k < size; k++) {
+        unsigned char c = (unsigned char)frame[k];
+        if (c < 0x20 || c > 0x7e || c == ';' || c == '$')
+            return NULL;
+        if (c == '+')
+            cut = k;
+    }
+    if (contains(frame, size, "::") || contains(frame, size, "->"))
+        return NULL;
+    *len = keep_offset ? size : cut;
+    return *len ? frame : NULL;
+}
+
+/* The frames of one frame line, joined by ';', from the cache (leaves apart: with
+ * include_offset the leaf keeps no offset) or from Python. NULL on error. */
+static Entry *
+dtrace_line(RunFolder *self, const char *line, size_t n, int leaf)
+{
+    Table *table = leaf ? &self->leaves : &self->lines;
+    uint64_t hash = hash_bytes(line, n, 0);
+    Entry *e = table_find(table, line, n, hash);
+    if (e->key != NULL)
+        return e;
+    size_t len;
+    const char *frame = dtrace_simple_frame(line, n, self->include_offset && !leaf, &len);
+    if (frame != NULL) {
+        e = table_add(table, line, n, hash, len);
+        if (e != NULL) {
+            memcpy(e->key + n, frame, len);
+            e->vlen = len;
+        }
+        return e;
+    }
+    PyObject *text = PyBytes_FromStringAndSize(line, n);
+    PyObject *frames = text ? PyObject_CallFunctionObjArgs(self->fold_line, text,
+                                                           leaf ? Py_True : Py_False, NULL)
+                            : NULL;
+    Py_XDECREF(text);
+    if (frames == NULL)
+        return NULL;
+    PyObject *joined = NULL, *encoded = NULL, *sep = PyUnicode_FromString(";");
+    if (sep != NULL && PyTuple_Check(frames))
+        joined = PyUnicode_Join(sep, frames);
+    Py_XDECREF(sep);
+    Py_DECREF(frames);
+    if (joined != NULL)
+        encoded = PyUnicode_AsEncodedString(joined, "utf-8", "surrogateescape");
+    Py_XDECREF(joined);
+    if (encoded == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "fold_line must return a tuple of str");
+        return NULL;
+    }
+    len = (size_t)PyBytes_GET_SIZE(encoded);
+    e = table_add(table, line, n, hash, len);
+    if (e != NULL) {
+        memcpy(e->key + n, PyBytes_AS_STRING(encoded), len);
+        e->vlen = len;
+    }
+    Py_DECREF(encoded);
+    return e;
+}
+
+/* A run of the common shape (frame lines, then a count line) folded here, as
+ * DTraceCollapser._fold_run folds it: 1 and *stack, *count set; 0: Python folds it. */
+static int
+fold_simple_run(RunFolder *self, const char *run, size_t n, PyObject **stack,
+                PyObject **count)
+{
+    const char *last = run + n;
+    while (last > run && last[-1] != '\n')
+        last--;
+    if (last == run) /* one line: no frames */
+        return 0;
+    long long number = count_line(last, run + n - last);
+    if (number < 0)
+        return 0;
+    const char *end = last - 1; /* the body: the frame lines, without the last newline */
+    Groups *groups = &self->groups;
+    groups->count = groups->parts.len = 0;
+    for (const char *p = run; p <= end;) {
+        const char *nl = memchr(p, '\n', end - p);
+        const char *stop = nl ? nl : end;
+        size_t len = stop - p, i = 0;
+        while (i < len && is_dtrace_space((unsigned char)p[i]))
+            i++;
+        if (i == len || count_line(p, len) != -1) /* NOT_A_FRAME: blank or a count */
+            return 0;
+        Entry *e = dtrace_line(self, p, len, self->include_offset && groups->count == 0);
+        if (e == NULL || groups_add(groups, e->key + e->klen, e->vlen) < 0)
+            return -1;
+        p = stop + 1;
+    }
+    Buffer *out = &self->stack;
+    out->len = 0;
+    if (groups_join_reversed(groups, out) < 0)
+        return -1;
+    if (out->len == 0) /* no frames at all: Python says what that is */
+        return 0;
+    *stack = PyUnicode_DecodeUTF8(out->data, out->len, "surrogateescape");
+    *count = *stack ? PyLong_FromLongLong(number) : NULL;
+    if (*count == NULL) {
+        Py_CLEAR(*stack);
+        return -1;
+    }
+    return 1;
+}
+
+/* One run, counted from the cache (1: a hit), or by Python (0), which gives what to
+ * cache for it, or says whether its frames go on into the next run (*carry). */
+static int
+fold_run(RunFolder *self, const char *run, size_t n, int *carry)
+{
+    uint64_t hash = hash_bytes(run, n, 0);
+    Entry *e = NULL;
+    if (!*carry) {
+        e = table_find(&self->runs, run, n, hash);
+        if (e->key != NULL)
+            return count_stack(self->counts, e->first, e->second) < 0 ? -1 : 1;
+    }
+    PyObject *stack = NULL, *count = NULL;
+    int simple = *carry ? 0 : fold_simple_run(self, run, n, &stack, &count);
+    if (simple < 0)
+        return -1;
+    if (simple) {
+        e = table_add(&self->runs, run, n, hash, 0);
+        if (e == NULL || count_stack(self->counts, stack, count) < 0) {
+            Py_DECREF(stack);
+            Py_DECREF(count);
+            return -1;
+        }
+        e->first = stack;
+        e->second = count;
+        return 1; /* counted here: as a hit */
+    }
+    PyObject *text = PyBytes_FromStringAndSize(run, n);
+    if (text == NULL)
+        return -1;
+    PyObject *result = PyObject_CallOneArg(self->fold_run, text);
+    Py_DECREF(text);
+    if (result == NULL)
+        return -1;
+    *carry = result == Py_True;
+    if (PyBool_Check(result)) {
+        Py_DECREF(result);
+        return 0;
+    }
+    if (!PyTuple_Check(result) || PyTuple_GET_SIZE(result) != 2) {
+        Py_DECREF(result);
+        PyErr_SetString(PyExc_TypeError, "fold_run must return (stack, count) or a bool");
+        return -1;
+    }
+    e = table_add(&self->runs, run, n, hash, 0);
+    if (e != NULL) {
+        e->first = Py_NewRef(PyTuple_GET_ITEM(result, 0));
+        e->second = Py_NewRef(PyTuple_GET_ITEM(result, 1));
+    }
+    Py_DECREF(result);
+    return e == NULL ? -1 : 0;
+}
+
+static PyObject *
+RunFolder_fold(RunFolder *self, PyObject *args)
+{
+    Py_buffer view;
+    int carry;
+    if (!PyArg_ParseTuple(args, "y*p:fold", &view, &carry))
+        return NULL;
+    const char *p = view.buf, *end = p + view.len;
+    Py_ssize_t hits = 0;
+    for (;;) {
+        const char *sep = find_blank_line(p, end - p);
+        const char *stop = sep ? sep : end;
+        int hit = fold_run(self, p, stop - p, &carry);
+        if (hit < 0) {
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+        hits += hit;
+        if (sep == NULL)
+            break;
+        p = sep + 2;
+    }
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(hits);
+}
+
+static PyMethodDef RunFolder_methods[] = {
+    {"fold", (PyCFunction)RunFolder_fold, METH_VARARGS,
+     "fold(text, carry) -> hits: count the runs of text split at empty lines; carry: the\n"
+     "first run continues a stack, so Python folds it"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject RunFolderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "flamed.collapse._speedups.RunFolder",
+    .tp_doc = "Counts DTrace runs through a cache; hands new ones to Python.",
+    .tp_basicsize = sizeof(RunFolder),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)RunFolder_init,
+    .tp_dealloc = (destructor)RunFolder_dealloc,
+    .tp_traverse = (traverseproc)RunFolder_traverse,
+    .tp_clear = (inquiry)RunFolder_clear,
+    .tp_methods = RunFolder_methods,
+};
+
+/* -- folded text ------------------------------------------------------------------------- */
+
+/* One `stack count` line (trailing CRs dropped) whose count is plain digits: the stack
+ * counted here. 1: done; 0: Python reads it (no stack, another count); -1: error. */
+static int
+fold_folded_line(const char *line, size_t n, PyObject *counts, PyObject *in_order)
+{
+    while (n > 0 && line[n - 1] == '\r')
+        n--;
+    size_t cut = n;
+    while (cut > 0 && line[cut - 1] != ' ' && line[cut - 1] != '\t')
+        cut--;
+    if (cut < 2) /* no separator, or nothing before it */
+        return 0;
+    size_t digits = n - cut;
+    if (digits == 0 || digits > MAX_PERIOD_DIGITS)
+        return 0;
+    long long value = 0;
+    for (size_t i = cut; i < n; i++) {
+        if (!is_digit((unsigned char)line[i]))
+            return 0;
+        value = value * 10 + (line[i] - '0');
+    }
+    PyObject *stack = PyUnicode_DecodeUTF8(line, (Py_ssize_t)(cut - 1), "surrogateescape");
+    PyObject *count = stack ? PyLong_FromLongLong(value) : NULL;
+    int status = count ? count_stack(counts, stack, count) : -1;
+    if (status == 0 && in_order != Py_None) {
+        PyObject *pair = PyTuple_Pack(2, stack, count);
+        status = pair ? PyList_Append(in_order, pair) : -1;
+        Py_XDECREF(pair);
+    }
+    Py_XDECREF(stack);
+    Py_XDECREF(count);
+    return status < 0 ? -1 : 1;
+}
+
+static PyObject *
+fold_folded(PyObject *module, PyObject *args)
+{
+    Py_buffer view;
+    PyObject *counts, *in_order, *other;
+    if (!PyArg_ParseTuple(args, "y*O!OO:fold_folded", &view, &PyDict_Type, &counts, &in_order,
+                          &other))
+        return NULL;
+    if (in_order != Py_None && !PyList_Check(in_order)) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_TypeError, "in_order must be a list or None");
+        return NULL;
+    }
+    const char *p = view.buf, *end = p + view.len;
+    for (;;) {
+        const char *nl = memchr(p, '\n', end - p);
+        const char *stop = nl ? nl : end;
+        int done = fold_folded_line(p, stop - p, counts, in_order);
+        if (done == 0) {
+            PyObject *line = PyBytes_FromStringAndSize(p, stop - p);
+            PyObject *result = line ? PyObject_CallOneArg(other, line) : NULL;
+            Py_XDECREF(line);
+            done = result ? 1 : -1;
+            Py_XDECREF(result);
+        }
+        if (done < 0) {
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+        if (nl == NULL)
+            break;
+        p = nl + 1;
+    }
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"fold_folded", fold_folded, METH_VARARGS,
+     "fold_folded(text, counts, in_order, other): add `stack count` lines split at \\n to\n"
+     "counts (and in_order, a list, unless None); lines of another shape go to other(line)"},
+    {NULL, NULL, 0, NULL},
+};
+
+/* -- the module ------------------------------------------------------------------------ */
+
+static struct PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "flamed.collapse._speedups",
+    .m_doc = "C loops for the perf, DTrace and folded collapsers (optional; Python is the "
+             "reference).",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    if (PyType_Ready(&PerfFolderType) < 0 || PyType_Ready(&RunFolderType) < 0)
+        return NULL;
+    PyObject *module = PyModule_Create(&speedups_module);
+    if (module == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(module, "PerfFolder", (PyObject *)&PerfFolderType) < 0 ||
+        PyModule_AddObjectRef(module, "RunFolder", (PyObject *)&RunFolderType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

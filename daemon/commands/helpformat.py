@@ -1,0 +1,78 @@
+"""How every ``flamed`` command prints its help and its usage errors (the top-level parser's
+and each command's)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+# typing.TYPE_CHECKING without importing typing: start-up time counts in every command.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import NoReturn
+
+USAGE_PROG = "usage_prog"
+"""The namespace attribute naming the innermost (sub)command that parsed the line."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with every usage error on one line, naming the (sub)command whose usage
+    was wrong: ``flamed flamegraph: --width: invalid int value: 'abc' (see flamed
+    flamegraph --help)``, exit 2, instead of the whole usage text (subcommands' parsers
+    are made of the same class)."""
+
+    def error(self, message: str) -> NoReturn:
+        usage_error(self.prog, message.removeprefix("argument "))
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if not hasattr(parsed, USAGE_PROG):  # an inner command's parser set it first
+            setattr(parsed, USAGE_PROG, self.prog)
+        return parsed, extras
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        """Arguments no parser knew are blamed on the innermost command, not on ``flamed``."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            usage_error(getattr(parsed, USAGE_PROG), f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+
+def usage_error(prog: str, message: str) -> NoReturn:
+    """One line on stderr and exit status 2, as argparse gives usage errors."""
+    sys.stderr.write(f"{prog}: {message} (see {prog} --help)\n")
+    raise SystemExit(2)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's formatter, told the terminal's width: left to find it, argparse
+    imports shutil, and every parser builds formatters even when no help is shown."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24) -> None:
+        super().__init__(prog, indent_increment, max_help_position, terminal_width() - 2)
+
+
+def terminal_width() -> int:
+    """$COLUMNS, else the width of the terminal on stdout, else 80 (as shutil has it)."""
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size().columns or 80
+    except (ValueError, OSError):
+        return 80
+
+
+def add_log_flags(parser: argparse.ArgumentParser) -> None:
+    """``-q``/``-v`` after a command's name too, where inferno's commands take them;
+    they mean what ``flamed -q``/``flamed -v`` mean."""
+    add = parser.add_argument
+    add("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="errors only")
+    add("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="log more")

@@ -1,0 +1,65 @@
+"""What a request asks of the store: one target's buckets over one time range.
+
+``Service.query(target, span)`` makes a ``Query`` on the event loop; its
+``folded()`` may then run in a worker thread. It merges the buckets once (the
+window's cache first, shared by every query of the same buckets) and hands the
+result back to the window's cache on the loop. A target the daemon does not
+know is an ``UnknownTarget`` (the API answers 404).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from flamed.collapse.errors import FlamedError
+from flamed.collapse.folded import Folded
+from flamed.daemon.store import Window
+from flamed.daemon.timerange import TimeRange
+
+OnLoop = Callable[[Callable[[], None]], None]
+"""Runs a callable on the event loop's thread, from any thread."""
+
+
+class UnknownTarget(FlamedError):
+    """No target of that name (configured now, or whose history is still kept)."""
+
+
+class Query:
+    """A target's buckets over ``span``, merged once by ``folded()`` (thread-safe)."""
+
+    def __init__(
+        self, target: str, span: TimeRange, window: Window, frequency: int, on_loop: OnLoop
+    ) -> None:
+        self.target = target
+        self.span = span
+        self.frequency = frequency
+        """Samples per second per CPU the target is sampled at (the period of its pprof)."""
+        self.selection = window.select(span.start, span.end)
+        self._window = window
+        self._on_loop = on_loop
+        self._cached = window.cached(self.selection)
+        self._folded: Folded | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def key(self) -> tuple[str, tuple[int, int, int, int]]:
+        """Names the buckets covered: what ETags and caches are keyed on."""
+        return self.target, self.selection.key
+
+    @property
+    def samples(self) -> int:
+        return sum(bucket.samples for bucket in self.selection.buckets)
+
+    def folded(self) -> Folded:
+        """The merged profile; the first call merges (in any thread), later ones reuse it."""
+        with self._lock:
+            if self._folded is None:
+                self._folded = self._merge() if self._cached is None else self._cached
+            return self._folded
+
+    def _merge(self) -> Folded:
+        window, selection = self._window, self.selection
+        folded = window.merge(selection)
+        self._on_loop(lambda: window.remember(selection, folded))
+        return folded

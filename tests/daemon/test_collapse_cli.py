@@ -1,0 +1,54 @@
+"""`flamed collapse FORMAT` as a user runs it: input that holds nothing it understands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flamed.daemon.commands.collapse import FORMATS
+from tests.conftest import run_flamed
+
+GARBAGE = bytes((i * 151 + 7) % 256 for i in range(3000))  # fixed, binary
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+@pytest.mark.parametrize("data", [GARBAGE, b""], ids=["garbage", "empty"])
+def test_nothing_recognised_is_one_line_and_exit_1(tmp_path: Path, fmt: str, data: bytes) -> None:
+    """`flamed collapse perf garbage.bin` exited 0 with a 730-character warning."""
+    source = tmp_path / "garbage.bin"
+    source.write_bytes(data)
+    done = run_flamed("collapse", fmt, str(source))
+    err = done.stderr.decode()
+    assert done.returncode == 1 and done.stdout == b"", err
+    last = err.splitlines()[-1]
+    assert last.startswith("flamed collapse: "), err
+    assert "garbage.bin; expected " in last or "cannot tell the input format" in last, err
+    assert all(len(line) < 300 and "\\udc" not in line for line in err.splitlines()), err
+
+
+def test_perf_says_what_it_expected() -> None:
+    done = run_flamed("collapse", "perf", stdin=GARBAGE)
+    last = done.stderr.decode().splitlines()[-1]
+    assert last == "flamed collapse: no perf script records in stdin; expected `perf script` output"
+
+
+def test_an_event_filter_matching_nothing_names_the_events_present() -> None:
+    """`--event-filter nosuch` gave empty output with no message."""
+    data = b"ab 1 1.0: 5 cycles:u:\n\t1 f (/x)\n\nab 1 2.0: 7 instructions:\n\t1 g (/x)\n"
+    done = run_flamed("collapse", "perf", "--event-filter", "nosuch", stdin=data)
+    assert done.returncode == 1 and done.stdout == b""
+    assert done.stderr.decode().splitlines() == [
+        "flamed collapse: no samples of event 'nosuch' (--event-filter); "
+        "the input has cycles:u, instructions"
+    ]
+
+
+def test_a_few_bad_lines_among_good_ones_are_still_warned_and_skipped() -> None:
+    data = (
+        b"ab 1 1.0: 1 cycles:\n\t1 f (/x)\n\nnot perf \x93\x1b\n\nab 1 2.0: 1 cycles:\n\t1 g (/x)\n"
+    )
+    done = run_flamed("collapse", "perf", stdin=data)
+    assert done.returncode == 0 and done.stdout == b"ab;f 1\nab;g 1\n"
+    (warning,) = done.stderr.decode().splitlines()
+    assert "unrecognized perf script line: 'not perf \\x93\\x1b'" in warning, warning
