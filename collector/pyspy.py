@@ -121,7 +121,7 @@ class PySpySession(SamplingSession):
             pids = self._chosen(resolution.pids)
             start, end = self._bucket()
             runs = await self._round(py_spy, pids, end)
-            self._hand_out(runs, start, end)
+            self._emit_round(runs, start, end)
             if self.stopping:
                 return "stop"
             now = self.resolve()
@@ -196,7 +196,7 @@ class PySpySession(SamplingSession):
             run.collapser = PySpyCollapser("")
         await run.errors
 
-    def _hand_out(self, runs: list[_Run], start: float, end: float) -> None:
+    def _emit_round(self, runs: list[_Run], start: float, end: float) -> None:
         started = time.thread_time()
         folded = Folded()
         for run in runs:

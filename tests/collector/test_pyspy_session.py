@@ -14,7 +14,7 @@ import pytest
 from flamed.collapse.errors import ProfilerError
 from flamed.collector import Chunk, TargetSpec, create_session
 from flamed.collector.pyspy import INSTALL, PySpySession, find_py_spy
-from tests.collector.test_perf_session import merged, until
+from tests.collector.live import merged, until
 from tests.conftest import DATA, run_flamed
 
 HOT = DATA / "python" / "hot.py"
@@ -45,8 +45,11 @@ def start_python(tag: str, started: list[subprocess.Popen[bytes]]) -> int:
 
 def make(spec: TargetSpec, chunks: list[Chunk], **kwargs: object) -> PySpySession:
     session = create_session(
-        spec, bucket_seconds=1, spool_dir=Path("/nonexistent"), on_chunk=chunks.append, **kwargs
-    )  # type: ignore[arg-type]
+        spec,
+        bucket_seconds=1,
+        on_chunk=chunks.append,
+        **kwargs,  # type: ignore[arg-type]
+    )
     assert isinstance(session, PySpySession)
     return session
 
