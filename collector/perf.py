@@ -27,6 +27,7 @@ from pathlib import Path
 from flamed.collapse.errors import ProfilerError
 from flamed.collapse.perf import PerfCollapser, PerfOptions
 from flamed.collector.base import ChunkSink, TargetSpec
+from flamed.collector.jitnames import JitNames
 from flamed.collector.pipeline import PIPE_SIZE, Pipeline, start_pipeline
 from flamed.collector.procfs import cpu_seconds, resident_bytes
 from flamed.collector.records import PerfRecords
@@ -191,11 +192,18 @@ class PerfSession(SamplingSession):
         """The running ``perf script``'s pid."""
         self._script_cpu = 0.0
         """CPU seconds of the running perf script already handed out with chunks."""
+        self.jit = JitNames(options, f"target {spec.name}")
+        """JIT frames: perf maps read by flamed, JVMs asked for theirs."""
 
     # -- hooks ----------------------------------------------------------------
 
     def new_collapser(self) -> PerfCollapser:
-        return PerfCollapser(PerfOptions(period_weights=False))
+        options = PerfOptions(period_weights=False, python=self.options.python_view)
+        return PerfCollapser(options, maps=self.jit.resolver)
+
+    async def finish(self) -> None:
+        await self.jit.close()
+        await super().finish()
 
     def stamp_now(self) -> float:
         return time.monotonic()  # perf record -k CLOCK_MONOTONIC
@@ -264,6 +272,7 @@ class PerfSession(SamplingSession):
         self._script_cpu = 0.0
         self.status.state = "running"
         self.status.pids = resolution.pids
+        self.jit.started()
         return _Run(pipeline, records)
 
     async def _end(self, run: _Run, kill: bool = False) -> None:
@@ -331,6 +340,7 @@ class PerfSession(SamplingSession):
             while True:
                 pipeline.ping()
                 await self.tick(pipeline.ended, stopping)
+                self.jit.tick(self.status.pids)
                 if stopping.done():
                     return "stop"
                 if pipeline.ended.done():

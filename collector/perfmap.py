@@ -23,8 +23,9 @@ The file is written by the target, so it is hostile input:
   ``MAX_LINE``) are skipped and counted.
 
 A map is re-read when it changes, checked at most every ``CHECK_SECONDS`` per
-process: what was appended is read from where the last read stopped (a
-rewritten or replaced file, as ``jcmd`` writes it, is read again whole). Newer
+process (every ``MISS_CHECK_SECONDS`` when asked for an address it lacks): what
+was appended is read from where the last read stopped (a rewritten or replaced
+file, as ``jcmd`` writes it, is read again whole). Newer
 lines win over older ones for the same address. A map is kept after its process
 exits, until no frame of it was asked for ``keep_seconds`` (its last samples are
 folded), or another process takes its pid.
@@ -55,6 +56,8 @@ MAX_BYTES = 128 << 20
 """Bytes of map text held over all maps (their tables take about 1.5 times this)."""
 MAX_MAPS = 256
 CHECK_SECONDS = 1.0
+MISS_CHECK_SECONDS = 0.1
+"""An address the map lacks has it looked at again, at most this often per process."""
 KEEP_SECONDS = 60.0
 TAIL = 64
 """Bytes before the read offset remembered to tell an appended file from a rewritten one."""
@@ -171,6 +174,10 @@ class PerfMaps:
             return None
         table.used = now
         name = table.find(address)
+        if name is None and not table.gone and now - table.checked >= MISS_CHECK_SECONDS:
+            # Code compiled since the last look: the JIT wrote its line before it ran.
+            table = self._check(pid, table, now)
+            name = None if table is None else table.find(address)
         return None if name is None else decode(name)
 
     def prune(self) -> None:

@@ -33,7 +33,7 @@ EVENT_NAME = re.compile(r"[A-Za-z0-9_.:/,=-]{1,200}")
 HOST_NAME = re.compile(r"[A-Za-z0-9_-]{1,63}(?:\.[A-Za-z0-9_-]{1,63}){0,63}\.?")
 SELECTORS = ("all", "pids", "process", "cmdline", "unit")
 CALL_GRAPHS = ("fp", "dwarf", "lbr")
-BACKENDS = ("auto", "perf", "dtrace")
+BACKENDS = ("auto", "perf", "dtrace", "py-spy")
 MAX_BUCKETS = 100_000
 """retention / bucket may not exceed this: it bounds memory and the number of files."""
 HOUR, DAY, YEAR = 3600.0, 86400.0, 366 * 86400.0
@@ -84,10 +84,20 @@ class SamplerConfig:
     """perf's event (``-e``); None: ``cycles`` where the machine counts it, else ``cpu-clock``."""
     mmap_pages: int | None = None
     """perf's ring buffer in pages per CPU (``-m``)."""
+    perf_maps: bool | None = None
+    """Name JIT frames from the target's own ``/tmp/perf-PID.map`` (flamed's default: yes)."""
+    java_perfmap: bool | None = None
+    """Ask the target's JVMs for their perf map (``jcmd PID Compiler.perfmap``)."""
+    jitdump: bool | None = None
+    """``perf inject --jit`` in the pipeline: frames of JITs that write jitdump files."""
+    python_view: bool | None = None
+    """Fold CPython 3.12+ ``py::`` frames as Python functions, without the interpreter's."""
+    py_spy_native: bool | None = None
+    """The py-spy backend adds native (C) frames (``py-spy --native``)."""
 
     def arguments(self) -> dict[str, Any]:
         """What ``flamed.collector.create_session`` takes from this (the settings given)."""
-        return given(perf_path=self.perf_path, event=self.event, mmap_pages=self.mmap_pages)
+        return given(**{key: getattr(self, key) for key in SAMPLER_KEYS})
 
 
 @dataclass(frozen=True)
@@ -144,9 +154,11 @@ def default_state_dir(
 TOP_KEYS = ("server", "storage", "profile", "targets", "exporters")
 SERVER_KEYS = ("listen", "token_file", "max_renders", "allowed_hosts")
 STORAGE_KEYS = ("state_dir", "bucket", "retention", "max_stacks", "inbox", "rollup_after", "rollup")
-PROFILE_KEYS = ("frequency", "call_graph", "backend", "perf_path", "event", "mmap_pages")
+JIT_KEYS = ("perf_maps", "java_perfmap", "jitdump", "python_view", "py_spy_native")
+"""Switches for interpreted and JIT-compiled code (README: "Python, Java, Node")."""
+PROFILE_KEYS = ("frequency", "call_graph", "backend", "perf_path", "event", "mmap_pages", *JIT_KEYS)
 TARGET_KEYS = ("name", *SELECTORS, *PROFILE_KEYS)
-SAMPLER_KEYS = ("perf_path", "event", "mmap_pages")
+SAMPLER_KEYS = ("perf_path", "event", "mmap_pages", *JIT_KEYS)
 
 
 def parse_config(
@@ -285,6 +297,7 @@ def read_profile(reader: TableReader, table: Mapping[str, Any], path: KeyPath) -
         perf_path=reader.convert(table, "perf_path", check_program, path),
         event=reader.convert(table, "event", check_event, path),
         mmap_pages=reader.integer(table, "mmap_pages", path, 1, 1 << 16, " pages"),
+        **{key: reader.get(table, key, bool, path) for key in JIT_KEYS},
     )
     pages = out.get("mmap_pages")
     if pages is not None and pages & (pages - 1):

@@ -1,0 +1,62 @@
+"""What a perf session does for JIT-compiled code: perf maps read by flamed, JVMs asked.
+
+The perf session folds its stream as it comes; each bucket's collapser names
+perf-map frames through ``resolver`` (``flamed.collector.perfmap``), which
+reads the target's maps as they grow, while the long-lived perf script never
+reads them again. ``tick()`` (every tick of the session) drops the maps of
+processes gone whose last samples were folded, and, with ``java_perfmap``, asks
+the target's JVMs for a fresh map when sampling starts and every few buckets
+(``flamed.collector.java``), in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from flamed.collapse.perf import MapResolver
+from flamed.collector.java import EVERY_BUCKETS, PerfMapWriter
+from flamed.collector.perfmap import PerfMaps
+from flamed.collector.runner import SessionOptions
+
+
+class JitNames:
+    """The perf maps and JVM requests of one session."""
+
+    def __init__(self, options: SessionOptions, name: str) -> None:
+        self.options = options
+        self.maps = PerfMaps(options.proc_root, name=name) if options.perf_maps else None
+        self.java = (
+            PerfMapWriter(options.jcmd_path, options.proc_root, options.child_wrapper, name)
+            if options.java_perfmap
+            else None
+        )
+        self._asked_at = -float("inf")
+        self._asking: asyncio.Task[None] | None = None
+
+    @property
+    def resolver(self) -> MapResolver | None:
+        return None if self.maps is None else self.maps.lookup
+
+    def started(self) -> None:
+        """A new pipeline samples: JVMs are asked at the next tick."""
+        self._asked_at = -float("inf")
+
+    def tick(self, pids: tuple[int, ...]) -> None:
+        if self.maps is not None:
+            self.maps.prune()
+        if self.java is None or (self._asking is not None and not self._asking.done()):
+            return
+        now = time.monotonic()
+        if now - self._asked_at >= EVERY_BUCKETS * self.options.bucket_seconds:
+            self._asked_at = now
+            self._asking = asyncio.create_task(self.java.write(pids))
+
+    async def close(self) -> None:
+        """Stop asking (a jcmd under way is killed by its own bound or cancelled here)."""
+        if self._asking is not None:
+            self._asking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._asking
+            self._asking = None

@@ -1,0 +1,76 @@
+"""Real JIT programs for the tests: Node with ``--perf-basic-prof``, a JVM with its perf map."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Sequence
+
+import pytest
+
+from flamed.collapse.folded import Folded
+from tests.conftest import DATA
+
+LATE_JS = DATA / "node" / "late.js"
+EARLY = "earlyLeaf"
+LATE = "lateLeaf"
+"""The function tests/data/node/late.js first compiles when told to (a line on stdin)."""
+NODE_FLAGS = ("--perf-basic-prof", "--no-turbo-inlining")
+"""A perf map, and each JS function a frame of its own (not inlined into its caller)."""
+
+
+def require(program: str, package: str) -> str:
+    found = shutil.which(program)
+    if found is None:
+        pytest.skip(f"{program} is not installed (Debian: apt-get install {package})")
+    return found
+
+
+def start_node(tag: str, seconds: int = 90, prefix: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+    """late.js under ``prefix`` (a namespace wrapper), spinning in earlyLeaf; ``tag`` marks
+    its command line. Returns once it runs JavaScript."""
+    node = require("node", "nodejs")
+    argv = [*prefix, node, *NODE_FLAGS, str(LATE_JS), str(seconds), tag]
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"ready\n"
+    return proc
+
+
+def compile_late(proc: subprocess.Popen[bytes]) -> None:
+    """Make the program compile lateLeaf now, and spin in it."""
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(b"go\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline() == b"late\n"
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.kill()
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            pipe.close()
+
+
+def frames_named(folded: Folded, name: str) -> float:
+    """Samples of stacks with a frame naming ``name`` (perf-basic-prof writes ``JS:*name ...``)."""
+    return sum(
+        count
+        for stack, count in folded.items()
+        if any(name in frame.split(" ")[0] for frame in stack.split(";"))
+    )
+
+
+def unknown_map_frames(folded: Folded) -> float:
+    """Samples of stacks with a perf-map frame perf could not name (``[perf-PID.map]``)."""
+    return sum(count for stack, count in folded.items() if ".map]" in stack)
+
+
+def excerpt(folded: Folded, name: str, lines: int = 2) -> str:
+    """The heaviest stacks holding ``name`` (or unknown map frames), their last frames, for
+    failure messages and the report."""
+    chosen = [
+        (count, ";".join(stack.split(";")[-3:])) for stack, count in folded.items() if name in stack
+    ]
+    return "\n".join(f"{stack} {count:g}" for count, stack in sorted(chosen)[-lines:])
