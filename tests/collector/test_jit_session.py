@@ -1,5 +1,8 @@
 """Perf sessions name JIT frames from the target's perf map as it grows (issue 17).
 
+For a process on this host and for one in its own pid and mount namespace
+(``unshare``, a /tmp of its own: its map is /tmp/perf-1.map there).
+
 Real Node (``--perf-basic-prof``) under two sessions at once: one as perf alone
 names frames (``perf_maps = false``), one with flamed reading the map. Both see
 ``earlyLeaf`` (so their perf script has read the map); then the program compiles
@@ -10,10 +13,10 @@ map again, so only the session reading it names ``lateLeaf``.
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from subprocess import Popen
 
 import pytest
 
@@ -34,11 +37,39 @@ from tests.collector.live import make, merged, until
 pytestmark = [pytest.mark.perf, pytest.mark.slow]
 
 
-@pytest.fixture
-def node(perf: str) -> Iterator[subprocess.Popen[bytes]]:
-    proc = start_node(f"flamedtest-{uuid.uuid4().hex[:8]}")
-    yield proc
-    stop(proc)
+UNSHARE = (
+    "unshare",
+    "--pid",
+    "--mount",
+    "--fork",
+    "--mount-proc",
+    "sh",
+    "-c",
+    'mount -t tmpfs flamedtmp /tmp && exec "$@"',
+    "sh",
+)
+"""Its own pid namespace (node is pid 1 there, writing /tmp/perf-1.map) and its own /tmp."""
+
+
+@pytest.fixture(params=["host", "unshare"])
+def node(perf: str, request: pytest.FixtureRequest) -> Iterator[tuple[int, Popen[bytes]]]:
+    """(the pid perf sees, the process whose pipes drive the program)."""
+    prefix = UNSHARE if request.param == "unshare" else ()
+    proc = start_node(f"flamedtest-{uuid.uuid4().hex[:8]}", prefix=prefix)
+    try:
+        pid = only_child(proc.pid) if prefix else proc.pid
+        if prefix:  # the map is where only flamed looks for it
+            assert Path(f"/proc/{pid}/root/tmp/perf-1.map").is_file()
+            assert not Path(f"/tmp/perf-{pid}.map").exists()
+        yield pid, proc
+    finally:
+        stop(proc)
+
+
+def only_child(pid: int) -> int:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    assert len(children) == 1, children
+    return int(children[0])
 
 
 def node_session(pid: int, tmp_path: Path, chunks: list[Chunk], **options: object) -> PerfSession:
@@ -47,19 +78,20 @@ def node_session(pid: int, tmp_path: Path, chunks: list[Chunk], **options: objec
 
 
 async def test_a_function_compiled_after_sampling_started_is_named(
-    node: subprocess.Popen[bytes], tmp_path: Path
+    node: tuple[int, Popen[bytes]], tmp_path: Path
 ) -> None:
+    pid, proc = node
     plain: list[Chunk] = []
     mapped: list[Chunk] = []
     sessions = [
-        node_session(node.pid, tmp_path, plain, perf_maps=False),
-        node_session(node.pid, tmp_path, mapped),
+        node_session(pid, tmp_path, plain, perf_maps=False),
+        node_session(pid, tmp_path, mapped),
     ]
     tasks = [asyncio.create_task(session.run()) for session in sessions]
     try:
         await until(lambda: frames_named(merged(plain), EARLY) > 0, "earlyLeaf: perf alone")
         await until(lambda: frames_named(merged(mapped), EARLY) > 0, "earlyLeaf: flamed")
-        compile_late(node)
+        compile_late(proc)
         plain.clear()
         mapped.clear()
         await until(lambda: frames_named(merged(mapped), LATE) >= 20, "lateLeaf named")
