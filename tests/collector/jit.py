@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,7 @@ from flamed.collapse.folded import Folded
 from tests.conftest import DATA
 
 LATE_JS = DATA / "node" / "late.js"
+HOT_JAVA = DATA / "java" / "Hot.java"
 EARLY = "earlyLeaf"
 LATE = "lateLeaf"
 """The function tests/data/node/late.js first compiles when told to (a line on stdin)."""
@@ -46,20 +48,31 @@ def compile_late(proc: subprocess.Popen[bytes]) -> None:
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Kill it, close its pipes, remove the map it left in this /tmp."""
     proc.kill()
     proc.wait()
     for pipe in (proc.stdin, proc.stdout):
         if pipe is not None:
             pipe.close()
+    Path(f"/tmp/perf-{proc.pid}.map").unlink(missing_ok=True)
+
+
+def start_java(folder: Path, seconds: int = 90) -> subprocess.Popen[bytes]:
+    """tests/data/java/Hot.java compiled into ``folder`` and run with frame pointers;
+    returns once it runs Java."""
+    javac = require("javac", "openjdk-17-jdk-headless")
+    java = require("java", "openjdk-17-jdk-headless")
+    subprocess.run([javac, "-d", str(folder), str(HOT_JAVA)], check=True, capture_output=True)
+    argv = [java, "-XX:+PreserveFramePointer", "-cp", str(folder), "Hot", str(seconds)]
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"ready\n"
+    return proc
 
 
 def frames_named(folded: Folded, name: str) -> float:
-    """Samples of stacks with a frame naming ``name`` (perf-basic-prof writes ``JS:*name ...``)."""
-    return sum(
-        count
-        for stack, count in folded.items()
-        if any(name in frame.split(" ")[0] for frame in stack.split(";"))
-    )
+    """Samples of stacks naming ``name`` (Node writes ``JS:*name FILE``, Java ``long Hot.name``)."""
+    return sum(count for stack, count in folded.items() if name in stack)
 
 
 def unknown_map_frames(folded: Folded) -> float:
