@@ -6,10 +6,10 @@
 promises: Type=notify start, the watchdog, the `flamed` user with exactly the
 three capabilities, perf sampling with named kernel frames through the whole
 sandbox (system call filter, MemoryDenyWriteExecute=, ProtectProc=...), the
-state directory, `systemctl reload`, the live security score, and
-`install.sh --uninstall`. The venv is built beforehand, on the host, in a
-private mount namespace where /opt is a temporary folder, so the container
-needs no network and the host's /opt is untouched.
+state directory, Node's JIT frames named under PrivateTmp=, `systemctl reload`,
+the live security score, and `install.sh --uninstall`. The venv is built
+beforehand, on the host, in a private mount namespace where /opt is a temporary
+folder, so the container needs no network and the host's /opt is untouched.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.collector.jit import LATE_JS
 from tests.conftest import ROOT
 from tests.systemd.test_unit import PERF_CAPS, SYSTEM_PYTHON, system_python_can_make_venvs
 
@@ -92,6 +93,18 @@ curl -s "$api/folded?target=system&window=5m" > /ns-out/folded.txt
 kernel='entry_SYSCALL\|do_syscall_64\|asm_sysvec\|cpuidle\|default_idle'
 say kernel_frames "$(grep -c "$kernel" /ns-out/folded.txt)"
 say svg "$(curl -s -o /dev/null -w '%{http_code}' "$api/flamegraph?target=system&window=5m")"
+# Node's perf map is in the container's /tmp; the unit's PrivateTmp= hides it from perf.
+mkfifo /root/node.in
+sleep 600 > /root/node.in &
+node --perf-basic-prof --no-turbo-inlining /ns/late.js 300 < /root/node.in > /root/node.out &
+js() { curl -s "$api/folded?target=system&window=1m" | grep -c "JS:\*$1"; }
+for _ in $(seq 1 60); do [ "$(js earlyLeaf)" != 0 ] && break; sleep 1; done
+echo go > /root/node.in  # it compiles lateLeaf now
+for _ in $(seq 1 60); do [ "$(js lateLeaf)" != 0 ] && break; sleep 1; done
+curl -s "$api/folded?target=system&window=1m" | grep 'node;' > /ns-out/node.txt
+say node_early "$(grep -c 'JS:\*earlyLeaf' /ns-out/node.txt)"
+say node_late "$(grep -c 'JS:\*lateLeaf' /ns-out/node.txt)"
+say node_private_tmp "$(systemctl show flamed -p PrivateTmp --value)"
 say state_dir "$(stat -c '%U:%a' /var/lib/flamed)"
 score='s/.*Overall exposure level for flamed.service: \([0-9.]*\).*/\1/p'
 say security "$(systemd-analyze security flamed | sed -n "$score")"
@@ -146,6 +159,7 @@ def prepare(where: Path) -> None:
     (units / "flamedtest.target").write_text(TARGET)
     (units / "flamed-e2e.service").write_text(SERVICE)
     (where / "e2e.sh").write_text(SCRIPT)
+    shutil.copy2(LATE_JS, where / "late.js")
     (where / "out").mkdir()
 
 
@@ -226,6 +240,13 @@ def test_perf_samples_with_kernel_symbols_inside_the_sandbox(results: dict[str, 
     assert int(check(results, "kernel_frames")) > 0
     assert check(results, "svg") == "200"
     assert check(results, "state_dir") == "flamed:750"
+
+
+def test_node_functions_are_named_through_private_tmp(results: dict[str, str]) -> None:
+    """flamed reads Node's map through /proc/PID/root: the unit's perf cannot see it."""
+    assert check(results, "node_private_tmp") == "yes"
+    assert int(check(results, "node_early")) > 0, results["_trace"]
+    assert int(check(results, "node_late")) > 0, results["_trace"]
 
 
 def test_installing_again_keeps_it_running(results: dict[str, str]) -> None:
