@@ -28,12 +28,15 @@ def require(program: str, package: str) -> str:
     return found
 
 
-def start_node(tag: str, seconds: int = 90, prefix: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+def start_node(
+    tag: str, cwd: Path, seconds: int = 90, prefix: Sequence[str] = ()
+) -> subprocess.Popen[bytes]:
     """late.js under ``prefix`` (a namespace wrapper), spinning in earlyLeaf; ``tag`` marks
-    its command line. Returns once it runs JavaScript."""
+    its command line. It runs in ``cwd``, where V8 leaves a log (isolate-*-v8.log).
+    Returns once it runs JavaScript."""
     node = require("node", "nodejs")
     argv = [*prefix, node, *NODE_FLAGS, str(LATE_JS), str(seconds), tag]
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=cwd)
     assert proc.stdout is not None
     assert proc.stdout.readline() == b"ready\n"
     return proc

@@ -52,10 +52,12 @@ UNSHARE = (
 
 
 @pytest.fixture(params=["host", "unshare"])
-def node(perf: str, request: pytest.FixtureRequest) -> Iterator[tuple[int, Popen[bytes]]]:
+def node(
+    perf: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[int, Popen[bytes]]]:
     """(the pid perf sees, the process whose pipes drive the program)."""
     prefix = UNSHARE if request.param == "unshare" else ()
-    proc = start_node(f"flamedtest-{uuid.uuid4().hex[:8]}", prefix=prefix)
+    proc = start_node(f"flamedtest-{uuid.uuid4().hex[:8]}", tmp_path, prefix=prefix)
     try:
         pid = only_child(proc.pid) if prefix else proc.pid
         if prefix:  # the map is where only flamed looks for it

@@ -30,9 +30,9 @@ def tag() -> str:
 
 
 @pytest.fixture
-def node(tag: str) -> Iterator[subprocess.Popen[bytes]]:
+def node(tag: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     require_perf()
-    proc = start_node(tag)
+    proc = start_node(tag, tmp_path)
     yield proc
     stop(proc)
 

@@ -96,7 +96,8 @@ say svg "$(curl -s -o /dev/null -w '%{http_code}' "$api/flamegraph?target=system
 # Node's perf map is in the container's /tmp; the unit's PrivateTmp= hides it from perf.
 mkfifo /root/node.in
 sleep 600 > /root/node.in &
-node --perf-basic-prof --no-turbo-inlining /ns/late.js 300 < /root/node.in > /root/node.out &
+(cd /root && exec node --perf-basic-prof --no-turbo-inlining /ns/late.js 300) \
+    < /root/node.in > /root/node.out &
 js() { curl -s "$api/folded?target=system&window=1m" | grep -c "JS:\*$1"; }
 for _ in $(seq 1 60); do [ "$(js earlyLeaf)" != 0 ] && break; sleep 1; done
 echo go > /root/node.in  # it compiles lateLeaf now
