@@ -182,6 +182,14 @@ REFUSALS = [
         replace_line("frequency = 199", "frequency = 199\nmmap_pages = 0"),
         ":21: targets[1].mmap_pages: must be between 1 and 65536 pages",
     ),
+    (
+        replace_line("frequency = 199", 'frequency = 199\njava_perfmap = "yes"'),
+        ":21: targets[1].java_perfmap: expected true or false, got a string",
+    ),
+    (
+        replace_line("frequency = 199", 'frequency = 199\nbackend = "pyspy"'),
+        ":21: targets[1].backend: 'pyspy' is not one of auto, perf, dtrace, py-spy",
+    ),
     (replace_line('listen = "127.0.0.1:9999"', 'listen = "127.0.0.1:9999'), ": invalid TOML: "),
     ("[server]\n", ": targets: no [[targets]]"),
 ]
@@ -245,6 +253,18 @@ def test_absent_keys_take_the_dataclass_defaults() -> None:
     assert minimal.storage == StorageConfig("/s")
     assert minimal.targets == (TargetSpec("x", all=True),)
     assert minimal.sampler("x") == SamplerConfig() and minimal.samplers == {}
+
+
+def test_jit_switches_go_to_the_session_of_their_target() -> None:
+    text = replace_line("frequency = 49", "frequency = 49\npython_view = true")
+    db_lines = "frequency = 199\njava_perfmap = true\nperf_maps = false"
+    text = text.replace("frequency = 199", db_lines)
+    config = parse_config(text.replace("pids = [1, 2]", 'pids = [1, 2]\nbackend = "py-spy"'))
+    assert config.sampler("system").arguments() == {"python_view": True}
+    db = {"python_view": True, "java_perfmap": True, "perf_maps": False}
+    assert config.sampler("db").arguments() == db
+    one_off = TargetSpec("one.off", pids=(1, 2), frequency=49, backend="py-spy")
+    assert config.target("one.off") == one_off
 
 
 def test_token_file(tmp_path: Path) -> None:
