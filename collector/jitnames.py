@@ -3,10 +3,11 @@
 The perf session folds its stream as it comes; each bucket's collapser names
 perf-map frames through ``resolver`` (``flamed.collector.perfmap``), which
 reads the target's maps as they grow, while the long-lived perf script never
-reads them again. ``tick()`` (every tick of the session) drops the maps of
-processes gone whose last samples were folded, and, with ``java_perfmap``, asks
-the target's JVMs for a fresh map when sampling starts and every few buckets
-(``flamed.collector.java``), in the background.
+reads them again; with ``jitdump``, also from the target's jitdump files
+(``flamed.collector.jitdump``). ``tick()`` (every tick of the session) drops
+the maps of processes gone whose last samples were folded, and, with
+``java_perfmap``, asks the target's JVMs for a fresh map when sampling starts
+and every few buckets (``flamed.collector.java``), in the background.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 
 from flamed.collapse.perf import MapResolver
 from flamed.collector.java import EVERY_BUCKETS, PerfMapWriter
+from flamed.collector.jitdump import JitDump
 from flamed.collector.perfmap import PerfMaps
 from flamed.collector.runner import SessionOptions
 
@@ -27,6 +29,9 @@ class JitNames:
     def __init__(self, options: SessionOptions, name: str) -> None:
         self.options = options
         self.maps = PerfMaps(options.proc_root, name=name) if options.perf_maps else None
+        self.dumps = (
+            PerfMaps(options.proc_root, format=JitDump(), name=name) if options.jitdump else None
+        )
         self.java = (
             PerfMapWriter(options.jcmd_path, options.proc_root, options.child_wrapper, name)
             if options.java_perfmap
@@ -37,15 +42,20 @@ class JitNames:
 
     @property
     def resolver(self) -> MapResolver | None:
-        return None if self.maps is None else self.maps.lookup
+        readers = [reader.lookup for reader in (self.maps, self.dumps) if reader is not None]
+        if len(readers) < 2:
+            return readers[0] if readers else None
+        maps, dumps = readers
+        return lambda pid, address: maps(pid, address) or dumps(pid, address)
 
     def started(self) -> None:
         """A new pipeline samples: JVMs are asked at the next tick."""
         self._asked_at = -float("inf")
 
     def tick(self, pids: tuple[int, ...]) -> None:
-        if self.maps is not None:
-            self.maps.prune()
+        for reader in (self.maps, self.dumps):
+            if reader is not None:
+                reader.prune()
         if self.java is None or (self._asking is not None and not self._asking.done()):
             return
         now = time.monotonic()

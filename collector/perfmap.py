@@ -44,6 +44,7 @@ from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from flamed.collapse.folded import decode
 
@@ -138,6 +139,54 @@ class MapTable:
             self.parts.append(Part(older.entries() + newer.entries()))
 
 
+@dataclass
+class Split:
+    """What a format found in a chunk of its file."""
+
+    entries: list[tuple[int, int, bytes]]
+    """(start, end, name) of each piece of code."""
+    consumed: int
+    """Bytes of the file read past (0: wait for more); past the chunk when code is skipped."""
+    records: int
+    malformed: int
+    held: int
+    """Bytes the entries keep in memory (about)."""
+
+
+class MapFormat(Protocol):
+    what: str
+
+    def locate(self, proc_root: Path, pid: int) -> tuple[str, ...] | None:
+        """The file's path inside the process's root, as its parts; None if it has none."""
+
+    def split(self, data: bytes, offset: int, size: int) -> Split:
+        """The entries in ``data``, read at ``offset`` of a file of ``size`` bytes."""
+
+
+class TextMap:
+    """``/tmp/perf-NSPID.map``: ``START SIZE NAME`` lines."""
+
+    what = "map"
+
+    def locate(self, proc_root: Path, pid: int) -> tuple[str, ...]:
+        return ("tmp", f"perf-{namespace_pid(proc_root, pid)}.map")
+
+    def split(self, data: bytes, offset: int, size: int) -> Split:
+        end = data.rfind(b"\n") + 1
+        if end == 0:  # no line end in a whole chunk: an overlong line (malformed)
+            if len(data) < READ_CHUNK:
+                return Split([], 0, 0, 0, 0)  # a last line still being written
+            end = len(data)
+        text = data[:end]
+        entries: list[tuple[int, int, bytes]] = []
+        for found in LINE.finditer(text):
+            start, length = int(found.group(1), 16), int(found.group(2), 16)
+            if length and start + length < 1 << 64:
+                entries.append((start, start + length, found.group(3)))
+        lines = sum(1 for line in text.split(b"\n") if line.strip())
+        return Split(entries, end, lines, max(0, lines - len(entries)), end)
+
+
 class PerfMaps:
     """Names perf-map frames: ``lookup(pid, address)`` is a ``flamed.collapse.perf.MapResolver``."""
 
@@ -145,12 +194,14 @@ class PerfMaps:
         self,
         proc_root: Path = Path("/proc"),
         *,
+        format: MapFormat | None = None,
         clock: Callable[[], float] = time.monotonic,
         max_bytes: int = MAX_BYTES,
         keep_seconds: float = KEEP_SECONDS,
         name: str = "",
     ) -> None:
         self.proc_root = proc_root
+        self.format: MapFormat = format or TextMap()
         self.clock = clock
         self.max_bytes = max_bytes
         self.keep_seconds = keep_seconds
@@ -229,27 +280,29 @@ class PerfMaps:
     def _open(self, pid: int) -> int | None:
         """The map, opened without following links out of the target's root; None if
         absent or refused."""
-        root = self.proc_root / str(pid) / "root"
+        path = self.format.locate(self.proc_root, pid)
+        if not path:
+            return None
         try:
-            root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            folder = os.open(self.proc_root / str(pid) / "root", DIR_FLAGS & ~os.O_NOFOLLOW)
         except OSError:
             return None  # gone, or not ours to read
         try:
-            tmp_fd = os.open("tmp", DIR_FLAGS, dir_fd=root_fd)
-        except OSError as err:
-            self._open_failed(pid, err, "/tmp")
-            return None
+            for part in path[:-1]:
+                try:
+                    inner = os.open(part, DIR_FLAGS, dir_fd=folder)
+                except OSError as err:
+                    self._open_failed(pid, err, f"{part}/")
+                    return None
+                os.close(folder)
+                folder = inner
+            try:
+                fd = os.open(path[-1], OPEN_FLAGS, dir_fd=folder)
+            except OSError as err:
+                self._open_failed(pid, err, f"the {self.format.what}")
+                return None
         finally:
-            os.close(root_fd)
-        try:
-            fd = os.open(
-                f"perf-{namespace_pid(self.proc_root, pid)}.map", OPEN_FLAGS, dir_fd=tmp_fd
-            )
-        except OSError as err:
-            self._open_failed(pid, err, "the map")
-            return None
-        finally:
-            os.close(tmp_fd)
+            os.close(folder)
         return fd if self._acceptable(pid, fd) else None
 
     def _open_failed(self, pid: int, err: OSError, what: str) -> None:
@@ -296,28 +349,18 @@ class PerfMaps:
             data = os.pread(fd, want, table.offset)
             if not data:
                 return
-            end = data.rfind(b"\n") + 1
-            if end == 0:  # no line end in a whole chunk: an overlong line (malformed)
-                if len(data) < READ_CHUNK:
-                    return  # a last line still being written
-                end = len(data)
-            self._parse(pid, table, data[:end])
-            table.offset += end
-            table.tail = data[max(0, end - TAIL) : end]
-            self._held += end
-            self._sizes[pid] = self._sizes.get(pid, 0) + end
-            self.stats.bytes_read += end
-
-    def _parse(self, pid: int, table: MapTable, text: bytes) -> None:
-        entries: list[tuple[int, int, bytes]] = []
-        for found in LINE.finditer(text):
-            start, size = int(found.group(1), 16), int(found.group(2), 16)
-            if size and start + size < 1 << 64:
-                entries.append((start, start + size, found.group(3)))
-        lines = sum(1 for line in text.split(b"\n") if line.strip())
-        self.stats.lines += lines
-        self._count_malformed(pid, max(0, lines - len(entries)))
-        table.add(entries)
+            found = self.format.split(data, table.offset, size)
+            if not found.consumed:
+                return  # a last line or record still being written
+            self.stats.lines += found.records
+            self._count_malformed(pid, found.malformed)
+            table.add(found.entries)
+            table.offset += found.consumed
+            end = min(found.consumed, len(data))
+            table.tail = data[max(0, end - TAIL) : end] if end == found.consumed else b""
+            self._held += found.held
+            self._sizes[pid] = self._sizes.get(pid, 0) + found.held
+            self.stats.bytes_read += found.consumed
 
     # -- bounds -----------------------------------------------------------------
 

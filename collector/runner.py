@@ -84,8 +84,8 @@ class SessionOptions:
     sampling starts and every ``JAVA_PERFMAP_BUCKETS`` buckets."""
     jcmd_path: str = "jcmd"
     jitdump: bool = False
-    """``perf inject --jit`` between perf record and perf script: names the frames of JITs
-    that write jitdump files (``node --perf-prof``, CPython 3.13 ``-X perf_jit``)."""
+    """Name JIT frames from the jitdump files the target's JITs write and map
+    (``node --perf-prof``, CPython 3.13 ``-X perf_jit``), read by flamed itself."""
     python_view: bool = False
     """Fold with ``PerfOptions(python=True)``: CPython's ``py::`` frames as Python functions."""
     py_spy_path: str | None = None

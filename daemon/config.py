@@ -89,7 +89,7 @@ class SamplerConfig:
     java_perfmap: bool | None = None
     """Ask the target's JVMs for their perf map (``jcmd PID Compiler.perfmap``)."""
     jitdump: bool | None = None
-    """``perf inject --jit`` in the pipeline: frames of JITs that write jitdump files."""
+    """Name JIT frames from the jitdump files the target's JITs map, read by flamed."""
     python_view: bool | None = None
     """Fold CPython 3.12+ ``py::`` frames as Python functions, without the interpreter's."""
     py_spy_native: bool | None = None

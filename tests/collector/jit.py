@@ -29,13 +29,17 @@ def require(program: str, package: str) -> str:
 
 
 def start_node(
-    tag: str, cwd: Path, seconds: int = 90, prefix: Sequence[str] = ()
+    tag: str,
+    cwd: Path,
+    seconds: int = 90,
+    prefix: Sequence[str] = (),
+    flags: Sequence[str] = NODE_FLAGS,
 ) -> subprocess.Popen[bytes]:
     """late.js under ``prefix`` (a namespace wrapper), spinning in earlyLeaf; ``tag`` marks
     its command line. It runs in ``cwd``, where V8 leaves a log (isolate-*-v8.log).
     Returns once it runs JavaScript."""
     node = require("node", "nodejs")
-    argv = [*prefix, node, *NODE_FLAGS, str(LATE_JS), str(seconds), tag]
+    argv = [*prefix, node, *flags, str(LATE_JS), str(seconds), tag]
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=cwd)
     assert proc.stdout is not None
     assert proc.stdout.readline() == b"ready\n"

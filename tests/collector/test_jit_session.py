@@ -106,3 +106,32 @@ async def test_a_function_compiled_after_sampling_started_is_named(
     assert frames_named(before, LATE) == 0, excerpt(before, LATE)
     assert unknown_map_frames(after) < 0.1 * after.total(), excerpt(after, ".map]")
     print("perf alone:\n" + excerpt(before, ".map]") + "\nflamed:\n" + excerpt(after, LATE))
+
+
+async def test_jitdump_names_node_perf_prof_frames(perf: str, tmp_path: Path) -> None:
+    """``jitdump = true``: flamed reads the jitdump file of a JIT that writes one
+    (``node --perf-prof``, no perf map) and names its code, compiled late too."""
+    proc = start_node(
+        f"flamedtest-{uuid.uuid4().hex[:8]}", tmp_path, flags=("--perf-prof", "--no-turbo-inlining")
+    )
+    plain: list[Chunk] = []
+    injected: list[Chunk] = []
+    sessions = [
+        node_session(proc.pid, tmp_path, plain),
+        node_session(proc.pid, tmp_path, injected, jitdump=True),
+    ]
+    tasks = [asyncio.create_task(session.run()) for session in sessions]
+    try:
+        await until(lambda: frames_named(merged(injected), EARLY) > 0, "earlyLeaf: jitdump")
+        compile_late(proc)
+        await until(lambda: frames_named(merged(injected), LATE) >= 20, "lateLeaf: jitdump")
+        await until(lambda: unknown_map_frames(merged(plain)) >= 20, "perf alone: unknown")
+    finally:
+        for session in sessions:
+            await session.stop()
+        await asyncio.gather(*tasks)
+        stop(proc)
+    before, after = merged(plain), merged(injected)
+    assert frames_named(before, EARLY) == frames_named(before, LATE) == 0, excerpt(before, "JS:")
+    print("perf alone:\n" + excerpt(before, ".map]") + "\njitdump:\n" + excerpt(after, LATE))
+    assert (tmp_path / f"jit-{proc.pid}.dump").is_file()
