@@ -43,6 +43,7 @@ import time
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Protocol
 
@@ -67,6 +68,7 @@ LINE = re.compile(
     rb"([^\n]{1,%d}?)\r?$" % MAX_LINE,
     re.MULTILINE,
 )
+BLANK = re.compile(rb"^[ \t\r]*\n", re.MULTILINE)
 OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -90,9 +92,9 @@ class Part:
     __slots__ = ("ends", "names", "starts")
 
     def __init__(self, entries: list[tuple[int, int, bytes]]) -> None:
-        entries.sort(key=lambda entry: entry[0])  # stable: a later line after an earlier
-        self.starts = array("Q", (entry[0] for entry in entries))
-        self.ends = array("Q", (entry[1] for entry in entries))
+        entries.sort(key=itemgetter(0))  # stable: a later line after an earlier
+        self.starts = array("Q", [entry[0] for entry in entries])
+        self.ends = array("Q", [entry[1] for entry in entries])
         self.names = [entry[2] for entry in entries]
 
     def find(self, address: int) -> bytes | None:
@@ -179,11 +181,11 @@ class TextMap:
             end = len(data)
         text = data[:end]
         entries: list[tuple[int, int, bytes]] = []
-        for found in LINE.finditer(text):
-            start, length = int(found.group(1), 16), int(found.group(2), 16)
+        for start_text, length_text, name in LINE.findall(text):
+            start, length = int(start_text, 16), int(length_text, 16)
             if length and start + length < 1 << 64:
-                entries.append((start, start + length, found.group(3)))
-        lines = sum(1 for line in text.split(b"\n") if line.strip())
+                entries.append((start, start + length, name))
+        lines = text.count(b"\n") + (not text.endswith(b"\n")) - len(BLANK.findall(text))
         return Split(entries, end, lines, max(0, lines - len(entries)), end)
 
 
@@ -339,7 +341,17 @@ class PerfMaps:
         table.parts = []
 
     def _read_from(self, fd: int, pid: int, table: MapTable, size: int) -> None:
-        """Read complete lines from ``table.offset`` up to ``size``, within the bound."""
+        """Read complete lines from ``table.offset`` up to ``size``, within the bound; what
+        one look reads is one part of the table."""
+        entries: list[tuple[int, int, bytes]] = []
+        try:
+            self._read_chunks(fd, pid, table, size, entries)
+        finally:
+            table.add(entries)
+
+    def _read_chunks(
+        self, fd: int, pid: int, table: MapTable, size: int, entries: list[tuple[int, int, bytes]]
+    ) -> None:
         while table.offset < size:
             want = min(READ_CHUNK, size - table.offset)
             if not self._make_room(pid, want):
@@ -354,7 +366,7 @@ class PerfMaps:
                 return  # a last line or record still being written
             self.stats.lines += found.records
             self._count_malformed(pid, found.malformed)
-            table.add(found.entries)
+            entries += found.entries
             table.offset += found.consumed
             end = min(found.consumed, len(data))
             table.tail = data[max(0, end - TAIL) : end] if end == found.consumed else b""
