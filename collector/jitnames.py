@@ -32,11 +32,7 @@ class JitNames:
         self.dumps = (
             PerfMaps(options.proc_root, format=JitDump(), name=name) if options.jitdump else None
         )
-        self.java = (
-            PerfMapWriter(options.jcmd_path, options.proc_root, options.child_wrapper, name)
-            if options.java_perfmap
-            else None
-        )
+        self.java = PerfMapWriter(options.proc_root, name) if options.java_perfmap else None
         self._asked_at = -float("inf")
         self._asking: asyncio.Task[None] | None = None
 

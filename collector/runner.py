@@ -80,9 +80,8 @@ class SessionOptions:
     """Name JIT frames from the target's ``/tmp/perf-PID.map`` read by flamed itself
     (``flamed.collector.perfmap``), whatever perf named them."""
     java_perfmap: bool = False
-    """Ask the target's JVMs to write their perf map (``jcmd PID Compiler.perfmap``) when
-    sampling starts and every ``JAVA_PERFMAP_BUCKETS`` buckets."""
-    jcmd_path: str = "jcmd"
+    """Ask the target's JVMs to write their perf map (as ``jcmd PID Compiler.perfmap``)
+    when sampling starts and every few buckets (``flamed.collector.java``)."""
     jitdump: bool = False
     """Name JIT frames from the jitdump files the target's JITs write and map
     (``node --perf-prof``, CPython 3.13 ``-X perf_jit``), read by flamed itself."""

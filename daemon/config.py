@@ -87,7 +87,7 @@ class SamplerConfig:
     perf_maps: bool | None = None
     """Name JIT frames from the target's own ``/tmp/perf-PID.map`` (flamed's default: yes)."""
     java_perfmap: bool | None = None
-    """Ask the target's JVMs for their perf map (``jcmd PID Compiler.perfmap``)."""
+    """Ask the target's JVMs for their perf map (as ``jcmd PID Compiler.perfmap`` does)."""
     jitdump: bool | None = None
     """Name JIT frames from the jitdump files the target's JITs map, read by flamed."""
     python_view: bool | None = None

@@ -40,10 +40,7 @@ def start_node(
     Returns once it runs JavaScript."""
     node = require("node", "nodejs")
     argv = [*prefix, node, *flags, str(LATE_JS), str(seconds), tag]
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=cwd)
-    assert proc.stdout is not None
-    assert proc.stdout.readline() == b"ready\n"
-    return proc
+    return ready(subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=cwd))
 
 
 def compile_late(proc: subprocess.Popen[bytes]) -> None:
@@ -64,16 +61,26 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     Path(f"/tmp/perf-{proc.pid}.map").unlink(missing_ok=True)
 
 
-def start_java(folder: Path, seconds: int = 90) -> subprocess.Popen[bytes]:
-    """tests/data/java/Hot.java compiled into ``folder`` and run with frame pointers;
-    returns once it runs Java."""
+def start_java(
+    folder: Path, seconds: int = 90, prefix: Sequence[str] = ()
+) -> subprocess.Popen[bytes]:
+    """tests/data/java/Hot.java compiled into ``folder`` and run with frame pointers, under
+    ``prefix`` (a namespace wrapper); returns once it runs Java."""
     javac = require("javac", "openjdk-17-jdk-headless")
     java = require("java", "openjdk-17-jdk-headless")
     subprocess.run([javac, "-d", str(folder), str(HOT_JAVA)], check=True, capture_output=True)
-    argv = [java, "-XX:+PreserveFramePointer", "-cp", str(folder), "Hot", str(seconds)]
+    argv = [*prefix, java, "-XX:+PreserveFramePointer", "-cp", str(folder), "Hot", str(seconds)]
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    return ready(proc)
+
+
+def ready(proc: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+    """``proc`` once it said ``ready``; killed (and the test failed) if it never does."""
     assert proc.stdout is not None
-    assert proc.stdout.readline() == b"ready\n"
+    line = proc.stdout.readline()
+    if line != b"ready\n":
+        stop(proc)
+        raise AssertionError(f"the program did not start: {line!r}")
     return proc
 
 
