@@ -20,6 +20,7 @@ from subprocess import Popen
 
 import pytest
 
+from flamed.collapse.folded import read_folded
 from flamed.collector import Chunk, TargetSpec
 from flamed.collector.perf import PerfSession
 from tests.collector.jit import (
@@ -33,6 +34,7 @@ from tests.collector.jit import (
     unknown_map_frames,
 )
 from tests.collector.live import make, merged, until
+from tests.conftest import DATA
 
 pytestmark = [pytest.mark.perf, pytest.mark.slow]
 
@@ -135,3 +137,18 @@ async def test_jitdump_names_node_perf_prof_frames(perf: str, tmp_path: Path) ->
     assert frames_named(before, EARLY) == frames_named(before, LATE) == 0, excerpt(before, "JS:")
     print("perf alone:\n" + excerpt(before, ".map]") + "\njitdump:\n" + excerpt(after, LATE))
     assert (tmp_path / f"jit-{proc.pid}.dump").is_file()
+
+
+def test_python_view_folds_each_bucket_in_the_python_view(tmp_path: Path) -> None:
+    """``python_view = true``: the session's collapsers give CPython's ``py::`` frames as
+    Python functions (the recorded 3.12 ``-X perf`` stacks of tests/data/perf)."""
+    text = (DATA / "perf" / "python-trampoline.txt").read_bytes()
+    views = {}
+    for python_view in (False, True):
+        session = node_session(1, tmp_path, [], python_view=python_view)
+        collapser = session.new_collapser()
+        collapser.feed(text)
+        views[python_view] = collapser.finish()
+    expected = read_folded((DATA / "perf" / "python-trampoline.python.folded").read_bytes())
+    assert set(views[True].counts) == set(expected.counts)
+    assert all("py::" in stack for stack, _ in views[False].items() if "script.py" in stack)
