@@ -19,7 +19,7 @@ import time
 from flamed.collapse.perf import MapResolver
 from flamed.collector.java import EVERY_BUCKETS, PerfMapWriter
 from flamed.collector.jitdump import JitDump
-from flamed.collector.perfmap import PerfMaps
+from flamed.collector.perfmap import KEEP_SECONDS, PerfMaps
 from flamed.collector.runner import SessionOptions
 
 
@@ -28,9 +28,16 @@ class JitNames:
 
     def __init__(self, options: SessionOptions, name: str) -> None:
         self.options = options
-        self.maps = PerfMaps(options.proc_root, name=name) if options.perf_maps else None
+        # A gone process's samples come at most a stall (then perf is restarted) and a
+        # grace late: its map is kept until then.
+        keep = max(KEEP_SECONDS, options.stall_seconds + options.grace)
+        self.maps = (
+            PerfMaps(options.proc_root, keep_seconds=keep, name=name) if options.perf_maps else None
+        )
         self.dumps = (
-            PerfMaps(options.proc_root, format=JitDump(), name=name) if options.jitdump else None
+            PerfMaps(options.proc_root, format=JitDump(), keep_seconds=keep, name=name)
+            if options.jitdump
+            else None
         )
         self.java = PerfMapWriter(options.proc_root, name) if options.java_perfmap else None
         self._asked_at = -float("inf")

@@ -234,10 +234,13 @@ class PerfMaps:
         return None if name is None else decode(name)
 
     def prune(self) -> None:
-        """Drop the maps of processes gone that no frame was asked of for ``keep_seconds``."""
+        """Drop the maps of processes gone that no frame was asked of for ``keep_seconds``
+        (whether a lookup saw them go or not)."""
         now = self.clock()
         for pid, table in list(self._tables.items()):
-            if table.gone and now - table.used > self.keep_seconds:
+            if now - table.used > self.keep_seconds and (
+                table.gone or start_time(self.proc_root, pid) != table.started
+            ):
                 self._drop(pid)
 
     @property

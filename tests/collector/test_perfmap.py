@@ -134,6 +134,22 @@ def test_kept_after_the_process_exits_until_no_longer_asked_for(
     assert maps.lookup(pid, 0x7F0000001000) is None and maps.held_bytes == 0
 
 
+def test_the_map_of_a_process_gone_unseen_is_dropped(target: tuple[int, Path]) -> None:
+    """No lookup saw it exit (its frames were no longer sampled): pruning finds it gone."""
+    pid, path = target
+    path.write_bytes(MAP_LINES)
+    clock = Clock()
+    maps = PerfMaps(clock=clock, keep_seconds=30.0)
+    assert maps.lookup(pid, 0x7F0000001000) == "JS:*first /app/a.js:1"
+    clock.now += 31.0
+    maps.prune()
+    assert maps.held_bytes > 0  # idle, but alive
+    subprocess.run(["kill", str(pid)], check=True)
+    os.waitpid(pid, 0)
+    maps.prune()
+    assert maps.held_bytes == 0
+
+
 # -- another pid namespace and a new process under an old pid: a folder laid out as /proc
 
 
