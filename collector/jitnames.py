@@ -67,7 +67,7 @@ class JitNames:
             self._asking = asyncio.create_task(self.java.write(pids))
 
     async def close(self) -> None:
-        """Stop asking (a jcmd under way is killed by its own bound or cancelled here)."""
+        """Stop asking: a request under way is cancelled."""
         if self._asking is not None:
             self._asking.cancel()
             with contextlib.suppress(asyncio.CancelledError):
