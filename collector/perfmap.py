@@ -13,8 +13,9 @@ of ``NSpid`` in ``/proc/PID/status``).
 
 The file is written by the target, so it is hostile input:
 
-* opened relative to ``/proc/PID/root`` with ``O_NOFOLLOW`` for ``tmp`` and for
-  the file (no symbolic link is followed out of the target's root), without
+* opened relative to ``/proc/PID/root`` with ``O_NOFOLLOW`` for every folder on
+  the way and for the file (no symbolic link is followed out of the target's
+  root), without
   blocking, and read only if it is a regular file owned by the target's user or
   root (as perf asks); FIFOs, devices and others' files are refused and counted;
 * read in bounded chunks, at most ``max_bytes`` over all maps held (least
@@ -25,10 +26,11 @@ The file is written by the target, so it is hostile input:
 A map is re-read when it changes, checked at most every ``CHECK_SECONDS`` per
 process (every ``MISS_CHECK_SECONDS`` when asked for an address it lacks): what
 was appended is read from where the last read stopped (a rewritten or replaced
-file, as ``jcmd`` writes it, is read again whole). Newer
-lines win over older ones for the same address. A map is kept after its process
-exits, until no frame of it was asked for ``keep_seconds`` (its last samples are
-folded), or another process takes its pid.
+file, as a JVM writes it when asked, is read again whole). Newer lines win over
+older ones for the same address. A map is kept after its process exits, until
+no frame of it was asked for ``keep_seconds`` (its last samples are folded), or
+another process takes its pid. The file's place and format are a ``MapFormat``:
+``TextMap`` here, ``flamed.collector.jitdump.JitDump`` for jitdump files.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 One session after another samples the same JVM: without ``java_perfmap`` its
 compiled methods are frames of an anonymous mapping perf cannot name
-(``[perf-PID.map]``: a JVM writes no map unless asked); with it, flamed runs ``jcmd PID
-Compiler.perfmap`` and reads the map the JVM writes.
+(``[perf-PID.map]``: a JVM writes no map unless asked); with it, flamed asks the
+JVM for its map (the attach protocol, as ``jcmd PID Compiler.perfmap``) and reads it.
 """
 
 from __future__ import annotations
