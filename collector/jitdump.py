@@ -82,8 +82,8 @@ class JitDump:
                 return found  # or the last record is still being written
             body = data[position + RECORD.size : position + total]
             if kind == JIT_CODE_LOAD and not self._load(body, found):
-                if position and position + total > len(data):
-                    return found  # the record goes on past this chunk: read it whole next
+                if position + total > len(data) and (position or len(data) < READ_CHUNK):
+                    return found  # the record goes on past what was read: read it next
                 found.malformed += 1
             found.records += 1
             position += total

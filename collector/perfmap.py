@@ -56,6 +56,9 @@ log = logging.getLogger("flamed.collector")
 MAX_LINE = 4096
 """Bytes in one map line at most (a longer one is malformed)."""
 READ_CHUNK = 1 << 20
+READ_PER_LOOK = 8 << 20
+"""Bytes one look reads at most (about 0.4 s of CPU for a text map); a bigger map is read
+over several looks."""
 MAX_BYTES = 128 << 20
 """Bytes of map text held over all maps (their tables take about 1.5 times this)."""
 MAX_MAPS = 256
@@ -357,8 +360,11 @@ class PerfMaps:
     def _read_chunks(
         self, fd: int, pid: int, table: MapTable, size: int, entries: list[tuple[int, int, bytes]]
     ) -> None:
-        while table.offset < size:
-            want = min(READ_CHUNK, size - table.offset)
+        """At most READ_PER_LOOK bytes: the event loop waits while a look reads; the next
+        look goes on where this one stopped."""
+        stop = min(size, table.offset + READ_PER_LOOK)
+        while table.offset < stop:
+            want = min(READ_CHUNK, stop - table.offset)
             if not self._make_room(pid, want):
                 self.stats.truncated += 1
                 self._warn(pid, "truncated", f"cut short at {self.max_bytes} bytes of maps")

@@ -130,3 +130,16 @@ def test_a_process_without_a_dump_reads_nothing(tmp_path: Path) -> None:
     reader = dumps(proc)
     assert reader.lookup(PID, 0x1000) is None
     assert reader.stats.bytes_read == 0 and not reader.stats.refused
+
+
+def test_a_record_cut_by_the_end_of_a_read_is_read_whole_next() -> None:
+    """A look reads a bounded amount: a record it cuts before its name ends is read again
+    by the next look, which starts at that record."""
+    name = b"a_rather_long_name_" * 8
+    data = header() + load(0x1000, 0x10, name)
+    start = HEADER.size
+    for cut in (start + 20, start + RECORD.size + CODE_LOAD.size + 5):
+        found = JitDump().split(data[start:cut], start, len(data))
+        assert (found.entries, found.consumed, found.malformed) == ([], 0, 0), cut
+    whole = JitDump().split(data[start:], start, len(data))
+    assert whole.entries == [(0x1000, 0x1010, name)]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from flamed.collector.perfmap import READ_CHUNK, PerfMaps
+from flamed.collector.perfmap import READ_CHUNK, READ_PER_LOOK, PerfMaps
 
 MAP_LINES = (
     b"7f0000001000 100 JS:*first /app/a.js:1\n"
@@ -251,14 +251,19 @@ def test_a_1_gb_map_is_cut_at_the_bound_in_bounded_memory(target: tuple[int, Pat
     path.write_bytes(lines)
     os.truncate(path, 1 << 30)
     bound = 16 << 20
+    clock = Clock()
     tracemalloc.start()
     try:
-        maps = PerfMaps(max_bytes=bound)
+        maps = PerfMaps(max_bytes=bound, clock=clock)
         assert maps.lookup(pid, 0x100000 + 99_999 * 16) == "function_number_99999"
+        assert maps.stats.bytes_read <= READ_PER_LOOK  # a look reads a bounded amount
+        for _ in range(3):  # the next looks read on, up to the bound
+            clock.now += 1.0
+            assert maps.lookup(pid, 0x100000) == "function_number_0"
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert maps.stats.truncated == 1
+    assert maps.stats.truncated >= 1
     assert maps.stats.bytes_read <= bound
     assert maps.held_bytes <= bound
     assert maps.stats.malformed == (bound - len(lines)) // READ_CHUNK  # one per chunk of zeros
