@@ -22,7 +22,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import pairwise, repeat
+from itertools import compress, pairwise, repeat
 from operator import is_not, itemgetter
 from typing import NamedTuple
 
@@ -139,15 +139,15 @@ def transform(entries: list[Entry], options: RenderOptions) -> list[Entry]:
     # such a pair would be neighbours in plain order, so look there first.
     entries.sort(key=itemgetter(0))
     stacks = [entry[0] for entry in entries]
-    if any(map(str.startswith, stacks[1:], stacks[:-1])) and any(
-        control_follows_prefix(a, b) for a, b in pairwise(stacks)
-    ):
+    prefixed = compress(pairwise(stacks), map(str.startswith, stacks[1:], stacks[:-1]))
+    if any(control_follows_prefix(a, b) for a, b in prefixed):
         entries.sort(key=lambda entry: entry[0] + " ")
     return entries
 
 
 def control_follows_prefix(first: str, second: str) -> bool:
-    return second.startswith(first) and len(second) > len(first) and second[len(first)] < " "
+    """Does a control character follow ``first`` in ``second``, which starts with it?"""
+    return len(second) > len(first) and second[len(first)] < " "
 
 
 def chain_stack(stack: str) -> str:
