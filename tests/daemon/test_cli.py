@@ -23,6 +23,11 @@ USAGE_ERRORS = [
     ([], "flamed: missing COMMAND: one of collapse, diff-folded, flamegraph, record, run, "),
     (["nosuch"], "flamed: COMMAND: invalid choice: 'nosuch' (choose from "),
     (["collapse"], "flamed collapse: the following arguments are required: FORMAT (see "),
+    (
+        ["collapse", "bogus"],
+        "flamed collapse: FORMAT: invalid choice: 'bogus' (choose from "
+        "'perf', 'dtrace', 'recursive', 'sample', 'xctrace', 'vtune', 'vsprof', 'ghcprof', ",
+    ),
     (["diff-folded", "--nope", "a", "b"], "flamed diff-folded: unrecognized arguments: --nope"),
     (["record", "-d", "1"], "flamed record: one of the arguments -p/--pid --process "),
     (["record", "-a", "-F"], "flamed record: -F/--frequency: expected one argument (see "),
