@@ -22,8 +22,8 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import compress, pairwise, repeat
-from operator import is_not, itemgetter
+from itertools import compress, pairwise
+from operator import itemgetter
 from typing import NamedTuple
 
 from flamed.collapse import speedups
@@ -179,9 +179,11 @@ def min_width_samples(options: RenderOptions, time_max: float) -> float:
     return options.minwidth / per_sample
 
 
-def build_layout(entries: list[Entry], options: RenderOptions) -> Layout:
-    """Merge the stacks into frames and drop the narrow ones."""
-    differential = any(map(is_not, map(itemgetter(2), entries), repeat(None)))
+def build_layout(
+    entries: list[Entry], options: RenderOptions, differential: bool = False
+) -> Layout:
+    """Merge the stacks into frames and drop the narrow ones; ``differential``: the entries
+    have deltas."""
     entries = transform(entries, options)
     if options.colors == "chain":
         entries = [(chain_stack(stack), count, delta) for stack, count, delta in entries]
@@ -210,7 +212,7 @@ def build_layout(entries: list[Entry], options: RenderOptions) -> Layout:
     if total >= minimum:
         frames.insert(0, Frame("", 0, 0, time_max, 0.0 if differential else None))
     layout.frames = frames
-    layout.depth_max = max((frame.depth for frame in frames), default=0)
+    layout.depth_max = frames[-1].depth if frames else 0  # sorted by depth
     return layout
 
 
@@ -275,4 +277,5 @@ def layout_plain(stacks: Stacks, options: RenderOptions) -> Layout:
 
 
 def layout_differential(stacks: DiffStacks, options: RenderOptions) -> Layout:
-    return build_layout(diff_entries(stacks), options)
+    entries = diff_entries(stacks)
+    return build_layout(entries, options, differential=bool(entries))
