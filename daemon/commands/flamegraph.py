@@ -14,6 +14,7 @@ import gc
 import io
 import os
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from flamed.collapse.common import WarnOnce
@@ -192,9 +193,11 @@ def load_nameattr(path: str) -> dict[str, FrameAttrs]:
     return parse_nameattr(b"".join(iter_chunks(path)))
 
 
-def read_inputs(paths: list[str], merge: bool, encoding: str = "") -> list[tuple[str, Count]]:
-    """All inputs: merged into one profile, or every line in order (a flame chart);
-    decoded from ``encoding`` (--encoding), UTF-8 if empty."""
+def read_inputs(
+    paths: list[str], merge: bool, encoding: str = ""
+) -> Mapping[str, Count] | list[tuple[str, Count]]:
+    """All inputs: merged into one profile (stack -> count), or every line in order (a
+    flame chart); decoded from ``encoding`` (--encoding), UTF-8 if empty."""
     reader = FoldedCollapser(keep_order=not merge, encoding=encoding)
     reader.warn = WarnOnce("flamed.render")
     for path in paths:
@@ -202,13 +205,15 @@ def read_inputs(paths: list[str], merge: bool, encoding: str = "") -> list[tuple
             reader.feed(chunk)
         reader.feed(b"\n")
     profile = reader.finish()
-    return list(profile.items()) if reader.in_order is None else reader.in_order
+    return profile.counts if reader.in_order is None else reader.in_order
 
 
-def split_differential(items: list[tuple[str, Count]]) -> list[tuple[str, Count, Count]] | None:
+def split_differential(
+    items: Mapping[str, Count] | list[tuple[str, Count]],
+) -> list[tuple[str, Count, Count]] | None:
     """``stack BEFORE AFTER`` lines as triples, if every line has two counts; else None."""
     triples: list[tuple[str, Count, Count]] = []
-    for stack, after in items:
+    for stack, after in items.items() if isinstance(items, Mapping) else items:
         found = parse_line(stack)
         if found is None:
             return None

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from flamed.collapse.folded import Folded
 from flamed.render.layout import Frame, build_layout, plain_entries, split_frames
 from flamed.render.options import RenderOptions
 
@@ -61,3 +65,17 @@ def test_layout_equals_the_plain_merge(profile: dict[str, int], pixels: float) -
     got = sorted(frame for frame in layout.frames if frame.depth)
     assert got == sorted(reference_frames(profile, minimum))
     assert layout.depth_max == max((frame.depth for frame in layout.frames), default=0)
+
+
+def test_negative_counts_are_skipped_from_any_kind_of_input(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A mapping and a list are read in place, a one-pass iterator is kept first: each
+    drops the stacks with negative counts, with one warning."""
+    pairs = [("a;b", 3), ("a;c", -2), ("d", 0), ("e", -1)]
+    expected = [("a;b", 3, None), ("d", 0, None)]
+    for stacks in (dict(pairs), Folded(dict(pairs)), pairs, iter(pairs)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="flamed.render"):
+            assert plain_entries(stacks) == expected
+        assert len(caplog.records) == 1 and "negative" in caplog.records[0].getMessage()
