@@ -111,7 +111,14 @@ def configure_logging(verbose: int, quiet: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_command(sys.argv[1:] if argv is None else list(argv))[0]
+    """Run one command in this process, which goes on: what the command kept for a fast
+    exit is dropped after it."""
+    from flamed.daemon.commands.common import KEPT
+
+    try:
+        return run_command(sys.argv[1:] if argv is None else list(argv))[0]
+    finally:
+        KEPT.clear()
 
 
 def console_main() -> None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from flamed.collapse.common import WarnOnce
 from flamed.collapse.errors import UsageError
 from flamed.collapse.folded import Count, FoldedCollapser, parse_line
-from flamed.daemon.commands.common import EXIT_NO_SAMPLES, iter_chunks, write_atomic
+from flamed.daemon.commands.common import EXIT_NO_SAMPLES, KEPT, iter_chunks, write_atomic
 from flamed.daemon.commands.helpformat import add_log_flags
 
 if TYPE_CHECKING:
@@ -230,7 +230,7 @@ def load_palette(path: str) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flamed.render.layout import layout_differential, layout_plain
+    from flamed.render.layout import build_layout, diff_entries, plain_entries
     from flamed.render.palette import format_palette_map
     from flamed.render.svg import write_svg
 
@@ -244,7 +244,9 @@ def run(args: argparse.Namespace) -> int:
     in_order = options.flamechart or (options.no_sort and not options.reverse)
     items = read_inputs(paths, merge=not in_order, encoding=options.encoding)
     triples = split_differential(items)
-    layout = layout_differential(triples, options) if triples else layout_plain(items, options)
+    entries = diff_entries(triples) if triples else plain_entries(items)
+    layout = build_layout(entries, options, differential=bool(triples and entries))
+    KEPT.extend((items, entries, layout))  # FAST_EXIT: the exit drops them all at once
     use_palette = args.cp or args.palette_file != "palette.map"
     palette = load_palette(args.palette_file) if use_palette else None
     out = io.TextIOWrapper(
