@@ -3,10 +3,12 @@
  * Optional: layout.py and svg.py are complete and are the reference; these do the
  * same arithmetic and print the same text.
  *
- * - merge_frames(entries, minimum, differential, frame_type) -> list of frames: the
- *   merge of sorted stacks into frames of layout.merge_frames, sorted by depth, then
- *   start. Counts are summed as C doubles, so the caller uses it only where every sum
- *   is exact (totals below 2**53).
+ * - merge_frames(entries, minimum, differential, frame_type[, check_order]) -> list of
+ *   frames: the merge of sorted stacks into frames of layout.merge_frames, sorted by
+ *   depth, then start. Counts are summed as C doubles, so the caller uses it only where
+ *   every sum is exact (totals below 2**53). With check_order, None instead when a stack
+ *   is the next one's prefix and a control character follows it there (the entries then
+ *   need layout.line_order; see layout.control_follows_prefix).
  * - frame_elements(frames, start, stop, looks, describe, rows, numbers, strings) -> str:
  *   the SVG elements of frames[start:stop], as SvgWriter.frame_element writes each; what
  *   each distinct name shows (its texts, colour and --nameattr extras) comes from Python
@@ -287,9 +289,20 @@ joined(PyObject *levels)
     } while (0)
 
 /* The merge itself; `out` gets a list of frames for each depth. */
+/* Is `previous` the start of `stack`, followed there by a control character? */
+static int
+control_follows_prefix(PyObject *previous, PyObject *stack)
+{
+    Py_ssize_t n = PyUnicode_GET_LENGTH(previous);
+    if (n >= PyUnicode_GET_LENGTH(stack) || PyUnicode_READ_CHAR(stack, n) >= ' ')
+        return 0;
+    return (int)PyUnicode_Tailmatch(stack, previous, 0, n, -1);
+}
+
+/* 0: merged; 1: stopped by check_order (see merge_frames); -1: error. */
 static int
 merge_into(PyObject *out, PyObject *known, PyObject *entries, double minimum, int differential,
-           PyObject *frame_type)
+           PyObject *frame_type, int check_order)
 {
     Open open = {0};
     PyObject *previous = NULL; /* the stack whose frames are open */
@@ -305,6 +318,13 @@ merge_into(PyObject *out, PyObject *known, PyObject *entries, double minimum, in
             goto done;
         }
         PyObject *stack = PyTuple_GET_ITEM(entry, 0);
+        if (check_order && previous != NULL) {
+            int found = control_follows_prefix(previous, stack);
+            if (found != 0) {
+                status = found;
+                goto done;
+            }
+        }
         PyObject *count_obj = PyTuple_GET_ITEM(entry, 1);
         PyObject *delta_obj = PyTuple_GET_ITEM(entry, 2);
         int count_int = PyLong_Check(count_obj);
@@ -347,18 +367,23 @@ merge_frames(PyObject *module, PyObject *args)
 {
     PyObject *entries, *frame_type;
     double minimum;
-    int differential;
-    if (!PyArg_ParseTuple(args, "O!dpO:merge_frames", &PyList_Type, &entries, &minimum,
-                          &differential, &frame_type))
+    int differential, check_order = 0;
+    if (!PyArg_ParseTuple(args, "O!dpO|p:merge_frames", &PyList_Type, &entries, &minimum,
+                          &differential, &frame_type, &check_order))
         return NULL;
     if (!PyType_Check(frame_type) || !PyType_IsSubtype((PyTypeObject *)frame_type, &PyTuple_Type)) {
         PyErr_SetString(PyExc_TypeError, "frame_type must be a tuple type (a NamedTuple)");
         return NULL;
     }
     PyObject *levels = PyList_New(0), *known = PyDict_New(), *frames = NULL;
-    if (levels != NULL && known != NULL &&
-        merge_into(levels, known, entries, minimum, differential, frame_type) == 0)
+    int status = levels != NULL && known != NULL
+                     ? merge_into(levels, known, entries, minimum, differential, frame_type,
+                                  check_order)
+                     : -1;
+    if (status == 0)
         frames = joined(levels);
+    else if (status == 1)
+        frames = Py_NewRef(Py_None);
     Py_XDECREF(levels);
     Py_XDECREF(known);
     return frames;
@@ -843,7 +868,7 @@ frame_elements(PyObject *module, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"merge_frames", merge_frames, METH_VARARGS,
-     "merge_frames(entries, minimum, differential, frame_type) -> frames"},
+     "merge_frames(entries, minimum, differential, frame_type[, check_order]) -> frames"},
     {"frame_elements", frame_elements, METH_VARARGS,
      "frame_elements(frames, start, stop, looks, describe, rows, numbers, strings) -> str"},
     {NULL, NULL, 0, NULL},
