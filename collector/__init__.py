@@ -1,6 +1,6 @@
 """Sampling sessions: perf (Linux) and DTrace (macOS) subprocesses, target resolution.
 
-``create_session(spec, bucket_seconds=…, spool_dir=…, on_chunk=…)`` builds the
+``create_session(spec, bucket_seconds=…, on_chunk=…)`` builds the
 session for a ``TargetSpec``; ``await session.run()`` samples until
 ``await session.stop()``, handing each bucket to ``on_chunk`` as a ``Chunk``.
 ``create_session`` is imported on first use, so that importing the contract

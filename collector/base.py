@@ -80,6 +80,10 @@ class SessionStatus:
     event: str = ""
     restarts: dict[str, int] = field(default_factory=dict)
     chunks_dropped: dict[str, int] = field(default_factory=dict)
+    samples_lost: int = 0
+    """Samples the profiler reported lost (perf: its ring buffer was full, e.g. flamed stalled)."""
+    samples_late: int = 0
+    """Samples read after their bucket was handed out (handed out again as a late part)."""
 
     def error(self, message: str, when: float | None = None) -> None:
         """``message`` is the last error, happening now (or at ``when``)."""
@@ -95,8 +99,8 @@ class SessionStatus:
 
 # Every reason a session counts a restart or a lost chunk under (the daemon never restarts one).
 # Metrics report each of them from the start (at 0), so no series appears later.
-RESTART_REASONS = ("crash", "rss", "spool_full", "stalled", "targets")
-DROP_REASONS = ("backlog", "error", "script_failed", "script_timeout", "spool_full", "unfinished")
+RESTART_REASONS = ("crash", "rss", "stalled", "targets")
+DROP_REASONS: tuple[str, ...] = ()
 
 ChunkSink = Callable[[Chunk], None]
 

@@ -1,10 +1,8 @@
-"""Child processes: each in its own process group, pipes drained before waiting, always reaped.
+"""Child processes: each in its own process group, behind the parent-death guard, reaped.
 
-``spawn`` starts a long-running sampler (perf record, dtrace) with asyncio;
-``stop_group`` asks it to finish with a signal and kills the group past a
-timeout. ``run_streaming`` runs a short-lived converter (perf script), hands
-its stdout to a callback as it arrives and reaps it with ``os.wait4`` so the
-caller learns the CPU time it used.
+``spawn`` starts a long-running sampler (dtrace) with asyncio; ``stop_group``
+asks a child to finish with a signal and kills its group past a timeout. The
+perf pipeline (``pipeline.py``) starts its two children the same way.
 """
 
 from __future__ import annotations
@@ -19,8 +17,6 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import IO
 
 log = logging.getLogger("flamed.collector")
 
@@ -100,101 +96,3 @@ async def stop_group(
             pass
     kill_group(proc.pid, signal.SIGKILL)
     return await proc.wait()
-
-
-@dataclass(frozen=True)
-class StreamResult:
-    returncode: int
-    cpu_seconds: float
-    """User plus system CPU time of the child, from ``wait4``."""
-    stderr: str
-    """The last few KB of its stderr."""
-    timed_out: bool
-
-
-class _Tail:
-    """Keeps the last ``limit`` bytes written to it."""
-
-    def __init__(self, limit: int = 4096) -> None:
-        self.limit = limit
-        self.data = b""
-
-    def __call__(self, data: bytes) -> None:
-        self.data = (self.data + data)[-self.limit :]
-
-
-class _PipeProtocol(asyncio.Protocol):
-    """Hands every read straight to a callback (no buffering beyond the pipe) and marks EOF."""
-
-    def __init__(self, sink: Callable[[bytes], None], done: asyncio.Future[None]) -> None:
-        self.sink = sink
-        self.done = done
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.sink(data)
-        except Exception as err:  # a failing sink ends the stream, reported to the caller
-            if not self.done.done():
-                self.done.set_exception(err)
-
-    def eof_received(self) -> bool:
-        if not self.done.done():
-            self.done.set_result(None)
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.done.done():
-            self.done.set_result(None)
-
-
-async def _pump(pipe: IO[bytes], sink: Callable[[bytes], None]) -> None:
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
-    transport, _ = await loop.connect_read_pipe(lambda: _PipeProtocol(sink, done), pipe)
-    try:
-        await done
-    finally:
-        transport.close()
-
-
-async def run_streaming(
-    argv: list[str],
-    sink: Callable[[bytes], None],
-    *,
-    timeout: float,
-    wrapper: tuple[str, ...] = (),
-) -> StreamResult:
-    """Run ``argv``, feed its stdout to ``sink`` as it arrives; kill its group past ``timeout``.
-
-    Raises OSError when it cannot start. The child is always reaped.
-    """
-    loop = asyncio.get_running_loop()
-    child = subprocess.Popen(
-        [*wrapper, *argv],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        process_group=0,
-    )
-    waiter = loop.run_in_executor(None, os.wait4, child.pid, 0)
-    tail = _Tail()
-    finished = False
-    timed_out = False
-    try:
-        assert child.stdout is not None and child.stderr is not None
-        async with asyncio.timeout(timeout):
-            await asyncio.gather(_pump(child.stdout, sink), _pump(child.stderr, tail))
-        finished = True
-    except TimeoutError:
-        timed_out = True
-    finally:
-        if not finished:
-            kill_group(child.pid, signal.SIGKILL)
-        _pid, status, usage = await asyncio.shield(waiter)
-        child.returncode = os.waitstatus_to_exitcode(status)
-        for pipe in (child.stdout, child.stderr):
-            if pipe is not None:
-                pipe.close()
-    cpu = usage.ru_utime + usage.ru_stime
-    text = tail.data.decode("utf-8", "replace")
-    return StreamResult(child.returncode, cpu, text, timed_out)

@@ -1,57 +1,63 @@
-"""The perf session: one long-running ``perf record`` rotating a file per bucket.
+"""The perf session: one long-lived ``perf record -o - | perf script -i -`` per target.
 
-``perf record --switch-output=signal`` closes its output file when the session
-sends it SIGUSR2 (every bucket) and prints ``[ perf record: Dump
-SPOOL/perf.data.<timestamp> ]`` on stderr once the file is complete; that line
-is how the session learns of a new file (no file watching, no guessing whether
-perf is still writing). Each file is converted by
-``perf script`` with only the fields the collapser needs and ``--no-inline``,
-its output streamed into the perf collapser as it arrives, then deleted.
-The queue of files waiting to be folded is bounded (``max_backlog``; perf's own
-``--switch-max-files`` bounds the spool as a second guard).
+perf records with ``-k CLOCK_MONOTONIC``, so each sample's time is
+``time.monotonic()`` seconds and says which bucket it belongs to however late
+the pipe delivers it: ``records.PerfRecords`` cuts perf script's text at its
+records, ``buckets.BucketCutter`` folds each into the collapser of its bucket.
+perf script loads each binary's symbol tables once and keeps them. Every tick
+perf record is pinged through its command pipe (``--control``, perf 5.9 and
+later) to write what its rings hold: a quiet target's samples come within a
+couple of seconds instead of when a ring is half full (20 s and more). The cutter
+belongs to the session, not to one pipeline, so a restart (the target set
+changed, a process died, stalled, or outgrew the memory cap) keeps the part of
+the bucket already read and loses at most the samples in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import math
 import os
-import re
 import shutil
-import signal
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
 from flamed.collapse.errors import ProfilerError
 from flamed.collapse.perf import PerfCollapser, PerfOptions
-from flamed.collector.base import Chunk, ChunkSink, TargetSpec
-from flamed.collector.children import kill_group, run_streaming, spawn, stop_group
+from flamed.collector.base import ChunkSink, TargetSpec
+from flamed.collector.pipeline import PIPE_SIZE, Pipeline, start_pipeline
+from flamed.collector.procfs import cpu_seconds, resident_bytes
+from flamed.collector.records import PerfRecords
 from flamed.collector.runner import Outcome, SamplingSession, SessionOptions
+from flamed.collector.stall import StallWatch
 from flamed.collector.targets import Resolution
 
 log = logging.getLogger("flamed.collector")
 
 SCRIPT_FIELDS = "comm,pid,tid,time,period,event,ip,sym,dso"
 """What the collapser reads: the event line (comm pid/tid time: period event:) and frames."""
-DUMP_LINE = re.compile(rb"\[ perf record: Dump (.+?) \]")
-SIZE_LIMIT_LINE = b"size limit reached"
-"""perf record's words when ``--max-size`` stopped it."""
-SPOOL_NAME = "perf.data"
-STDERR_LINES = 20
+RING_PAGES = 8
+"""perf record's ring buffer per CPU (``-m``) unless configured: perf writes to the pipe when
+half of it is full (or when pinged). 32 KiB gave whole-machine samples at 99 Hz to the
+collapser 0.5 s after they were taken (median; 1.1 s p99) for 0.6 % of a core, against 4-10 s
+with perf's default (512 KiB) and 2.5 % with a wake-up per sample (``--no-buffering``)."""
+SAMPLE_BYTES = 64
+"""The smallest sample perf writes with a call chain (header, ip, pid/tid, time, period, one
+frame): perf's rings and the pipe hold at most their size over this many samples."""
+PIPE_BYTES = 2 * PIPE_SIZE
+"""What the pipes after perf record hold."""
+SETTLE = 1.0
+"""Seconds perf record gets to end by itself after perf script did (and the reverse)."""
+PINGED_SAMPLES = 50
+"""Samples a pinged pipeline may take without output before it is stuck (a ping a tick
+makes perf write its rings; perf script prints them by the next one)."""
 
 PACKAGES = "linux-perf on Debian, linux-tools-$(uname -r) on Ubuntu, perf on Fedora"
 
 _detected_events: dict[str, str] = {}
-
-
-@dataclass(frozen=True)
-class _Job:
-    path: Path
-    start: float
-    end: float
+_commands: dict[str, bool] = {}
 
 
 def missing_perf(perf_path: str) -> ProfilerError:
@@ -93,34 +99,42 @@ def explain_failure(what: str, code: int | None, stderr: str, proc_root: Path) -
     return ProfilerError(f"{what} {how}: {detail}")
 
 
-async def detect_event(perf_path: str) -> str:
-    """``cycles`` where perf can count it (a PMU exists), else ``cpu-clock``; detected once."""
-    cached = _detected_events.get(perf_path)
-    if cached:
-        return cached
+async def ask_perf(perf_path: str, *args: str) -> str:
+    """What perf prints (stdout and stderr) for ``args``; ProfilerError if it cannot run."""
     try:
         proc = await asyncio.create_subprocess_exec(
             perf_path,
-            "stat",
-            "-x,",
-            "-e",
-            "cycles",
-            "--",
-            "true",
+            *args,
             stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
             process_group=0,
         )
     except FileNotFoundError as err:
         raise missing_perf(perf_path) from err
     except OSError as err:
         raise ProfilerError(f"cannot run {perf_path}: {err.strerror or err}") from err
-    _out, err_text = await proc.communicate()
-    event = "cycles" if counted(err_text.decode("utf-8", "replace")) else "cpu-clock"
+    out, _ = await proc.communicate()
+    return out.decode("utf-8", "replace")
+
+
+async def detect_event(perf_path: str) -> str:
+    """``cycles`` where perf can count it (a PMU exists), else ``cpu-clock``; detected once."""
+    cached = _detected_events.get(perf_path)
+    if cached:
+        return cached
+    stat = await ask_perf(perf_path, "stat", "-x,", "-e", "cycles", "--", "true")
+    event = "cycles" if counted(stat) else "cpu-clock"
     _detected_events[perf_path] = event
     log.info("perf event: %s", event)
     return event
+
+
+async def takes_commands(perf_path: str) -> bool:
+    """Does this perf record take a command pipe (``--control``, perf 5.9 and later)?"""
+    if perf_path not in _commands:
+        _commands[perf_path] = "--control" in await ask_perf(perf_path, "record", "-h")
+    return _commands[perf_path]
 
 
 def counted(stat_csv: str) -> bool:
@@ -137,24 +151,11 @@ def record_argv(
     spec: TargetSpec,
     options: SessionOptions,
     event: str,
-    output: Path,
     resolution: Resolution,
 ) -> list[str]:
     argv = [perf_path, "record", "-F", str(spec.frequency), "-e", event]
-    argv += ["--call-graph", spec.call_graph, "-o", str(output)]
-    # The session rotates perf's file itself with SIGUSR2 every bucket: perf's own
-    # timer (--switch-output=10s, one alarm() re-armed after each switch) was seen to
-    # stop rotating for a minute and more on a loaded machine. Without the BPF
-    # side-band thread perf is single-threaded, so the signal always wakes its poll().
-    argv += ["--switch-output=signal", f"--switch-max-files={options.max_backlog + 2}"]
-    argv += ["--no-buildid-cache", "--no-bpf-event"]
-    if options.spool_max_bytes:
-        # perf stops by itself when one file reaches this: a stalled daemon (which is what
-        # rotates the file) cannot fill the disk. perf counts it per file.
-        per_file = max(options.spool_max_bytes // (options.max_backlog + 2), 64 << 10)
-        argv += [f"--max-size={per_file >> 10}K"]
-    if options.mmap_pages:
-        argv += ["-m", str(options.mmap_pages)]
+    argv += ["--call-graph", spec.call_graph, "-k", "CLOCK_MONOTONIC", "-o", "-"]
+    argv += ["--no-buildid-cache", "--no-bpf-event", "-m", str(options.mmap_pages or RING_PAGES)]
     if resolution.mode == "pids":
         argv += ["-p", ",".join(map(str, resolution.pids))]
     elif resolution.mode == "cgroup":
@@ -164,161 +165,198 @@ def record_argv(
     return argv
 
 
-def script_argv(perf_path: str, path: Path) -> list[str]:
-    return [perf_path, "script", "-i", str(path), "--no-inline", "-F", SCRIPT_FIELDS]
+def script_argv(perf_path: str, source: str = "-") -> list[str]:
+    fields = ["-F", SCRIPT_FIELDS]
+    return [perf_path, "script", "-i", source, "--no-inline", "--show-lost-events", *fields]
+
+
+@dataclass
+class _Run:
+    """A running pipeline and the reader of its output."""
+
+    pipeline: Pipeline
+    records: PerfRecords
 
 
 class PerfSession(SamplingSession):
-    """Samples one target with ``perf record`` and folds each rotated file into a chunk."""
+    """Samples one target with a perf pipeline and folds its stream into a chunk per bucket."""
 
     backend = "perf"
 
     def __init__(self, spec: TargetSpec, options: SessionOptions, on_chunk: ChunkSink) -> None:
         super().__init__(spec, options, on_chunk)
-        self.spool = options.spool_dir / safe_name(spec.name)
-        self._queue: deque[_Job] = deque()
-        self._queued = asyncio.Event()
-        self._closing = False
-        self._worker: asyncio.Task[None] | None = None
-        self._last_dump = 0.0
-        self._asked: float | None = None
-        """When (monotonic) the oldest SIGUSR2 perf has not answered with a file was sent."""
-        self._size_limited = False
         self.perf_pid: int | None = None
-        """The running ``perf record``'s pid (tests kill it to inject a fault)."""
+        """The running ``perf record``'s pid (tests signal it to inject a fault)."""
+        self.script_pid: int | None = None
+        """The running ``perf script``'s pid."""
+        self._script_cpu = 0.0
+        """CPU seconds of the running perf script already handed out with chunks."""
 
     # -- hooks ----------------------------------------------------------------
 
-    async def start(self) -> None:
-        self.spool.mkdir(parents=True, exist_ok=True)
-        for stale in self.spool.glob(SPOOL_NAME + "*"):
-            with contextlib.suppress(OSError):
-                stale.unlink()
-        self._worker = asyncio.create_task(self._fold_worker())
+    def new_collapser(self) -> PerfCollapser:
+        return PerfCollapser(PerfOptions(period_weights=False))
 
-    async def finish(self) -> None:
-        self._closing = True
-        self._queued.set()
-        if self._worker is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
-        self._clear_unfinished()
+    def stamp_now(self) -> float:
+        return time.monotonic()  # perf record -k CLOCK_MONOTONIC
 
-    def abort(self) -> None:
-        for job in self._queue:
-            with contextlib.suppress(OSError):
-                job.path.unlink()
-        self._queue.clear()
-        if self._worker is not None:
-            self._worker.cancel()
+    def clock_offset(self) -> float:
+        return self.options.clock() - time.monotonic()
+
+    def tool_cpu(self) -> float:
+        """perf script's CPU since the last chunk (what it spends after that is not known)."""
+        if self.script_pid is None:
+            return 0.0
+        total = cpu_seconds(self.options.proc_root, self.script_pid)
+        spent = max(0.0, total - self._script_cpu)
+        self._script_cpu = max(total, self._script_cpu)
+        return spent
 
     async def sample(self, resolution: Resolution) -> Outcome:
+        """Run pipelines until stopped, stuck, failing or the target set changes; one past
+        the memory cap is handed over to a new pipeline without a gap."""
         if not self.status.event:
             self.status.event = self.options.event or await detect_event(self.options.perf_path)
-        self._clear_unfinished()
-        argv = record_argv(
-            self.options.perf_path,
-            self.spec,
-            self.options,
-            self.status.event,
-            self.spool / SPOOL_NAME,
-            resolution,
-        )
-        if shutil.which(argv[0]) is None:  # behind the wrapper, a missing perf is no OSError
-            raise missing_perf(self.options.perf_path)
+        run = await self._start(resolution)
         try:
-            proc = await spawn(argv, wrapper=self.options.child_wrapper)
+            while (outcome := await self._watch(run.pipeline, resolution)) == "rss":
+                if self.stopping:
+                    break
+                self.count("restarts", "rss")
+                run = await self._hand_over(run, resolution)
+        except BaseException:  # cancelled, or a failed hand-over: nothing is left running
+            await run.pipeline.kill()
+            raise
+        if outcome is None:  # the pipeline ended by itself
+            await run.pipeline.settle(SETTLE)
+        await self._end(run, kill=outcome == "stalled")  # a stopped process would not heed SIGINT
+        return outcome or self._after_exit(run.pipeline, resolution)
+
+    # -- pipelines ------------------------------------------------------------
+
+    async def _start(self, resolution: Resolution) -> _Run:
+        perf = self.options.perf_path
+        argv = record_argv(perf, self.spec, self.options, self.status.event, resolution)
+        if shutil.which(perf) is None:  # behind the wrapper, a missing perf is no OSError
+            raise missing_perf(perf)
+        records = PerfRecords(self.cutter, on_lost=self._lost)
+        try:
+            pipeline = await start_pipeline(
+                argv,
+                script_argv(perf),
+                self.timed(records.feed),
+                name=f"target {self.spec.name}",
+                wrapper=self.options.child_wrapper,
+                env={**os.environ, "FLAMED_TARGET": self.spec.name},
+                control=await takes_commands(perf),
+            )
         except FileNotFoundError as err:
-            raise missing_perf(self.options.perf_path) from err
+            raise missing_perf(perf) from err
         except OSError as err:
-            raise ProfilerError(f"cannot run {argv[0]}: {err.strerror or err}") from err
-        return await self._supervise(proc, resolution)
-
-    def _clear_unfinished(self) -> None:
-        """A perf that died leaves its current file without a header: drop it and count it.
-
-        (perf would otherwise keep it as ``perf.data.old``.)
-        """
-        for name in (SPOOL_NAME, SPOOL_NAME + ".old"):
-            path = self.spool / name
-            try:
-                size = path.stat().st_size
-                path.unlink()
-            except OSError:
-                continue
-            if size and name == SPOOL_NAME:
-                self.count("chunks_dropped", "unfinished")  # last_error keeps why perf died
-
-    # -- one perf record ------------------------------------------------------
-
-    async def _supervise(self, proc: asyncio.subprocess.Process, resolution: Resolution) -> Outcome:
-        self.perf_pid = proc.pid
-        log.info("target %s: perf record started (pid %d)", self.spec.name, proc.pid)
-        self._last_dump = self.options.clock()
-        self._asked = None
-        self._size_limited = False
+            raise ProfilerError(f"cannot run {perf}: {err.strerror or err}") from err
+        log.info(
+            "target %s: perf record (pid %d) | perf script (pid %d) started",
+            self.spec.name,
+            pipeline.record.pid,
+            pipeline.script.pid,
+        )
+        self.perf_pid, self.script_pid = pipeline.record.pid, pipeline.script.pid
+        self._script_cpu = 0.0
         self.status.state = "running"
         self.status.pids = resolution.pids
-        tail: deque[str] = deque(maxlen=STDERR_LINES)
-        reader = asyncio.create_task(self._read_stderr(proc, tail))
-        exited = asyncio.create_task(proc.wait())
-        stopping = asyncio.create_task(self._stopping.wait())
-        outcome: Outcome | None = None
+        return _Run(pipeline, records)
+
+    async def _end(self, run: _Run, kill: bool = False) -> None:
+        """Stop a pipeline (SIGINT, drained) or kill it; what it wrote is folded."""
+        if kill:
+            await run.pipeline.kill()
+        else:
+            await run.pipeline.stop(self.options.stop_timeout)
+        run.records.finish()
+        if self.perf_pid == run.pipeline.record.pid:
+            self.perf_pid = self.script_pid = None
+
+    async def _hand_over(self, old: _Run, resolution: Resolution) -> _Run:
+        """Start a new pipeline beside the old one, sampling the same; once it gives output
+        (so perf samples), cut at that moment: the old one keeps what is stamped before, the
+        new one the rest. (A new target set is not handed over: the two would not sample
+        the same processes, and the old one already stopped when its processes went.)"""
+        new = await self._start(resolution)
+        new.records.since = math.inf  # until the cut
         try:
-            outcome = await self._watch(exited, stopping, resolution)
+            await self._first_output(new.pipeline)
+        except BaseException:
+            await new.pipeline.kill()
+            raise
+        cut = time.monotonic()
+        old.records.until = new.records.since = cut
+        await self._end(old)
+        log.info("target %s: handed over to the new perf at %.3f", self.spec.name, cut)
+        return new
+
+    async def _first_output(self, pipeline: Pipeline) -> None:
+        """Until the pipeline wrote something, for a bucket at most (an idle target writes
+        nothing); a pipeline that ends meanwhile fails the hand-over."""
+        stopping = asyncio.create_task(self._stopping.wait())
+        deadline = time.monotonic() + max(self.options.bucket_seconds, 2.0)
+        try:
+            while not pipeline.bytes_out and time.monotonic() < deadline:
+                pipeline.ping()
+                await self.tick(pipeline.ended, stopping)
+                if pipeline.ended.done():
+                    await pipeline.stop(self.options.stop_timeout)
+                    what, code, stderr = pipeline.failure()
+                    raise explain_failure(what, code, stderr, self.options.proc_root)
+                if stopping.done():
+                    return
         finally:
             stopping.cancel()
-            if proc.returncode is None and outcome == "stalled":
-                kill_group(proc.pid, signal.SIGKILL)  # a stopped perf would not heed SIGINT
-            if proc.returncode is None:
-                await stop_group(proc, signal.SIGINT, self.options.stop_timeout)
-            await exited
-            await reader
-            self.perf_pid = None
-        if outcome is not None:
-            return outcome
-        return self._after_exit(proc.returncode, "\n".join(tail), resolution)
 
-    async def _watch(
-        self,
-        exited: asyncio.Task[int],
-        stopping: asyncio.Task[bool],
-        resolution: Resolution,
-    ) -> Outcome | None:
-        """Until stopped (stop), the target set changes (targets), or perf exits (None).
+    async def _watch(self, pipeline: Pipeline, resolution: Resolution) -> Outcome | None:
+        """Until stopped (stop), perf script's output ends (None), or a check fails.
 
-        Every bucket, perf is told to rotate its file (SIGUSR2) and name targets are
-        re-resolved.
+        Buckets are closed by the clock every tick; the pipeline is checked once a bucket.
         """
         bucket = self.options.bucket_seconds
-        next_rotation = time.monotonic() + bucket
-        while True:
-            await asyncio.wait(
-                {exited, stopping},
-                timeout=max(0.0, next_rotation - time.monotonic()),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if stopping.done():
-                return "stop"
-            if exited.done():
-                return None
-            if time.monotonic() < next_rotation:
-                continue
-            next_rotation = max(next_rotation + bucket, time.monotonic() + bucket / 2)
-            outcome = self._tick(resolution)
-            if outcome is not None:
-                return outcome
+        stall = StallWatch(
+            self.options.stall_seconds,
+            bucket,
+            self.spec.frequency,
+            self.options.proc_root,
+            patience=self._held_samples(pipeline),
+        )
+        stopping = asyncio.create_task(self._stopping.wait())
+        next_check = time.monotonic() + bucket
+        try:
+            while True:
+                pipeline.ping()
+                await self.tick(pipeline.ended, stopping)
+                if stopping.done():
+                    return "stop"
+                if pipeline.ended.done():
+                    return None
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + bucket
+                    outcome = self._check(pipeline, resolution, stall)
+                    if outcome is not None:
+                        return outcome
+        finally:
+            stopping.cancel()
 
-    def _tick(self, resolution: Resolution) -> Outcome | None:
-        """Once a bucket: rotate perf's file, check its memory, re-resolve the target."""
-        pid = self.perf_pid
-        if pid is not None:
-            if self._stalled():
-                return "stalled"
-            self._rotate(pid)
-            limit = self.options.perf_rss_limit
+    def _check(
+        self, pipeline: Pipeline, resolution: Resolution, stall: StallWatch
+    ) -> Outcome | None:
+        """Once a bucket: is the pipeline stuck or too big, has the target set changed?"""
+        record, script = pipeline.record.pid, pipeline.script.pid
+        stuck = stall.check(pipeline.bytes_out, record, script, resolution)
+        if stuck is not None:
+            log.warning("target %s: %s, restarting perf", self.spec.name, stuck)
+            return "stalled"
+        limit = self.options.perf_rss_limit
+        for what, pid in (("perf record", record), ("perf script", script)):
             if limit and resident_bytes(self.options.proc_root, pid) > limit:
-                log.warning("target %s: perf grew past %d bytes, restarting", self.spec.name, limit)
+                name = self.spec.name
+                log.warning("target %s: %s grew past %d bytes, restarting", name, what, limit)
                 return "rss"
         if self.resolver.dynamic:
             now = self.resolve()
@@ -327,169 +365,22 @@ class PerfSession(SamplingSession):
             self.status.pids = now.pids
         return None
 
-    def _rotate(self, pid: int) -> None:
-        """Ask perf for its file (SIGUSR2); the stall clock runs until a file comes."""
-        # Before perf has installed its handler, SIGUSR2 would kill it: wait for it.
-        if catches(self.options.proc_root, pid, signal.SIGUSR2):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGUSR2)
-        if self._asked is None:
-            self._asked = time.monotonic()
+    def _held_samples(self, pipeline: Pipeline) -> int:
+        """How many samples perf can hold without a byte of output: what its rings and the
+        pipes hold, or, when it is pinged every tick, what a few ticks bring."""
+        if pipeline.commands is not None:
+            return PINGED_SAMPLES
+        ring = (self.options.mmap_pages or RING_PAGES) * os.sysconf("SC_PAGE_SIZE")
+        return (ring * (os.cpu_count() or 1) + PIPE_BYTES) // SAMPLE_BYTES
 
-    def _stalled(self) -> bool:
-        """Has perf left a rotation unanswered for too long (SIGSTOPped, stuck in the kernel)?
-
-        Counted from the request, not from the last file, so a daemon that was
-        itself stopped does not blame perf for the time it did not ask.
-        """
-        if self._asked is None:
-            return False
-        waited = time.monotonic() - self._asked
-        if waited <= self.options.stall_seconds:
-            return False
-        log.warning(
-            "target %s: perf wrote no file for %.0f s (stopped or stuck), restarting",
-            self.spec.name,
-            waited,
-        )
-        return True
-
-    def _after_exit(self, code: int | None, stderr: str, resolution: Resolution) -> Outcome:
-        """perf ended by itself: its targets went away (fine) or it failed (raise)."""
+    def _after_exit(self, pipeline: Pipeline, resolution: Resolution) -> Outcome:
+        """The pipeline ended by itself: its targets went away (fine) or it failed (raise)."""
         if self._stopping.is_set():
             return "stop"
-        if self._size_limited:
-            self.drop("spool_full", "perf's file reached the spool bound (is flamed stalled?)")
-            return "spool_full"
         if self.resolver.dynamic and self.resolve().sampling_key() != resolution.sampling_key():
             return "targets"
-        raise explain_failure("perf record", code, stderr, self.options.proc_root)
+        what, code, stderr = pipeline.failure()
+        raise explain_failure(what, code, stderr, self.options.proc_root)
 
-    async def _read_stderr(self, proc: asyncio.subprocess.Process, tail: deque[str]) -> None:
-        stream = proc.stderr
-        assert stream is not None
-        pending = b""
-        while chunk := await stream.read(4096):
-            lines = (pending + chunk).split(b"\n")
-            pending = lines.pop()[-4096:]
-            for line in lines:
-                self._stderr_line(line, tail)
-        if pending:
-            self._stderr_line(pending, tail)
-
-    def _stderr_line(self, line: bytes, tail: deque[str]) -> None:
-        found = DUMP_LINE.search(line)
-        if SIZE_LIMIT_LINE in line:
-            self._size_limited = True
-        log.debug("target %s: perf: %s", self.spec.name, line.decode("utf-8", "replace"))
-        if found is None:
-            if line.strip():
-                tail.append(line.decode("utf-8", "replace"))
-            return
-        now = self.options.clock()
-        path = Path(os.fsdecode(found.group(1)))
-        self._enqueue(_Job(path, self._last_dump, now))
-        self._last_dump = now
-        self._asked = None
-
-    # -- folding --------------------------------------------------------------
-
-    def _enqueue(self, job: _Job) -> None:
-        while len(self._queue) >= self.options.max_backlog:
-            old = self._queue.popleft()
-            with contextlib.suppress(OSError):
-                old.path.unlink()
-            self.drop("backlog", f"folding fell behind: dropped {old.path.name}")
-        self._queue.append(job)
-        self._queued.set()
-
-    async def _fold_worker(self) -> None:
-        while True:
-            if not self._queue:
-                if self._closing:
-                    return
-                self._queued.clear()
-                await self._queued.wait()
-                continue
-            job = self._queue.popleft()
-            try:
-                await self._fold(job)
-            except Exception as err:  # a bug folding one file must not end the session
-                log.exception("target %s: folding %s failed", self.spec.name, job.path)
-                self.drop("error", f"folding {job.path.name} failed: {err!r}")
-            finally:
-                with contextlib.suppress(OSError):
-                    job.path.unlink()
-
-    async def _fold(self, job: _Job) -> None:
-        collapser = PerfCollapser(PerfOptions(period_weights=False))
-        python_cpu = 0.0
-
-        def feed(data: bytes) -> None:
-            nonlocal python_cpu
-            started = time.thread_time()
-            collapser.feed(data)
-            python_cpu += time.thread_time() - started
-
-        argv = script_argv(self.options.perf_path, job.path)
-        try:
-            result = await run_streaming(
-                argv, feed, timeout=self.options.script_timeout, wrapper=self.options.child_wrapper
-            )
-        except OSError as err:
-            self.drop("script_failed", f"cannot run perf script: {err.strerror or err}")
-            return
-        if result.timed_out:
-            self.drop("script_timeout", f"perf script took over {self.options.script_timeout} s")
-            return
-        if result.returncode != 0:
-            error = explain_failure(
-                "perf script", result.returncode, result.stderr, self.options.proc_root
-            )
-            self.drop("script_failed", f"{error} ({job.path.name})")
-            return
-        started = time.thread_time()
-        folded = collapser.finish()
-        python_cpu += time.thread_time() - started
-        chunk = Chunk(
-            target=self.spec.name,
-            start=job.start,
-            end=job.end,
-            folded=folded,
-            samples=collapser.samples,
-            bytes_folded=collapser.bytes_fed,
-            cpu_seconds=python_cpu + result.cpu_seconds,
-            format="perf",
-        )
-        self.emit(chunk, python_cpu, result.cpu_seconds)
-
-
-def proc_status(proc_root: Path, pid: int, key: str) -> str:
-    """One field of ``/proc/PID/status`` ("" when unreadable)."""
-    try:
-        text = (proc_root / str(pid) / "status").read_text()
-    except OSError:
-        return ""
-    for line in text.splitlines():
-        if line.startswith(key + ":"):
-            return line[len(key) + 1 :].strip()
-    return ""
-
-
-def catches(proc_root: Path, pid: int, signum: int) -> bool:
-    """Has the process installed a handler for ``signum``? (True where /proc cannot tell.)"""
-    if not proc_root.is_dir():
-        return True
-    caught = proc_status(proc_root, pid, "SigCgt")
-    return bool(caught) and bool(int(caught, 16) >> (signum - 1) & 1)
-
-
-def resident_bytes(proc_root: Path, pid: int) -> int:
-    words = proc_status(proc_root, pid, "VmRSS").split()
-    return int(words[0]) * 1024 if words and words[0].isdigit() else 0
-
-
-def safe_name(name: str) -> str:
-    """A target name as one folder name."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", name).strip(".") or "target"
-    return cleaned[:100]
+    def _lost(self, count: int) -> None:
+        self.status.samples_lost += count

@@ -5,9 +5,11 @@ state ``waiting`` and look again after a bucket; otherwise run the sampler
 (``sample()``, one long-running perf or dtrace) until it is stopped, the target
 set changes, or it fails. A failure (perf's, or an unexpected exception from
 any step of a cycle) is counted under ``restarts["crash"]``, kept in
-``last_error``, logged once, and retried after an exponential backoff (capped);
-chunks already folded are never lost. This is the one restart policy: the
-daemon runs a session and never restarts it itself.
+``last_error``, logged once, and retried after an exponential backoff (capped).
+This is the one restart policy: the daemon runs a session and never restarts it
+itself. The buckets being filled belong to the session (its ``BucketCutter``),
+not to one sampler: a restart keeps what was read, and ``stop()`` hands out the
+rest.
 """
 
 from __future__ import annotations
@@ -15,23 +17,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from flamed.collapse.errors import FlamedError
 from flamed.collector.base import Chunk, ChunkSink, SessionStatus, TargetSpec
+from flamed.collector.buckets import BucketCutter, Collapser, Part
 from flamed.collector.children import death_wrapper
 from flamed.collector.targets import Resolution, Resolver
 
 log = logging.getLogger("flamed.collector")
 
-Outcome = Literal["stop", "targets", "rss", "stalled", "spool_full"]
+Outcome = Literal["stop", "targets", "rss", "stalled"]
 """Why a sampler ended: stopped, its target set changed, perf outgrew its memory cap,
-perf stopped rotating its file (stuck or stopped), or its file reached the spool bound."""
+or perf stopped giving output while its target ran (stuck or stopped)."""
+GRACE = 3.0
+"""Seconds past a bucket's end before it is handed out when no later sample closed it: perf,
+pinged every second, delivers a single process's samples 1.8 s late (median; 3.5 s at most)."""
 
 
 @dataclass(frozen=True)
@@ -39,19 +46,16 @@ class SessionOptions:
     """How a session samples; every external path and the clock are here for tests to swap."""
 
     bucket_seconds: float = 10.0
-    """Length of one chunk (DTrace rounds it to whole seconds, at least 1)."""
-    spool_dir: Path = Path("/var/lib/flamed/spool")
-    """Where perf writes its rotated files; one subfolder per target."""
+    """Length of one chunk; buckets are aligned on the wall clock (multiples of this)."""
     perf_path: str = "perf"
     dtrace_path: str = "dtrace"
     proc_root: Path = Path("/proc")
     cgroup_root: Path = Path("/sys/fs/cgroup")
     systemctl_path: str | None = "systemctl"
     clock: Callable[[], float] = time.time
-    max_backlog: int = 8
-    """Rotated files waiting to be folded beyond this many: the oldest is dropped and counted."""
-    script_timeout: float = 120.0
-    """``perf script`` on one file is killed (with its group) after this many seconds."""
+    grace: float = GRACE
+    """A bucket no later sample has closed is handed out this many seconds after its end;
+    a sample that comes after that is added to it as a late part (``samples_late``)."""
     stop_timeout: float = 10.0
     """After SIGINT, how long perf or dtrace may take to write its last data before SIGKILL."""
     backoff_initial: float = 1.0
@@ -61,16 +65,13 @@ class SessionOptions:
     event: str | None = None
     """perf event; None: ``cycles`` where the machine has a PMU, else ``cpu-clock``."""
     mmap_pages: int | None = None
-    """perf's ring buffer size (``-m``), None for perf's default."""
+    """perf's ring buffer per CPU in pages (``-m``, a power of two); None: 8 (32 KiB)."""
     perf_rss_limit: int = 512 << 20
-    """perf is restarted (``restarts["rss"]``) when its resident memory passes this; 0: never."""
+    """perf is restarted (``restarts["rss"]``) when perf record's or perf script's resident
+    memory passes this; 0: never."""
     stall_timeout: float | None = None
-    """perf is killed and restarted (``restarts["stalled"]``) when no rotated file came for
-    this long (a stopped or stuck perf); None: 3 buckets, at least 10 s."""
-    spool_max_bytes: int = 1 << 30
-    """Bound on one target's spool: each of perf's files may grow to this divided by the
-    files perf keeps (``--max-size``); perf stops at it and is restarted
-    (``restarts["spool_full"]``, ``chunks_dropped["spool_full"]``). 0: unbounded."""
+    """perf is killed and restarted (``restarts["stalled"]``) when it gave no output for
+    this long while stopped or while its target ran; None: 3 buckets, at least 10 s."""
     child_wrapper: tuple[str, ...] = field(default_factory=death_wrapper)
     """Prefix of every child's command line that makes the kernel kill it when flamed dies
     (``setpriv --pdeathsig KILL --``; empty where setpriv is missing)."""
@@ -107,6 +108,17 @@ class SamplingSession:
         """CPU this process spent folding (collapser and bookkeeping), summed over chunks."""
         self.tool_cpu_seconds = 0.0
         """CPU the converter (``perf script``) spent, summed over chunks."""
+        self.cutter = BucketCutter(
+            options.bucket_seconds,
+            offset=self.clock_offset(),
+            grace=options.grace,
+            new_collapser=self.new_collapser,
+            emit=self._hand_out,
+        )
+        self._sampling_since: float | None = None
+        """When the running sampler started (wall clock), None between samplers."""
+        self._reading_cpu = 0.0
+        """CPU seconds spent cutting and folding the stream, not yet handed out with a chunk."""
 
     # -- public -------------------------------------------------------------
 
@@ -117,7 +129,7 @@ class SamplingSession:
             while not self._stopping.is_set():
                 await self._guarded_cycle()
         except asyncio.CancelledError:
-            self.abort()  # cancelled (shutdown timeout): no more folding, only reaping
+            self.abort()  # cancelled (shutdown timeout): what was read is still handed out
             raise
         finally:
             await self._finish()
@@ -133,13 +145,30 @@ class SamplingSession:
         """Before the first sampler starts."""
 
     async def finish(self) -> None:
-        """After the last sampler ended: fold what is left."""
+        """After the last sampler ended: hand out every bucket held."""
+        self.cutter.close_all()
 
     def abort(self) -> None:
-        """``run()`` was cancelled: give up folding what is left (``finish()`` still runs)."""
+        """``run()`` was cancelled (its sampler already killed); ``finish()`` still runs."""
 
     async def sample(self, resolution: Resolution) -> Outcome:
         raise NotImplementedError
+
+    def new_collapser(self) -> Collapser:
+        """A collapser for one bucket of this profiler's output."""
+        raise NotImplementedError
+
+    def stamp_now(self) -> float:
+        """Now, on the clock the profiler stamps its samples with."""
+        return self.options.clock()
+
+    def clock_offset(self) -> float:
+        """Wall-clock time minus the stamps' clock (0: the profiler stamps wall-clock time)."""
+        return 0.0
+
+    def tool_cpu(self) -> float:
+        """CPU the converter spent since the last chunk (``perf script``), for the next one."""
+        return 0.0
 
     # -- the loop -------------------------------------------------------------
 
@@ -161,7 +190,11 @@ class SamplingSession:
             await self.sleep(self.options.bucket_seconds)
             return
         started = time.monotonic()
-        outcome = await self.sample(resolution)
+        self._sampling_since = self.options.clock()
+        try:
+            outcome = await self.sample(resolution)
+        finally:
+            self._sampling_since = None
         self._logged_error = None  # it ran and ended normally: the next failure is news
         if outcome != "stop" and not self._stopping.is_set():
             self.count("restarts", outcome)
@@ -223,12 +256,55 @@ class SamplingSession:
         table = self.status.restarts if kind == "restarts" else self.status.chunks_dropped
         table[reason] = table.get(reason, 0) + 1
 
-    def drop(self, reason: str, error: str | None = None) -> None:
-        """A chunk is lost: count it under ``reason`` and keep the error for the status API."""
-        self.count("chunks_dropped", reason)
-        if error:
-            self.status.error(error)
-            log.warning("target %s: chunk dropped: %s", self.spec.name, error)
+    async def tick(self, *aws: asyncio.Future[Any]) -> None:
+        """Wait a tick (a quarter of a bucket, at most a second) or until one of ``aws`` is
+        done; then hand out the buckets the clock has completed."""
+        timeout = min(1.0, self.options.bucket_seconds / 4)
+        await asyncio.wait(aws, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        self.cutter.advance(self.stamp_now())
+        self._ran_whole_bucket()
+
+    def _ran_whole_bucket(self) -> None:
+        """Has the sampler run through a whole bucket? Then an earlier error is past, even
+        for an idle target whose buckets hold no sample (and so are never handed out)."""
+        if self._sampling_since is None:
+            return
+        size = self.options.bucket_seconds
+        first = math.ceil(self._sampling_since / size) * size
+        if self.options.clock() >= first + size:
+            self.status.sampled(first)
+
+    def timed(self, feed: Callable[[bytes], None]) -> Callable[[bytes], None]:
+        """``feed``, its CPU time added to the next chunk's."""
+
+        def timed_feed(data: bytes) -> None:
+            started = time.thread_time()
+            feed(data)
+            self._reading_cpu += time.thread_time() - started
+
+        return timed_feed
+
+    def _hand_out(self, part: Part, start: float, end: float) -> None:
+        """A bucket the cutter completed (or a late part of one) as a chunk."""
+        started = time.thread_time()
+        folded = part.collapser.finish()
+        python_cpu = self._reading_cpu + time.thread_time() - started
+        self._reading_cpu = 0.0
+        tool_cpu = self.tool_cpu()
+        samples = int(folded.total())
+        if part.late:
+            self.status.samples_late += samples
+        chunk = Chunk(
+            target=self.spec.name,
+            start=start,
+            end=end,
+            folded=folded,
+            samples=samples,
+            bytes_folded=part.collapser.bytes_fed,
+            cpu_seconds=python_cpu + tool_cpu,
+            format=self.backend,
+        )
+        self.emit(chunk, python_cpu, tool_cpu)
 
     def emit(self, chunk: Chunk, python_cpu: float, tool_cpu: float) -> None:
         self.python_cpu_seconds += python_cpu

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from flamed.collapse.errors import UsageError
 from flamed.collector.base import ChunkSink, Session, TargetSpec
-from flamed.collector.runner import SamplingSession, SessionOptions
+from flamed.collector.runner import GRACE, SamplingSession, SessionOptions
 from flamed.collector.targets import spec_kind
 
 
@@ -24,7 +24,6 @@ def create_session(
     spec: TargetSpec,
     *,
     bucket_seconds: float,
-    spool_dir: Path,
     on_chunk: ChunkSink,
     perf_path: str | None = None,
     dtrace_path: str | None = None,
@@ -32,8 +31,7 @@ def create_session(
     cgroup_root: Path = Path("/sys/fs/cgroup"),
     systemctl_path: str | None = "systemctl",
     clock: Callable[[], float] = time.time,
-    max_backlog: int = 8,
-    script_timeout: float = 120.0,
+    grace: float = GRACE,
     stop_timeout: float = 10.0,
     backoff_initial: float = 1.0,
     backoff_max: float = 60.0,
@@ -42,7 +40,6 @@ def create_session(
     mmap_pages: int | None = None,
     perf_rss_limit: int = 512 << 20,
     stall_timeout: float | None = None,
-    spool_max_bytes: int = 1 << 30,
     platform: str = sys.platform,
 ) -> Session:
     """A session for ``spec`` (not started: ``await session.run()``; ``await session.stop()``).
@@ -53,15 +50,13 @@ def create_session(
     spec_kind(spec)
     options = SessionOptions(
         bucket_seconds=bucket_seconds,
-        spool_dir=spool_dir,
         perf_path=perf_path or "perf",
         dtrace_path=dtrace_path or "dtrace",
         proc_root=proc_root,
         cgroup_root=cgroup_root,
         systemctl_path=systemctl_path,
         clock=clock,
-        max_backlog=max_backlog,
-        script_timeout=script_timeout,
+        grace=grace,
         stop_timeout=stop_timeout,
         backoff_initial=backoff_initial,
         backoff_max=backoff_max,
@@ -70,7 +65,6 @@ def create_session(
         mmap_pages=mmap_pages,
         perf_rss_limit=perf_rss_limit,
         stall_timeout=stall_timeout,
-        spool_max_bytes=spool_max_bytes,
     )
     return build(spec, options, on_chunk, platform)
 

@@ -40,6 +40,8 @@ class TargetReading:
     stacks: int
     restarts: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
+    samples_lost: int = 0
+    samples_late: int = 0
 
 
 def add_by_reason(
@@ -77,6 +79,16 @@ class TargetCollector(Collector):
         dropped = CounterMetricFamily(
             "flamed_chunks_dropped", "Chunks of samples lost", labels=["target", "reason"]
         )
+        lost = CounterMetricFamily(
+            "flamed_samples_lost",
+            "Samples the profiler lost before flamed read them (perf's ring buffer was full)",
+            labels=["target"],
+        )
+        late = CounterMetricFamily(
+            "flamed_samples_late",
+            "Samples read after their bucket was stored (added to that bucket afterwards)",
+            labels=["target"],
+        )
         for reading in self.read():
             up.add_metric([reading.target], 1.0 if reading.up else 0.0)
             pids.add_metric([reading.target], reading.pids)
@@ -85,7 +97,9 @@ class TargetCollector(Collector):
             add_by_reason(
                 dropped, reading.target, reading.dropped, (*DROP_REASONS, *DAEMON_DROP_REASONS)
             )
-        yield from (up, pids, stacks, restarts, dropped)
+            lost.add_metric([reading.target], reading.samples_lost)
+            late.add_metric([reading.target], reading.samples_late)
+        yield from (up, pids, stacks, restarts, dropped, lost, late)
 
     def describe(self) -> Iterator[Metric]:
         return iter(())

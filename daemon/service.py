@@ -20,7 +20,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from flamed.collapse.errors import FlamedError
@@ -131,7 +130,6 @@ class Service:
             self.session_factory,
             spec,
             bucket_seconds=self.config.storage.bucket,
-            spool_dir=Path(self.config.storage.state_dir) / ".spool",  # the session adds the name
             on_chunk=self.on_chunk,
             **sampler.arguments(),
         )

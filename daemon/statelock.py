@@ -1,8 +1,8 @@
 """One daemon per state folder: an exclusive lock on ``state_dir/.lock``, held for its life.
 
 A second ``flamed run`` on the same folder (the same config, or another
-``--listen``) would start perf in the same spool and write into the same
-target folders, breaking the first one's files. ``lock_state_dir`` is taken
+``--listen``) would write into the same target folders, breaking the first
+one's files. ``lock_state_dir`` is taken
 before anything touches the folder; a second daemon gets a ``FlamedError``
 naming the folder and the pid written in the lock file by the one holding it.
 The lock is ``flock``'s: the kernel drops it when the holder exits, however it

@@ -180,11 +180,12 @@ class Window:
         self._cache: OrderedDict[tuple[int, int, int, int], Folded] = OrderedDict()
 
     def add(self, bucket: Bucket) -> Bucket:
-        """Insert a bucket in time order; one with the same start is merged into it."""
+        """Insert a bucket in time order; one with the same start is merged into it (a late
+        part of a bucket from the sampler; a cold one is read back from disk for that)."""
         index = bisect.bisect_left(self.buckets, bucket.key, key=bucket_key)
         if index < len(self.buckets) and self.buckets[index].key == bucket.key:
             old = self.buckets[index]
-            both = merge_buckets((old, bucket), self.max_stacks)
+            both = merge_buckets((old, bucket), self.max_stacks, self.read_cold)
             end, samples = max(old.end, bucket.end), old.samples + bucket.samples
             bucket = make_bucket(old.start, end, both, self.max_stacks, samples)
             self._track(old, -1)

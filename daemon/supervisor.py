@@ -15,7 +15,6 @@ import functools
 import logging
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Protocol
 
 from flamed.collapse.errors import FlamedError
@@ -47,7 +46,6 @@ class SessionFactory(Protocol):
         spec: TargetSpec,
         *,
         bucket_seconds: float,
-        spool_dir: Path,
         on_chunk: ChunkSink,
         **sampler: Any,
     ) -> Session: ...
@@ -153,6 +151,8 @@ class Supervisor:
             "backend": status.backend,
             "event": status.event,
             "restarts": sum(status.restarts.values()),
+            "samples_lost": status.samples_lost,
+            "samples_late": status.samples_late,
         }
 
     def reading(self, stacks: int) -> TargetReading:
@@ -164,6 +164,8 @@ class Supervisor:
             stacks=stacks,
             restarts=dict(status.restarts),
             dropped=dict(Counter(status.chunks_dropped) + self.dropped),
+            samples_lost=status.samples_lost,
+            samples_late=status.samples_late,
         )
 
 

@@ -13,7 +13,6 @@ import argparse
 import logging
 import os
 import sys
-from pathlib import Path
 
 from flamed.collapse.errors import InputError, ProfilerError, UsageError
 from flamed.collapse.folded import Folded
@@ -141,7 +140,7 @@ def render_svg(folded: Folded, title: str) -> bytes:
     return render_flamegraph(folded, RenderOptions(title=title)).encode("utf-8", "surrogateescape")
 
 
-async def record(args: argparse.Namespace, spec: TargetSpec, spool: Path) -> Folded:
+async def record(args: argparse.Namespace, spec: TargetSpec) -> Folded:
     import asyncio
     import contextlib
     import signal
@@ -157,7 +156,6 @@ async def record(args: argparse.Namespace, spec: TargetSpec, spool: Path) -> Fol
     session = create_session(
         spec,
         bucket_seconds=min(duration, 10.0) if duration else 10.0,
-        spool_dir=spool,
         on_chunk=on_chunk,
         perf_path=args.perf,
         dtrace_path=args.dtrace,
@@ -192,20 +190,15 @@ async def record(args: argparse.Namespace, spec: TargetSpec, spool: Path) -> Fol
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
-    import shutil
-    import tempfile
 
     spec = target_spec(args)
     output_kind(args.output)
     check_target(spec)
     check_frequency(spec)
-    spool = Path(tempfile.mkdtemp(prefix="flamed-record-"))
     try:
-        folded = asyncio.run(record(args, spec, spool))
+        folded = asyncio.run(record(args, spec))
     except OSError as err:
         raise ProfilerError(str(err)) from err
-    finally:
-        shutil.rmtree(spool, ignore_errors=True)
     write_output(folded, args.output, f"flamed record: {spec.describe()}")
     if not folded:
         during = f" in {args.duration:g} s" if args.duration else ""

@@ -6,8 +6,11 @@ program burning CPU, so there are stacks to fold) and prints:
 * the CPU time of this process over the run (``time.process_time``: the event
   loop, stderr parsing, the collapser, everything), and the part spent inside
   the collapser (summed per chunk);
-* the CPU time of the ``perf script`` children on the same chunks (``wait4``);
-* the ratio, which must be at most 1/4.
+* the CPU time of the long-lived ``perf script`` over the same chunks (/proc);
+* their ratio. (With a ``perf script`` per bucket file the ratio had to stay
+  under 1/4; one long-lived ``perf script`` costs about a tenth of that, so
+  the collapser is now the larger share: ``bench_overhead.py`` measures the
+  whole.)
 
     python tests/bench/bench_collector.py [--seconds 20] [--frequency 499] [--bucket 2]
 
@@ -45,9 +48,7 @@ def build(folder: Path) -> Path:
 async def measure(args: argparse.Namespace, folder: Path) -> int:
     chunks: list[Chunk] = []
     spec = TargetSpec("bench", all=True, frequency=args.frequency)
-    session = create_session(
-        spec, bucket_seconds=args.bucket, spool_dir=folder / "spool", on_chunk=chunks.append
-    )
+    session = create_session(spec, bucket_seconds=args.bucket, on_chunk=chunks.append)
     assert isinstance(session, PerfSession)
     burn = subprocess.Popen([str(build(folder)), str(int(args.seconds) + 30)])
     try:
@@ -71,16 +72,15 @@ def report(session: PerfSession, chunks: list[Chunk], own: float, wall: float) -
     megabytes = sum(chunk.bytes_folded for chunk in chunks) / 1e6
     print(f"event: {session.status.event}; {len(chunks)} chunks in {wall:.1f} s wall")
     print(f"samples folded: {samples}; perf script output: {megabytes:.1f} MB")
-    print(f"dropped: {session.status.chunks_dropped or 'none'}")
-    print(f"perf script CPU (wait4):            {script:8.3f} s")
+    print(f"lost: {session.status.samples_lost}; late: {session.status.samples_late}")
+    print(f"perf script CPU (/proc, per chunk): {script:8.3f} s")
     print(f"Python process CPU (whole session): {own:8.3f} s")
     print(f"  of which in the collapser:        {session.python_cpu_seconds:8.3f} s")
     if script <= 0:
         print("no perf script CPU measured")
         return 1
-    ratio = own / script
-    print(f"ratio Python / perf script:         {ratio:8.3f}  (must be <= 0.25)")
-    return 0 if ratio <= 0.25 else 1
+    print(f"ratio Python / perf script:         {own / script:8.3f}")
+    return 0
 
 
 def main() -> int:

@@ -7,8 +7,6 @@ import itertools
 import os
 import signal
 import subprocess
-import time
-from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,113 +16,20 @@ from flamed.collapse.folded import Folded
 from flamed.collector import Chunk, TargetSpec, create_session
 from flamed.collector.perf import PerfSession
 from flamed.collector.targets import pid_alive
-from tests.collector.helpers import build_burn, heavy_light_ratio, require_perf, weight
+from tests.collector.helpers import heavy_light_ratio, require_perf, weight
+from tests.collector.live import (
+    PROC,
+    children,
+    group_members,
+    make,
+    merged,
+    perf_children,
+    running,
+    start,
+    until,
+)
 
 pytestmark = pytest.mark.perf
-
-PROC = Path("/proc")
-
-
-@pytest.fixture
-def perf() -> str:
-    return require_perf()
-
-
-@pytest.fixture
-def burn(tmp_path: Path) -> Path:
-    return build_burn(tmp_path)
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for proc in started:
-        proc.kill()
-        proc.wait()
-
-
-def start(binary: Path, started: list[subprocess.Popen[bytes]], seconds: int = 60) -> int:
-    proc = subprocess.Popen([str(binary), str(seconds)])
-    started.append(proc)
-    return proc.pid
-
-
-def make(spec: TargetSpec, tmp_path: Path, chunks: list[Chunk], **kwargs: object) -> PerfSession:
-    session = create_session(
-        spec,
-        bucket_seconds=1,
-        spool_dir=tmp_path / "spool",
-        on_chunk=chunks.append,
-        **kwargs,  # type: ignore[arg-type]
-    )
-    assert isinstance(session, PerfSession)
-    return session
-
-
-async def until(condition: Callable[[], bool], what: str, timeout: float = 90) -> None:
-    """Poll ``condition`` (a deadline against hangs, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}: {children()}"
-        await asyncio.sleep(0.05)
-
-
-def children() -> str:
-    done = subprocess.run(
-        ["ps", "-ww", "-o", "pid,stat,etime,time,args", "--ppid", str(os.getpid())],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return done.stdout
-
-
-async def running(session: PerfSession, body: Callable[[], Awaitable[None]]) -> None:
-    task = asyncio.create_task(session.run())
-    try:
-        await body()
-    finally:
-        await session.stop()
-        await asyncio.wait_for(task, 60)
-
-
-def merged(chunks: list[Chunk]) -> Folded:
-    total = Folded()
-    for chunk in chunks:
-        total.update(chunk.folded)
-    return total
-
-
-def group_members(group: int) -> list[tuple[int, str]]:
-    """Live processes (pid, state) of a process group; zombies left to init do not count."""
-    found = []
-    for name in os.listdir(PROC):
-        try:
-            stat = (PROC / name / "stat").read_text() if name.isdigit() else ""
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if fields and int(fields[2]) == group and fields[0] != "Z":
-            found.append((int(name), fields[0]))
-    return found
-
-
-def perf_children() -> list[int]:
-    """Our child processes that are perf (record or script)."""
-    found = []
-    me = str(os.getpid())
-    for name in os.listdir(PROC):
-        if not name.isdigit():
-            continue
-        try:
-            stat = (PROC / name / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if fields[1] == me and "perf" in stat[: stat.rfind(")")]:
-            found.append(int(name))
-    return found
 
 
 async def test_session_sees_heavy_three_times_light(
@@ -137,7 +42,7 @@ async def test_session_sees_heavy_three_times_light(
 
     async def body() -> None:
         await until(lambda: session.perf_pid is not None, "perf to start")
-        perf_pids.append(session.perf_pid or 0)
+        perf_pids.extend((session.perf_pid or 0, session.script_pid or 0))
         await until(lambda: len(chunks) >= 3, "three chunks")
 
     await running(session, body)
@@ -152,30 +57,29 @@ async def test_session_sees_heavy_three_times_light(
         assert chunk.cpu_seconds >= 0
     assert sum(chunk.samples for chunk in chunks) > 100
     assert all(chunk.bytes_folded > 0 for chunk in chunks if chunk.samples)
+    assert all(chunk.start % 1 == 0 and chunk.end == chunk.start + 1 for chunk in chunks)
     assert not pid_alive(PROC, perf_pids[0]), "perf record outlived the session"
+    assert not pid_alive(PROC, perf_pids[1]), "perf script outlived the session"
     assert perf_children() == []
-    assert list((tmp_path / "spool" / "burn").iterdir()) == [], "spool not emptied"
 
 
-async def test_stop_folds_perfs_last_file(
+async def test_stop_hands_out_the_bucket_being_filled(
     perf: str, burn: Path, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
-    """A bucket longer than the run: the only data is the file perf writes on SIGINT."""
+    """A bucket longer than the run: its samples come out when the session stops."""
     pid = start(burn, processes)
     chunks: list[Chunk] = []
-    session = create_session(
-        TargetSpec("burn", pids=(pid,), frequency=499),
-        bucket_seconds=3600,
-        spool_dir=tmp_path / "spool",
-        on_chunk=chunks.append,
-    )
+    session = make(TargetSpec("burn", pids=(pid,), frequency=499), tmp_path, chunks,
+                   bucket_seconds=3600)  # fmt: skip
 
     async def body() -> None:
         await asyncio.sleep(2)
+        assert chunks == []
 
-    await running(session, body)  # type: ignore[arg-type]
-    assert len(chunks) == 1
-    assert weight(chunks[0].folded, "heavy") > 0
+    await running(session, body)
+    assert 1 <= len(chunks) <= 2, "two when the run crossed the hour"
+    assert chunks[0].start % 3600 == 0 and chunks[0].end - chunks[0].start == 3600
+    assert weight(merged(chunks), "heavy") > 0
 
 
 async def test_process_target_follows_a_restart(
@@ -202,8 +106,9 @@ async def test_process_target_follows_a_restart(
     assert "crash" not in session.status.restarts
 
 
-async def test_killed_perf_is_restarted_and_chunks_kept(
-    perf: str, burn: Path, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+@pytest.mark.parametrize("victim", ["perf record", "perf script"])
+async def test_a_killed_perf_is_restarted_and_chunks_kept(
+    victim: str, perf: str, burn: Path, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
     pid = start(burn, processes)
     chunks: list[Chunk] = []
@@ -211,21 +116,24 @@ async def test_killed_perf_is_restarted_and_chunks_kept(
         TargetSpec("burn", pids=(pid,), frequency=199), tmp_path, chunks, backoff_initial=0.2
     )
 
+    def pids() -> tuple[int | None, int | None]:
+        return session.perf_pid, session.script_pid
+
     async def body() -> None:
         await until(lambda: len(chunks) >= 1, "a first chunk")
-        victim = session.perf_pid
-        assert victim is not None
-        os.kill(victim, signal.SIGKILL)
+        old = pids()
+        assert None not in old
+        os.kill(old[0] if victim == "perf record" else old[1] or 0, signal.SIGKILL)
         await until(lambda: session.status.restarts.get("crash") == 1, "the restart")
         kept = len(chunks)
-        await until(lambda: session.perf_pid not in (None, victim), "a new perf")
-        await until(lambda: len(chunks) >= kept + 2, "chunks from the new perf")
+        await until(lambda: None not in pids() and not set(pids()) & set(old), "a new pair")
+        await until(lambda: len(chunks) >= kept + 2, "chunks from the new pair")
+        assert not any(pid_alive(PROC, old_pid or 0) for old_pid in old), "the old pair is gone"
 
     await running(session, body)
     assert session.status.restarts == {"crash": 1}
-    assert set(session.status.chunks_dropped) <= {"unfinished"}
-    assert "signal 9" in (session.status.last_error or "")
-    assert list((tmp_path / "spool" / "burn").iterdir()) == [], "spool not emptied"
+    assert session.status.chunks_dropped == {}
+    assert f"{victim} was killed by signal 9" in (session.status.last_error or "")
     assert heavy_light_ratio(merged(chunks)) > 1.5
 
 
@@ -302,82 +210,42 @@ async def test_permission_denied_explains_paranoid(
         f'#!/bin/sh\nexec /usr/bin/setpriv --reuid=65534 --regid=65534 --clear-groups {perf} "$@"\n'
     )
     wrapper.chmod(0o755)
-    spool = Path(os.environ.get("TMPDIR", "/tmp")) / f"flamed-test-spool-{os.getpid()}"
-    spool.mkdir(mode=0o777, exist_ok=True)
-    spool.chmod(0o777)
-    try:
-        session = create_session(
-            TargetSpec("burn", pids=(pid,)),
-            bucket_seconds=1,
-            spool_dir=spool,
-            on_chunk=lambda chunk: None,
-            perf_path=str(wrapper),
-            fail_fast=True,
-            event="cpu-clock",
-        )
-        (spool / "burn").mkdir(mode=0o777)
-        (spool / "burn").chmod(0o777)
-        with pytest.raises(ProfilerError) as caught:
-            await asyncio.wait_for(session.run(), 60)
-    finally:
-        subprocess.run(["rm", "-rf", str(spool)], check=False)
+    session = create_session(
+        TargetSpec("burn", pids=(pid,)),
+        bucket_seconds=1,
+        on_chunk=lambda chunk: None,
+        perf_path=str(wrapper),
+        fail_fast=True,
+        event="cpu-clock",
+    )
+    with pytest.raises(ProfilerError) as caught:
+        await asyncio.wait_for(session.run(), 60)
     message = str(caught.value)
     assert "kernel.perf_event_paranoid is" in message
     assert "CAP_PERFMON" in message
     assert "\n" not in message
 
 
-async def test_failing_perf_script_drops_one_chunk(
+async def test_a_failing_perf_script_is_a_crash_and_restarted(
     perf: str, burn: Path, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
     wrapper = fake_perf(
         tmp_path,
         'if [ "$1" = script ]; then echo x >> "$LOG"; '
-        'if [ "$(wc -l < "$LOG")" -eq 2 ]; then echo "corrupt file" >&2; exit 2; fi; fi',
+        'if [ "$(wc -l < "$LOG")" -eq 1 ]; then echo "corrupt input" >&2; exit 2; fi; fi',
     )
     pid = start(burn, processes)
     chunks: list[Chunk] = []
-    session = make(
-        TargetSpec("burn", pids=(pid,), frequency=199), tmp_path, chunks, perf_path=wrapper
-    )
+    session = make(TargetSpec("burn", pids=(pid,), frequency=199), tmp_path, chunks,
+                   perf_path=wrapper, backoff_initial=0.1, event="cpu-clock")  # fmt: skip
 
     async def body() -> None:
         await until(lambda: len(chunks) >= 3, "three chunks")
 
     await running(session, body)
-    assert session.status.chunks_dropped == {"script_failed": 1}
-    assert "perf script exited 2: corrupt file" in (session.status.last_error or "")
-    assert session.status.restarts == {}
-
-
-async def test_backlog_is_bounded(
-    perf: str, burn: Path, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
-) -> None:
-    wrapper = fake_perf(tmp_path, 'if [ "$1" = script ]; then sleep 2.5; fi')
-    pid = start(burn, processes)
-    chunks: list[Chunk] = []
-    session = make(
-        TargetSpec("burn", pids=(pid,), frequency=99),
-        tmp_path,
-        chunks,
-        perf_path=wrapper,
-        max_backlog=1,
-    )
-    spool = tmp_path / "spool" / "burn"
-    most = 0
-
-    async def body() -> None:
-        nonlocal most
-        deadline = time.monotonic() + 60
-        while session.status.chunks_dropped.get("backlog", 0) < 2:
-            most = max(most, len(list(spool.glob("perf.data.*"))))
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.1)
-
-    await running(session, body)
-    assert chunks, "the files not dropped are folded"
-    assert most <= 3  # the queued one, the one being folded, and one just rotated
-    assert list(spool.iterdir()) == []
+    assert session.status.restarts == {"crash": 1}
+    assert "perf script exited 2: corrupt input" in (session.status.last_error or "")
+    assert weight(merged(chunks), "heavy") > 0
 
 
 async def test_perf_past_its_memory_cap_is_restarted(
@@ -450,7 +318,6 @@ async def test_unit_target_samples_its_cgroup_and_follows_restarts(
     session = create_session(
         TargetSpec("svc", unit=unit, frequency=199),
         bucket_seconds=1,
-        spool_dir=tmp_path / "spool",
         on_chunk=chunks.append,
         systemctl_path=str(systemctl),
         cgroup_root=mount.parent if mount.name == "unified" else mount,
@@ -511,7 +378,7 @@ def test_script_fields_fold_like_the_default_output(
         collapser.feed(subprocess.run(argv, capture_output=True, check=True, timeout=120).stdout)
         return collapser.finish()
 
-    ours = fold(script_argv(perf, data))
+    ours = fold(script_argv(perf, str(data)))
     default = fold([perf, "script", "-i", str(data)])
     assert weight(ours, "heavy") > 0
     assert ours == default
@@ -528,7 +395,7 @@ async def test_a_refused_perf_script_reads_paranoid_from_the_sessions_proc(
     session = make(TargetSpec("burn", pids=(pid,)), tmp_path, [], perf_path=wrapper)
 
     async def body() -> None:
-        await until(lambda: "script_failed" in session.status.chunks_dropped, "a refused script")
+        await until(lambda: session.status.restarts.get("crash", 0) >= 1, "a refused script")
 
     await running(session, body)
     level = (PROC / "sys/kernel/perf_event_paranoid").read_text().strip()

@@ -7,7 +7,9 @@ the loop, counting, backoff and logging under test are the real ones.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -25,9 +27,7 @@ class Flaky(SamplingSession):
     backend = "flaky"
 
     def __init__(self, tmp_path: Path, failures: int, error: Exception, where: str) -> None:
-        options = SessionOptions(
-            bucket_seconds=1.0, spool_dir=tmp_path, backoff_initial=0.01, backoff_max=0.02
-        )
+        options = SessionOptions(bucket_seconds=1.0, backoff_initial=0.01, backoff_max=0.02)
         super().__init__(TargetSpec("flaky", all=True), options, lambda chunk: None)
         self.failures, self.error, self.where = failures, error, where
         self.calls = {"start": 0, "sample": 0, "finish": 0}
@@ -97,7 +97,7 @@ async def test_a_failing_finish_does_not_escape_run(tmp_path: Path) -> None:
 
 async def test_fail_fast_raises_the_first_failure(tmp_path: Path) -> None:
     session = Flaky(tmp_path, 1, RuntimeError("boom"), "sample")
-    session.options = SessionOptions(spool_dir=tmp_path, fail_fast=True)
+    session.options = SessionOptions(fail_fast=True)
     with pytest.raises(RuntimeError, match="boom"):
         await asyncio.wait_for(session.run(), 30)
     assert session.status.restarts == {}
@@ -118,5 +118,44 @@ async def test_the_last_error_keeps_its_time_and_is_past_after_a_whole_bucket(
     assert not status.last_error_past  # that bucket began before the error
     session.emit(Chunk("flaky", failed + 9.0, failed + 19.0, Folded(), 0, 0, 0.0), 0.0, 0.0)
     assert status.last_error_past and status.last_error == "perf script exited 255: bad file"
-    session.drop("script_failed", "perf script exited 1: again")
+    status.error("perf script exited 1: again")
     assert status.last_error_time >= failed and not status.last_error_past
+
+
+class Idle(Flaky):
+    """Samples a target that never runs: its sampler ticks, and no chunk ever comes."""
+
+    def __init__(self, tmp_path: Path, failures: int, error: Exception) -> None:
+        super().__init__(tmp_path, failures, error, "sample")
+        self.ahead = 0.0
+        self.options = dataclasses.replace(self.options, clock=lambda: time.time() + self.ahead)
+        self.chunks: list[Chunk] = []
+        self.on_chunk = self.chunks.append
+
+    async def sample(self, resolution: Resolution) -> Outcome:
+        self.fail("sample")
+        self.status.state = "running"
+        stopping = asyncio.create_task(self._stopping.wait())
+        while not stopping.done():
+            await self.tick(stopping)
+        return "stop"
+
+
+async def test_the_last_error_is_past_once_an_idle_target_was_sampled_a_whole_bucket(
+    tmp_path: Path,
+) -> None:
+    """A streaming sampler of an idle target hands out no chunk (no sample, no bucket):
+    the error must still age once the sampler has run through a whole bucket since."""
+    session = Idle(tmp_path, 1, ProfilerError("perf record exited 1: gone"))
+    task = asyncio.create_task(session.run())
+    status = session.status
+    async with asyncio.timeout(30):  # a bound against hangs, not a timing assertion
+        while status.state != "running":
+            await asyncio.sleep(0.01)
+        assert status.last_error == "perf record exited 1: gone" and not status.last_error_past
+        session.ahead = 2 * session.options.bucket_seconds  # the clock passes a whole bucket
+        while not status.last_error_past:
+            await asyncio.sleep(0.01)
+    await session.stop()
+    await asyncio.wait_for(task, 30)
+    assert session.chunks == [] and status.last_error == "perf record exited 1: gone"

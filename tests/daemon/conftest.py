@@ -32,12 +32,9 @@ class FakeClock:
 class FakeSession:
     """Runs until stopped; ``emit`` hands a chunk to the daemon as a real session would."""
 
-    def __init__(
-        self, spec: TargetSpec, *, bucket_seconds: float, spool_dir: Path, on_chunk: ChunkSink
-    ) -> None:
+    def __init__(self, spec: TargetSpec, *, bucket_seconds: float, on_chunk: ChunkSink) -> None:
         self.spec = spec
         self.bucket_seconds = bucket_seconds
-        self.spool_dir = spool_dir
         self.on_chunk = on_chunk
         self.status = SessionStatus(state="starting", backend="fake", event="cpu-clock")
         self.stopped = asyncio.Event()
@@ -73,13 +70,10 @@ class FakeFactory:
         spec: TargetSpec,
         *,
         bucket_seconds: float,
-        spool_dir: Path,
         on_chunk: ChunkSink,
         **sampler: object,
     ) -> FakeSession:
-        session = FakeSession(
-            spec, bucket_seconds=bucket_seconds, spool_dir=spool_dir, on_chunk=on_chunk
-        )
+        session = FakeSession(spec, bucket_seconds=bucket_seconds, on_chunk=on_chunk)
         self.made.append(session)
         self.sampler[spec.name] = sampler
         return session

@@ -60,7 +60,9 @@ async def test_health_and_readiness(client: Client, factory: FakeFactory) -> Non
     assert not_ready.status == 503 and "b" in await not_ready.text()
 
 
-async def test_targets(client: Client) -> None:
+async def test_targets(client: Client, factory: FakeFactory) -> None:
+    factory.latest("a").status.samples_lost = 3
+    factory.latest("a").status.samples_late = 2
     response = await client.get("/api/v1/targets")
     assert response.status == 200
     body = await response.json()
@@ -73,6 +75,8 @@ async def test_targets(client: Client) -> None:
     assert (a["oldest"], a["newest"]) == (T0 - 130, T0)
     assert a["samples_last_minute"] == 10
     assert b["oldest"] is None and b["samples_last_minute"] == 0
+    assert (a["samples_lost"], a["samples_late"]) == (3, 2)
+    assert (b["samples_lost"], b["samples_late"]) == (0, 0)
 
 
 async def test_the_last_error_shows_its_time_and_whether_it_is_past(

@@ -26,6 +26,8 @@ NAMES = {
     "flamed_collector_up": ("gauge", {"target"}),
     "flamed_collector_restarts_total": ("counter", {"target", "reason"}),
     "flamed_chunks_dropped_total": ("counter", {"target", "reason"}),
+    "flamed_samples_lost_total": ("counter", {"target"}),
+    "flamed_samples_late_total": ("counter", {"target"}),
     "flamed_target_pids": ("gauge", {"target"}),
     "flamed_window_stacks": ("gauge", {"target"}),
     "flamed_render_seconds_count": ("histogram", set()),
@@ -60,6 +62,8 @@ async def scraped(
     await wait_for(lambda: factory.running("a", "b"))
     factory.latest("a").emit(T0 - 10, T0, "main;f 3\nmain;g 1\n")
     factory.latest("b").status.chunks_dropped["backlog"] = 2
+    factory.latest("b").status.samples_lost = 17
+    factory.latest("a").status.samples_late = 5
     factory.latest("b").status.restarts["perf_rss"] = 1
     await client.get("/api/v1/flamegraph?target=a")
     await client.get("/api/v1/folded?target=zzz")
@@ -84,6 +88,9 @@ async def test_values(scraped: str) -> None:
     assert ({"target": "a"}, 2.0) in found["flamed_target_pids"]
     assert ({"target": "a"}, 2.0) in found["flamed_window_stacks"]
     assert ({"target": "b", "reason": "backlog"}, 2.0) in found["flamed_chunks_dropped_total"]
+    assert ({"target": "b"}, 17.0) in found["flamed_samples_lost_total"]
+    assert ({"target": "a"}, 0.0) in found["flamed_samples_lost_total"]
+    assert ({"target": "a"}, 5.0) in found["flamed_samples_late_total"]
     assert ({"target": "b", "reason": "perf_rss"}, 1.0) in found["flamed_collector_restarts_total"]
     assert ({"version": "9.9.9"}, 1.0) in found["flamed_build_info"]
     assert found["flamed_render_seconds_count"] == [({}, 1.0)]

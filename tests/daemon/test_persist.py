@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from flamed.daemon.persist import DiskStore
-from flamed.daemon.store import make_bucket
+from flamed.daemon.store import Window, make_bucket
 from tests.daemon.conftest import T0, folded_of
 from tests.daemon.test_store import bucket
 
@@ -55,3 +55,15 @@ def test_load_drops_buckets_inside_a_rolled_up_one(tmp_path: Path) -> None:
     loaded = disk.load("a", 0, 100)
     assert [(b.start, b.end) for b in loaded] == [(T0, T0 + 60), (T0 + 60, T0 + 70)]
     assert len(list((tmp_path / "a").glob("*.gz"))) == 2
+
+
+def test_a_late_part_of_a_cold_bucket_reads_it_back(tmp_path: Path) -> None:
+    disk = DiskStore(tmp_path)
+    window = Window("a", 100, read_cold=lambda cold: disk.read("a", cold))
+    first = bucket(T0, "x 2\n")
+    disk.write("a", first)
+    window.add(first)
+    window.evict(T0 + 20)
+    assert window.buckets[0].cold
+    merged = window.add(bucket(T0, "x 1\ny 1\n"))
+    assert not merged.cold and merged.folded().counts == {"x": 3, "y": 1}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,19 @@ async def test_old_buckets_leave_memory_but_queries_still_see_them(tmp_path: Pat
     assert [b.samples for b in window.buckets] == [6, 6, 1]
     assert window.merge(window.select(0, 2e10)) == everything
     await again.stop()
+
+
+async def test_a_late_part_is_added_to_its_bucket_in_memory_and_on_disk(tmp_path: Path) -> None:
+    """The sampler hands out a sample read after its bucket as a chunk of the same range."""
+    clock, factory = FakeClock(), FakeFactory()
+    service = Service(make_config(tmp_path), session_factory=factory, clock=clock)
+    await service.start()
+    await wait_for(lambda: factory.running("a"))
+    factory.latest("a").emit(T0 - 10, T0, "main;f 2\n", samples=2)
+    factory.latest("a").emit(T0 - 10, T0, "main;f 1\nmain;g 1\n", samples=2)  # the late part
+    window = service.windows["a"]
+    (only,) = window.buckets
+    assert only.folded().counts == {"main;f": 3, "main;g": 1} and only.samples == 4
+    await service.stop()
+    (path,) = (tmp_path / "a").glob("*.folded.gz")
+    assert gzip.decompress(path.read_bytes()).endswith(b"main;f 3\nmain;g 1\n")

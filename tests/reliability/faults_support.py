@@ -3,7 +3,7 @@
 The daemon runs as a child process (so it can be SIGKILLed or SIGSTOPped), with
 real perf, on a free loopback port. ``Daemon(..., session={...})`` starts the
 same daemon through ``run_daemon`` with collector knobs the config file does
-not expose (a spool bound, a stall timeout, a perf RSS cap).
+not expose (a stall timeout, a perf RSS cap, a grace period).
 """
 
 from __future__ import annotations
@@ -204,20 +204,32 @@ def cmdline(pid: int) -> str:
         return ""
 
 
-def processes_mentioning(text: str) -> list[int]:
-    """Live (not zombie) processes whose command line contains ``text``."""
+def perf_children(daemon: int, what: str = "record", target: str | None = None) -> list[int]:
+    """Live ``perf record`` (or ``perf script``) processes a daemon started, for one target
+    (the ``FLAMED_TARGET`` in their environment) or for all."""
     found = []
     for name in os.listdir(PROC):
-        if name.isdigit() and text in cmdline(int(name)):
-            fields = stat_fields(int(name))
-            if fields and fields[0] not in ("Z", "X"):
-                found.append(int(name))
+        fields = stat_fields(int(name)) if name.isdigit() else None
+        if not fields or fields[0] in ("Z", "X") or int(fields[1]) != daemon:
+            continue
+        if f" {what} " in cmdline(int(name)) and (target is None or target_of(int(name)) == target):
+            found.append(int(name))
     return found
 
 
-def perf_records(state: Path) -> list[int]:
-    """Live ``perf record`` processes writing into this state directory's spool."""
-    return [pid for pid in processes_mentioning(str(state)) if " record " in cmdline(pid)]
+def target_of(pid: int) -> str | None:
+    try:
+        environ = (PROC / str(pid) / "environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    for entry in environ:
+        if entry.startswith(b"FLAMED_TARGET="):
+            return entry.split(b"=", 1)[1].decode(errors="replace")
+    return None
+
+
+def perf_records(daemon: int, target: str | None = None) -> list[int]:
+    return perf_children(daemon, "record", target)
 
 
 def zombies_of(parent: int) -> list[int]:
@@ -246,15 +258,3 @@ def open_fds(pid: int) -> int:
         return len(os.listdir(PROC / str(pid) / "fd"))
     except OSError:
         return 0
-
-
-def tree_size(folder: Path) -> int:
-    """Bytes of the files under ``folder`` (files vanishing meanwhile are skipped)."""
-    total = 0
-    for dirpath, _dirs, files in os.walk(folder):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-            except OSError:
-                continue
-    return total

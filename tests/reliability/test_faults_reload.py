@@ -19,7 +19,6 @@ from tests.collector.helpers import build_burn, require_perf
 from tests.reliability.faults_support import (
     Daemon,
     burn_name,
-    cmdline,
     command_name,
     figure,
     free_port,
@@ -46,8 +45,8 @@ def reloads(daemon: Daemon, result: str) -> float:
     return metric(daemon.metrics(), "flamed_config_reloads_total", result=result)
 
 
-def perf_of(state: Path, target: str) -> list[int]:
-    return [pid for pid in perf_records(state) if f"/.spool/{target}/" in cmdline(pid)]
+def perf_of(daemon: Daemon, target: str) -> list[int]:
+    return perf_records(daemon.pid, target)
 
 
 BROKEN: dict[str, Callable[[str], str]] = {
@@ -79,7 +78,7 @@ def test_broken_reloads_keep_the_old_config_and_a_removal_keeps_history(
             return all(e["state"] == "running" and e["samples_last_minute"] for e in entries)
 
         poll(both_sampling, "both targets sampling")
-        pids = {t: perf_of(state, t) for t in ("burn", "again")}
+        pids = {t: perf_of(daemon, t) for t in ("burn", "again")}
         assert all(len(found) == 1 for found in pids.values()), pids
 
         refused = 0.0
@@ -89,7 +88,7 @@ def test_broken_reloads_keep_the_old_config_and_a_removal_keeps_history(
             before = refused
             poll(lambda: reloads(daemon, "error") > before, f"the {kind} reload refused")  # noqa: B023
             refused = reloads(daemon, "error")
-            assert {t: perf_of(state, t) for t in pids} == pids, f"{kind}: a sampler restarted"
+            assert {t: perf_of(daemon, t) for t in pids} == pids, f"{kind}: a sampler restarted"
             assert [daemon.target(t)["restarts"] for t in pids] == [0, 0]
         figure("14", "broken reloads refused (syntax, regex, unknown key)", f"{refused:.0f}")
         assert reloads(daemon, "success") == 0
@@ -101,8 +100,8 @@ def test_broken_reloads_keep_the_old_config_and_a_removal_keeps_history(
         write_config(config, port, state, targets=two.split('[[targets]]\nname = "again"')[0])
         os.kill(daemon.pid, signal.SIGHUP)
         poll(lambda: daemon.names() == ["burn"], "the removal")
-        poll(lambda: not perf_of(state, "again"), "the removed target's perf to stop")
-        assert perf_of(state, "burn") == pids["burn"], "the kept target's perf restarted"
+        poll(lambda: not perf_of(daemon, "again"), "the removed target's perf to stop")
+        assert perf_of(daemon, "burn") == pids["burn"], "the kept target's perf restarted"
         status, body = get(f"{daemon.base}/api/v1/folded?target=again&window=1h")
         assert status == 200 and b"light;work" in body, body[:200]
         poll(lambda: reloads(daemon, "success") >= 1, "the success counted")

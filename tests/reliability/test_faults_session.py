@@ -1,8 +1,9 @@
 """Faults inside one perf session (issue 9, cases 5 and 6), with real perf.
 
-Case 5 puts a stand-in ``perf script`` that never exits (and leaves a
-grandchild in its process group) in front of the real perf; case 6 lowers the
-perf RSS cap below what perf needs. Figures are recorded, never asserted.
+Case 5 puts a stand-in ``perf script`` that never reads and never writes (and
+leaves a grandchild in its process group) in front of the real perf; case 6
+lowers the perf RSS cap below what perf needs. Figures are recorded, never
+asserted.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ def make(tmp_path: Path, pid: int, chunks: list[Chunk], **kwargs: object) -> Per
     session = create_session(
         TargetSpec("burn", pids=(pid,), frequency=199),
         bucket_seconds=1,
-        spool_dir=tmp_path / "spool",
         on_chunk=chunks.append,
         event="cpu-clock",
         **kwargs,  # type: ignore[arg-type]
@@ -73,7 +73,7 @@ HANGS = 2
 
 
 def hanging_script(tmp_path: Path) -> str:
-    """perf, except that the first HANGS ``perf script`` runs never end.
+    """perf, except that the first HANGS ``perf script`` runs never read, write or end.
 
     Each hung run records its pid and a grandchild's (a ``sleep`` in the same
     process group) in ``hung/``.
@@ -95,28 +95,29 @@ def hanging_script(tmp_path: Path) -> str:
     return str(path)
 
 
-async def test_hung_perf_script_is_killed_with_its_group(
+async def test_a_perf_script_that_never_writes_is_replaced_with_its_group(
     tmp_path: Path, burner: subprocess.Popen[bytes]
 ) -> None:
     chunks: list[Chunk] = []
     perf = hanging_script(tmp_path)
-    session = make(tmp_path, burner.pid, chunks, perf_path=perf, script_timeout=1.5)
+    session = make(tmp_path, burner.pid, chunks, perf_path=perf, stall_timeout=3)
+    started = time.monotonic()
 
     async def body() -> None:
-        dropped = session.status.chunks_dropped
-        await until(lambda: dropped.get("script_timeout", 0) >= HANGS, "the hung scripts")
-        await until(lambda: len(chunks) >= 2, "chunks after the hung scripts")
+        restarts = session.status.restarts
+        await until(lambda: restarts.get("stalled", 0) >= HANGS, "the hung scripts replaced")
+        figure("5", "seconds to replace 2 hung perf scripts (stall 3 s)",
+               f"{time.monotonic() - started:.1f}")  # fmt: skip
+        await until(lambda: len(chunks) >= 2, "buckets after the hung scripts")
 
     await running(session, body)
     recorded = [int(path.read_text()) for path in (tmp_path / "hung").iterdir()]
     assert len(recorded) == 2 * HANGS
     leaked = [pid for pid in recorded if alive(pid)]
-    figure("5", "pids leaked by hung perf script runs (killed after 1.5 s)", len(leaked))
+    figure("5", "pids leaked by hung perf script runs", len(leaked))
     assert leaked == []
-    assert session.status.chunks_dropped["script_timeout"] == HANGS
-    assert "perf script took over 1.5 s" in str(session.status.last_error)
+    assert session.status.restarts == {"stalled": HANGS}
     assert sum(weight(chunk.folded, "heavy") for chunk in chunks) > 0
-    assert not list((tmp_path / "spool" / "burn").iterdir()), "hung files left in the spool"
 
 
 # -- case 6 ----------------------------------------------------------------------------------

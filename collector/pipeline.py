@@ -1,0 +1,223 @@
+"""``perf record -o - | perf script -i -``: the two children of one sampling run.
+
+Both start in process groups of their own behind the parent-death guard, with
+a pipe between them that flamed does not keep open (so either one's death ends
+the other: EOF for perf script, EPIPE for perf record). Both pipes are grown to
+1 MiB (Linux's limit for a user): when perf script stops to load a big binary's
+symbols, or flamed stops reading, perf record keeps emptying its ring buffer
+into the pipe instead of losing samples (about 20 s of a busy machine at
+99 Hz). perf script's stdout is read on the event loop as it comes and handed
+to a sink; the tails of both stderrs are kept for error messages. ``stop()``
+asks perf record to finish (SIGINT: it writes what its buffers hold), lets
+perf script drain the pipe, and kills whatever is left after the timeout;
+``kill()`` does not ask.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+from collections import deque
+from collections.abc import Callable, Mapping
+
+from flamed.collector.children import kill_group, stop_group
+
+log = logging.getLogger("flamed.collector")
+
+DEVNULL = asyncio.subprocess.DEVNULL
+STDERR_LINES = 20
+READ_SIZE = 1 << 16
+PIPE_SIZE = 1 << 20
+
+
+class Pipeline:
+    """A started pair; ``ended`` completes when perf script's output has ended."""
+
+    def __init__(
+        self,
+        record: asyncio.subprocess.Process,
+        script: asyncio.subprocess.Process,
+        output: tuple[asyncio.StreamReader, asyncio.BaseTransport],
+        sink: Callable[[bytes], None],
+        name: str,
+        commands: int | None = None,
+    ) -> None:
+        self.record = record
+        self.script = script
+        self.output, self._transport = output
+        self.bytes_out = 0
+        self.record_stopped = False
+        """perf record was still running when ``stop()`` or ``kill()`` ended it."""
+        self.commands = commands
+        """The write end of perf record's command pipe (``--control``), if it has one."""
+        self.record_errors: deque[str] = deque(maxlen=STDERR_LINES)
+        self.script_errors: deque[str] = deque(maxlen=STDERR_LINES)
+        self._tasks = [
+            asyncio.create_task(read_lines(record, self.record_errors, f"{name}: perf record")),
+            asyncio.create_task(read_lines(script, self.script_errors, f"{name}: perf script")),
+        ]
+        self.ended = asyncio.create_task(self._read_output(sink))
+
+    async def _read_output(self, sink: Callable[[bytes], None]) -> None:
+        while data := await self.output.read(READ_SIZE):
+            self.bytes_out += len(data)
+            sink(data)
+
+    def ping(self) -> None:
+        """Ask perf record to write what its ring buffers hold now (``ping`` wakes it; it
+        writes whatever is there, then perf script prints what came before). Without a
+        command pipe, or when perf record does not read it (stopped), nothing happens."""
+        if self.commands is not None:
+            with contextlib.suppress(BlockingIOError, BrokenPipeError):
+                os.write(self.commands, b"ping\n")
+
+    async def settle(self, timeout: float) -> None:
+        """After perf script's output ended: let both exit by themselves for ``timeout``
+        (perf record ends of the broken pipe, or of its own failure), so that ``failure()``
+        does not blame the perf record that ``stop()`` would end."""
+        waits = [asyncio.ensure_future(proc.wait()) for proc in (self.record, self.script)]
+        await asyncio.wait(waits, timeout=timeout)
+        for wait in waits:
+            wait.cancel()
+
+    async def stop(self, timeout: float) -> None:
+        """SIGINT to perf record, perf script drains the pipe; SIGKILL past ``timeout``."""
+        self.record_stopped |= self.record.returncode is None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await stop_group(self.record, signal.SIGINT, timeout)
+                await asyncio.shield(self.ended)
+        await self.kill()
+
+    async def kill(self) -> None:
+        """SIGKILL both groups (a stopped process dies too), reap both, drain what is left."""
+        self.record_stopped |= self.record.returncode is None
+        for proc in (self.record, self.script):  # also what a leader left in its group
+            kill_group(proc.pid, signal.SIGKILL)
+        await asyncio.gather(self.record.wait(), self.script.wait())
+        # Whatever still holds perf script's stdout elsewhere does not keep us waiting.
+        await asyncio.wait([self.ended], timeout=1.0)
+        self._transport.close()
+        await asyncio.gather(self.ended, *self._tasks, return_exceptions=True)
+        close(self.commands)
+        self.commands = None
+
+    def failure(self) -> tuple[str, int | None, str]:
+        """Which child failed, its exit code and stderr tail, once both have ended.
+
+        perf script is to blame when it was killed, or failed while perf record ended
+        well, of the broken pipe it left, or was still running (stopped by us); otherwise
+        perf record (perf script then only saw its input end).
+        """
+        record, script = self.record.returncode, self.script.returncode
+        record_fine = record in (0, -signal.SIGPIPE) or self.record_stopped
+        if script is not None and script != 0 and (script < 0 or record_fine):
+            return "perf script", script, "\n".join(self.script_errors)
+        return "perf record", record, "\n".join(self.record_errors)
+
+
+async def start_pipeline(
+    record_argv: list[str],
+    script_argv: list[str],
+    sink: Callable[[bytes], None],
+    *,
+    name: str,
+    wrapper: tuple[str, ...] = (),
+    env: Mapping[str, str] | None = None,
+    control: bool = False,
+) -> Pipeline:
+    """Start both children. OSError (perf missing, ...) propagates, nothing left running.
+
+    With ``control``, perf record gets a command pipe (``--control fd:N``) for ``ping()``.
+    """
+    between, output = grown_pipe(), grown_pipe()
+    theirs, commands = command_pipe() if control else ((), None)
+    if theirs:
+        record_argv = [*record_argv[:2], "--control", f"fd:{theirs[0]}", *record_argv[2:]]
+    record: asyncio.subprocess.Process | None = None
+    try:
+        record = await _spawn([*wrapper, *record_argv], DEVNULL, between[1], env, theirs)
+        script = await _spawn([*wrapper, *script_argv], between[0], output[1], env)
+    except BaseException:
+        if record is not None:
+            kill_group(record.pid, signal.SIGKILL)
+            await record.wait()
+        close(output[0], commands)
+        raise
+    finally:
+        close(*between, output[1], *theirs)
+    reader, transport = await read_pipe(output[0])
+    return Pipeline(record, script, (reader, transport), sink, name, commands)
+
+
+def command_pipe() -> tuple[tuple[int], int]:
+    """A pipe for perf record's commands: its end (to pass it on), and ours (non-blocking)."""
+    theirs, ours = os.pipe()
+    os.set_blocking(ours, False)
+    return (theirs,), ours
+
+
+def close(*fds: int | None) -> None:
+    for fd in fds:
+        if fd is not None:
+            os.close(fd)
+
+
+def grown_pipe() -> tuple[int, int]:
+    """A pipe of PIPE_SIZE bytes where the system allows it (the default 64 KiB elsewhere)."""
+    reading, writing = os.pipe()
+    with contextlib.suppress(OSError, AttributeError):
+        fcntl.fcntl(writing, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    return reading, writing
+
+
+async def read_pipe(fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
+    """An asyncio reader of the pipe ``fd`` (which it then owns), and its transport."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=READ_SIZE, loop=loop)
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader, loop=loop), os.fdopen(fd, "rb", 0)
+    )
+    return reader, transport
+
+
+async def _spawn(
+    argv: list[str],
+    stdin: int,
+    stdout: int,
+    env: Mapping[str, str] | None,
+    pass_fds: tuple[int, ...] = (),
+) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=asyncio.subprocess.PIPE,
+        process_group=0,
+        env=env,
+        pass_fds=pass_fds,
+    )
+
+
+async def read_lines(proc: asyncio.subprocess.Process, tail: deque[str], what: str) -> None:
+    """Keep the last non-empty lines of a child's stderr (each cut to 500 characters)."""
+    stream = proc.stderr
+    assert stream is not None
+    pending = b""
+    while data := await stream.read(4096):
+        lines = (pending + data).split(b"\n")
+        pending = lines.pop()[-4096:]
+        for line in lines:
+            keep(line, tail, what)
+    keep(pending, tail, what)
+
+
+def keep(line: bytes, tail: deque[str], what: str) -> None:
+    text = line.decode("utf-8", "replace").strip()
+    if text:
+        log.debug("%s: %s", what, text[:500])
+        tail.append(text[:500])
