@@ -288,7 +288,6 @@ joined(PyObject *levels)
         }                                                                                     \
     } while (0)
 
-/* The merge itself; `out` gets a list of frames for each depth. */
 /* Is `previous` the start of `stack`, followed there by a control character? */
 static int
 control_follows_prefix(PyObject *previous, PyObject *stack)
@@ -299,7 +298,8 @@ control_follows_prefix(PyObject *previous, PyObject *stack)
     return (int)PyUnicode_Tailmatch(stack, previous, 0, n, -1);
 }
 
-/* 0: merged; 1: stopped by check_order (see merge_frames); -1: error. */
+/* The merge itself; `out` gets a list of frames for each depth. 0: merged; 1: stopped
+ * by check_order (see merge_frames); -1: error. */
 static int
 merge_into(PyObject *out, PyObject *known, PyObject *entries, double minimum, int differential,
            PyObject *frame_type, int check_order)
