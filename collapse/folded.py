@@ -146,26 +146,32 @@ class FoldedCollapser:
         self._native = speedups.choose(native) if utf8 else None
 
     def feed(self, data: bytes) -> None:
-        buffer = self._pending + data
-        end = buffer.rfind(b"\n")
+        """Read the complete lines; the rest waits for the next chunk. The chunk is read in
+        place, not copied: only a line cut by the chunk's start is joined."""
+        end = data.rfind(b"\n")
         if end < 0:
-            self._pending = buffer
+            self._pending += data
             return
-        self._pending = buffer[end + 1 :]
-        self._read(buffer[:end])
+        start = 0
+        if self._pending:
+            start = data.find(b"\n") + 1
+            self._read(self._pending + data[: start - 1])
+        if start <= end:
+            self._read(memoryview(data)[start:end])
+        self._pending = data[end + 1 :]
 
     def finish(self) -> Folded:
         self._read(self._pending)
         self._pending = b""
         return self.profile
 
-    def _read(self, data: bytes) -> None:
+    def _read(self, data: bytes | memoryview) -> None:
         """Lines split at newlines; with the C speedups, lines whose count is plain digits
         are counted in C and the others come back to ``_read_line`` one by one."""
         if self._native is not None:
             self._native.fold_folded(data, self.profile.counts, self.in_order, self._read_line)
         else:
-            self._read_text(data.decode(self._encoding, ERRORS))
+            self._read_text(str(data, self._encoding, ERRORS))
 
     def _read_line(self, line: bytes) -> None:
         """A line that the C reader leaves to Python."""

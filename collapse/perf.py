@@ -248,6 +248,10 @@ class PerfCollapser:
     def feed(self, data: bytes) -> None:
         """Fold every complete record in ``data`` and keep the rest for later."""
         self.bytes_fed += len(data)
+        end = data.rfind(b"\n\n")
+        if self._folder is not None and end >= 0:
+            self._fold_in_place(self._folder, data, end)
+            return
         buffer = self._pending + data if self._pending else data
         end = buffer.rfind(b"\n\n")
         if end < 0 and len(buffer) > MAX_PENDING:
@@ -257,6 +261,18 @@ class PerfCollapser:
             return
         self._pending = buffer[end + 1 :]
         self._fold_records(buffer[: end + 1])
+
+    def _fold_in_place(self, folder: PerfFolder, data: bytes, end: int) -> None:
+        """The C folder reads the chunk in place, up to the end of its last record (``end``:
+        where a blank line starts). Only the text pending joins the chunk's first records
+        and is copied; any cut at a record's end folds alike."""
+        start = 0
+        if self._pending:
+            start = data.find(b"\n\n") + 1
+            self.samples += folder.fold(self._pending + data[:start])
+        if start <= end:
+            self.samples += folder.fold(memoryview(data)[start : end + 1])
+        self._pending = data[end + 1 :]
 
     def finish(self) -> Folded:
         """Fold what is left (a last record needs no blank line after it) and return the profile."""

@@ -48,7 +48,10 @@ def chosen_command(argv: Sequence[str]) -> str | None:
     return None
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+def build_parser(only: str | None = None, words: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The parser of every command, or of ``only``; ``words`` (what follows the command on
+    the line) go to a command module's ``add_arguments_for``, if it has one: `collapse`
+    then builds only the named format's parser."""
     parser = OneLineParser(
         prog="flamed",
         description=DESCRIPTION,
@@ -68,7 +71,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             description=getattr(module, "DESCRIPTION", module.HELP),
             formatter_class=HelpFormatter,
         )
-        module.add_arguments(sub)
+        add_for = getattr(module, "add_arguments_for", None)
+        if add_for is not None:
+            add_for(sub, words)
+        else:
+            module.add_arguments(sub)
         sub.set_defaults(
             handler=module.run,
             lazy_logging=getattr(module, "LAZY_LOGGING", False),
@@ -104,7 +111,14 @@ def configure_logging(verbose: int, quiet: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_command(sys.argv[1:] if argv is None else list(argv))[0]
+    """Run one command in this process, which goes on: what the command kept for a fast
+    exit is dropped after it."""
+    from flamed.daemon.commands.common import KEPT
+
+    try:
+        return run_command(sys.argv[1:] if argv is None else list(argv))[0]
+    finally:
+        KEPT.clear()
 
 
 def console_main() -> None:
@@ -126,7 +140,9 @@ def console_main() -> None:
 
 def run_command(arguments: list[str]) -> tuple[int, bool]:
     """Parse and run one command: its exit status, and whether it allows a fast exit."""
-    parser = build_parser(chosen_command(arguments))
+    command = chosen_command(arguments)
+    words = arguments[arguments.index(command) + 1 :] if command else []
+    parser = build_parser(command, words)
     args = parser.parse_args(arguments)
     if args.command is None:
         known = ", ".join(name.replace("_", "-") for name in COMMANDS)

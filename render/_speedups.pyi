@@ -9,8 +9,9 @@ def merge_frames(
     minimum: float,
     differential: bool,
     frame_type: type[Frame],
+    check_order: bool = False,
     /,
-) -> list[Frame]: ...
+) -> list[Frame] | None: ...
 def frame_elements(
     frames: list[Frame],
     start: int,

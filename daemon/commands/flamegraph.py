@@ -14,12 +14,13 @@ import gc
 import io
 import os
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from flamed.collapse.common import WarnOnce
 from flamed.collapse.errors import UsageError
 from flamed.collapse.folded import Count, FoldedCollapser, parse_line
-from flamed.daemon.commands.common import EXIT_NO_SAMPLES, iter_chunks, write_atomic
+from flamed.daemon.commands.common import EXIT_NO_SAMPLES, KEPT, iter_chunks, write_atomic
 from flamed.daemon.commands.helpformat import add_log_flags
 
 if TYPE_CHECKING:
@@ -192,9 +193,11 @@ def load_nameattr(path: str) -> dict[str, FrameAttrs]:
     return parse_nameattr(b"".join(iter_chunks(path)))
 
 
-def read_inputs(paths: list[str], merge: bool, encoding: str = "") -> list[tuple[str, Count]]:
-    """All inputs: merged into one profile, or every line in order (a flame chart);
-    decoded from ``encoding`` (--encoding), UTF-8 if empty."""
+def read_inputs(
+    paths: list[str], merge: bool, encoding: str = ""
+) -> Mapping[str, Count] | list[tuple[str, Count]]:
+    """All inputs: merged into one profile (stack -> count), or every line in order (a
+    flame chart); decoded from ``encoding`` (--encoding), UTF-8 if empty."""
     reader = FoldedCollapser(keep_order=not merge, encoding=encoding)
     reader.warn = WarnOnce("flamed.render")
     for path in paths:
@@ -202,13 +205,15 @@ def read_inputs(paths: list[str], merge: bool, encoding: str = "") -> list[tuple
             reader.feed(chunk)
         reader.feed(b"\n")
     profile = reader.finish()
-    return list(profile.items()) if reader.in_order is None else reader.in_order
+    return profile.counts if reader.in_order is None else reader.in_order
 
 
-def split_differential(items: list[tuple[str, Count]]) -> list[tuple[str, Count, Count]] | None:
+def split_differential(
+    items: Mapping[str, Count] | list[tuple[str, Count]],
+) -> list[tuple[str, Count, Count]] | None:
     """``stack BEFORE AFTER`` lines as triples, if every line has two counts; else None."""
     triples: list[tuple[str, Count, Count]] = []
-    for stack, after in items:
+    for stack, after in items.items() if isinstance(items, Mapping) else items:
         found = parse_line(stack)
         if found is None:
             return None
@@ -225,7 +230,7 @@ def load_palette(path: str) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flamed.render.layout import layout_differential, layout_plain
+    from flamed.render.layout import build_layout, diff_entries, plain_entries
     from flamed.render.palette import format_palette_map
     from flamed.render.svg import write_svg
 
@@ -239,7 +244,9 @@ def run(args: argparse.Namespace) -> int:
     in_order = options.flamechart or (options.no_sort and not options.reverse)
     items = read_inputs(paths, merge=not in_order, encoding=options.encoding)
     triples = split_differential(items)
-    layout = layout_differential(triples, options) if triples else layout_plain(items, options)
+    entries = diff_entries(triples) if triples else plain_entries(items)
+    layout = build_layout(entries, options, differential=bool(triples and entries))
+    KEPT.extend((items, entries, layout))  # FAST_EXIT: the exit drops them all at once
     use_palette = args.cp or args.palette_file != "palette.map"
     palette = load_palette(args.palette_file) if use_palette else None
     out = io.TextIOWrapper(

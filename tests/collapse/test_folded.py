@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
+from itertools import pairwise
 
 import pytest
 from hypothesis import given, settings
@@ -217,6 +218,26 @@ def test_c_reader_agrees_with_python(
         collapser = FoldedCollapser(keep_order=keep_order, native=native)
         collapser.feed(data[:cut])
         collapser.feed(data[cut:])
+        profile = collapser.finish()
+        results.append((list(profile.items()), collapser.in_order, collapser.warn.counts))
+    assert results[0] == results[1]
+
+
+@pytest.mark.parametrize("native", NATIVE_PATHS)
+@settings(max_examples=100, deadline=None)
+@given(
+    lines=st.lists(FOLDED_LINES, max_size=20),
+    cuts=st.lists(st.integers(0, 400), max_size=6),
+)
+def test_any_chunks_read_as_the_whole(lines: list[str], cuts: list[int], native: bool) -> None:
+    """Fed in any chunks (lines cut anywhere, chunks without a newline, empty ones), the
+    reader counts what it counts from the whole text at once, in the same order."""
+    data = "\n".join(lines).encode("utf-8", "surrogatepass")
+    results = []
+    for bounds in ([], sorted(cuts)):
+        collapser = FoldedCollapser(keep_order=True, native=native)
+        for start, end in pairwise([0, *bounds, len(data)]):
+            collapser.feed(data[start:end])
         profile = collapser.finish()
         results.append((list(profile.items()), collapser.in_order, collapser.warn.counts))
     assert results[0] == results[1]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import run_flamed
@@ -23,6 +27,11 @@ USAGE_ERRORS = [
     ([], "flamed: missing COMMAND: one of collapse, diff-folded, flamegraph, record, run, "),
     (["nosuch"], "flamed: COMMAND: invalid choice: 'nosuch' (choose from "),
     (["collapse"], "flamed collapse: the following arguments are required: FORMAT (see "),
+    (
+        ["collapse", "bogus"],
+        "flamed collapse: FORMAT: invalid choice: 'bogus' (choose from "
+        "'perf', 'dtrace', 'recursive', 'sample', 'xctrace', 'vtune', 'vsprof', 'ghcprof', ",
+    ),
     (["diff-folded", "--nope", "a", "b"], "flamed diff-folded: unrecognized arguments: --nope"),
     (["record", "-d", "1"], "flamed record: one of the arguments -p/--pid --process "),
     (["record", "-a", "-F"], "flamed record: -F/--frequency: expected one argument (see "),
@@ -48,3 +57,22 @@ def test_help_and_version_still_work() -> None:
         assert done.returncode == 0 and b"usage: flamed" in done.stdout, argv
     done = run_flamed("--version")
     assert done.returncode == 0 and done.stdout.startswith(b"flamed ")
+
+
+def test_main_drops_what_a_one_shot_command_kept(tmp_path: Path) -> None:
+    """`flamed flamegraph` keeps its large objects for the fast exit to drop; main(), which
+    runs commands in a process that goes on, drops them after each command."""
+    folded = tmp_path / "in.folded"
+    folded.write_text("a;b 3\na;c 1\n")
+    script = (
+        "import io, sys\n"
+        "from flamed.daemon.cli import main\n"
+        "from flamed.daemon.commands.common import KEPT\n"
+        "sys.stdout = io.TextIOWrapper(io.BytesIO())\n"
+        "code = main(['flamegraph', sys.argv[1]])\n"
+        "sys.stderr.write(f'{code} {len(KEPT)}')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(folded)], capture_output=True, check=False, timeout=60
+    )
+    assert done.stderr.decode() == "0 0"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from flamed.daemon.cli import build_parser
 from flamed.daemon.commands.collapse import FORMATS
 from tests.conftest import run_flamed
 
@@ -52,3 +53,17 @@ def test_a_few_bad_lines_among_good_ones_are_still_warned_and_skipped() -> None:
     assert done.returncode == 0 and done.stdout == b"ab;f 1\nab;g 1\n"
     (warning,) = done.stderr.decode().splitlines()
     assert "unrecognized perf script line: 'not perf \\x93\\x1b'" in warning, warning
+
+
+def test_only_the_named_format_gets_a_parser() -> None:
+    """Start-up time: `flamed collapse perf` builds perf's parser alone (the line names
+    no other); `flamed collapse --help` still lists every format."""
+    parser = build_parser("collapse", ["perf", "--all", "in.txt"])
+    assert parser.parse_args(["collapse", "perf", "--all", "in.txt"]).format == "perf"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["collapse", "dtrace", "in.txt"])
+    assert build_parser("collapse", ["dtrace"]).parse_args(["collapse", "dtrace"]).file == "-"
+    done = run_flamed("collapse", "--help")
+    assert done.returncode == 0
+    listed = done.stdout.decode()
+    assert all(f"    {name} " in listed or f"    {name}\n" in listed for name in FORMATS)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from flamed.collapse import speedups
+from flamed.collapse.folded import Folded
 from flamed.render.layout import Frame, build_layout, plain_entries, split_frames
 from flamed.render.options import RenderOptions
+from tests.conftest import NATIVE_PATHS
 
 NAMES = st.sampled_from(["a", "b", "a.b", "a b", "", "c\tx", "zz", "b1"])
 STACKS = st.lists(NAMES, min_size=1, max_size=6).map(";".join)
@@ -61,3 +67,33 @@ def test_layout_equals_the_plain_merge(profile: dict[str, int], pixels: float) -
     got = sorted(frame for frame in layout.frames if frame.depth)
     assert got == sorted(reference_frames(profile, minimum))
     assert layout.depth_max == max((frame.depth for frame in layout.frames), default=0)
+
+
+@pytest.mark.parametrize("native", NATIVE_PATHS)
+def test_a_control_character_after_a_prefix_orders_as_flamegraph_pl(
+    monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
+    """flamegraph.pl sorts "stack COUNT" lines: "c\tx 1" before "c 2" (tab below space),
+    though "c" sorts first alone. The C merge finds this as it merges and starts again."""
+    if not native:
+        monkeypatch.setenv(speedups.DISABLE_VARIABLE, "1")
+    profile = {"a": 1, "c": 2, "c\tx": 1, "c\tx;y": 3, "d;e": 1}
+    layout = build_layout(plain_entries(profile), RenderOptions(minwidth=0))
+    got = sorted(frame for frame in layout.frames if frame.depth)
+    assert got == sorted(reference_frames(profile, 0))
+    by_start = sorted((frame.start, frame.name) for frame in got if frame.depth == 1)
+    assert [name for _, name in by_start] == ["a", "c\tx", "c", "d"]
+
+
+def test_negative_counts_are_skipped_from_any_kind_of_input(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A mapping and a list are read in place, a one-pass iterator is kept first: each
+    drops the stacks with negative counts, with one warning."""
+    pairs = [("a;b", 3), ("a;c", -2), ("d", 0), ("e", -1)]
+    expected = [("a;b", 3, None), ("d", 0, None)]
+    for stacks in (dict(pairs), Folded(dict(pairs)), pairs, iter(pairs)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="flamed.render"):
+            assert plain_entries(stacks) == expected
+        assert len(caplog.records) == 1 and "negative" in caplog.records[0].getMessage()
