@@ -72,6 +72,9 @@ class StorageConfig:
     rollup_after: float = 1800.0
     """Buckets older than this are merged into ``rollup``-long ones (memory, files, speed)."""
     rollup: float = 600.0
+    memory: float = 600.0
+    """Buckets that ended longer ago than this keep only their sample count in memory; their
+    stacks are read back from their files by the queries (and the roll-up) that need them."""
 
 
 @dataclass(frozen=True)
@@ -153,7 +156,16 @@ def default_state_dir(
 
 TOP_KEYS = ("server", "storage", "profile", "targets", "exporters")
 SERVER_KEYS = ("listen", "token_file", "max_renders", "allowed_hosts")
-STORAGE_KEYS = ("state_dir", "bucket", "retention", "max_stacks", "inbox", "rollup_after", "rollup")
+STORAGE_KEYS = (
+    "state_dir",
+    "bucket",
+    "retention",
+    "max_stacks",
+    "inbox",
+    "rollup_after",
+    "rollup",
+    "memory",
+)
 JIT_KEYS = ("perf_maps", "java_perfmap", "jitdump", "python_view", "py_spy_native")
 """Switches for interpreted and JIT-compiled code (README: "Python, Java, Node")."""
 PROFILE_KEYS = ("frequency", "call_graph", "backend", "perf_path", "event", "mmap_pages", *JIT_KEYS)
@@ -260,6 +272,7 @@ def read_storage(
             inbox=reader.path(table, "inbox", path),
             rollup_after=reader.convert(table, "rollup_after", parse_duration, path),
             rollup=reader.convert(table, "rollup", parse_duration, path),
+            memory=reader.convert(table, "memory", parse_duration, path),
         ),
     )
     check_storage(reader, storage)
@@ -274,6 +287,7 @@ def check_storage(reader: TableReader, storage: StorageConfig) -> None:
         ("retention", storage.retention, bucket, "one bucket", YEAR, "366d"),
         ("rollup", storage.rollup, bucket, "one bucket", DAY, "1d"),
         ("rollup_after", storage.rollup_after, 0.0, "0s", YEAR, "366d"),
+        ("memory", storage.memory, bucket, "one bucket", YEAR, "366d"),
     ):
         if seconds < low:
             raise reader.fail(("storage", key), f"must be at least {low_text}")

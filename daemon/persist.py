@@ -181,6 +181,11 @@ def files_written(op: Op, buckets: Sequence[Bucket]) -> int:
     return len(buckets) if op == "write" else int(op == "replace")
 
 
+def written_keys(op: Op, buckets: Sequence[Bucket]) -> list[int]:
+    """The keys of the bucket files an operation writes (see ``files_written``)."""
+    return [bucket.key for bucket in buckets[: files_written(op, buckets)]]
+
+
 class BucketWriter:
     """Writes, replaces and deletes bucket files in order, off the event loop.
 
@@ -215,6 +220,8 @@ class BucketWriter:
         """Bucket files written since start (roll-ups included)."""
         self._waiting = 0
         """Bucket files queued to be written."""
+        self._queued: dict[str, dict[int, int]] = {}
+        """Keys of the buckets each target has waiting in the queue (kept whole meanwhile)."""
 
     # -- the event loop's side -------------------------------------------------------------
 
@@ -237,8 +244,12 @@ class BucketWriter:
         return self._waiting + sum(len(keys) for keys in self._unsaved.values())
 
     def unsaved(self, target: str) -> Collection[int]:
-        """Keys of the target's buckets whose files are not written yet (keep them whole)."""
-        return self._unsaved.get(target, ())
+        """Keys of the target's buckets whose files are not written yet (keep them whole):
+        waiting in the queue, or kept after a failed write."""
+        queued = self._queued.get(target)
+        if not queued:
+            return self._unsaved.get(target, ())
+        return self._unsaved.get(target, set()) | queued.keys()
 
     def forget(self, target: str) -> None:
         """The target's history has expired: nothing of it is written again."""
@@ -266,6 +277,9 @@ class BucketWriter:
         try:
             self._queue.put_nowait((op, target, buckets))
             self._waiting += files_written(op, buckets)
+            queued = self._queued.setdefault(target, {})
+            for key in written_keys(op, buckets):
+                queued[key] = queued.get(key, 0) + 1
         except asyncio.QueueFull:
             self.on_backlog(target)
             log.warning(
@@ -286,7 +300,18 @@ class BucketWriter:
                 self._done(op, target, buckets)
             finally:
                 self._waiting -= files_written(op, buckets)
+                self._dequeued(target, written_keys(op, buckets))
                 self._queue.task_done()
+
+    def _dequeued(self, target: str, keys: list[int]) -> None:
+        queued = self._queued.get(target, {})
+        for key in keys:
+            if queued.get(key, 0) > 1:
+                queued[key] -= 1
+            else:
+                queued.pop(key, None)
+        if not queued:
+            self._queued.pop(target, None)
 
     def _perform(self, op: Op, target: str, buckets: list[Bucket]) -> None:
         disk = self.disk

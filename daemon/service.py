@@ -30,7 +30,7 @@ from flamed.daemon.export import Exporters
 from flamed.daemon.metrics import Metrics, TargetReading
 from flamed.daemon.persist import BucketWriter, DiskStore
 from flamed.daemon.query import Query, UnknownTarget
-from flamed.daemon.store import Bucket, Window, make_bucket
+from flamed.daemon.store import Bucket, Window, make_bucket, trim_memory
 from flamed.daemon.supervisor import SessionFactory, Supervisor
 from flamed.daemon.timerange import TimeRange
 
@@ -144,8 +144,7 @@ class Service:
 
     def _hot_since(self) -> float:
         """Buckets that ended before this keep their stacks on disk only."""
-        storage = self.config.storage
-        return self.clock() - storage.rollup_after - storage.rollup
+        return self.clock() - self.config.storage.memory
 
     async def _load_window(self, name: str) -> None:
         """Read the target's bucket files in a thread while sampling and serving go on."""
@@ -225,6 +224,7 @@ class Service:
             self.retired.discard(name)  # a removed target's history has expired
             del self.windows[name]
             self.writer.forget(name)
+        trim_memory()  # the buckets' freed stacks and the collapsers' caches go back to the system
 
     # -- reload ----------------------------------------------------------------------------
 

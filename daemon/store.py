@@ -209,22 +209,23 @@ class Window:
         """Merge the buckets that ended before ``cutoff`` into ``size``-long ones.
 
         Buckets are grouped by ``floor(start / size)``; only groups whose whole
-        span ended before the cutoff are merged, and only buckets still in
-        memory (cold ones stay as they are on disk). Returns (new bucket, replaced).
+        span ended before the cutoff are merged. Cold members are read back with
+        ``read_cold``; a group with a member that cannot be read stays as it is.
+        Returns (new bucket, replaced).
         """
         groups: dict[int, list[Bucket]] = {}
         for bucket in self.buckets:
             if bucket.end > cutoff:
                 break
             slot = math.floor(bucket.start / size)
-            fine = not bucket.cold and bucket.end - bucket.start < size * 0.99
-            if fine and (slot + 1) * size <= cutoff:
+            if bucket.end - bucket.start < size * 0.99 and (slot + 1) * size <= cutoff:
                 groups.setdefault(slot, []).append(bucket)
         done = []
         for members in groups.values():
-            if len(members) < 2:
+            readable = [self._readable(member) for member in members]
+            if len(members) < 2 or None in readable:
                 continue
-            merged = merge_buckets(members, self.max_stacks)
+            merged = merge_buckets(filter(None, readable), self.max_stacks)
             samples = sum(member.samples for member in members)
             coarse = make_bucket(
                 members[0].start, members[-1].end, merged, self.max_stacks, samples
@@ -233,6 +234,15 @@ class Window:
         if done:
             self._replace(done)
         return done
+
+    def _readable(self, bucket: Bucket) -> Bucket | None:
+        """The bucket with its stacks (read back when cold); None if they cannot be read."""
+        if not bucket.cold:
+            return bucket
+        folded = self.read_cold(bucket) if self.read_cold is not None else None
+        if folded is None:
+            return None
+        return make_bucket(bucket.start, bucket.end, folded, self.max_stacks, bucket.samples)
 
     def _replace(self, done: list[tuple[Bucket, list[Bucket]]]) -> None:
         gone = {id(member) for _, members in done for member in members}

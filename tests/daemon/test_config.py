@@ -210,6 +210,7 @@ ZERO_AND_ABSURD = [
     ('retention = "2h"', 'retention = "0s"', "7: storage.retention: must be at least one bucket"),
     ('listen = "127.0.0.1:9999"', "max_renders = 0", "2: server.max_renders: must be between 1"),
     ("max_stacks = 1000", "max_stacks = -5", "8: storage.max_stacks: must be between 2"),
+    ('retention = "2h"', 'memory = "1s"', "7: storage.memory: must be at least one bucket"),
 ]
 
 

@@ -147,6 +147,33 @@ async def test_service_rolls_up_old_buckets_on_disk_and_reloads_them(tmp_path: P
     await again.stop()
 
 
+async def test_buckets_older_than_memory_are_read_from_disk_and_rolled_up_from_it(
+    tmp_path: Path,
+) -> None:
+    """``memory`` shorter than ``rollup_after``: stacks leave memory first, the roll-up reads
+    them back from their files later."""
+    clock, factory = FakeClock(600 * 3_000_000.0), FakeFactory()
+    config = make_config(tmp_path, storage='memory = "1m"\nrollup_after = "10m"\nrollup = "1m"')
+    service = Service(config, session_factory=factory, clock=clock)
+    await service.start()
+    await wait_for(lambda: factory.running("a"))
+    start = clock.now - 300
+    for i in range(6):
+        factory.latest("a").emit(start + i * 10, start + (i + 1) * 10, f"f{i % 2} 1\n", 1)
+    await wait_for(lambda: len(list((tmp_path / "a").glob("*.gz"))) == 6)
+    service.prune()
+    window = service.windows["a"]
+    assert [b.cold for b in window.buckets] == [True] * 6 and window.stacks() == 0
+    assert window.merge(window.select(0, 2e10)).counts == {"f0": 3, "f1": 3}
+    clock.now += 600
+    service.prune()  # rolled up from the files
+    (coarse,) = window.buckets
+    assert (coarse.start, coarse.end, coarse.samples) == (start, start + 60, 6)
+    assert window.merge(window.select(0, 2e10)).counts == {"f0": 3, "f1": 3}
+    await service.stop()
+    assert len(list((tmp_path / "a").glob("*.gz"))) == 1
+
+
 async def test_old_buckets_leave_memory_but_queries_still_see_them(tmp_path: Path) -> None:
     clock, factory = FakeClock(600 * 3_000_000.0), FakeFactory()
     config = make_config(tmp_path, storage='rollup_after = "10m"\nrollup = "1m"')
@@ -159,9 +186,11 @@ async def test_old_buckets_leave_memory_but_queries_still_see_them(tmp_path: Pat
     factory.latest("a").emit(clock.now - 10, clock.now, "recent 1\n", 1)
     service.prune()
     window = service.windows["a"]
+    assert [b.cold for b in window.buckets] == [False] * 3  # not on disk yet: kept whole
+    await wait_for(lambda: len(list((tmp_path / "a").glob("*.gz"))) == 3)
+    service.prune()
     assert [b.cold for b in window.buckets] == [True, True, False]
     assert window.stacks() == 1
-    await wait_for(lambda: len(list((tmp_path / "a").glob("*.gz"))) == 3)
     everything = window.merge(window.select(0, 2e10))
     assert everything.counts == {"f0": 6, "f1": 6, "recent": 1}
     await service.stop()

@@ -132,13 +132,28 @@ def test_rollup_merges_complete_old_groups_only() -> None:
     assert window.stacks() == 4
 
 
-def test_rollup_leaves_cold_buckets_alone() -> None:
-    window = Window("a", 100)
+def test_rollup_reads_cold_members_back() -> None:
+    """Buckets whose stacks left memory are rolled up from what ``read_cold`` reads back."""
+    files: dict[int, Folded] = {}
+    window = Window("a", 100, read_cold=lambda cold: files.get(cold.key))
+    base = 1_700_000_400.0
+    for i in range(6):
+        text = f"x 1\nf{i % 2} 2\n"
+        made = make_bucket(base + i * 100, base + (i + 1) * 100, folded_of(text), 100, 3)
+        files[made.key] = made.folded()
+        window.add(made)
+    window.evict(base + 300)
+    ((coarse, members),) = window.rollup(base + 1000, 600)
+    assert (coarse.start, coarse.end, coarse.samples, len(members)) == (base, base + 600, 18, 6)
+    assert coarse.folded().counts == {"x": 6, "f0": 6, "f1": 6}
+    assert [b.cold for b in window.buckets] == [False]
+
+
+def test_rollup_leaves_a_group_alone_when_a_cold_member_cannot_be_read() -> None:
+    window = Window("a", 100, read_cold=lambda cold: None)
     base = 1_700_000_400.0
     for i in range(6):
         window.add(make_bucket(base + i * 100, base + (i + 1) * 100, folded_of("x 1\n"), 100, 1))
-    window.evict(base + 300)
-    ((coarse, members),) = window.rollup(base + 1000, 600)  # only the three still in memory
-    assert (coarse.start, coarse.end, len(members)) == (base + 300, base + 600, 3)
-    assert [b.cold for b in window.buckets] == [True, True, True, False]
+    window.evict(base + 100)
     assert window.rollup(base + 1000, 600) == []
+    assert [b.cold for b in window.buckets] == [True] + [False] * 5
