@@ -24,8 +24,12 @@ def test_churning_process_target_stays_flat(tmp_path: Path) -> None:
     assert report.series_added == [], "metric series grew after warm-up"
     assert len({s.series for s in steady}) == 1
     assert report.pid_labels == 0, "a label carries a pid"
-    # a pipeline starting holds up to 8 more (its pipes, stderrs, pidfds): a leak keeps growing
-    assert max(s.fds for s in steady) - min(s.fds for s in steady) <= 8
+    # a pipeline starting holds up to 8 more (its pipes, stderrs, pidfds), two at a hand-over
+    # or a restart that overlaps a stop; a leak raises the floor from one half to the next
+    fds = [s.fds for s in steady]
+    half = len(fds) // 2
+    assert min(fds[half:]) - min(fds[:half]) <= 2, f"descriptors leak: {fds}"
+    assert max(fds) - min(fds) <= 16, f"descriptors: {fds}"
     assert max(s.threads for s in steady) - min(s.threads for s in steady) <= 3
     assert steady[-1].rss_kb - steady[0].rss_kb <= 8 * 1024, "RSS grew more than 8 MB"
     assert report.restarts.get("targets", 0) > 0, "the pid churn was not seen"

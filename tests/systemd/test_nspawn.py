@@ -86,7 +86,12 @@ say watchdog_pinged "$([ "$second" -gt "$first" ] && echo yes || echo "no ($firs
 say user "$(stat -c %U /proc/$pid)"
 say cap_eff "$(sed -n 's/^CapEff:\t//p' /proc/$pid/status)"
 say cap_amb "$(sed -n 's/^CapAmb:\t//p' /proc/$pid/status)"
-say child_users "$(ps -o user= --ppid "$pid" | sort -u | tr '\n' ' ')"
+for _ in $(seq 1 20); do  # perf may be between a restart and the next start: look again
+    users=$(ps -o user= --ppid "$pid" | sort -u | tr '\n' ' ')
+    [ -n "$users" ] && break
+    sleep 0.5
+done
+say child_users "$users"
 say samples "$(m 'flamed_collapse_samples_total{target="system"}')"
 api=http://127.0.0.1:9797/api/v1
 curl -s "$api/folded?target=system&window=5m" > /ns-out/folded.txt
