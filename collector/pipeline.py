@@ -138,20 +138,31 @@ async def start_pipeline(
     theirs, commands = command_pipe() if control else ((), None)
     if theirs:
         record_argv = [*record_argv[:2], "--control", f"fd:{theirs[0]}", *record_argv[2:]]
-    record: asyncio.subprocess.Process | None = None
+    started: list[asyncio.subprocess.Process] = []
     try:
-        record = await _spawn([*wrapper, *record_argv], DEVNULL, between[1], env, theirs)
-        script = await _spawn([*wrapper, *script_argv], between[0], output[1], env)
+        started.append(await _spawn([*wrapper, *record_argv], DEVNULL, between[1], env, theirs))
+        started.append(await _spawn([*wrapper, *script_argv], between[0], output[1], env))
     except BaseException:
-        if record is not None:
-            kill_group(record.pid, signal.SIGKILL)
-            await record.wait()
+        await kill_all(started)
         close(output[0], commands)
         raise
     finally:
         close(*between, output[1], *theirs)
-    reader, transport = await read_pipe(output[0])
+    try:
+        reader, transport = await read_pipe(output[0])  # owns output[0] from its first step
+    except BaseException:  # cancelled (the daemon stopping): nothing may outlive the start
+        await kill_all(started)
+        close(commands)
+        raise
+    record, script = started
     return Pipeline(record, script, (reader, transport), sink, name, commands)
+
+
+async def kill_all(children: list[asyncio.subprocess.Process]) -> None:
+    """SIGKILL each child's group and reap it (a start that failed or was cancelled)."""
+    for proc in children:
+        kill_group(proc.pid, signal.SIGKILL)
+    await asyncio.gather(*(proc.wait() for proc in children))
 
 
 def command_pipe() -> tuple[tuple[int], int]:
