@@ -9,7 +9,7 @@ from pathlib import Path
 
 from flamed.collapse.errors import UsageError
 from flamed.collector.base import ChunkSink, Session, TargetSpec
-from flamed.collector.runner import GRACE, SamplingSession, SessionOptions
+from flamed.collector.runner import GRACE, TRACEFS, SamplingSession, SessionOptions
 from flamed.collector.targets import spec_kind
 
 
@@ -41,9 +41,14 @@ def create_session(
     perf_rss_limit: int = 512 << 20,
     stall_timeout: float | None = None,
     platform: str = sys.platform,
+    profile: str = "cpu",
+    bpftrace_path: str | None = None,
+    min_block_us: int = 1000,
+    tracefs: tuple[Path, ...] = TRACEFS,
 ) -> Session:
     """A session for ``spec`` (not started: ``await session.run()``; ``await session.stop()``).
 
+    ``profile="offcpu"`` makes the off-CPU session (bpftrace, Linux) instead of the CPU one.
     Raises ``UsageError`` for a spec that sets no target or more than one, a bad
     regular expression, or a target the chosen backend cannot sample.
     """
@@ -65,7 +70,16 @@ def create_session(
         mmap_pages=mmap_pages,
         perf_rss_limit=perf_rss_limit,
         stall_timeout=stall_timeout,
+        bpftrace_path=bpftrace_path or "bpftrace",
+        min_block_us=min_block_us,
+        tracefs=tracefs,
     )
+    if profile == "offcpu":
+        from flamed.collector.offcpu import OffCpuSession
+
+        return OffCpuSession(spec, options, on_chunk)
+    if profile != "cpu":
+        raise UsageError(f"target {spec.name!r}: unknown profile type {profile!r}")
     return build(spec, options, on_chunk, platform)
 
 
