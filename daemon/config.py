@@ -84,10 +84,24 @@ class SamplerConfig:
     """perf's event (``-e``); None: ``cycles`` where the machine counts it, else ``cpu-clock``."""
     mmap_pages: int | None = None
     """perf's ring buffer in pages per CPU (``-m``)."""
+    offcpu: bool = False
+    """Also record the off-CPU profile (time blocked per stack, bpftrace; Linux, as root)."""
+    offcpu_min_block: float = 0.001
+    """Seconds: blocks shorter than this are not counted (each costs a map update)."""
+    bpftrace_path: str | None = None
+    """The bpftrace binary: an absolute path, or a name looked up on PATH."""
 
     def arguments(self) -> dict[str, Any]:
         """What ``flamed.collector.create_session`` takes from this (the settings given)."""
         return given(perf_path=self.perf_path, event=self.event, mmap_pages=self.mmap_pages)
+
+    def offcpu_arguments(self) -> dict[str, Any]:
+        """What ``create_session`` takes for the off-CPU sampler."""
+        return {
+            "profile": "offcpu",
+            "min_block_us": round(self.offcpu_min_block * 1e6),
+            **given(bpftrace_path=self.bpftrace_path),
+        }
 
 
 @dataclass(frozen=True)
@@ -145,8 +159,9 @@ TOP_KEYS = ("server", "storage", "profile", "targets", "exporters")
 SERVER_KEYS = ("listen", "token_file", "max_renders", "allowed_hosts")
 STORAGE_KEYS = ("state_dir", "bucket", "retention", "max_stacks", "inbox", "rollup_after", "rollup")
 PROFILE_KEYS = ("frequency", "call_graph", "backend", "perf_path", "event", "mmap_pages")
-TARGET_KEYS = ("name", *SELECTORS, *PROFILE_KEYS)
-SAMPLER_KEYS = ("perf_path", "event", "mmap_pages")
+OFFCPU_KEYS = ("offcpu", "offcpu_min_block", "bpftrace_path")
+TARGET_KEYS = ("name", *SELECTORS, *PROFILE_KEYS, *OFFCPU_KEYS)
+SAMPLER_KEYS = ("perf_path", "event", "mmap_pages", *OFFCPU_KEYS)
 
 
 def parse_config(
@@ -167,7 +182,7 @@ def parse_config(
     server = read_server(reader, reader.table(data.get("server", {}), ("server",)))
     storage = read_storage(reader, reader.table(data.get("storage", {}), ("storage",)), env, euid)
     profile_table = reader.table(data.get("profile", {}), ("profile",))
-    reader.check_keys(profile_table, PROFILE_KEYS, ("profile",))
+    reader.check_keys(profile_table, (*PROFILE_KEYS, *OFFCPU_KEYS), ("profile",))
     profile = read_profile(reader, profile_table, ("profile",))
     targets = read_targets(reader, data.get("targets"), profile)
     specs = tuple(spec for spec, _ in targets)
@@ -285,7 +300,13 @@ def read_profile(reader: TableReader, table: Mapping[str, Any], path: KeyPath) -
         perf_path=reader.convert(table, "perf_path", check_program, path),
         event=reader.convert(table, "event", check_event, path),
         mmap_pages=reader.integer(table, "mmap_pages", path, 1, 1 << 16, " pages"),
+        offcpu=reader.get(table, "offcpu", bool, path),
+        offcpu_min_block=reader.convert(table, "offcpu_min_block", parse_duration, path),
+        bpftrace_path=reader.convert(table, "bpftrace_path", check_program, path),
     )
+    block = out.get("offcpu_min_block")
+    if block is not None and not 1e-6 <= block <= 10.0:
+        raise reader.fail((*path, "offcpu_min_block"), "must be from 1us to 10s")
     pages = out.get("mmap_pages")
     if pages is not None and pages & (pages - 1):
         raise reader.fail((*path, "mmap_pages"), f"{pages} is not a power of two (perf -m)")

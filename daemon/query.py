@@ -25,14 +25,26 @@ class UnknownTarget(FlamedError):
     """No target of that name (configured now, or whose history is still kept)."""
 
 
+class NoSuchProfile(UnknownTarget):
+    """The target has no profile of that type (``offcpu`` where it is not recorded)."""
+
+
 class Query:
     """A target's buckets over ``span``, merged once by ``folded()`` (thread-safe)."""
 
     def __init__(
-        self, target: str, span: TimeRange, window: Window, frequency: int, on_loop: OnLoop
+        self,
+        target: str,
+        span: TimeRange,
+        window: Window,
+        frequency: int,
+        on_loop: OnLoop,
+        profile: str = "cpu",
     ) -> None:
         self.target = target
         self.span = span
+        self.profile = profile
+        """``cpu`` (counts are samples) or ``offcpu`` (microseconds off CPU)."""
         self.frequency = frequency
         """Samples per second per CPU the target is sampled at (the period of its pprof)."""
         self.selection = window.select(span.start, span.end)
@@ -43,9 +55,9 @@ class Query:
         self._lock = threading.Lock()
 
     @property
-    def key(self) -> tuple[str, tuple[int, int, int, int]]:
+    def key(self) -> tuple[str, str, tuple[int, int, int, int]]:
         """Names the buckets covered: what ETags and caches are keyed on."""
-        return self.target, self.selection.key
+        return self.target, self.profile, self.selection.key
 
     @property
     def samples(self) -> int:

@@ -51,11 +51,17 @@ def repeatable_params() -> frozenset[str]:
     return QUERY_REPEATABLE
 
 
-def render_options(query: Mapping[str, str], title: str, subtitle: str) -> RenderOptions:
-    """The request's render parameters over the daemon's title and subtitle."""
+def render_options(
+    query: Mapping[str, str], title: str, subtitle: str, profile: str = "cpu"
+) -> RenderOptions:
+    """The request's render parameters over the daemon's title and subtitle (and, for an
+    off-CPU profile, counts in ``us`` and the blue ``io`` palette, as off-CPU graphs are)."""
     from flamed.render.options import RenderOptions, options_from_query
 
-    return options_from_query(query, RenderOptions(title=title, subtitle=subtitle))
+    base = RenderOptions(title=title, subtitle=subtitle)
+    if profile == "offcpu":
+        base = RenderOptions(title=title, subtitle=subtitle, count_name="us", colors="io")
+    return options_from_query(query, base)
 
 
 def note(query: Query) -> str:
@@ -65,7 +71,11 @@ def note(query: Query) -> str:
         return "no samples in this range yet"
     from flamed.render.options import format_count
 
-    return f"{format_time(start)} to {format_time(end)}, {format_count(query.samples)}"
+    if query.profile == "offcpu":
+        amount = f"{query.samples / 1e6:,.3f} s off CPU"
+    else:
+        amount = format_count(query.samples)
+    return f"{format_time(start)} to {format_time(end)}, {amount}"
 
 
 def folded_text(query: Query) -> Rendered:
@@ -95,11 +105,20 @@ def pprof(query: Query) -> Rendered:
         start=span.start,
         end=span.end,
         target=query.target,
+        kind=query.profile,
     )
     return Rendered(data, b"", PPROF)  # gzip already: never compressed again
 
 
-def pprof_for(folded: Folded, *, frequency: float, start: float, end: float, target: str) -> bytes:
+def pprof_for(
+    folded: Folded,
+    *,
+    frequency: float,
+    start: float,
+    end: float,
+    target: str,
+    kind: str = "cpu",
+) -> bytes:
     """A merged range of one target as gzip-compressed pprof, labelled with the target."""
     from flamed.render.pprof import encode_pprof
 
@@ -109,17 +128,18 @@ def pprof_for(folded: Folded, *, frequency: float, start: float, end: float, tar
         start_ns=round(start * 1e9),
         duration_ns=max(0, round((end - start) * 1e9)),
         labels={"target": target},
+        kind=kind,
     )
 
 
-def profile_json(query: Query, kind: str = "cpu") -> Rendered:
+def profile_json(query: Query) -> Rendered:
     """The range as the web page's compact JSON call tree (``flamed.render.jsonprofile``)."""
     from flamed.render.jsonprofile import profile_json as encode
 
     selection = query.selection
     meta = {
         "target": query.target,
-        "type": kind,
+        "type": query.profile,
         "start": selection.start,
         "end": selection.end,
         "samples": query.samples,
@@ -146,5 +166,5 @@ def timeline(query: Query) -> Rendered:
         [round(bucket.start, 3), round(bucket.end, 3), bucket.samples]
         for bucket in query.selection.buckets
     ]
-    body = {"target": query.target, "buckets": buckets}
+    body = {"target": query.target, "type": query.profile, "buckets": buckets}
     return packed(json.dumps(body, separators=(",", ":")).encode("ascii"), JSON)
