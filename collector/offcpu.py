@@ -34,7 +34,9 @@ a one-line error in the target's off-CPU status; its CPU profile goes on.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -45,7 +47,7 @@ from flamed.collector.base import ChunkSink, TargetSpec
 from flamed.collector.dumps import Dumps, DumpSession, dump_period
 from flamed.collector.perf import explain_failure
 from flamed.collector.procfs import cpu_seconds
-from flamed.collector.runner import Outcome, SessionOptions
+from flamed.collector.runner import TRACEFS, Outcome, SessionOptions
 from flamed.collector.targets import Resolution
 
 MARKER = b"\n==flamed-offcpu-dump== "
@@ -147,6 +149,21 @@ def tracefs_missing(roots: tuple[Path, ...]) -> ProfilerError | None:
         "off-CPU: tracefs is not mounted (bpftrace needs the sched:sched_switch "
         "tracepoint): mount -t tracefs nodev /sys/kernel/tracing"
     )
+
+
+def offcpu_problems(
+    bpftrace_path: str = "bpftrace", tracefs: tuple[Path, ...] = TRACEFS, euid: int | None = None
+) -> list[str]:
+    """What would stop an off-CPU session here, one line each (``flamed check-config``)."""
+    problems = []
+    if shutil.which(bpftrace_path) is None:
+        problems.append(f"off-CPU: bpftrace not found ({bpftrace_path}): install it ({INSTALL})")
+    if (os.geteuid() if euid is None else euid) != 0:
+        problems.append("off-CPU: bpftrace runs only as root (see the systemd drop-in offcpu.conf)")
+    missing = tracefs_missing(tracefs)
+    if missing is not None:
+        problems.append(str(missing))
+    return problems
 
 
 def explain_bpftrace(code: int | None, lines: list[str], proc_root: Path) -> ProfilerError:

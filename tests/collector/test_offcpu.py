@@ -22,7 +22,13 @@ import pytest
 from flamed.collapse.errors import ProfilerError
 from flamed.collapse.folded import Folded
 from flamed.collector import Chunk, TargetSpec, create_session
-from flamed.collector.offcpu import OffCpuCollapser, OffCpuSession, program, tracefs_missing
+from flamed.collector.offcpu import (
+    OffCpuCollapser,
+    OffCpuSession,
+    offcpu_problems,
+    program,
+    tracefs_missing,
+)
 from flamed.collector.targets import Resolution
 from tests.collector.helpers import weight
 
@@ -191,3 +197,15 @@ def test_collapser_drops_offsets() -> None:
     collapser.feed(b"@[\n    schedule+40\n    __schedule+1576\n, \n    main+12\n, app]: 500\n")
     assert collapser.finish() == Folded({"app;main;__schedule;schedule": 2000})
     assert collapser.samples == 2 and collapser.bytes_fed > 0
+
+
+def test_problems_are_listed(tmp_path: Path) -> None:
+    problems = offcpu_problems(str(tmp_path / "none"), (tmp_path,), euid=1000)
+    assert [problem.split(":")[1].strip().split(" ")[0] for problem in problems] == [
+        "bpftrace",
+        "bpftrace",
+        "tracefs",
+    ], problems
+    assert "runs only as root" in problems[1]
+    (tmp_path / "events/sched/sched_switch").mkdir(parents=True)
+    assert offcpu_problems("sh", (tmp_path,), euid=0) == []
