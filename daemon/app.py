@@ -26,7 +26,6 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from flamed.collapse.errors import UsageError
-from flamed.collector.base import PROFILE_TYPES
 from flamed.daemon import renders
 from flamed.daemon.config import Config
 from flamed.daemon.metrics import Metrics
@@ -38,7 +37,7 @@ from flamed.daemon.middlewares import (
     no_body_middleware,
 )
 from flamed.daemon.notify import Notifier
-from flamed.daemon.query import Query
+from flamed.daemon.query import QUERY_TYPES, ProfileQuery
 from flamed.daemon.responses import Rendered, Responder, metrics_handler
 from flamed.daemon.service import Service
 from flamed.daemon.supervisor import SessionFactory, default_factory
@@ -182,6 +181,7 @@ async def diff(request: web.Request) -> web.StreamResponse:
 
 async def pprof(request: web.Request) -> web.StreamResponse:
     query = ask(request, API_WINDOW, quick=False)
+    one_type(query)
     return await respond(request, (query.key,), functools.partial(renders.pprof, query))
 
 
@@ -194,6 +194,7 @@ async def profile(request: web.Request) -> web.StreamResponse:
 async def timeline(request: web.Request) -> web.StreamResponse:
     """Samples per bucket over the range, from bucket metadata (made on the loop: cheap)."""
     query = ask(request, API_WINDOW, quick=False)
+    one_type(query)
     work = functools.partial(renders.timeline, query)
     return request.app[RESPONDER].respond_now(request, (query.key,), work)
 
@@ -221,12 +222,21 @@ def target_param(request: web.Request, quick: bool) -> str:
 def type_param(request: web.Request) -> str:
     """``type``: the profile type, ``cpu`` unless given."""
     kind = request.query.get("type", "cpu")
-    if kind not in PROFILE_TYPES:
-        raise UsageError(f"type: unknown profile type {kind[:40]!r} ({', '.join(PROFILE_TYPES)})")
+    if kind not in QUERY_TYPES:
+        raise UsageError(f"type: unknown profile type {kind[:40]!r} ({', '.join(QUERY_TYPES)})")
     return kind
 
 
-def ask(request: web.Request, window: float, quick: bool, more: Collection[str] = ()) -> Query:
+def one_type(query: ProfileQuery) -> None:
+    """The endpoints whose answer has one unit (pprof's sample types, the timeline's counts)
+    refuse ``hotcold``."""
+    if query.profile == "hotcold":
+        raise UsageError("type: hotcold is for graphs and folded text; ask cpu or offcpu here")
+
+
+def ask(
+    request: web.Request, window: float, quick: bool, more: Collection[str] = ()
+) -> ProfileQuery:
     """The query the request's ``target``, ``type``, ``window``, ``from`` and ``until`` name;
     the request may give those and the parameters named in ``more``, nothing else."""
     check_params(request, RANGE_PARAMS.union(more))

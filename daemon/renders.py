@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from flamed.collapse.folded import Folded
-from flamed.daemon.query import Query
+from flamed.daemon.query import ProfileQuery
 from flamed.daemon.responses import JSON, PPROF, SVG, TEXT, Rendered, packed
 from flamed.daemon.timerange import format_time
 
@@ -59,12 +59,13 @@ def render_options(
     from flamed.render.options import RenderOptions, options_from_query
 
     base = RenderOptions(title=title, subtitle=subtitle)
-    if profile == "offcpu":
-        base = RenderOptions(title=title, subtitle=subtitle, count_name="us", colors="io")
+    if profile != "cpu":
+        colors = "io" if profile == "offcpu" else "hotcold"
+        base = RenderOptions(title=title, subtitle=subtitle, count_name="us", colors=colors)
     return options_from_query(query, base)
 
 
-def note(query: Query) -> str:
+def note(query: ProfileQuery) -> str:
     """The subtitle: the buckets' times and sample count."""
     start, end = query.selection.start, query.selection.end
     if start is None or end is None:
@@ -73,30 +74,34 @@ def note(query: Query) -> str:
 
     if query.profile == "offcpu":
         amount = f"{query.samples / 1e6:,.3f} s off CPU"
+    elif query.profile == "hotcold":
+        amount = f"{query.samples / 1e6:,.3f} s on CPU and off"
     else:
         amount = format_count(query.samples)
     return f"{format_time(start)} to {format_time(end)}, {amount}"
 
 
-def folded_text(query: Query) -> Rendered:
+def folded_text(query: ProfileQuery) -> Rendered:
     return packed(query.folded().to_bytes(), TEXT)
 
 
-def flamegraph(query: Query, options: RenderOptions, timer: Histogram) -> Rendered:
+def flamegraph(query: ProfileQuery, options: RenderOptions, timer: Histogram) -> Rendered:
     folded = query.folded()
     with timer.time():
         svg = render_flamegraph(folded, options)
     return packed(svg.encode("utf-8", "surrogateescape"), SVG)
 
 
-def diff(before: Query, after: Query, options: RenderOptions, timer: Histogram) -> Rendered:
+def diff(
+    before: ProfileQuery, after: ProfileQuery, options: RenderOptions, timer: Histogram
+) -> Rendered:
     a, b = before.folded(), after.folded()
     with timer.time():
         svg = render_diff(a, b, options)
     return packed(svg.encode("utf-8", "surrogateescape"), SVG)
 
 
-def pprof(query: Query) -> Rendered:
+def pprof(query: ProfileQuery) -> Rendered:
     """The range as gzip-compressed pprof (``go tool pprof``, Pyroscope, Parca, ...)."""
     span = query.span
     data = pprof_for(
@@ -132,7 +137,7 @@ def pprof_for(
     )
 
 
-def profile_json(query: Query) -> Rendered:
+def profile_json(query: ProfileQuery) -> Rendered:
     """The range as the web page's compact JSON call tree (``flamed.render.jsonprofile``)."""
     from flamed.render.jsonprofile import profile_json as encode
 
@@ -148,7 +153,7 @@ def profile_json(query: Query) -> Rendered:
     return packed(encode(query.folded(), meta), JSON, level=1)
 
 
-def speedscope(query: Query, exporter: str) -> Rendered:
+def speedscope(query: ProfileQuery, exporter: str) -> Rendered:
     """The range as a speedscope file, named by the target and the buckets' times."""
     from flamed.render.speedscope import speedscope_json
 
@@ -159,7 +164,7 @@ def speedscope(query: Query, exporter: str) -> Rendered:
     return packed(speedscope_json(query.folded(), name, exporter), JSON)
 
 
-def timeline(query: Query) -> Rendered:
+def timeline(query: ProfileQuery) -> Rendered:
     """Samples per bucket over the range, ``[start, end, samples]`` each, from the buckets'
     own counts (no stacks are read: cheap for a day of buckets, cold ones included)."""
     buckets = [

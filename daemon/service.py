@@ -29,7 +29,7 @@ from flamed.daemon.config import Config, SamplerConfig, load_config
 from flamed.daemon.export import Exporters
 from flamed.daemon.metrics import Metrics, TargetReading
 from flamed.daemon.persist import BucketWriter, DiskStore
-from flamed.daemon.query import NoSuchProfile, Query, UnknownTarget
+from flamed.daemon.query import HotColdQuery, NoSuchProfile, ProfileQuery, Query, UnknownTarget
 from flamed.daemon.store import Bucket, Window, make_bucket
 from flamed.daemon.supervisor import SessionFactory, Supervisor
 from flamed.daemon.timerange import TimeRange
@@ -351,9 +351,16 @@ class Service:
     def now(self) -> float:
         return self.clock()
 
-    def query(self, target: str, span: TimeRange, profile: str = "cpu") -> Query:
-        """``target``'s buckets of one profile type over ``span`` (a removed target's too,
-        until they expire)."""
+    def query(self, target: str, span: TimeRange, profile: str = "cpu") -> ProfileQuery:
+        """``target``'s buckets of one profile type (or ``hotcold``: both) over ``span`` (a
+        removed target's too, until they expire)."""
+        if profile == "hotcold":
+            return HotColdQuery(
+                self._query(target, span, "cpu"), self._query(target, span, "offcpu")
+            )
+        return self._query(target, span, profile)
+
+    def _query(self, target: str, span: TimeRange, profile: str) -> Query:
         window = self.windows.get(window_name(target, profile))
         if window is None and window_name(target, "cpu") in self.windows:
             has = ", ".join(self.profiles(target))

@@ -72,13 +72,29 @@ async def test_bad_or_absent_types(client: Client) -> None:
         unknown = await client.get(f"{path}?target=a&type=wall")
         text = await unknown.text()
         assert unknown.status == 400 and text.count("\n") == 1, (path, text)
-        assert text.startswith("type: unknown profile type 'wall' (cpu, offcpu)"), text
+        assert text.startswith("type: unknown profile type 'wall' (cpu, offcpu, hotcold)"), text
         absent = await client.get(f"{path}?target=b&type=offcpu")
         text = await absent.text()
         assert absent.status == 404, (path, text)
         assert text == "target 'b' has no offcpu profile (it has: cpu)\n", text
     quick = await client.get("/folded.txt?type=offcpu")
     assert quick.status == 200 and "schedule" in await quick.text()
+
+
+async def test_hot_and_cold_in_one_graph(client: Client) -> None:
+    """CPU samples become microseconds (1e6 / 99 each), off-CPU frames are marked _[o]."""
+    both = await client.get("/api/v1/folded?target=a&window=5m&type=hotcold")
+    assert await both.text() == "main;work 50505\nmain_[o];read_[o];schedule_[o] 250000\n"
+    svg = await (await client.get("/api/v1/flamegraph?target=a&type=hotcold")).text()
+    assert "main (50,505 us," in svg and "read (250,000 us," in svg
+    assert "0.301 s on CPU and off" in svg
+    document = await (await client.get("/api/v1/profile?target=a&type=hotcold")).json()
+    assert document["type"] == "hotcold" and document["samples"] == 300505
+    for path in ("/api/v1/pprof", "/api/v1/timeline"):
+        refused = await client.get(f"{path}?target=a&type=hotcold")
+        assert refused.status == 400 and "hotcold is for graphs" in await refused.text()
+    absent = await client.get("/api/v1/folded?target=b&type=hotcold")
+    assert absent.status == 404 and "has no offcpu profile" in await absent.text()
 
 
 async def test_targets_list_types_and_the_offcpu_state(
