@@ -94,10 +94,15 @@ def condition(resolution: Resolution, cgroup_root: Path) -> tuple[str, str]:
 
 
 def program(resolution: Resolution, cgroup_root: Path, min_block_us: int, period_ms: int) -> str:
-    """The bpftrace program for one target set."""
+    """The bpftrace program for one target set.
+
+    ``pid_t`` (the type of the tracepoint's pids) is defined by hand: bpftrace 0.17 reads
+    it from the kernel's BTF only with CAP_SYS_ADMIN, which the systemd drop-in does not
+    grant, and fails without it."""
     setup, wanted = condition(resolution, cgroup_root)
     marker = MARKER.decode().replace("\n", "\\n")
     return f"""
+#define pid_t int
 BEGIN {{ {setup} }}
 tracepoint:sched:sched_switch {{
     if ({wanted}) {{
@@ -135,7 +140,7 @@ interval:ms:{period_ms} {{
     printf("{marker}%lld\\n", nsecs);
 }}
 END {{
-    clear(@odd); clear(@even); clear(@flamed_odd); clear(@flamed_want);
+    clear(@odd); clear(@even); clear(@flamed_odd); {"clear(@flamed_want);" if setup else ""}
     clear(@flamed_start); clear(@flamed_kstack); clear(@flamed_ustack);
 }}
 """

@@ -183,7 +183,25 @@ def test_program_filters_the_target() -> None:
     assert "if ($us >= 500)" in pids and "interval:ms:1000" in pids
     unit = program(Resolution("cgroup", (), "system.slice/x.service"), Path("/cg"), 1, 250)
     assert 'cgroup == cgroupid("/cg/system.slice/x.service")' in unit
-    assert "if (tid != 0)" in program(Resolution("all"), Path("/cg"), 1, 250)
+    everything = program(Resolution("all"), Path("/cg"), 1, 250)
+    assert "if (tid != 0)" in everything and "@flamed_want" not in everything
+    assert "@flamed_want" not in unit
+
+
+def test_every_kind_of_target_compiles(tmp_path: Path) -> None:
+    """bpftrace's dry run (-d: parse and check, attach nothing) of each program."""
+    bpftrace = require_bpftrace()
+    cgroup = next(p for p in Path("/sys/fs/cgroup").iterdir() if p.is_dir())
+    for resolution in (
+        Resolution("pids", (os.getpid(),)),
+        Resolution("cgroup", (), cgroup.name),
+        Resolution("all"),
+    ):
+        text = program(resolution, Path("/sys/fs/cgroup"), 1000, 1000)
+        done = subprocess.run(
+            [bpftrace, "-d", "-e", text], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, (resolution, done.stderr[-1000:])
 
 
 def test_strange_cgroup_is_refused() -> None:
