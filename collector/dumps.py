@@ -17,7 +17,7 @@ import shutil
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from flamed.collapse.errors import ProfilerError
 from flamed.collector.buckets import BucketCutter
@@ -94,13 +94,16 @@ class DumpSession(SamplingSession):
     dumps: Dumps | None = None
     """The running child's dumps (``dumps.count``: how many it printed)."""
 
-    async def start_child(self, argv: list[str], missing: str) -> asyncio.subprocess.Process:
-        """The child, stdout piped; ``missing`` is the one-line error when it is not there."""
+    async def start_child(
+        self, argv: list[str], missing: str, env: Mapping[str, str] | None = None
+    ) -> asyncio.subprocess.Process:
+        """The child, stdout piped, in ``env`` (None: ours); ``missing`` is the one-line
+        error when it is not there."""
         if shutil.which(argv[0]) is None:  # behind the wrapper, a missing one is no OSError
             raise ProfilerError(missing)
         try:
             return await spawn(
-                argv, stdout=asyncio.subprocess.PIPE, wrapper=self.options.child_wrapper
+                argv, stdout=asyncio.subprocess.PIPE, wrapper=self.options.child_wrapper, env=env
             )
         except FileNotFoundError as err:
             raise ProfilerError(missing) from err

@@ -100,10 +100,12 @@ def build(folder: Path) -> Path:
     return binary
 
 
-async def one_run(binary: Path, rate: int, seconds: float, traced: str = "") -> tuple[float, float]:
-    """(CPU seconds per second of the program, plus bpftrace's when traced; switches/s).
-    ``traced``: "" not traced, "self" the program is the target, "other" a sleeping
-    process is (the program's switches only run the program's first test)."""
+async def one_run(
+    binary: Path, rate: int, seconds: float, traced: str = ""
+) -> tuple[float, float, float]:
+    """(CPU seconds per second of the program, plus bpftrace's when traced; switches/s;
+    bpftrace's part alone). ``traced``: "" not traced, "self" the program is the target,
+    "other" a sleeping process is (the program's switches only run the first test)."""
     program = subprocess.Popen([str(binary), str(rate / 2)])
     other = subprocess.Popen(["sleep", "1000"])
     session: OffCpuSession | None = None
@@ -127,7 +129,8 @@ async def one_run(binary: Path, rate: int, seconds: float, traced: str = "") -> 
         await asyncio.sleep(seconds)
         cpu1, sw1, t1 = cpu_seconds(program.pid), switches(program.pid), time.monotonic()
         tracer1 = cpu_seconds(tracer) if tracer else 0.0
-        return ((cpu1 - cpu0) + (tracer1 - tracer0)) / (t1 - t0), (sw1 - sw0) / (t1 - t0)
+        spent, tracer_spent = (cpu1 - cpu0) + (tracer1 - tracer0), tracer1 - tracer0
+        return spent / (t1 - t0), (sw1 - sw0) / (t1 - t0), tracer_spent / (t1 - t0)
     finally:
         if session is not None and task is not None:
             await session.stop()
@@ -150,12 +153,16 @@ async def main() -> None:
         for rate in (int(r) for r in args.rates.split(",")):
             runs: dict[str, list[float]] = {"": [], "self": [], "other": []}
             rates: list[float] = []
+            tracer: list[float] = []
             for _ in range(args.rounds):  # alternating: without, with, beside, without ...
                 for mode, found in runs.items():
-                    cpu, seen = await one_run(binary, rate, args.seconds, mode)
+                    cpu, seen, alone = await one_run(binary, rate, args.seconds, mode)
                     found.append(cpu)
                     rates.append(seen)
+                    if mode == "self":
+                        tracer.append(alone)
             report(rate, runs[""], runs["self"], rates)
+            print(f"  of which bpftrace itself: {100 * statistics.median(tracer):.2f} %")
             report(rate, runs[""], runs["other"], rates, "another process traced: ")
 
 
