@@ -17,6 +17,9 @@ from flamed.collapse.folded import Folded
 CallGraph = Literal["fp", "dwarf", "lbr"]
 Backend = Literal["auto", "perf", "dtrace", "py-spy"]
 State = Literal["starting", "running", "waiting", "error", "stopped"]
+PROFILE_TYPES = ("cpu", "offcpu")
+"""What a target's profiles measure: ``cpu`` counts samples on CPU, ``offcpu`` microseconds
+threads spent blocked (off CPU), counted in the kernel."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ class Chunk:
     cpu_seconds: float
     """CPU time flamed spent folding it (perf script and the collapser)."""
     format: str = "perf"
+    profile: str = "cpu"
+    """One of PROFILE_TYPES; an ``offcpu`` chunk counts microseconds, not samples."""
 
 
 @dataclass

@@ -16,7 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 log = logging.getLogger("flamed.collector")
 
@@ -58,9 +58,14 @@ def wrapper_works(prefix: tuple[str, ...]) -> bool:
 
 
 async def spawn(
-    argv: list[str], *, stdout: int | None = None, wrapper: tuple[str, ...] = ()
+    argv: list[str],
+    *,
+    stdout: int | None = None,
+    wrapper: tuple[str, ...] = (),
+    env: Mapping[str, str] | None = None,
 ) -> asyncio.subprocess.Process:
-    """Start ``argv`` (behind ``wrapper``) in a new process group with stderr piped.
+    """Start ``argv`` (behind ``wrapper``) in a new process group with stderr piped, in
+    ``env`` (None: ours).
 
     OSError propagates.
     """
@@ -71,6 +76,7 @@ async def spawn(
         stdout=asyncio.subprocess.DEVNULL if stdout is None else stdout,
         stderr=asyncio.subprocess.PIPE,
         process_group=0,
+        env=env,
     )
 
 

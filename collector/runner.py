@@ -40,6 +40,8 @@ GRACE = 3.0
 """Seconds past a bucket's end before it is handed out when no later sample closed it: perf,
 pinged every second, delivers a single process's samples 1.8 s late (median; 3.5 s at most)."""
 
+TRACEFS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
+
 
 @dataclass(frozen=True)
 class SessionOptions:
@@ -49,6 +51,11 @@ class SessionOptions:
     """Length of one chunk; buckets are aligned on the wall clock (multiples of this)."""
     perf_path: str = "perf"
     dtrace_path: str = "dtrace"
+    bpftrace_path: str = "bpftrace"
+    min_block_us: int = 1000
+    """Off-CPU sessions: blocks shorter than this many microseconds are not counted."""
+    tracefs: tuple[Path, ...] = TRACEFS
+    """Where tracefs may be mounted (off-CPU sessions check for the sched_switch tracepoint)."""
     proc_root: Path = Path("/proc")
     cgroup_root: Path = Path("/sys/fs/cgroup")
     systemctl_path: str | None = "systemctl"
@@ -103,6 +110,8 @@ class SamplingSession:
     """The loop shared by the perf and DTrace sessions; subclasses implement ``sample()``."""
 
     backend = ""
+    profile = "cpu"
+    """The profile type of the chunks it hands out (``flamed.collector.base.PROFILE_TYPES``)."""
 
     def __init__(self, spec: TargetSpec, options: SessionOptions, on_chunk: ChunkSink) -> None:
         self.spec = spec
@@ -319,6 +328,7 @@ class SamplingSession:
             bytes_folded=part.collapser.bytes_fed,
             cpu_seconds=python_cpu + tool_cpu,
             format=self.backend,
+            profile=self.profile,
         )
         self.emit(chunk, python_cpu, tool_cpu)
 

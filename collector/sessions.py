@@ -9,7 +9,7 @@ from pathlib import Path
 
 from flamed.collapse.errors import UsageError
 from flamed.collector.base import ChunkSink, Session, TargetSpec
-from flamed.collector.runner import GRACE, SamplingSession, SessionOptions
+from flamed.collector.runner import GRACE, TRACEFS, SamplingSession, SessionOptions
 from flamed.collector.targets import spec_kind
 
 
@@ -47,9 +47,14 @@ def create_session(
     py_spy_path: str | None = None,
     py_spy_native: bool = False,
     platform: str = sys.platform,
+    profile: str = "cpu",
+    bpftrace_path: str | None = None,
+    min_block_us: int = 1000,
+    tracefs: tuple[Path, ...] = TRACEFS,
 ) -> Session:
     """A session for ``spec`` (not started: ``await session.run()``; ``await session.stop()``).
 
+    ``profile="offcpu"`` makes the off-CPU session (bpftrace, Linux) instead of the CPU one.
     Raises ``UsageError`` for a spec that sets no target or more than one, a bad
     regular expression, or a target the chosen backend cannot sample.
     """
@@ -77,7 +82,16 @@ def create_session(
         python_view=python_view,
         py_spy_path=py_spy_path,
         py_spy_native=py_spy_native,
+        bpftrace_path=bpftrace_path or "bpftrace",
+        min_block_us=min_block_us,
+        tracefs=tracefs,
     )
+    if profile == "offcpu":
+        from flamed.collector.offcpu import OffCpuSession
+
+        return OffCpuSession(spec, options, on_chunk)
+    if profile != "cpu":
+        raise UsageError(f"target {spec.name!r}: unknown profile type {profile!r}")
     return build(spec, options, on_chunk, platform)
 
 

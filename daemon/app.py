@@ -37,7 +37,7 @@ from flamed.daemon.middlewares import (
     no_body_middleware,
 )
 from flamed.daemon.notify import Notifier
-from flamed.daemon.query import Query
+from flamed.daemon.query import QUERY_TYPES, ProfileQuery
 from flamed.daemon.responses import Rendered, Responder, metrics_handler
 from flamed.daemon.service import Service
 from flamed.daemon.supervisor import SessionFactory, default_factory
@@ -59,7 +59,7 @@ API_WINDOW = 300.0
 """Seconds ``/api/v1/...`` covers without ``window`` or ``from``."""
 QUICK_WINDOW = 60.0
 """Seconds ``/flamegraph.svg`` and ``/folded.txt`` cover without ``window`` or ``from``."""
-RANGE_PARAMS = frozenset({"target", *RANGE_KEYS})
+RANGE_PARAMS = frozenset({"target", "type", *RANGE_KEYS})
 """What every profile endpoint takes; each adds its own (a graph, the render options)."""
 DIFF_PARAMS = RANGE_PARAMS | {"baseline", *DIFF_KEYS}
 
@@ -157,7 +157,9 @@ async def folded(request: web.Request, window: float, quick: bool) -> web.Stream
 async def flamegraph(request: web.Request, window: float, quick: bool) -> web.StreamResponse:
     query = ask(request, window, quick, renders.render_params())
     title = f"{query.target}: {query.span.label}"
-    options = renders.render_options(request.query, title, renders.note(query))
+    if query.profile != "cpu":
+        title = f"{query.target} ({query.profile}): {query.span.label}"
+    options = renders.render_options(request.query, title, renders.note(query), query.profile)
     timer = request.app[METRICS].render_seconds
     work = functools.partial(renders.flamegraph, query, options, timer)
     return await respond(request, (query.key, query.span.label), work)  # the title names it
@@ -168,9 +170,10 @@ async def diff(request: web.Request) -> web.StreamResponse:
     check_params(request, DIFF_PARAMS | renders.render_params())
     name = target_param(request, quick=False)
     before, after = diff_ranges(request.query, service.now(), API_WINDOW)
-    a, b = service.query(name, before), service.query(name, after)
+    kind = type_param(request)
+    a, b = service.query(name, before, kind), service.query(name, after, kind)
     title = f"{name}: {after.label} against {before.label}"
-    options = renders.render_options(request.query, title, renders.note(b))
+    options = renders.render_options(request.query, title, renders.note(b), kind)
     timer = request.app[METRICS].render_seconds
     work = functools.partial(renders.diff, a, b, options, timer)
     return await respond(request, (a.key, b.key, title), work)
@@ -178,6 +181,7 @@ async def diff(request: web.Request) -> web.StreamResponse:
 
 async def pprof(request: web.Request) -> web.StreamResponse:
     query = ask(request, API_WINDOW, quick=False)
+    one_type(query)
     return await respond(request, (query.key,), functools.partial(renders.pprof, query))
 
 
@@ -190,6 +194,7 @@ async def profile(request: web.Request) -> web.StreamResponse:
 async def timeline(request: web.Request) -> web.StreamResponse:
     """Samples per bucket over the range, from bucket metadata (made on the loop: cheap)."""
     query = ask(request, API_WINDOW, quick=False)
+    one_type(query)
     work = functools.partial(renders.timeline, query)
     return request.app[RESPONDER].respond_now(request, (query.key,), work)
 
@@ -214,13 +219,31 @@ def target_param(request: web.Request, quick: bool) -> str:
     return request.app[SERVICE].first_target()
 
 
-def ask(request: web.Request, window: float, quick: bool, more: Collection[str] = ()) -> Query:
-    """The query the request's ``target``, ``window``, ``from`` and ``until`` name; the
-    request may give those and the parameters named in ``more``, nothing else."""
+def type_param(request: web.Request) -> str:
+    """``type``: the profile type, ``cpu`` unless given."""
+    kind = request.query.get("type", "cpu")
+    if kind not in QUERY_TYPES:
+        raise UsageError(f"type: unknown profile type {kind[:40]!r} ({', '.join(QUERY_TYPES)})")
+    return kind
+
+
+def one_type(query: ProfileQuery) -> None:
+    """The endpoints whose answer has one unit (pprof's sample types, the timeline's counts)
+    refuse ``hotcold``."""
+    if query.profile == "hotcold":
+        raise UsageError("type: hotcold is for graphs and folded text; ask cpu or offcpu here")
+
+
+def ask(
+    request: web.Request, window: float, quick: bool, more: Collection[str] = ()
+) -> ProfileQuery:
+    """The query the request's ``target``, ``type``, ``window``, ``from`` and ``until`` name;
+    the request may give those and the parameters named in ``more``, nothing else."""
     check_params(request, RANGE_PARAMS.union(more))
     service = request.app[SERVICE]
     name = target_param(request, quick)
-    return service.query(name, parse_range(request.query, service.now(), window))
+    span = parse_range(request.query, service.now(), window)
+    return service.query(name, span, type_param(request))
 
 
 def check_params(request: web.Request, accepted: Collection[str]) -> None:

@@ -97,10 +97,24 @@ class SamplerConfig:
     """Fold CPython 3.12+ ``py::`` frames as Python functions, without the interpreter's."""
     py_spy_native: bool | None = None
     """The py-spy backend adds native (C) frames (``py-spy --native``)."""
+    offcpu: bool = False
+    """Also record the off-CPU profile (time blocked per stack, bpftrace; Linux, as root)."""
+    offcpu_min_block: float = 0.001
+    """Seconds: blocks shorter than this are not counted (each costs a map update)."""
+    bpftrace_path: str | None = None
+    """The bpftrace binary: an absolute path, or a name looked up on PATH."""
 
     def arguments(self) -> dict[str, Any]:
         """What ``flamed.collector.create_session`` takes from this (the settings given)."""
-        return given(**{key: getattr(self, key) for key in SAMPLER_KEYS})
+        return given(**{key: getattr(self, key) for key in PERF_KEYS})
+
+    def offcpu_arguments(self) -> dict[str, Any]:
+        """What ``create_session`` takes for the off-CPU sampler."""
+        return {
+            "profile": "offcpu",
+            "min_block_us": round(self.offcpu_min_block * 1e6),
+            **given(bpftrace_path=self.bpftrace_path),
+        }
 
 
 @dataclass(frozen=True)
@@ -169,8 +183,11 @@ STORAGE_KEYS = (
 JIT_KEYS = ("perf_maps", "java_perfmap", "jitdump", "python_view", "py_spy_native")
 """Switches for interpreted and JIT-compiled code (README: "Python, Java, Node")."""
 PROFILE_KEYS = ("frequency", "call_graph", "backend", "perf_path", "event", "mmap_pages", *JIT_KEYS)
-TARGET_KEYS = ("name", *SELECTORS, *PROFILE_KEYS)
-SAMPLER_KEYS = ("perf_path", "event", "mmap_pages", *JIT_KEYS)
+OFFCPU_KEYS = ("offcpu", "offcpu_min_block", "bpftrace_path")
+TARGET_KEYS = ("name", *SELECTORS, *PROFILE_KEYS, *OFFCPU_KEYS)
+PERF_KEYS = ("perf_path", "event", "mmap_pages", *JIT_KEYS)
+"""What the CPU sampler's session takes from a SamplerConfig."""
+SAMPLER_KEYS = (*PERF_KEYS, *OFFCPU_KEYS)
 
 
 def parse_config(
@@ -191,7 +208,7 @@ def parse_config(
     server = read_server(reader, reader.table(data.get("server", {}), ("server",)))
     storage = read_storage(reader, reader.table(data.get("storage", {}), ("storage",)), env, euid)
     profile_table = reader.table(data.get("profile", {}), ("profile",))
-    reader.check_keys(profile_table, PROFILE_KEYS, ("profile",))
+    reader.check_keys(profile_table, (*PROFILE_KEYS, *OFFCPU_KEYS), ("profile",))
     profile = read_profile(reader, profile_table, ("profile",))
     targets = read_targets(reader, data.get("targets"), profile)
     specs = tuple(spec for spec, _ in targets)
@@ -312,7 +329,13 @@ def read_profile(reader: TableReader, table: Mapping[str, Any], path: KeyPath) -
         event=reader.convert(table, "event", check_event, path),
         mmap_pages=reader.integer(table, "mmap_pages", path, 1, 1 << 16, " pages"),
         **{key: reader.get(table, key, bool, path) for key in JIT_KEYS},
+        offcpu=reader.get(table, "offcpu", bool, path),
+        offcpu_min_block=reader.convert(table, "offcpu_min_block", parse_duration, path),
+        bpftrace_path=reader.convert(table, "bpftrace_path", check_program, path),
     )
+    block = out.get("offcpu_min_block")
+    if block is not None and not 1e-6 <= block <= 10.0:
+        raise reader.fail((*path, "offcpu_min_block"), "must be from 1us to 10s")
     pages = out.get("mmap_pages")
     if pages is not None and pages & (pages - 1):
         raise reader.fail((*path, "mmap_pages"), f"{pages} is not a power of two (perf -m)")

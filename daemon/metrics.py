@@ -42,6 +42,8 @@ class TargetReading:
     dropped: dict[str, int] = field(default_factory=dict)
     samples_lost: int = 0
     samples_late: int = 0
+    offcpu_up: bool | None = None
+    """The off-CPU sampler runs (None: the target records no off-CPU profile)."""
 
 
 def add_by_reason(
@@ -89,8 +91,15 @@ class TargetCollector(Collector):
             "Samples read after their bucket was stored (added to that bucket afterwards)",
             labels=["target"],
         )
+        offcpu = GaugeMetricFamily(
+            "flamed_offcpu_up",
+            "1 if the target's off-CPU sampler (bpftrace) runs; only targets with offcpu = true",
+            labels=["target"],
+        )
         for reading in self.read():
             up.add_metric([reading.target], 1.0 if reading.up else 0.0)
+            if reading.offcpu_up is not None:
+                offcpu.add_metric([reading.target], 1.0 if reading.offcpu_up else 0.0)
             pids.add_metric([reading.target], reading.pids)
             stacks.add_metric([reading.target], reading.stacks)
             add_by_reason(restarts, reading.target, reading.restarts, RESTART_REASONS)
@@ -99,7 +108,7 @@ class TargetCollector(Collector):
             )
             lost.add_metric([reading.target], reading.samples_lost)
             late.add_metric([reading.target], reading.samples_late)
-        yield from (up, pids, stacks, restarts, dropped, lost, late)
+        yield from (up, pids, stacks, restarts, dropped, lost, late, offcpu)
 
     def describe(self) -> Iterator[Metric]:
         return iter(())
@@ -125,6 +134,12 @@ class Metrics:
         )
         self.samples = Counter(
             "flamed_collapse_samples_total", "Samples folded", ["target"], registry=reg
+        )
+        self.offcpu_seconds = Counter(
+            "flamed_offcpu_seconds_total",
+            "Seconds the target's threads spent off CPU (in blocks at least the minimum long)",
+            ["target"],
+            registry=reg,
         )
         self.collapse_seconds = Counter(
             "flamed_collapse_seconds_total",
@@ -164,9 +179,15 @@ class Metrics:
         """Report the targets ``read`` returns at every scrape (the service's)."""
         self.targets.read = read
 
-    def chunk_folded(self, target: str, fmt: str, nbytes: int, samples: int, cpu: float) -> None:
+    def chunk_folded(
+        self, target: str, fmt: str, nbytes: int, samples: int, cpu: float, profile: str = "cpu"
+    ) -> None:
+        """A chunk came; an ``offcpu`` one's ``samples`` are microseconds off CPU."""
         self.input_bytes.labels(target, fmt).inc(nbytes)
-        self.samples.labels(target).inc(samples)
+        if profile == "offcpu":
+            self.offcpu_seconds.labels(target).inc(samples / 1e6)
+        else:
+            self.samples.labels(target).inc(samples)
         self.collapse_seconds.labels(target, fmt).inc(max(cpu, 0.0))
 
 

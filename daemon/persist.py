@@ -1,6 +1,8 @@
 """Bucket files: their format, the one writer, and the reads at start and for cold buckets.
 
 Each completed bucket is written to ``state_dir/<target>/<start_ms>-<end_ms>.folded.gz``
+(an off-CPU one under ``state_dir/<target>/offcpu/``: the ``target`` this module is
+given is the window's name, ``flamed.daemon.service.window_name``)
 (gzip-compressed folded text after a ``# flamed bucket samples=N`` line) under
 a temporary name and renamed into place, and read back at start, so a restart
 loses at most the bucket in flight. A file that cannot be read is skipped with
@@ -55,10 +57,14 @@ class DiskStore:
         self.root = Path(state_dir)
 
     def folder(self, target: str) -> Path:
-        """``state_dir/<target>``, never through a symlink planted there (OSError)."""
-        folder = self.root / target
-        if folder.is_symlink():
-            raise OSError(errno.ELOOP, "a symlink in the state directory is not followed", folder)
+        """``state_dir/<target>`` (``<target>/offcpu``), never through a symlink planted there
+        (OSError)."""
+        folder = self.root
+        for part in target.split("/"):
+            folder = folder / part
+            if folder.is_symlink():
+                reason = "a symlink in the state directory is not followed"
+                raise OSError(errno.ELOOP, reason, folder)
         return folder
 
     def write(self, target: str, bucket: Bucket) -> None:

@@ -11,11 +11,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Protocol
 
 from flamed.collapse.errors import FlamedError
 from flamed.collapse.folded import Folded
-from flamed.daemon.store import Window
+from flamed.collapse.hotcold import hot_cold
+from flamed.collector.base import PROFILE_TYPES
+from flamed.daemon.store import Selection, Window, bucket_start
 from flamed.daemon.timerange import TimeRange
+
+QUERY_TYPES = (*PROFILE_TYPES, "hotcold")
+"""What ``type=`` may ask for: a profile type, or ``hotcold`` (CPU and off-CPU in one)."""
 
 OnLoop = Callable[[Callable[[], None]], None]
 """Runs a callable on the event loop's thread, from any thread."""
@@ -25,14 +31,44 @@ class UnknownTarget(FlamedError):
     """No target of that name (configured now, or whose history is still kept)."""
 
 
+class NoSuchProfile(UnknownTarget):
+    """The target has no profile of that type (``offcpu`` where it is not recorded)."""
+
+
+class ProfileQuery(Protocol):
+    """What the renders read of a query (``Query``, ``HotColdQuery``)."""
+
+    target: str
+    span: TimeRange
+    frequency: int
+    profile: str
+    selection: Selection
+
+    @property
+    def key(self) -> tuple[object, ...]: ...
+
+    @property
+    def samples(self) -> int: ...
+
+    def folded(self) -> Folded: ...
+
+
 class Query:
     """A target's buckets over ``span``, merged once by ``folded()`` (thread-safe)."""
 
     def __init__(
-        self, target: str, span: TimeRange, window: Window, frequency: int, on_loop: OnLoop
+        self,
+        target: str,
+        span: TimeRange,
+        window: Window,
+        frequency: int,
+        on_loop: OnLoop,
+        profile: str = "cpu",
     ) -> None:
         self.target = target
         self.span = span
+        self.profile = profile
+        """``cpu`` (counts are samples) or ``offcpu`` (microseconds off CPU)."""
         self.frequency = frequency
         """Samples per second per CPU the target is sampled at (the period of its pprof)."""
         self.selection = window.select(span.start, span.end)
@@ -43,9 +79,9 @@ class Query:
         self._lock = threading.Lock()
 
     @property
-    def key(self) -> tuple[str, tuple[int, int, int, int]]:
+    def key(self) -> tuple[object, ...]:
         """Names the buckets covered: what ETags and caches are keyed on."""
-        return self.target, self.selection.key
+        return self.target, self.profile, self.selection.key
 
     @property
     def samples(self) -> int:
@@ -63,3 +99,35 @@ class Query:
         folded = window.merge(selection)
         self._on_loop(lambda: window.remember(selection, folded))
         return folded
+
+
+class HotColdQuery:
+    """A target's CPU and off-CPU profiles over one range as one, in microseconds
+    (``flamed.collapse.hotcold``); its selection holds the buckets of both."""
+
+    profile = "hotcold"
+
+    def __init__(self, cpu: Query, offcpu: Query) -> None:
+        self.target, self.span, self.frequency = cpu.target, cpu.span, cpu.frequency
+        self.parts = (cpu, offcpu)
+        both = sorted((*cpu.selection.buckets, *offcpu.selection.buckets), key=bucket_start)
+        self.selection = Selection(tuple(both), cpu.selection.generation)
+
+    @property
+    def us_per_sample(self) -> float:
+        return 1e6 / self.frequency
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        cpu, offcpu = self.parts
+        return self.target, self.profile, cpu.selection.key, offcpu.selection.key
+
+    @property
+    def samples(self) -> int:
+        """Microseconds, on CPU (samples turned to time) and off."""
+        cpu, offcpu = self.parts
+        return round(cpu.samples * self.us_per_sample) + offcpu.samples
+
+    def folded(self) -> Folded:
+        cpu, offcpu = self.parts
+        return hot_cold(cpu.folded(), offcpu.folded(), self.us_per_sample)

@@ -24,12 +24,12 @@ from typing import Any
 
 from flamed.collapse.errors import FlamedError
 from flamed.collapse.folded import Folded
-from flamed.collector.base import Chunk, TargetSpec
-from flamed.daemon.config import Config, load_config
+from flamed.collector.base import PROFILE_TYPES, Chunk, TargetSpec
+from flamed.daemon.config import Config, SamplerConfig, load_config
 from flamed.daemon.export import Exporters
 from flamed.daemon.metrics import Metrics, TargetReading
 from flamed.daemon.persist import BucketWriter, DiskStore
-from flamed.daemon.query import Query, UnknownTarget
+from flamed.daemon.query import HotColdQuery, NoSuchProfile, ProfileQuery, Query, UnknownTarget
 from flamed.daemon.store import Bucket, Window, make_bucket, trim_memory
 from flamed.daemon.supervisor import SessionFactory, Supervisor
 from flamed.daemon.timerange import TimeRange
@@ -40,6 +40,12 @@ WRITES_TIMEOUT = 1.5
 """Seconds the last bucket files get at shutdown; with the samplers' stop, exit within 10 s."""
 RELOAD_SETTLE = 0.3
 """Seconds a reload waits for more changes (an editor's save is several events)."""
+
+
+def window_name(target: str, profile: str) -> str:
+    """The name of a target's window of one profile type, and of its folder of bucket files:
+    the target's own name for ``cpu`` (where its files always were), ``target/offcpu``."""
+    return target if profile == "cpu" else f"{target}/{profile}"
 
 
 class Service:
@@ -68,7 +74,10 @@ class Service:
         self.writer = BucketWriter(disk, self.metrics.disk_errors, self._kept, self._backlogged)
         self.exporters = Exporters(config.exporters, registry=self.metrics.registry, clock=clock)
         self.windows: dict[str, Window] = {}
+        """By ``window_name(target, profile)``: the target's name for its CPU profile."""
         self.targets: dict[str, Supervisor] = {}
+        self.offcpu: dict[str, Supervisor] = {}
+        """The off-CPU samplers of the targets that ask for one (``offcpu = true``)."""
         self.retired: set[str] = set()
         """Targets removed by a reload whose window stays queryable until its buckets expire."""
         self.started = False
@@ -96,7 +105,8 @@ class Service:
 
     async def stop(self) -> None:
         """Stop every session (each flushes its last bucket), then finish the writes."""
-        await asyncio.gather(*(target.stop() for target in self.targets.values()))
+        running = [*self.targets.values(), *self.offcpu.values()]
+        await asyncio.gather(*(target.stop() for target in running))
         await self.writer.stop(WRITES_TIMEOUT)
         if self.disk is not None:
             writer = self.writer
@@ -121,26 +131,53 @@ class Service:
     # -- targets and windows ---------------------------------------------------------------
 
     def _add_target(self, spec: TargetSpec) -> None:
-        if spec.name not in self.windows:
-            self.windows[spec.name] = self._new_window(spec.name)
-            self._loading.add(spec.name)
-            self._tasks.append(asyncio.create_task(self._load_window(spec.name)))
         sampler = self.config.sampler(spec.name)
+        for profile in PROFILE_TYPES:
+            if profile == "cpu" or sampler.offcpu or self._on_disk(spec.name, profile):
+                self._open_window(spec.name, profile)
+        self.targets[spec.name] = self._supervise(spec, sampler, sampler.arguments())
+        if sampler.offcpu:
+            self.offcpu[spec.name] = self._supervise(spec, sampler, sampler.offcpu_arguments())
+
+    def _supervise(
+        self, spec: TargetSpec, sampler: SamplerConfig, args: dict[str, Any]
+    ) -> Supervisor:
         build = functools.partial(
             self.session_factory,
             spec,
             bucket_seconds=self.config.storage.bucket,
             on_chunk=self.on_chunk,
-            **sampler.arguments(),
+            **args,
         )
         target = Supervisor(spec, sampler, build)
-        self.targets[spec.name] = target
         target.start()
+        return target
+
+    def _on_disk(self, target: str, profile: str) -> bool:
+        """Does the state directory hold buckets of this profile of the target?"""
+        if self.disk is None:
+            return False
+        return (self.disk.root / window_name(target, profile)).is_dir()
+
+    def _open_window(self, target: str, profile: str) -> Window:
+        """The target's window of this profile type; a new one loads its files first."""
+        name = window_name(target, profile)
+        window = self.windows.get(name)
+        if window is None:
+            window = self.windows[name] = self._new_window(name)
+            if self.disk is not None:
+                self._loading.add(name)
+                self._tasks.append(asyncio.create_task(self._load_window(name)))
+        return window
 
     def _new_window(self, name: str) -> Window:
         disk = self.disk
         read = (lambda bucket: disk.read(name, bucket)) if disk is not None else None
         return Window(name, self.config.storage.max_stacks, read)
+
+    def profiles(self, target: str) -> list[str]:
+        """The profile types the target has (running, or still held)."""
+        return [p for p in PROFILE_TYPES if window_name(target, p) in self.windows]
 
     def _hot_since(self) -> float:
         """Buckets that ended before this keep their stacks on disk only."""
@@ -170,8 +207,9 @@ class Service:
         return window.buckets if window is not None else ()
 
     def _backlogged(self, name: str) -> None:
-        if name in self.targets:
-            self.targets[name].dropped["disk_backlog"] += 1
+        target = name.partition("/")[0]
+        if target in self.targets:
+            self.targets[target].dropped["disk_backlog"] += 1
 
     # -- chunks in -------------------------------------------------------------------------
 
@@ -181,19 +219,25 @@ class Service:
 
     def _take_chunk(self, chunk: Chunk) -> None:
         target = self.targets.get(chunk.target)
-        window = self.windows.get(chunk.target)
-        if target is None or window is None:
+        if target is None or chunk.profile not in PROFILE_TYPES:
             log.debug("chunk for unknown target %s dropped", chunk.target)
             return
+        window = self._open_window(chunk.target, chunk.profile)
         if chunk.end <= self.clock() - self.config.storage.retention:
             target.dropped["stale"] += 1
             return
         self.metrics.chunk_folded(
-            chunk.target, chunk.format, chunk.bytes_folded, chunk.samples, chunk.cpu_seconds
+            chunk.target,
+            chunk.format,
+            chunk.bytes_folded,
+            chunk.samples,
+            chunk.cpu_seconds,
+            chunk.profile,
         )
         bucket = make_bucket(chunk.start, chunk.end, chunk.folded, window.max_stacks, chunk.samples)
-        self.writer.write(chunk.target, [window.add(bucket)])
-        self.exporters.submit(chunk.target, bucket, target.spec.frequency)
+        self.writer.write(window.name, [window.add(bucket)])
+        if chunk.profile == "cpu":
+            self.exporters.submit(chunk.target, bucket, target.spec.frequency)
 
     def ingest(self, name: str, folded: Folded, fmt: str, nbytes: int, cpu: float) -> None:
         """Fold a profile from outside (the inbox) into the current bucket of ``name``."""
@@ -220,11 +264,16 @@ class Service:
                 self.writer.replace(name, coarse, members)
             if self.disk is not None:  # written a roll-up period ago: on disk by now
                 window.evict(self._hot_since(), keep=self.writer.unsaved(name))
-        for name in [name for name in self.retired if not self.windows[name].buckets]:
-            self.retired.discard(name)  # a removed target's history has expired
-            del self.windows[name]
-            self.writer.forget(name)
+        for target in [target for target in self.retired if self._expired(target)]:
+            self.retired.discard(target)  # a removed target's history has expired
+            for profile in self.profiles(target):
+                name = window_name(target, profile)
+                del self.windows[name]
+                self.writer.forget(name)
         trim_memory()  # the buckets' freed stacks and the collapsers' caches go back to the system
+
+    def _expired(self, target: str) -> bool:
+        return not any(self.windows[window_name(target, p)].buckets for p in self.profiles(target))
 
     # -- reload ----------------------------------------------------------------------------
 
@@ -267,6 +316,8 @@ class Service:
                 if wanted != (target.spec, target.sampler) or bucket_changed:
                     await target.stop()
                     del self.targets[name]
+                    if name in self.offcpu:
+                        await self.offcpu.pop(name).stop()
                     if wanted[0] is None:
                         self.retired.add(name)  # its history stays queryable until retention
                         log.info("target %s removed", name)
@@ -300,14 +351,25 @@ class Service:
     def now(self) -> float:
         return self.clock()
 
-    def query(self, target: str, span: TimeRange) -> Query:
-        """``target``'s buckets over ``span`` (a removed target's too, until they expire)."""
-        window = self.windows.get(target)
+    def query(self, target: str, span: TimeRange, profile: str = "cpu") -> ProfileQuery:
+        """``target``'s buckets of one profile type (or ``hotcold``: both) over ``span`` (a
+        removed target's too, until they expire)."""
+        if profile == "hotcold":
+            return HotColdQuery(
+                self._query(target, span, "cpu"), self._query(target, span, "offcpu")
+            )
+        return self._query(target, span, profile)
+
+    def _query(self, target: str, span: TimeRange, profile: str) -> Query:
+        window = self.windows.get(window_name(target, profile))
+        if window is None and window_name(target, "cpu") in self.windows:
+            has = ", ".join(self.profiles(target))
+            raise NoSuchProfile(f"target {target!r} has no {profile} profile (it has: {has})")
         if window is None:
             raise UnknownTarget(f"unknown target {target!r} (see /api/v1/targets)")
         running = self.targets.get(target)
         frequency = running.spec.frequency if running is not None else TargetSpec.frequency
-        return Query(target, span, window, frequency, self.on_loop)
+        return Query(target, span, window, frequency, self.on_loop, profile)
 
     def first_target(self) -> str:
         """The target the quick endpoints (``/flamegraph.svg``, ``/folded.txt``) show."""
@@ -318,22 +380,29 @@ class Service:
     def describe(self, name: str) -> dict[str, Any]:
         """One entry of /api/v1/targets."""
         window = self.windows[name]
-        return {
+        out = {
             **self.targets[name].describe(),
             "oldest": window.oldest,
             "newest": window.newest,
             "samples_last_minute": window.samples_since(self.clock() - 60.0),
+            "types": self.profiles(name),
         }
+        offcpu = self.offcpu.get(name)
+        if offcpu is not None:
+            out["offcpu"] = offcpu.describe_sampler()
+        return out
 
     def describe_all(self) -> list[dict[str, Any]]:
         return [self.describe(name) for name in self.targets]
 
     def readings(self) -> list[TargetReading]:
         windows = self.windows
-        return [
-            target.reading(windows[name].stacks() if name in windows else 0)
-            for name, target in self.targets.items()
-        ]
+        readings = []
+        for name, target in self.targets.items():
+            stacks = sum(windows[window_name(name, p)].stacks() for p in self.profiles(name))
+            offcpu = self.offcpu.get(name)
+            readings.append(target.reading(stacks, offcpu.status if offcpu else None))
+        return readings
 
     @property
     def loading(self) -> bool:

@@ -137,6 +137,19 @@ class Supervisor:
         state = self.status.state
         return state if state in STATES else "waiting"
 
+    def describe_sampler(self) -> dict[str, Any]:
+        """An extra sampler's part of its target's entry (``offcpu``): how it runs."""
+        status = self.status
+        return {
+            "state": self.state,
+            "last_error": status.last_error,
+            "last_error_time": status.last_error_time,
+            "last_error_past": status.last_error_past,
+            "backend": status.backend,
+            "event": status.event,
+            "restarts": sum(status.restarts.values()),
+        }
+
     def describe(self) -> dict[str, Any]:
         """Its part of ``/api/v1/targets`` (the window adds the times and samples)."""
         status = self.status
@@ -155,9 +168,11 @@ class Supervisor:
             "samples_late": status.samples_late,
         }
 
-    def reading(self, stacks: int) -> TargetReading:
+    def reading(self, stacks: int, offcpu: SessionStatus | None = None) -> TargetReading:
+        """What the metrics report; ``offcpu`` is the target's off-CPU sampler's status."""
         status = self.status
         return TargetReading(
+            offcpu_up=None if offcpu is None else offcpu.state == "running",
             target=self.name,
             up=status.state == "running",
             pids=len(status.pids),

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 
 from flamed.collapse.errors import UsageError
 
-DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(us|ms|s|m|h|d)")
+UNITS = {"us": 1e-6, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 LATEST = 1e11
 """Times and durations at or past this (year 5138) are refused: no title could print them."""
 RANGE_KEYS = ("window", "from", "until")
@@ -26,7 +26,8 @@ DIFF_KEYS = ("a_from", "a_until", "b_from", "b_until")
 
 
 def parse_duration(text: str) -> float:
-    """``10s``, ``5m``, ``24h``, ``1h30m``, ``250ms``, ``7d`` -> seconds; ValueError otherwise."""
+    """``10s``, ``5m``, ``24h``, ``1h30m``, ``250ms``, ``500us``, ``7d`` -> seconds; ValueError
+    otherwise."""
     text = text.strip()
     pos, total = 0, 0.0
     for match in DURATION_PART.finditer(text):

@@ -29,6 +29,7 @@ PALETTES = (
     "io",
     "wakeup",
     "chain",
+    "hotcold",
     "java",
     "js",
     "perl",
@@ -79,7 +80,8 @@ class RenderOptions:
     notes: text embedded in an XML comment.
     colors: palette, one of :data:`PALETTES` ("hot"); ``chain`` marks the frames after
         each ``--`` frame as wakers (``_[w]``, aqua) and the rest off-CPU (blue), as
-        flamegraph.pl does for stackcollapse-chain output.
+        flamegraph.pl does for stackcollapse-chain output; ``hotcold`` colours frames
+        marked ``_[o]`` (off-CPU, ``flamed.collapse.hotcold``) blue and the others hot.
     bgcolors: background gradient (:data:`BACKGROUNDS`) or ``#rrggbb``; empty
         picks the palette's usual one.
     hash: colour by flamegraph.pl's weighted name hash (similar names, similar

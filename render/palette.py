@@ -24,7 +24,7 @@ PaletteMap = dict[str, str]
 GREY_SEPARATOR = "rgb(200,200,200)"  # a frame named "-"
 DARK_SEPARATOR = "rgb(160,160,160)"  # a frame named "--"
 RGB_RE = re.compile(r"rgb\((\d{1,3}),(\d{1,3}),(\d{1,3})\)")
-ANNOTATION_RE = re.compile(r"_\[[kwij]\]\Z")
+ANNOTATION_RE = re.compile(r"_\[[kwijo]\]\Z")
 JAVA_PACKAGE_RE = re.compile(r"L?(?:java|javax|jdk|net|org|com|io|sun)/")
 PYTHON_VERSION_RE = re.compile(r"[Pp]ython[0-9.]*")
 
@@ -38,7 +38,8 @@ GRADIENTS = {
 
 
 def strip_annotation(name: str) -> str:
-    """``foo_[k]`` -> ``foo``: perf's kernel/inline/jit/waker suffixes are for colour only."""
+    """``foo_[k]`` -> ``foo``: perf's kernel/inline/jit/waker suffixes, and our off-CPU one
+    (``flamed.collapse.hotcold``), are for colour only."""
     if name.endswith("]"):
         return ANNOTATION_RE.sub("", name)
     return name
@@ -211,6 +212,7 @@ MULTI: dict[str, Callable[[str], str]] = {
     "rust": rust_kind,
     "wakeup": lambda _name: "aqua",
     "chain": lambda name: "aqua" if "_[w]" in name else "blue",
+    "hotcold": lambda name: "io" if name.endswith("_[o]") else "hot",
 }
 
 
@@ -254,7 +256,7 @@ def default_background(palette: str) -> str:
         return "green"
     if palette in ("io", "wakeup", "chain"):
         return "blue"
-    if palette in ("red", "green", "blue", "aqua", "yellow", "purple", "orange"):
+    if palette in ("hotcold", "red", "green", "blue", "aqua", "yellow", "purple", "orange"):
         return "grey"
     return "yellow"
 

@@ -12,7 +12,9 @@ The profile, for one target and one time range:
 
 * ``string_table[0]`` is ``""``;
 * ``sample_type`` is ``[samples/count, cpu/nanoseconds]``, ``period_type`` is
-  ``cpu/nanoseconds`` and ``period`` is ``1e9 / frequency``;
+  ``cpu/nanoseconds`` and ``period`` is ``1e9 / frequency``; an off-CPU profile
+  (counts in microseconds blocked) has the one ``off_cpu/nanoseconds`` (Pyroscope's
+  name for it), ``period_type`` the same and ``period`` 1;
 * one ``Function`` and one ``Location`` per distinct frame name, ids 1..n in
   the order the frames are first met (Parca refuses gaps), all on one
   ``Mapping`` (id 1) that says its functions are already known. A Function
@@ -39,6 +41,7 @@ from dataclasses import dataclass
 from flamed.collapse.folded import OTHER, Folded, top
 
 NANOS = 1_000_000_000
+CPU_TYPES = (("samples", "count"), ("cpu", "nanoseconds"))
 PYROSCOPE_MAX_SAMPLES = 16_000
 """Pyroscope's default ``max_profile_stacktrace_samples``."""
 PYROSCOPE_MAX_BYTES = 4 << 20
@@ -80,10 +83,20 @@ class PprofOptions:
     """``duration_nanos``: the range's length (0: not given)."""
     labels: tuple[tuple[str, str], ...] = ()
     """String labels put on every sample, e.g. ``(("target", "web"),)``."""
+    kind: str = "cpu"
+    """``cpu`` (counts are samples) or ``offcpu`` (counts are microseconds off CPU)."""
 
     @property
     def period(self) -> int:
+        if self.kind == "offcpu":
+            return 1
         return max(1, round(NANOS / self.frequency))
+
+    def values(self, count: int) -> tuple[int, ...]:
+        """A sample's values, one per sample type."""
+        if self.kind == "offcpu":
+            return (count * 1000,)
+        return (count, count * self.period)
 
 
 # -- the wire format -----------------------------------------------------------------------
@@ -207,9 +220,9 @@ SAMPLE_VALUES_KEY = key(SAMPLE_VALUE, LENGTH_DELIMITED)
 PROFILE_SAMPLE_KEY = key(PROFILE_SAMPLE, LENGTH_DELIMITED)
 
 
-def sample_message(locations: bytes, count: int, period: int, labels: bytes) -> bytes:
-    """A Sample: packed location ids (already encoded), values [count, count * period]."""
-    values = varint(int64(count)) + varint(int64(count * period))
+def sample_message(locations: bytes, numbers: tuple[int, ...], labels: bytes) -> bytes:
+    """A Sample: packed location ids (already encoded), its values."""
+    values = b"".join(varint(int64(number)) for number in numbers)
     body = b"".join(
         (
             SAMPLE_LOCATIONS_KEY,
@@ -236,24 +249,26 @@ def label_messages(labels: tuple[tuple[str, str], ...], strings: StringTable) ->
 def encode_profile(folded: Folded, options: PprofOptions = PprofOptions()) -> bytes:
     """The uncompressed ``Profile`` message."""
     strings, frames, period = StringTable(), Frames(), options.period
-    samples_type = value_type(strings("samples"), strings("count"))
-    cpu_type = value_type(strings("cpu"), strings("nanoseconds"))
+    if options.kind == "offcpu":
+        types = [value_type(strings("off_cpu"), strings("nanoseconds"))]
+    else:
+        types = [value_type(strings(name), strings(unit)) for name, unit in CPU_TYPES]
     labels = label_messages(options.labels, strings)
     samples = []
     for stack, raw in sorted(folded.counts.items()):  # a fixed order: same input, same bytes
         count = round(raw)
         if count:
-            samples.append(sample_message(frames.locations(stack), count, period, labels))
+            values = options.values(count)
+            samples.append(sample_message(frames.locations(stack), values, labels))
     return b"".join(
         (
-            bytes_field(PROFILE_SAMPLE_TYPE, samples_type),
-            bytes_field(PROFILE_SAMPLE_TYPE, cpu_type),
+            *(bytes_field(PROFILE_SAMPLE_TYPE, kind) for kind in types),
             *samples,
             frames.encode(strings),
             strings.encode(),
             int_field(PROFILE_TIME_NANOS, options.start_ns),
             int_field(PROFILE_DURATION_NANOS, options.duration_ns),
-            bytes_field(PROFILE_PERIOD_TYPE, cpu_type),
+            bytes_field(PROFILE_PERIOD_TYPE, types[-1]),
             int_field(PROFILE_PERIOD, period),
         )
     )
@@ -270,9 +285,11 @@ def encode_pprof(
     start_ns: int = 0,
     duration_ns: int = 0,
     labels: Mapping[str, str] | None = None,
+    kind: str = "cpu",
 ) -> bytes:
     """Folded stacks to a gzip-compressed pprof profile (what ``go tool pprof`` reads)."""
-    options = PprofOptions(frequency, start_ns, duration_ns, tuple((labels or {}).items()))
+    labelled = tuple((labels or {}).items())
+    options = PprofOptions(frequency, start_ns, duration_ns, labelled, kind)
     return gzipped(encode_profile(folded, options))
 
 

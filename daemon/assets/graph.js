@@ -284,18 +284,20 @@
           : tree.self[node] - tree.baseSelf[node];
         return FV.diffColor(delta, this.largest);
       }
+      const type = this.options.type ? this.options.type() : "cpu";
       let colors = colorCache.get(tree.names);
-      if (!colors) {
+      if (!colors || colors.type !== type) {
         colors = new Array(tree.names.length);
+        colors.type = type;
         colorCache.set(tree.names, colors);
       }
-      return colors[name] || (colors[name] = FV.hotColor(tree.names[name]));
+      return colors[name] || (colors[name] = FV.frameColor(tree.names[name], type));
     }
 
     // A frame's name, with the length of the run it stands for when runs are folded.
     label(node) {
       const tree = this.tree;
-      const text = tree.names[tree.name[node]];
+      const text = FV.shownName(tree.names[tree.name[node]]);
       const low = tree.runMin[node];
       const high = tree.runMax[node];
       if (!high) {

@@ -4,7 +4,7 @@
 // under a reverse proxy's path prefix. The state lives in the URL (target, window or
 // from/until, view, compare, baseline, zoom, search, sort, fold, tz, ...), so a link
 // reproduces what is on screen. Profiles are fetched as JSON (api/v1/profile); a `type`
-// (cpu, later off-cpu) is one more parameter of profileParams().
+// (cpu, offcpu, hotcold: both in one) is one more parameter of profileParams().
 (function (FV) {
   "use strict";
 
@@ -15,7 +15,9 @@
   const PERIOD = 5000;
   const SEARCH_DELAY = 150;
   const VIEWS = ["icicle", "flame", "table", "sandwich"];
-  const OUR_KEYS = ["target", "window", "from", "until", "view", "compare", "baseline", "a_from",
+  const TYPES = ["cpu", "offcpu", "hotcold"];
+  const TYPE_NAMES = {cpu: "CPU", offcpu: "off-CPU", hotcold: "CPU + off-CPU"};
+  const OUR_KEYS = ["target", "type", "window", "from", "until", "view", "compare", "baseline", "a_from",
     "a_until", "live", "zoom", "search", "ignorecase", "fold", "tz", "fn", "sort", "order",
     "drag", "s", "i", "x", "y"];
 
@@ -52,6 +54,7 @@
     const windowText = q.get("window") || (from ? "custom" : "5m");
     return {
       target: q.get("target") || "",
+      type: TYPES.includes(q.get("type")) ? q.get("type") : "cpu",
       window: windowText === "custom" && !from ? "5m" : windowText,
       from: from,
       until: q.get("until") || "",
@@ -83,6 +86,7 @@
       }
     };
     put("target", state.target);
+    put("type", state.type, "cpu");
     if (state.window !== "custom") {
       q.set("window", state.window);
     }
@@ -216,6 +220,7 @@
   function showTargets() {
     const body = $("targets").tBodies[0];
     body.replaceChildren(...targets.map(targetRow));
+    showTypes();
     const select = $("target");
     const names = targets.map((t) => t.name);
     if (state.target && !names.includes(state.target)) {
@@ -227,6 +232,36 @@
       select.replaceChildren(...names.map((name) => new Option(name, name)));
     }
     select.value = state.target;
+  }
+
+  // The profile types the chosen target has; a type it lacks falls back to cpu.
+  function showTypes() {
+    const chosen = targets.find((t) => t.name === state.target);
+    const types = (chosen && chosen.types) || ["cpu"];
+    const offered = types.includes("offcpu") && types.includes("cpu")
+      ? [...types, "hotcold"] : types;
+    const select = $("type");
+    const same = select.options.length === offered.length &&
+      offered.every((type, n) => select.options[n].value === type);
+    if (!same) {
+      select.replaceChildren(...offered.map((type) => new Option(TYPE_NAMES[type], type)));
+    }
+    $("type-label").hidden = offered.length < 2;
+    if (chosen && !offered.includes(state.type)) {
+      state.type = "cpu";
+      writeState();
+    }
+    select.value = state.type;
+  }
+
+  function chooseType(type) {
+    if (type === state.type) {
+      return;
+    }
+    state.type = type;
+    state.zoom = [];  // other stacks
+    shown.etags = "";
+    changed();
   }
 
   function targetRow(target) {
@@ -287,7 +322,21 @@
     return format.duration(target.newest - target.oldest);
   }
 
+  // The CPU sampler's note, and the off-CPU sampler's where it has one (it fails alone).
   function targetNote(target) {
+    const note = cpuNote(target);
+    const off = target.offcpu;
+    if (off && off.state === "error" && off.last_error) {
+      return {text: (note.text ? note.text + "; " : "") + off.last_error, error: true};
+    }
+    if (off && off.state === "running" && !note.error) {
+      return {text: note.text + (note.text ? ", " : "") + "off CPU with " + off.backend,
+        error: false};
+    }
+    return note;
+  }
+
+  function cpuNote(target) {
     if (target.last_error) {
       const at = target.last_error_time
         ? " (" + format.clock(target.last_error_time, state.utc, true) + ")" : "";
@@ -375,6 +424,9 @@
   // The request parameters of a profile endpoint for a range (null: the last `window`).
   function profileParams(range) {
     const params = new URLSearchParams({target: state.target});
+    if (state.type !== "cpu") {
+      params.set("type", state.type);
+    }
     if (range) {
       params.set("from", range[0]);
       if (range[1] !== "now") {
@@ -509,6 +561,7 @@
         label: "flame graph",
         describe: describe,
         maxHeight: maxGraphHeight,
+        type: shownType,
         onZoom: (node) => {
           state.zoom = FV.pathOf(tree, node);
           writeState();
@@ -554,6 +607,7 @@
         label: label,
         byTotal: orientation === "flame",
         describe: describe,
+        type: shownType,
         maxHeight: () => Math.max(160, Math.floor(maxGraphHeight() / 2)),
         onCursor: (node) => showDetails(node, orientation === "flame" ? callersGraph.tree
           : calleesGraph.tree),
@@ -613,7 +667,7 @@
     const t = shownTree;
     const whole = tree.total[0];
     const lines = [labelOf(t, node)];
-    lines.push("total " + format.samples(t.total[node]) + " (" + format.percent(t.total[node],
+    lines.push("total " + amount(t.total[node]) + " (" + format.percent(t.total[node],
       whole) + "), self " + format.count(t.self[node]) + " (" + format.percent(t.self[node],
       whole) + ")");
     if (t.baseSelf) {
@@ -628,7 +682,7 @@
   }
 
   function labelOf(t, node) {
-    const text = t.names[t.name[node]];
+    const text = FV.shownName(t.names[t.name[node]]);
     const high = t.runMax[node];
     return high ? text + " ×" + (t.runMin[node] === high ? high : t.runMin[node] + "–" + high)
       : text;
@@ -644,10 +698,19 @@
     button.dataset.name = String(shownTree.name[node]);
   }
 
+  // The type of the profile shown (its counts: samples, or microseconds on and off CPU).
+  function shownType() {
+    return shown.meta && shown.meta.type ? shown.meta.type : "cpu";
+  }
+
+  function amount(value) {
+    return shownType() === "cpu" ? format.samples(value) : format.count(value) + " µs";
+  }
+
   function showSubtitle() {
     const meta = shown.meta;
     const range = (m) => (m && m.start != null
-      ? format.range(m.start, m.end, state.utc) + ", " + format.samples(m.samples || 0)
+      ? format.range(m.start, m.end, state.utc) + ", " + amount(m.samples || 0)
       : "no samples in this range yet");
     let text = state.target + ": " + range(meta);
     if (shown.baseMeta) {
@@ -680,7 +743,7 @@
     }
     const sum = FV.matchedTotal(tree, marks);
     $("matched").textContent = "matched " + format.percent(sum, tree.total[0]) + " (" +
-      format.samples(sum) + ")";
+      amount(sum) + ")";
   }
 
   function search(event) {
@@ -720,6 +783,9 @@
     const seq = ++timelineSeq;
     const [from, until] = timelineSpan();
     const params = new URLSearchParams({target: state.target});
+    if (state.type === "offcpu") {  // a hot/cold graph's timeline is its CPU samples'
+      params.set("type", "offcpu");
+    }
     params.set("from", String(Math.floor(from)));
     params.set("until", String(Math.ceil(until)));
     let body;
@@ -744,7 +810,8 @@
     }
     timeline.set(Object.assign({buckets: buckets, start: from, end: until,
       mode: state.compare ? state.drag : "range"}, ranges));
-    $("timeline-caption").textContent = "samples per second, " +
+    const rate = state.type === "offcpu" ? "µs off CPU per second, " : "samples per second, ";
+    $("timeline-caption").textContent = rate +
       format.range(from, until, state.utc) + "; drag across it to choose a range";
     $("clear-range").hidden = !state.from || state.window === "custom";
   }
@@ -1032,6 +1099,7 @@
       });
     });
     $("target").addEventListener("change", () => chooseTarget($("target").value));
+    $("type").addEventListener("change", () => chooseType($("type").value));
     $("compare").addEventListener("change", setCompare);
     $("baseline").addEventListener("change", setBaseline);
     $("custom").addEventListener("submit", applyCustom);

@@ -12,6 +12,7 @@
   "use strict";
 
   const ROOT_NAME = "all";
+  const OFF_CPU_MARK = "_[o]";  // the frames of off-CPU stacks in a hot/cold profile
   const FOLD_RUNS = 4;
 
   class BadProfile extends Error {}
@@ -587,13 +588,35 @@
 
   // The flame graphs' "hot" colour of a name: the same CRC-32 rule as the SVG (render/palette.py).
   function hotColor(text) {
-    const bytes = encoder.encode(text);
-    const first = crc32(bytes) / 0x100000000;
-    const second = crc32(bytes.slice().reverse()) / 0x100000000;
+    const [first, second] = nameValues(text);
     const r = 205 + Math.floor(50 * second);
     const g = Math.floor(230 * first);
     const b = Math.floor(55 * second);
     return "rgb(" + r + "," + g + "," + b + ")";
+  }
+
+  // Blue-grey, as the SVG's "io" palette: the colour of time off CPU.
+  function ioColor(text) {
+    const [first, second] = nameValues(text);
+    const grey = 80 + Math.floor(60 * first);
+    return "rgb(" + grey + "," + grey + "," + (190 + Math.floor(55 * second)) + ")";
+  }
+
+  function nameValues(text) {
+    const bytes = encoder.encode(text);
+    return [crc32(bytes) / 0x100000000, crc32(bytes.slice().reverse()) / 0x100000000];
+  }
+
+  // A frame's name as shown: without the off-CPU mark of a hot/cold profile (its colour says it).
+  function shownName(text) {
+    return text.endsWith(OFF_CPU_MARK) ? text.slice(0, -OFF_CPU_MARK.length) : text;
+  }
+
+  // A frame's colour in a profile of `type`: off-CPU frames (all of an off-CPU profile, those
+  // marked _[o] in a hot/cold one) blue, the others hot.
+  function frameColor(text, type) {
+    const off = type === "offcpu" || (type === "hotcold" && text.endsWith(OFF_CPU_MARK));
+    return off ? ioColor(text) : hotColor(text);
   }
 
   // Red where `delta` grew, blue where it shrank, white for none (as the SVG's diff).
@@ -621,7 +644,7 @@
 
   Object.assign(FV, {
     BadProfile, fromJson, foldRuns, compare, functionStats, matcher, matchNames,
-    matchedTotal, children, pathOf, findPath, callees, callers, widest, hotColor, diffColor,
+    matchedTotal, children, pathOf, findPath, callees, callers, widest, hotColor, ioColor, frameColor, shownName, diffColor,
     largestDelta,
   });
 })(typeof module === "object" && module.exports ? module.exports

@@ -30,6 +30,9 @@ The target is one of: -p PID[,PID...], --process REGEX
 (command name), --cmdline REGEX (full command line), --unit UNIT (a systemd
 unit's cgroup), -a (the whole machine). A process target that restarts is
 followed. Needs root, CAP_PERFMON, or a low kernel.perf_event_paranoid.
+With --off-cpu (Linux, as root, with bpftrace and tracefs) it records where the
+threads were blocked instead: microseconds off CPU per stack, counted in the
+kernel, blocks shorter than --min-block left out; the graph counts "us".
 """
 
 
@@ -60,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add("--perf", metavar="PATH", help="the perf binary (default: perf on PATH)")
     add("--dtrace", metavar="PATH", help="the dtrace binary (default: dtrace on PATH)")
+    add("--off-cpu", action="store_true", help="record time blocked (off CPU), not CPU samples")
+    add("--min-block", default="1ms", metavar="DURATION", help="shortest block counted (1ms)")
+    add("--bpftrace", metavar="PATH", help="the bpftrace binary (default: bpftrace on PATH)")
 
 
 OUTPUTS = {".svg": "svg", ".folded": "folded", ".txt": "folded"}
@@ -132,18 +138,34 @@ def check_frequency(spec: TargetSpec) -> None:
         )  # fmt: skip
 
 
-def write_output(folded: Folded, path: str, title: str) -> None:
-    data = render_svg(folded, title) if output_kind(path) == "svg" else folded.to_bytes()
+def min_block_us(text: str) -> int:
+    from flamed.daemon.timerange import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError as err:
+        raise UsageError(f"--min-block: {err}") from None
+    if not 1e-6 <= seconds <= 10.0:
+        raise UsageError("--min-block must be from 1us to 10s")
+    return round(seconds * 1e6)
+
+
+def write_output(folded: Folded, path: str, title: str, off_cpu: bool = False) -> None:
+    kind = output_kind(path)
+    data = render_svg(folded, title, off_cpu) if kind == "svg" else folded.to_bytes()
     if path == "-":
         write_stdout(data)
     else:
         write_atomic(path, data)
 
 
-def render_svg(folded: Folded, title: str) -> bytes:
+def render_svg(folded: Folded, title: str, off_cpu: bool = False) -> bytes:
     from flamed.render import RenderOptions, render_flamegraph
 
-    return render_flamegraph(folded, RenderOptions(title=title)).encode("utf-8", "surrogateescape")
+    options = RenderOptions(title=title)
+    if off_cpu:
+        options = RenderOptions(title=title, count_name="us", colors="io")
+    return render_flamegraph(folded, options).encode("utf-8", "surrogateescape")
 
 
 async def record(args: argparse.Namespace, spec: TargetSpec) -> Folded:
@@ -166,6 +188,9 @@ async def record(args: argparse.Namespace, spec: TargetSpec) -> Folded:
         perf_path=args.perf,
         dtrace_path=args.dtrace,
         fail_fast=True,
+        profile="offcpu" if args.off_cpu else "cpu",
+        bpftrace_path=args.bpftrace,
+        min_block_us=min_block_us(args.min_block),
     )
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
@@ -199,18 +224,26 @@ def run(args: argparse.Namespace) -> int:
 
     spec = target_spec(args)
     output_kind(args.output)
+    min_block_us(args.min_block)
     check_target(spec)
-    check_frequency(spec)
+    if not args.off_cpu:
+        check_frequency(spec)
     try:
         folded = asyncio.run(record(args, spec))
     except OSError as err:
         raise ProfilerError(str(err)) from err
-    write_output(folded, args.output, f"flamed record: {spec.describe()}")
+    what = f"off-CPU time of {spec.describe()}" if args.off_cpu else spec.describe()
+    write_output(folded, args.output, f"flamed record: {what}", args.off_cpu)
     if not folded:
         during = f" in {args.duration:g} s" if args.duration else ""
+        why = (
+            f"no block of {args.min_block} or more meanwhile"
+            if args.off_cpu
+            else "it ran on no CPU meanwhile (idle?)"
+        )
         print(
-            f"flamed record: no samples of {spec.describe()}{during}: it ran on no CPU "
-            "meanwhile (idle?), or it is not the process you meant",
+            f"flamed record: no samples of {spec.describe()}{during}: {why}, "
+            "or it is not the process you meant",
             file=sys.stderr,
         )
         return EXIT_NO_SAMPLES

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 from types import ModuleType
 
@@ -32,8 +33,11 @@ class FakeClock:
 class FakeSession:
     """Runs until stopped; ``emit`` hands a chunk to the daemon as a real session would."""
 
-    def __init__(self, spec: TargetSpec, *, bucket_seconds: float, on_chunk: ChunkSink) -> None:
+    def __init__(
+        self, spec: TargetSpec, *, bucket_seconds: float, on_chunk: ChunkSink, profile: str = "cpu"
+    ) -> None:
         self.spec = spec
+        self.profile = profile
         self.bucket_seconds = bucket_seconds
         self.on_chunk = on_chunk
         self.status = SessionStatus(state="starting", backend="fake", event="cpu-clock")
@@ -54,16 +58,19 @@ class FakeSession:
     def emit(self, start: float, end: float, text: str, samples: int | None = None) -> None:
         folded = read_folded(text.encode())
         count = int(folded.total()) if samples is None else samples
-        self.on_chunk(Chunk(self.spec.name, start, end, folded, count, len(text), 0.01))
+        chunk = Chunk(self.spec.name, start, end, folded, count, len(text), 0.01)
+        self.on_chunk(dataclasses.replace(chunk, profile=self.profile))
 
 
 class FakeFactory:
     """A SessionFactory that keeps every session it made, newest last per target, and the
-    sampler settings (``perf_path``, ``event``, ``mmap_pages``) each was given."""
+    sampler settings (``perf_path``, ``event``, ``mmap_pages``) each CPU one was given (an
+    off-CPU one is made with ``profile="offcpu"``: ``offcpu_sampler``)."""
 
     def __init__(self) -> None:
         self.made: list[FakeSession] = []
         self.sampler: dict[str, dict[str, object]] = {}
+        self.offcpu_sampler: dict[str, dict[str, object]] = {}
 
     def __call__(
         self,
@@ -73,17 +80,19 @@ class FakeFactory:
         on_chunk: ChunkSink,
         **sampler: object,
     ) -> FakeSession:
-        session = FakeSession(spec, bucket_seconds=bucket_seconds, on_chunk=on_chunk)
+        profile = str(sampler.get("profile", "cpu"))
+        session = FakeSession(spec, bucket_seconds=bucket_seconds, on_chunk=on_chunk,
+                              profile=profile)  # fmt: skip
         self.made.append(session)
-        self.sampler[spec.name] = sampler
+        (self.offcpu_sampler if profile == "offcpu" else self.sampler)[spec.name] = sampler
         return session
 
-    def latest(self, name: str) -> FakeSession:
-        return [s for s in self.made if s.spec.name == name][-1]
+    def latest(self, name: str, profile: str = "cpu") -> FakeSession:
+        return [s for s in self.made if s.spec.name == name and s.profile == profile][-1]
 
     def running(self, *names: str) -> bool:
-        """Whether the newest session of each target runs (for wait_for)."""
-        states = {s.spec.name: s.status.state for s in self.made}
+        """Whether the newest CPU session of each target runs (for wait_for)."""
+        states = {s.spec.name: s.status.state for s in self.made if s.profile == "cpu"}
         return all(states.get(name) == "running" for name in names)
 
 

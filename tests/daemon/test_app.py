@@ -196,7 +196,7 @@ UNKNOWN = [
     ("/api/v1/folded?target=a&title=x", "window"),  # folded text takes no render options
     ("/folded.txt?colors=hot", "until"),
     ("/api/v1/pprof?target=a&width=9", "from"),
-    ("/api/v1/folded?target=a&type=offcpu", "target"),
+    ("/api/v1/folded?target=a&typ=offcpu", "type"),
 ]
 
 

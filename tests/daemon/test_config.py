@@ -435,3 +435,22 @@ def test_config_refuses_bad_exporters_with_file_and_line(tmp_path: Path) -> None
     bad = '[[targets]]\nname = "a"\nall = true\n\n[[exporters]]\nkind = "parca"\nurl = "ftp://x"\n'
     with pytest.raises(ConfigError, match=r"test\.toml:\d+: exporters\[0\]\.url: 'ftp://x'"):
         make_config(tmp_path, targets=bad)
+
+
+def test_check_config_warns_what_offcpu_lacks(tmp_path: Path) -> None:
+    """Off-CPU profiles need bpftrace, root and tracefs: a missing one is a warning (the
+    config is still good: the target's CPU profile runs)."""
+    good = tmp_path / "offcpu.toml"
+    good.write_text(
+        f'[storage]\nstate_dir = {str(tmp_path)!r}\n[[targets]]\nname = "a"\nall = true\n'
+        'offcpu = true\nbpftrace_path = "/nonexistent/bpftrace"\n'
+    )
+    done = run_flamed("check-config", str(good))
+    assert done.returncode == 0, done.stderr
+    warnings = done.stderr.decode().strip().splitlines()
+    assert any(
+        line.startswith(f"flamed: WARNING: {good}: target a: off-CPU: bpftrace not found")
+        for line in warnings
+    ), warnings
+    good.write_text(good.read_text().replace("offcpu = true", "offcpu = false"))
+    assert run_flamed("check-config", str(good)).stderr == b""

@@ -167,3 +167,39 @@ def test_bad_arguments_are_usage_errors() -> None:
 def test_missing_perf_names_the_package(tmp_path: Path) -> None:
     done = run_flamed("record", "-a", "-d", "1", "--perf", str(tmp_path / "no-perf"))
     assert "linux-perf on Debian" in one_line_error(done)
+
+
+@pytest.fixture
+def sleeping() -> Iterator[int]:
+    """A shell that spends its time blocked in wait4 (for each `sleep 0.05` it starts)."""
+    proc = subprocess.Popen(["sh", "-c", "while :; do sleep 0.05; done"])
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+def test_record_off_cpu_time(tmp_path: Path, sleeping: int) -> None:
+    """Real bpftrace: where the shell was blocked, in microseconds, as folded text and SVG."""
+    from tests.collector.test_offcpu import require_bpftrace
+
+    require_bpftrace()
+    out = tmp_path / "off.folded"
+    done = run_flamed("record", "--off-cpu", "-p", str(sleeping), "-d", "4", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    folded = read_folded(out.read_bytes())
+    waiting = sum(count for stack, count in folded.items() if "do_wait" in stack)
+    assert waiting > 0.5e6, folded.sorted_items()[:5]  # microseconds: most of the recording
+    assert all(stack.startswith("sh;") for stack in folded), folded.sorted_items()[:5]
+    svg = tmp_path / "off.svg"
+    done = run_flamed("record", "--off-cpu", "-p", str(sleeping), "-d", "3", "-o", str(svg))
+    assert done.returncode == 0, done.stderr
+    text = svg.read_text()
+    assert "off-CPU time of process id" in text and " us" in text and "do_wait" in text
+
+
+def test_off_cpu_errors_are_one_line(tmp_path: Path, sleeping: int) -> None:
+    done = run_flamed("record", "--off-cpu", "--min-block", "1y", "-p", str(sleeping))
+    assert "--min-block: '1y' is not a duration" in one_line_error(done)
+    missing = str(tmp_path / "bpftrace")
+    done = run_flamed("record", "--off-cpu", "--bpftrace", missing, "-p", str(sleeping), "-d", "2")
+    assert "off-CPU: bpftrace not found" in one_line_error(done)

@@ -71,6 +71,7 @@ async def test_the_timeline_counts_samples_per_bucket(client: Client) -> None:
     body = await response.json()
     assert body == {
         "target": "a",
+        "type": "cpu",
         "buckets": [[T0 - 130, T0 - 120, 4], [T0 - 20, T0 - 10, 7], [T0 - 10, T0, 3]],
     }
     narrow = await (await client.get(f"/api/v1/timeline?target=a&from={T0 - 15}")).json()

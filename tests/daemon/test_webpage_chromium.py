@@ -130,6 +130,21 @@ def workload(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     process.wait()
 
 
+@pytest.fixture(scope="module")
+def sleeper() -> Iterator[int]:
+    """A shell blocked in wait4 most of the time (a `sleep 0.05` at a time): off-CPU time."""
+    process = subprocess.Popen(["sh", "-c", "while :; do sleep 0.05; done"])
+    yield process.pid
+    process.kill()
+    process.wait()
+
+
+def can_trace_off_cpu() -> bool:
+    from flamed.collector.offcpu import offcpu_problems
+
+    return not offcpu_problems()
+
+
 @dataclass(frozen=True)
 class Daemon:
     url: str
@@ -172,13 +187,16 @@ def feed_two_ranges(url: str, inbox: Path) -> tuple[tuple[float, float], tuple[f
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory, workload: int) -> Iterator[Daemon]:
+def daemon(
+    tmp_path_factory: pytest.TempPathFactory, workload: int, sleeper: int
+) -> Iterator[Daemon]:
     need(shutil.which("perf"), "perf")
     folder = tmp_path_factory.mktemp("daemon")
     (folder / "token").write_text(TOKEN + "\n")
     inbox = folder / "inbox"
     inbox.mkdir()
     port, ghost = free_port(), unused_pid()
+    offcpu = str(can_trace_off_cpu()).lower()
     config = folder / "flamed.toml"
     config.write_text(
         f'[server]\nlisten = "127.0.0.1:{port}"\ntoken_file = "{folder / "token"}"\n'
@@ -188,6 +206,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, workload: int) -> Iterator[
         f'[[targets]]\nname = "ghost"\npids = [{ghost}]\n'
         f'[[targets]]\nname = "broken"\npids = [{workload}]\nbackend = "dtrace"\n'
         f'[[targets]]\nname = "fed"\npids = [{ghost}]\n'
+        f'[[targets]]\nname = "sleeper"\npids = [{sleeper}]\noffcpu = {offcpu}\n'
     )
     log = (folder / "daemon.log").open("wb")
     command = [sys.executable, "-m", "flamed.daemon.cli", "run", "--config", str(config)]
@@ -907,3 +926,48 @@ def test_hostile_frame_names_stay_text_in_every_view(
 def point_of(page: Any, drawn: dict[str, Any]) -> tuple[float, float]:
     box = canvas_box(page)
     return box["x"] + drawn["x"] + min(drawn["width"] / 2, 20), box["y"] + drawn["y"] + 5
+
+
+def blue(color: str) -> bool:
+    r, g, b = (int(part) for part in re.findall(r"\d+", color))
+    return b > r + 40 and b > g + 40
+
+
+def test_switching_to_off_cpu_and_hot_cold(tab: Tab, proxy: Proxy) -> None:
+    """A target recorded off CPU too (real bpftrace) offers CPU, off-CPU and both; off-CPU
+    frames are blue and counted in µs, and the choice is in the URL and every request."""
+    if not can_trace_off_cpu():
+        pytest.skip("bpftrace cannot trace here (see flamed check-config)")
+    page = open_page(tab, proxy, "target=sleeper&window=5m")
+    page.locator("#type-label").wait_for(state="visible")
+    notes = page.locator("#targets tr[data-target=sleeper] td").last
+    page.wait_for_function(
+        "e => e.textContent.includes('off CPU with bpftrace')", arg=notes.element_handle()
+    )
+    offered = page.locator("#type option").all_inner_texts()
+    assert offered == ["CPU", "off-CPU", "CPU + off-CPU"]
+    page.select_option("#type", "offcpu")
+    wait_query(page, "type")
+    assert query_of(page)["type"] == "offcpu"
+    wait_frame(page, "do_wait")
+    wait_graph(page, " µs")
+    frame = find(page, "do_wait")
+    assert frame is not None and blue(frame["color"]), frame
+    page.mouse.move(*point(page, "do_wait"))
+    tip = page.locator("#graph .graph-tip")
+    tip.wait_for(state="visible")
+    assert re.match(r"total [\d,]+ µs \(", tip.locator("div").all_inner_texts()[1])
+    assert any("api/v1/profile?" in u and "type=offcpu" in u for u in tab.requests)
+    assert any("api/v1/timeline?" in u and "type=offcpu" in u for u in tab.requests)
+    shot(page, "20-off-cpu")
+    page.select_option("#type", "hotcold")
+    page.wait_for_function("() => new URLSearchParams(location.search).get('type') === 'hotcold'")
+    wait_frame(page, "do_wait_[o]")
+    marked = find(page, "do_wait_[o]")
+    assert marked is not None and blue(marked["color"]) and marked["label"] == "do_wait"
+    hot = [f for f in frames(page) if not f["name"].endswith("_[o]") and f["name"] != "all"]
+    assert all(not blue(f["color"]) for f in hot), hot[:3]
+    shot(page, "21-hot-cold")
+    page.select_option("#target", "burner")
+    page.locator("#type-label").wait_for(state="hidden")
+    wait_query(page, "type", present=False)

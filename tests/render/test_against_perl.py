@@ -133,3 +133,14 @@ def test_flamechart_keeps_input_order(tmp_path: Path) -> None:
     drawn = frames(run_flamed("flamegraph", *options, str(path)).stdout)
     leftmost = min((frame for frame in drawn if frame.depth == 1), key=lambda f: f.start)
     assert leftmost.name == first
+
+
+def test_off_cpu_time_in_microseconds() -> None:
+    """Off-CPU output (microseconds blocked, flamed record --off-cpu) drawn with
+    ``--countname us`` titles its frames as flamegraph.pl does."""
+    data = Path(__file__).parent.parent / "data" / "offcpu" / "waiter.folded"
+    options = ("--countname", "us", "--title", "Off-CPU Time Flame Graph", "--colors", "io")
+    theirs = Counter(title for title, _ in perl_frames(data, *options).elements())
+    ours = Counter(title for title, _ in our_frames(data, *options).elements())
+    assert ours == theirs
+    assert any(title.startswith("wait_here (2,945,707 us, ") for title in ours), ours

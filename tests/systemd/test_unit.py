@@ -352,3 +352,70 @@ def check_running_daemon(notify: socket.socket, port: int, state: Path) -> None:
     assert status == 200 and folded.strip(), folded[:500]
     files = list(state.glob("system/*"))
     assert files and all(path.stat().st_uid == 65534 for path in files)
+
+
+# -- the off-CPU drop-in -------------------------------------------------------------------------
+
+DROP_IN = ROOT / "systemd" / "offcpu.conf"
+
+
+def test_the_offcpu_drop_in_adds_only_what_bpftrace_needs() -> None:
+    """Root (bpftrace 0.17 runs only as root), CAP_BPF, the bpf() call; nothing else."""
+    given = directives(DROP_IN)
+    assert given == {
+        "User": ["root"],
+        "Group": ["root"],
+        "AmbientCapabilities": ["CAP_BPF"],
+        "CapabilityBoundingSet": ["CAP_BPF"],
+        "SystemCallFilter": ["bpf"],
+    }
+
+
+@needs_analyze
+def test_the_drop_in_keeps_the_exposure_low_and_allows_bpf(tmp_path: Path) -> None:
+    """The default unit's score is the test above's; with the drop-in (as installed) it
+    stays within the same bound, and bpf() is allowed."""
+    units = tmp_path / "etc" / "systemd" / "system"
+    (units / "flamed.service.d").mkdir(parents=True)
+    shutil.copy2(UNIT, units / "flamed.service")
+    shutil.copy2(DROP_IN, units / "flamed.service.d" / "offcpu.conf")
+    result = analyze("security", "--offline=true", f"--root={tmp_path}", "flamed.service")
+    output = result.stdout + result.stderr
+    score = exposure_of(output)
+    print(f"systemd-analyze security with systemd/offcpu.conf: {score}")
+    assert score <= MAX_EXPOSURE, output
+    assert "Service runs as root user" in output and "e.g. bpf is allowed" in output
+
+
+def bpftrace_as_root_with(caps: set[str]) -> str:
+    """The off-CPU program run by root holding only ``caps`` (bounding set and inherited),
+    no new privileges, as the unit with the drop-in runs it: bpftrace's output and error."""
+    from flamed.collector.offcpu import program
+    from flamed.collector.targets import Resolution
+
+    bpftrace = shutil.which("bpftrace")
+    if bpftrace is None or os.geteuid() != 0:
+        pytest.skip("needs bpftrace and root")
+    names = ",".join(["-all", *(f"+{cap.removeprefix('CAP_').lower()}" for cap in sorted(caps))])
+    setpriv = [shutil.which("setpriv") or "setpriv", f"--inh-caps={names}"]
+    setpriv += [f"--bounding-set={names}", "--no-new-privs"]
+    text = program(Resolution("all"), Path("/sys/fs/cgroup"), 1, 300)
+    text += "\ninterval:ms:1000 { exit(); }\n"
+    done = subprocess.run(
+        [*setpriv, bpftrace, "-e", text], capture_output=True, text=True, timeout=120, check=False
+    )
+    return done.stdout + done.stderr
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv (util-linux) is missing")
+def test_the_drop_in_capabilities_are_enough_for_bpftrace() -> None:
+    from flamed.collector.offcpu import tracefs_missing
+    from flamed.collector.runner import TRACEFS
+
+    if tracefs_missing(TRACEFS):
+        pytest.skip("tracefs is not mounted")
+    caps = set(one("AmbientCapabilities").split()) | set(directives(DROP_IN)["AmbientCapabilities"])
+    output = bpftrace_as_root_with(caps)
+    assert "__schedule" in output, output[-2000:]
+    refused = bpftrace_as_root_with(caps - {"CAP_BPF"})  # the control
+    assert "__schedule" not in refused and "Operation not permitted" in refused, refused[-2000:]
