@@ -31,7 +31,8 @@ import stat
 from pathlib import Path
 
 from flamed.collapse.errors import ProfilerError
-from flamed.collector.perfmap import DIR_FLAGS, namespace_pid, process_uid, status_field
+from flamed.collector.perfmap import DIR_FLAGS, namespace_pid, process_uid
+from flamed.collector.procfs import proc_status
 
 SOCKET_WAIT = 10.0
 """Seconds the JVM gets to open its attach socket after SIGQUIT."""
@@ -84,7 +85,7 @@ def attach_socket(proc_root: Path, pid: int, path: Path) -> bool:
 
 def catches_sigquit(proc_root: Path, pid: int) -> bool:
     """Has the process a handler for SIGQUIT (``SigCgt``)? A JVM that has not would die."""
-    caught = status_field(proc_root, pid, "SigCgt")
+    caught = proc_status(proc_root, pid, "SigCgt")
     try:
         return bool(int(caught, 16) >> (signal.SIGQUIT - 1) & 1)
     except ValueError:

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Protocol
 
 from flamed.collapse.folded import decode
+from flamed.collector.procfs import proc_status, stat_fields
 
 log = logging.getLogger("flamed.collector")
 
@@ -429,32 +430,17 @@ class PerfMaps:
 
 def namespace_pid(proc_root: Path, pid: int) -> int:
     """The pid as the process's own pid namespace sees it (``NSpid``'s last field)."""
-    fields = status_field(proc_root, pid, "NSpid").split()
+    fields = proc_status(proc_root, pid, "NSpid").split()
     return int(fields[-1]) if fields and fields[-1].isdigit() else pid
 
 
 def process_uid(proc_root: Path, pid: int) -> int:
     """The process's real uid (``Uid``'s first field); -1 when unreadable."""
-    fields = status_field(proc_root, pid, "Uid").split()
+    fields = proc_status(proc_root, pid, "Uid").split()
     return int(fields[0]) if fields and fields[0].isdigit() else -1
-
-
-def status_field(proc_root: Path, pid: int, key: str) -> str:
-    try:
-        text = (proc_root / str(pid) / "status").read_text()
-    except OSError:
-        return ""
-    for line in text.splitlines():
-        if line.startswith(key + ":"):
-            return line[len(key) + 1 :].strip()
-    return ""
 
 
 def start_time(proc_root: Path, pid: int) -> str:
     """``/proc/PID/stat``'s start time (field 22); "" when the process is gone."""
-    try:
-        text = (proc_root / str(pid) / "stat").read_text()
-    except OSError:
-        return ""
-    fields = text[text.rfind(")") + 2 :].split()
+    fields = stat_fields(proc_root, pid)
     return fields[19] if len(fields) > 19 else ""
