@@ -127,7 +127,11 @@ def test_a_stopped_daemon_loses_samples_in_the_kernel_not_memory(
     figure("7", f"samples lost in the kernel while the daemon was stopped {STALL:.0f} s "
            "(whole machine, 999 Hz)", f"{lost:.0f}")  # fmt: skip
     figure("7", "RSS growth meanwhile, MiB", grown)
-    assert all(growth < 32 for growth in grown.values()), grown
+    # The daemon and perf record are what would hold a stalled reader's samples; perf script,
+    # blocked on its full pipe, holds none, but grows by the symbols of each new process it
+    # meets afterwards (tens of MiB a minute on a machine starting many): bounded loosely.
+    assert grown["daemon"] < 32 and grown["perf record"] < 32, grown
+    assert grown["perf script"] < 160, grown
     assert daemon.target()["samples_lost"] == lost
     text = daemon.metrics()
     assert metric(text, "flamed_collector_restarts_total", target="burn", reason="stalled") == 0
