@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 from flamed.collapse.folded import Folded
 from flamed.collector import Chunk, TargetSpec, create_session
 from flamed.collector.perf import PerfSession
+from flamed.collector.procfs import resident_bytes
 
 PROC = Path("/proc")
 
@@ -96,3 +98,18 @@ def perf_children() -> list[int]:
         if fields[1] == me and "perf" in stat[: stat.rfind(")")]:
             found.append(int(name))
     return found
+
+
+class Resident(threading.Thread):
+    """The peak resident memory (bytes) of some processes, every 50 ms."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        super().__init__(daemon=True)
+        self.pids = pids
+        self.peak = dict.fromkeys(pids, 0)
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.05):
+            for name, pid in self.pids.items():
+                self.peak[name] = max(self.peak[name], resident_bytes(PROC, pid))

@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from flamed.collector import Chunk, TargetSpec
 from flamed.collector.procfs import resident_bytes
 from flamed.collector.targets import pid_alive
 from tests.collector.helpers import weight
-from tests.collector.live import PROC, make, merged, running, start, until
+from tests.collector.live import PROC, Resident, make, merged, running, start, until
 
 pytestmark = pytest.mark.perf
 
@@ -145,21 +144,6 @@ async def test_a_hand_over_to_a_new_perf_loses_no_samples(
     assert theirs > 200, "too few samples to tell"
     assert 0.97 * theirs <= ours <= 1.03 * theirs, "samples lost (or counted twice)"
     assert "crash" not in session.status.restarts
-
-
-class Resident(threading.Thread):
-    """The peak resident memory of some processes, every 50 ms."""
-
-    def __init__(self, pids: dict[str, int]) -> None:
-        super().__init__(daemon=True)
-        self.pids = pids
-        self.peak = dict.fromkeys(pids, 0)
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.wait(0.05):
-            for name, pid in self.pids.items():
-                self.peak[name] = max(self.peak[name], resident_bytes(PROC, pid))
 
 
 @pytest.mark.slow

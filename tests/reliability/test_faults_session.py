@@ -19,6 +19,7 @@ import pytest
 from flamed.collector import Chunk, TargetSpec, create_session
 from flamed.collector.perf import PerfSession, resident_bytes
 from tests.collector.helpers import build_burn, require_perf, weight
+from tests.collector.live import until
 from tests.reliability.faults_support import PROC, burn_name, figure, stat_fields
 
 pytestmark = pytest.mark.perf
@@ -43,14 +44,6 @@ def make(tmp_path: Path, pid: int, chunks: list[Chunk], **kwargs: object) -> Per
     )
     assert isinstance(session, PerfSession)
     return session
-
-
-async def until(condition: Callable[[], bool], what: str, timeout: float = 90) -> None:
-    """Poll ``condition`` (a deadline against hangs, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 async def running(session: PerfSession, body: Callable[[], Awaitable[None]]) -> None:

@@ -12,14 +12,15 @@ import errno
 import os
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from flamed.collector.procfs import resident_bytes
 from tests.collector.helpers import build_burn, require_perf
+from tests.collector.live import PROC, Resident
 from tests.reliability.faults_support import (
     Daemon,
     burn_name,
@@ -31,7 +32,6 @@ from tests.reliability.faults_support import (
     perf_children,
     perf_records,
     poll,
-    status_value,
     write_config,
 )
 
@@ -77,21 +77,6 @@ def bucket_files(state: Path) -> list[Path]:
 STALL = 15.0
 
 
-class ResidentWatch(threading.Thread):
-    """The peak resident memory (KiB) of some processes, every 50 ms."""
-
-    def __init__(self, pids: dict[str, int]) -> None:
-        super().__init__(daemon=True)
-        self.pids = pids
-        self.peak = dict.fromkeys(pids, 0)
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.wait(0.05):
-            for name, pid in self.pids.items():
-                self.peak[name] = max(self.peak[name], status_value(pid, "VmRSS"))
-
-
 def test_a_stopped_daemon_loses_samples_in_the_kernel_not_memory(
     tmp_path: Path, burner: subprocess.Popen[bytes], started: list[Daemon]
 ) -> None:
@@ -107,8 +92,8 @@ def test_a_stopped_daemon_loses_samples_in_the_kernel_not_memory(
         "perf record": perf_records(daemon.pid)[0],
         "perf script": perf_children(daemon.pid, "script")[0],
     }
-    before = {name: status_value(pid, "VmRSS") for name, pid in pids.items()}
-    watch = ResidentWatch(pids)
+    before = {name: resident_bytes(PROC, pid) for name, pid in pids.items()}
+    watch = Resident(pids)
     watch.start()
     os.kill(daemon.pid, signal.SIGSTOP)
     stopped_at = time.time()
@@ -123,7 +108,7 @@ def test_a_stopped_daemon_loses_samples_in_the_kernel_not_memory(
         watch.done.set()
         watch.join()
     lost = metric(daemon.metrics(), "flamed_samples_lost_total", target="burn")
-    grown = {name: (watch.peak[name] - before[name]) >> 10 for name in pids}
+    grown = {name: (watch.peak[name] - before[name]) >> 20 for name in pids}
     figure("7", f"samples lost in the kernel while the daemon was stopped {STALL:.0f} s "
            "(whole machine, 999 Hz)", f"{lost:.0f}")  # fmt: skip
     figure("7", "RSS growth meanwhile, MiB", grown)
