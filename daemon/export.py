@@ -1,7 +1,8 @@
 """Push each completed bucket to Grafana Pyroscope or Parca, as pprof.
 
 One ``Exporter`` per ``[[exporters]]`` table. The service hands it every
-completed bucket of every target it wants through ``submit``, which never
+completed bucket of every target it wants, CPU and (where the target records
+it) off-CPU, through ``submit``, which never
 blocks and never fails: the bucket goes on a bounded queue (when the queue is
 full the oldest waiting bucket is dropped and counted, so a dead receiver costs
 bounded memory). One worker task per exporter takes the buckets in order,
@@ -60,7 +61,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("flamed.daemon.export")
 
-PROFILE_NAME = "process_cpu"
+PROFILE_NAMES: dict[str, str] = {"cpu": "process_cpu", "offcpu": "off_cpu"}
+"""The ``__name__`` label of each profile type: the profile's name in Pyroscope and Parca
+(the first part of Pyroscope's ``name:sample_type:unit:period_type:unit`` type ids)."""
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 60.0
 STOP_TIMEOUT = 2.0
@@ -106,9 +109,10 @@ def request_headers(config: ExporterConfig) -> dict[str, str]:
     return headers
 
 
-def push_labels(config: ExporterConfig, target: str) -> list[tuple[str, str]]:
-    """``__name__``, ``service_name`` (the target unless set), ``target``, the extra labels."""
-    labels = {"__name__": PROFILE_NAME, "service_name": target, "target": target}
+def push_labels(config: ExporterConfig, target: str, profile: str = "cpu") -> list[tuple[str, str]]:
+    """``__name__`` (the profile's), ``service_name`` (the target unless set), ``target``, the
+    extra labels."""
+    labels = {"__name__": PROFILE_NAMES[profile], "service_name": target, "target": target}
     labels.update(config.labels)
     return sorted((name, value) for name, value in labels.items() if value)
 
@@ -135,6 +139,8 @@ class Pending:
     target: str
     bucket: Bucket
     frequency: float
+    profile: str = "cpu"
+    """``cpu`` (counts are samples) or ``offcpu`` (counts are microseconds off CPU)."""
 
 
 @dataclass(frozen=True)
@@ -204,8 +210,8 @@ class Exporter:
 
     # -- the producer's side (never blocks) --
 
-    def submit(self, target: str, bucket: Bucket, frequency: float) -> None:
-        if not bucket.stacks or not self.config.wants(target):
+    def submit(self, target: str, bucket: Bucket, frequency: float, profile: str = "cpu") -> None:
+        if not bucket.stacks or not self.config.wants(target, profile):
             return  # an idle bucket says nothing a receiver needs
         if self.queue.full():
             self.queue.get_nowait()
@@ -214,7 +220,7 @@ class Exporter:
             if not self._warned_full:
                 self._warned_full = True
                 log.warning("exporter %s: queue full; dropping the oldest buckets", self.name)
-        self.queue.put_nowait(Pending(target, bucket, frequency))
+        self.queue.put_nowait(Pending(target, bucket, frequency, profile))
         self._depth()
 
     # -- the worker --
@@ -278,6 +284,7 @@ class Exporter:
             frequency=item.frequency,
             start_ns=round(bucket.start * 1e9),
             duration_ns=round((bucket.end - bucket.start) * 1e9),
+            kind=item.profile,
         )
         fitted = encode_within(
             bucket.folded(),
@@ -290,7 +297,8 @@ class Exporter:
                 "exporter %s: target %s: %d stacks summed into [other] to fit %s's limits",
                 self.name, item.target, fitted.folded_into_other, self.config.kind,
             )  # fmt: skip
-        return request_body(self.config.kind, push_labels(self.config, item.target), fitted.data)
+        labels = push_labels(self.config, item.target, item.profile)
+        return request_body(self.config.kind, labels, fitted.data)
 
     async def post(self, body: bytes) -> Answer:
         import aiohttp
@@ -378,9 +386,9 @@ class Exporters:
         for config in self.configs:
             self._start_one(config)
 
-    def submit(self, target: str, bucket: Bucket, frequency: float) -> None:
+    def submit(self, target: str, bucket: Bucket, frequency: float, profile: str = "cpu") -> None:
         for exporter in self.exporters.values():
-            exporter.submit(target, bucket, frequency)
+            exporter.submit(target, bucket, frequency, profile)
 
     async def apply(self, configs: Sequence[ExporterConfig]) -> None:
         """A reload: exporters removed or changed are stopped, new ones started."""

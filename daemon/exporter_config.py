@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
+from flamed.collector.base import PROFILE_TYPES
 from flamed.daemon.tables import KeyPath, TableReader, given
 
 ExportKind = Literal["pyroscope", "parca"]
@@ -23,7 +24,7 @@ EXPORT_MAX_AGE: dict[ExportKind, tuple[float, float | None]] = {
     "parca": (3600.0, None),
 }
 EXPORTER_KEYS = (
-    "name", "kind", "url", "labels", "targets", "user", "password_file", "token_file",
+    "name", "kind", "url", "labels", "targets", "profiles", "user", "password_file", "token_file",
     "tenant", "queue", "timeout", "max_age",
 )  # fmt: skip
 LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
@@ -41,6 +42,9 @@ class ExporterConfig:
     """Extra labels on every push (``hostname`` unless set to ``""``)."""
     targets: tuple[str, ...] = ()
     """The targets pushed; empty means all."""
+    profiles: tuple[str, ...] = PROFILE_TYPES
+    """The profile types pushed, of those a target records (``offcpu`` only with
+    ``offcpu = true``)."""
     user: str | None = None
     password_file: str | None = None
     password: str | None = field(default=None, repr=False)
@@ -55,8 +59,8 @@ class ExporterConfig:
     max_age: float = EXPORT_MAX_AGE["pyroscope"][0]
     """Buckets older than this when their turn comes are dropped, not sent."""
 
-    def wants(self, target: str) -> bool:
-        return not self.targets or target in self.targets
+    def wants(self, target: str, profile: str = "cpu") -> bool:
+        return (not self.targets or target in self.targets) and profile in self.profiles
 
 
 def read_exporters(
@@ -89,6 +93,7 @@ def read_exporter(
         url=read_url(reader, table, path),
         labels=read_labels(reader, table, path, hostname),
         targets=read_target_names(reader, table, path, targets),
+        profiles=read_profiles(reader, table, path),
         tenant=read_tenant(reader, table, path),
         max_age=read_max_age(reader, table, path, kind),
         **given(
@@ -140,6 +145,14 @@ def read_target_names(
         if name not in targets:
             raise reader.fail((*path, "targets"), f"no target named {name!r}")
     return tuple(cast(list[str], value))
+
+
+def read_profiles(reader: TableReader, table: Mapping[str, Any], path: KeyPath) -> tuple[str, ...]:
+    value = table.get("profiles", list(PROFILE_TYPES))
+    known = ", ".join(f'"{name}"' for name in PROFILE_TYPES)
+    if not isinstance(value, list) or not value or not all(v in PROFILE_TYPES for v in value):
+        raise reader.fail((*path, "profiles"), f"expected a non-empty array of {known}")
+    return tuple(name for name in PROFILE_TYPES if name in value)
 
 
 def read_tenant(reader: TableReader, table: Mapping[str, Any], path: KeyPath) -> str | None:

@@ -236,8 +236,7 @@ class Service:
         )
         bucket = make_bucket(chunk.start, chunk.end, chunk.folded, window.max_stacks, chunk.samples)
         self.writer.write(window.name, [window.add(bucket)])
-        if chunk.profile == "cpu":
-            self.exporters.submit(chunk.target, bucket, target.spec.frequency)
+        self.exporters.submit(chunk.target, bucket, target.spec.frequency, chunk.profile)
 
     def ingest(self, name: str, folded: Folded, fmt: str, nbytes: int, cpu: float) -> None:
         """Fold a profile from outside (the inbox) into the current bucket of ``name``."""

@@ -329,6 +329,7 @@ def test_parse_a_full_config(tmp_path: Path) -> None:
             "tenant": "t1",
             "labels": {"env": "prod"},
             "targets": ["web"],
+            "profiles": ["offcpu"],
             "queue": 10,
             "timeout": "10s",
             "max_age": "30m",
@@ -344,6 +345,7 @@ def test_parse_a_full_config(tmp_path: Path) -> None:
     assert request_headers(one)["Authorization"] == basic
     assert request_headers(one)["X-Scope-OrgID"] == "t1"
     assert "glc_abc" not in repr(one)
+    assert one.profiles == ("offcpu",) and two.profiles == ("cpu", "offcpu")
     assert two.name == "parca" and two.token == "tok" and two.max_age == 3600.0
     assert endpoint(two) == "http://parca:7070/api/profiles/writeraw"
     assert request_headers(two)["Authorization"] == "Bearer tok"
@@ -382,6 +384,14 @@ def test_parse_a_full_config(tmp_path: Path) -> None:
             "exporters[0].targets: no target",
         ),
         ({"kind": "parca", "url": "http://x", "tenant": ""}, "exporters[0].tenant: must be"),
+        (
+            {"kind": "parca", "url": "http://x", "profiles": ["wall"]},
+            'exporters[0].profiles: expected a non-empty array of "cpu", "offcpu"',
+        ),
+        (
+            {"kind": "parca", "url": "http://x", "profiles": []},
+            "exporters[0].profiles: expected a non-empty array",
+        ),
         (
             {"kind": "pyroscope", "url": "http://x", "max_age": "2h"},
             "exporters[0].max_age: pyroscope refuses profiles older than 3600s",

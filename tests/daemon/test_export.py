@@ -44,6 +44,11 @@ from tests.render.pprofread import decode_protobuf
 MakeServer = Callable[[web.Application], Awaitable[TestServer]]
 PYROSCOPE_PATH = "/push.v1.PusherService/Push"
 PARCA_PATH = "/api/profiles/writeraw"
+SAMPLE_TYPES = {
+    "process_cpu": [("samples", "count"), ("cpu", "nanoseconds")],
+    "off_cpu": [("off_cpu", "nanoseconds")],
+}
+"""The profiles a receiver is sent, by ``__name__``, and the sample types each must have."""
 
 
 # -- the stand-ins -------------------------------------------------------------------------
@@ -135,7 +140,7 @@ class StandIn:
             expect(isinstance(raw_labels, dict) and set(raw_labels) == {"labels"}, "LabelSet")
             raw_labels = raw_labels["labels"]
         labels = label_pairs(raw_labels)
-        expect(labels.get("__name__") == "process_cpu", f"__name__ {labels.get('__name__')}")
+        expect(labels.get("__name__") in SAMPLE_TYPES, f"__name__ {labels.get('__name__')}")
         expect(bool(labels.get("service_name")), "no service_name")
         samples = item["samples"]
         expect(isinstance(samples, list) and len(samples) == 1, "samples: expected one")
@@ -159,9 +164,8 @@ class StandIn:
             decoded = decode_protobuf(self.pb, data)
         except Exception as err:
             raise Violation(f"profile: not a pprof Profile: {err}") from None
-        expect(
-            decoded.sample_types == [("samples", "count"), ("cpu", "nanoseconds")], "sample types"
-        )
+        wanted = SAMPLE_TYPES[labels["__name__"]]
+        expect(decoded.sample_types == wanted, f"sample types {decoded.sample_types}")
         return Received(
             labels,
             decoded.folded(),
@@ -309,6 +313,20 @@ async def test_parca_push_with_bearer_token(rig: MakeRig) -> None:
     assert got.labels["__name__"] == "process_cpu" and got.labels["target"] == "db"
     assert sum(got.folded.values()) == 130
     assert got.ident is None
+
+
+@pytest.mark.parametrize("kind", ["pyroscope", "parca"])
+async def test_offcpu_buckets_are_pushed_as_off_cpu_nanoseconds(rig: MakeRig, kind: str) -> None:
+    """An off-CPU bucket counts microseconds blocked: its own profile name, nanoseconds."""
+    r = await rig(kind)
+    r.exporter.submit("db", bucket(T0, "main;read;schedule 250000\nmain;lock 40\n"), 99, "offcpu")
+    r.exporter.submit("db", bucket(T0, PROFILE), 99)
+    await r.idle()
+    assert r.stand_in.violations == []
+    off, cpu = r.stand_in.received
+    assert off.labels["__name__"] == "off_cpu" and off.labels["target"] == "db"
+    assert off.folded == {"main;read;schedule": 250_000_000, "main;lock": 40_000}
+    assert cpu.labels["__name__"] == "process_cpu" and sum(cpu.folded.values()) == 130
 
 
 async def test_buckets_arrive_once_and_in_order(rig: MakeRig) -> None:
@@ -492,6 +510,14 @@ async def test_targets_filter(rig: MakeRig) -> None:
     r.exporter.submit("a", bucket(T0, PROFILE), 99)
     await r.idle()
     assert [got.labels["target"] for got in r.stand_in.received] == ["a"]
+
+
+async def test_profiles_filter(rig: MakeRig) -> None:
+    r = await rig(profiles=("cpu",))
+    r.exporter.submit("a", bucket(T0, "main;read 250\n"), 99, "offcpu")
+    r.exporter.submit("a", bucket(T0, PROFILE), 99)
+    await r.idle()
+    assert [got.labels["__name__"] for got in r.stand_in.received] == ["process_cpu"]
 
 
 async def test_service_name_can_be_set_and_hostname_left_out(rig: MakeRig) -> None:

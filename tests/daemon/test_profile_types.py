@@ -19,6 +19,7 @@ from flamed.daemon.persist import HEADER
 from flamed.daemon.service import Service
 from tests.daemon.conftest import T0, FakeClock, FakeFactory, make_config, wait_for
 from tests.daemon.test_app import Client, MakeClient, start
+from tests.daemon.test_export import MakeServer, StandIn
 from tests.render.pprofread import decode_protobuf
 
 TARGETS = (
@@ -186,3 +187,24 @@ async def test_a_symlink_for_the_offcpu_folder_is_not_followed(
     await service.writer.flush(5)
     await service.stop()
     assert list(elsewhere.iterdir()) == []
+
+
+async def test_offcpu_buckets_are_pushed_beside_cpu_ones(
+    aiohttp_server: MakeServer,
+    aiohttp_client: MakeClient,
+    pb: ModuleType,
+    tmp_path: Path,
+    factory: FakeFactory,
+    clock: FakeClock,
+) -> None:
+    stand_in = StandIn("parca", pb)
+    server = await aiohttp_server(stand_in.app())
+    exporters = f'\n[[exporters]]\nkind = "parca"\nurl = "{server.make_url("/")}"\n'
+    await start(aiohttp_client, make_config(tmp_path, targets=TARGETS + exporters), factory, clock)
+    factory.latest("a", "offcpu").emit(T0 - 20, T0 - 10, "main;read;schedule 250000\n")
+    factory.latest("a").emit(T0 - 20, T0 - 10, "main;work 5\n")
+    await wait_for(lambda: len(stand_in.received) == 2)
+    assert stand_in.violations == []
+    by_name = {got.labels["__name__"]: got for got in stand_in.received}
+    assert by_name["off_cpu"].folded == {"main;read;schedule": 250_000_000}
+    assert by_name["process_cpu"].folded == {"main;work": 5}
