@@ -812,7 +812,7 @@
       mode: state.compare ? state.drag : "range"}, ranges));
     const rate = state.type === "offcpu" ? "µs off CPU per second, " : "samples per second, ";
     $("timeline-caption").textContent = rate +
-      format.range(from, until, state.utc) + "; drag across it to choose a range";
+      format.range(from, until, state.utc) + "; drag across it (or Shift+arrow keys) to choose a range";
     $("clear-range").hidden = !state.from || state.window === "custom";
   }
 
@@ -1124,6 +1124,9 @@
     timeline = new FV.Timeline($("timeline"), {
       onSelect: timelineSelected,
       utc: () => state.utc,
+      say: (text) => {
+        $("timeline-keys").textContent = text;
+      },
     });
   }
 

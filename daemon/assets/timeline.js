@@ -1,6 +1,9 @@
 // flamed's viewer, the timeline: samples per second of the target over the chosen window, one
 // bar per bucket (api/v1/timeline), on a canvas above the graph. Dragging across it selects a
-// range (or, in compare mode, the baseline); a click without a drag clears the selection.
+// range (or, in compare mode, the baseline); a click without a drag clears the selection. From
+// the keyboard: the arrow keys move a cursor a bucket at a time (Page Up/Down ten, Home/End to
+// the edges), with Shift they stretch a selection from where it began, Enter applies it,
+// Escape drops it and Delete clears the one applied.
 (function (FV) {
   "use strict";
 
@@ -10,14 +13,20 @@
     43200, 86400];
   const COLORS = {range: "rgba(234,88,12,0.22)", baseline: "rgba(37,99,235,0.22)"};
   const EDGES = {range: "rgb(194,65,12)", baseline: "rgb(29,78,216)"};
+  const CURSOR = "#1d1d1f";
 
   class Timeline {
-    // options: onSelect(which, from, until) (from null: cleared), utc() -> bool.
+    // options: onSelect(which, from, until) (from null: cleared), utc() -> bool, say(text):
+    // what the keyboard cursor is on, for a live region.
     constructor(canvas, options) {
       this.canvas = canvas;
       this.options = options;
       this.data = {buckets: [], start: 0, end: 1, range: null, baseline: null, mode: "range"};
       this.drag = null;
+      this.keys = null;  // the keyboard's {at, anchor}: cursor time, selection start or null
+      canvas.tabIndex = 0;
+      canvas.addEventListener("keydown", (event) => this.key(event));
+      canvas.addEventListener("blur", () => this.leave());
       canvas.addEventListener("pointerdown", (event) => this.down(event));
       canvas.addEventListener("pointermove", (event) => this.move(event));
       canvas.addEventListener("pointerup", (event) => this.up(event));
@@ -65,6 +74,18 @@
       if (this.drag && this.drag.moved) {
         this.shade(ctx, this.data.mode, [this.drag.from, this.drag.to].sort((a, b) => a - b));
       }
+      if (this.keys) {
+        this.mark(ctx);
+      }
+    }
+
+    mark(ctx) {
+      const {at, anchor} = this.keys;
+      if (anchor !== null) {
+        this.shade(ctx, this.data.mode, [anchor, at].sort((a, b) => a - b));
+      }
+      ctx.fillStyle = CURSOR;
+      ctx.fillRect(Math.round(this.x(at)) - 1, 0, 2, HEIGHT - AXIS);
     }
 
     bars(ctx, width) {
@@ -161,6 +182,93 @@
         this.options.onSelect(this.data.mode, null, null);
       }
       this.draw();
+    }
+
+    // -- the keyboard: a cursor, and a selection stretched from an anchor with Shift --
+
+    key(event) {
+      const target = this.target(event.key);
+      if (target !== null) {
+        event.preventDefault();
+        this.moveTo(target, event.shiftKey);
+      } else if (event.key === "Enter" && this.keys && this.keys.anchor !== null) {
+        event.preventDefault();
+        this.apply();
+      } else if (event.key === "Escape" && this.keys && this.keys.anchor !== null) {
+        event.preventDefault();  // dropped here, so the page's Escape does not also act
+        this.keys.anchor = null;
+        this.redraw();
+      } else if (event.key === "Delete" || event.key === "Backspace") {
+        event.preventDefault();
+        this.options.onSelect(this.data.mode, null, null);
+      }
+    }
+
+    // Where a key moves the cursor (a time), or null for a key that does not move it.
+    target(key) {
+      const {start, end} = this.data;
+      const at = this.keys ? this.keys.at : this.home();
+      const step = this.bucketSeconds();
+      const moves = {ArrowLeft: at - step, ArrowRight: at + step, PageUp: at - 10 * step,
+        PageDown: at + 10 * step, Home: start, End: end};
+      return key in moves ? Math.min(end, Math.max(start, moves[key])) : null;
+    }
+
+    // Where the cursor starts: the end of the chosen range, or of the window.
+    home() {
+      const chosen = this.data[this.data.mode];
+      return chosen ? chosen[1] : this.data.end;
+    }
+
+    bucketSeconds() {
+      const first = this.data.buckets[0];
+      return first ? Math.max(1, first[1] - first[0]) : Math.max(1, (this.data.end -
+        this.data.start) / 100);
+    }
+
+    moveTo(time, stretch) {
+      const keys = this.keys || {at: this.home(), anchor: null};
+      if (stretch && keys.anchor === null) {
+        keys.anchor = keys.at;
+      } else if (!stretch) {
+        keys.anchor = null;
+      }
+      keys.at = time;
+      this.keys = keys;
+      this.redraw();
+    }
+
+    apply() {
+      const [from, until] = [this.keys.anchor, this.keys.at].sort((a, b) => a - b);
+      this.keys.anchor = null;
+      this.redraw();
+      if (until > from) {
+        this.options.onSelect(this.data.mode, Math.floor(from), Math.ceil(until));
+      }
+    }
+
+    leave() {
+      this.keys = null;
+      this.redraw();
+    }
+
+    redraw() {
+      this.draw();
+      this.options.say(this.describe());
+    }
+
+    describe() {
+      if (!this.keys) {
+        return "";
+      }
+      const utc = this.options.utc();
+      const {at, anchor} = this.keys;
+      if (anchor === null) {
+        return "at " + FV.format.clock(at, utc, true) + "; Shift+arrows select";
+      }
+      const [from, until] = [anchor, at].sort((a, b) => a - b);
+      return FV.format.clock(from, utc, true) + " to " + FV.format.clock(until, utc, true) +
+        " selected; Enter shows it, Escape drops it";
     }
   }
 

@@ -724,6 +724,35 @@ def test_a_drag_on_the_timeline_sets_the_range_and_the_url(tab: Tab, proxy: Prox
     wait_query(page, "from", present=False)
 
 
+def test_the_keyboard_selects_a_range_on_the_timeline(tab: Tab, proxy: Proxy) -> None:
+    """Arrows move a cursor a bucket (2 s) at a time, Shift stretches, Enter applies."""
+    page = open_page(tab, proxy, "target=burner&window=5m&live=0")
+    wait_graph(page)
+    page.wait_for_function("() => parseInt(document.getElementById('timeline').dataset.bars) > 5")
+    page.focus("#timeline")
+    page.keyboard.press("ArrowLeft")
+    assert page.inner_text("#timeline-keys").startswith("at ")
+    for _ in range(5):
+        page.keyboard.press("Shift+ArrowLeft")
+    assert "selected; Enter shows it" in page.inner_text("#timeline-keys")
+    page.keyboard.press("Escape")  # drops the selection, the cursor stays
+    assert page.inner_text("#timeline-keys").startswith("at ")
+    page.keyboard.press("Shift+ArrowLeft")
+    page.keyboard.press("Shift+ArrowLeft")
+    page.keyboard.press("Shift+ArrowLeft")
+    assert "from" not in query_of(page)  # nothing is applied before Enter
+    page.keyboard.press("Enter")
+    wait_query(page, "from")
+    params = query_of(page)
+    span = float(params["until"]) - float(params["from"])
+    assert 6 <= span <= 8, span  # three buckets, widened to whole seconds
+    assert any("/api/v1/profile?" in u and "from=" + params["from"] in u for u in tab.requests)
+    wait_graph(page)  # the last seconds of the burner, which ran through them
+    shot(page, "11b-timeline-keyboard")
+    page.keyboard.press("Delete")
+    wait_query(page, "from", present=False)
+
+
 def test_compare_draws_both_colours_and_the_table_gains_deltas(
     tab: Tab, proxy: Proxy, daemon: Daemon
 ) -> None:
