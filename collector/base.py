@@ -71,6 +71,23 @@ class Chunk:
 
 
 @dataclass
+class MapStats:
+    """What reading JIT maps (perf maps, jitdump files) met, summed over all of them (never
+    reset)."""
+
+    lines: int = 0
+    malformed: int = 0
+    bytes_read: int = 0
+    truncated: int = 0
+    """Maps cut short at the memory bound."""
+    refused: dict[str, int] = field(default_factory=dict)
+    """Maps not read, by reason: one of ``MAP_REFUSALS``."""
+
+
+MAP_REFUSALS = ("symlink", "not_regular", "owner", "unreadable")
+
+
+@dataclass
 class SessionStatus:
     """What a session reports about itself; updated in place by the session."""
 
@@ -89,6 +106,8 @@ class SessionStatus:
     """Samples the profiler reported lost (perf: its ring buffer was full, e.g. flamed stalled)."""
     samples_late: int = 0
     """Samples read after their bucket was handed out (handed out again as a late part)."""
+    jit_maps: dict[str, MapStats] = field(default_factory=dict)
+    """The JIT maps the session reads, by kind (``perf-map``, ``jitdump``): live counters."""
 
     def error(self, message: str, when: float | None = None) -> None:
         """``message`` is the last error, happening now (or at ``when``)."""

@@ -17,6 +17,7 @@ import contextlib
 import time
 
 from flamed.collapse.perf import MapResolver
+from flamed.collector.base import MapStats
 from flamed.collector.java import EVERY_BUCKETS, PerfMapWriter
 from flamed.collector.jitdump import JitDump
 from flamed.collector.perfmap import KEEP_SECONDS, PerfMaps
@@ -42,6 +43,11 @@ class JitNames:
         self.java = PerfMapWriter(options.proc_root, name) if options.java_perfmap else None
         self._asked_at = -float("inf")
         self._asking: asyncio.Task[None] | None = None
+
+    def stats(self) -> dict[str, MapStats]:
+        """The readers' live counters, by kind of map."""
+        kinds = (("perf-map", self.maps), ("jitdump", self.dumps))
+        return {kind: reader.stats for kind, reader in kinds if reader is not None}
 
     @property
     def resolver(self) -> MapResolver | None:

@@ -194,6 +194,7 @@ class PerfSession(SamplingSession):
         """CPU seconds of the running perf script already handed out with chunks."""
         self.jit = JitNames(options, f"target {spec.name}")
         """JIT frames: perf maps read by flamed, JVMs asked for theirs."""
+        self.status.jit_maps = self.jit.stats()
 
     # -- hooks ----------------------------------------------------------------
 

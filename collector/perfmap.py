@@ -44,12 +44,13 @@ import stat
 import time
 from array import array
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
 from typing import Protocol
 
 from flamed.collapse.folded import decode
+from flamed.collector.base import MapStats
 from flamed.collector.procfs import proc_status, stat_fields
 
 log = logging.getLogger("flamed.collector")
@@ -77,19 +78,6 @@ LINE = re.compile(
 BLANK = re.compile(rb"^[ \t\r]*\n", re.MULTILINE)
 OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-@dataclass
-class MapStats:
-    """What reading maps met, summed over all of them (never reset)."""
-
-    lines: int = 0
-    malformed: int = 0
-    bytes_read: int = 0
-    truncated: int = 0
-    """Maps cut short at the memory bound."""
-    refused: dict[str, int] = field(default_factory=dict)
-    """Maps not read, by reason: ``symlink``, ``not_regular``, ``owner``, ``unreadable``."""
 
 
 class Part:

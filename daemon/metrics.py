@@ -20,7 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from flamed.collector.base import DROP_REASONS, RESTART_REASONS
+from flamed.collector.base import DROP_REASONS, MAP_REFUSALS, RESTART_REASONS, MapStats
 
 RENDER_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
@@ -44,6 +44,8 @@ class TargetReading:
     samples_late: int = 0
     offcpu_up: bool | None = None
     """The off-CPU sampler runs (None: the target records no off-CPU profile)."""
+    jit_maps: dict[str, MapStats] = field(default_factory=dict)
+    """The JIT maps its sampler reads, by kind (none: the target reads no maps)."""
 
 
 def add_by_reason(
@@ -52,6 +54,38 @@ def add_by_reason(
     """Every known reason (0 until it happens) and any other one that was counted."""
     for reason in sorted({*known, *counts}):
         family.add_metric([target, reason], counts.get(reason, 0))
+
+
+class JitMapFamilies:
+    """The JIT map counters, by target and kind of map (only targets that read maps)."""
+
+    def __init__(self) -> None:
+        labels = ["target", "kind"]
+        self.lines = CounterMetricFamily(
+            "flamed_jit_map_lines", "Entries read from JIT maps (perf-PID.map, jit-PID.dump)",
+            labels=labels,
+        )  # fmt: skip
+        self.malformed = CounterMetricFamily(
+            "flamed_jit_map_malformed", "Malformed JIT map entries skipped", labels=labels
+        )
+        self.truncated = CounterMetricFamily(
+            "flamed_jit_map_truncated", "JIT maps cut short at the memory bound", labels=labels
+        )
+        self.refused = CounterMetricFamily(
+            "flamed_jit_map_refused",
+            "JIT maps not read (a symbolic link, not a regular file, another user's, unreadable)",
+            labels=[*labels, "reason"],
+        )
+
+    def add(self, target: str, kind: str, stats: MapStats) -> None:
+        self.lines.add_metric([target, kind], stats.lines)
+        self.malformed.add_metric([target, kind], stats.malformed)
+        self.truncated.add_metric([target, kind], stats.truncated)
+        for reason in sorted({*MAP_REFUSALS, *stats.refused}):
+            self.refused.add_metric([target, kind, reason], stats.refused.get(reason, 0))
+
+    def families(self) -> tuple[Metric, ...]:
+        return (self.lines, self.malformed, self.truncated, self.refused)
 
 
 class TargetCollector(Collector):
@@ -96,7 +130,10 @@ class TargetCollector(Collector):
             "1 if the target's off-CPU sampler (bpftrace) runs; only targets with offcpu = true",
             labels=["target"],
         )
+        maps = JitMapFamilies()
         for reading in self.read():
+            for kind, stats in reading.jit_maps.items():
+                maps.add(reading.target, kind, stats)
             up.add_metric([reading.target], 1.0 if reading.up else 0.0)
             if reading.offcpu_up is not None:
                 offcpu.add_metric([reading.target], 1.0 if reading.offcpu_up else 0.0)
@@ -108,7 +145,7 @@ class TargetCollector(Collector):
             )
             lost.add_metric([reading.target], reading.samples_lost)
             late.add_metric([reading.target], reading.samples_late)
-        yield from (up, pids, stacks, restarts, dropped, lost, late, offcpu)
+        yield from (up, pids, stacks, restarts, dropped, lost, late, offcpu, *maps.families())
 
     def describe(self) -> Iterator[Metric]:
         return iter(())

@@ -11,6 +11,7 @@ session whose ``run()`` ends or fails by itself, leaves the target in state
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 from collections import Counter
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from flamed.collapse.errors import FlamedError
-from flamed.collector.base import ChunkSink, Session, SessionStatus, TargetSpec
+from flamed.collector.base import ChunkSink, MapStats, Session, SessionStatus, TargetSpec
 from flamed.daemon.config import SamplerConfig
 from flamed.daemon.metrics import TargetReading
 
@@ -181,7 +182,13 @@ class Supervisor:
             dropped=dict(Counter(status.chunks_dropped) + self.dropped),
             samples_lost=status.samples_lost,
             samples_late=status.samples_late,
+            jit_maps={kind: snapshot(stats) for kind, stats in status.jit_maps.items()},
         )
+
+
+def snapshot(stats: MapStats) -> MapStats:
+    """A copy the session no longer changes."""
+    return dataclasses.replace(stats, refused=dict(stats.refused))
 
 
 def spec_json(spec: TargetSpec) -> dict[str, Any]:

@@ -7,6 +7,7 @@ tests/data/node/late.js spins in ``earlyLeaf``; told to, it compiles ``lateLeaf`
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -19,7 +20,7 @@ import pytest
 from flamed.collapse.folded import read_folded
 from tests.collector.helpers import require_perf
 from tests.collector.jit import EARLY, LATE, compile_late, excerpt, frames_named, start_node, stop
-from tests.daemon.test_run_e2e import Daemon, free_port, poll
+from tests.daemon.test_run_e2e import Daemon, free_port, get, poll
 
 pytestmark = [pytest.mark.perf, pytest.mark.slow]
 
@@ -54,6 +55,11 @@ def test_the_daemon_names_a_function_compiled_after_it_started(
         poll(lambda: frames_named(daemon.folded("target=node&window=1m"), LATE) >= 20)
         folded = daemon.folded("target=node&window=1m")
         print(excerpt(folded, LATE))
+        status, metrics = get(f"{daemon.base}/metrics")
+        assert status == 200
+        lines = re.search(rb'^flamed_jit_map_lines_total\{kind="perf-map",target="node"\} (\S+)$',
+                          metrics, re.MULTILINE)  # fmt: skip
+        assert lines is not None and float(lines.group(1)) > 0, metrics[-2000:]
     finally:
         daemon.kill()
 

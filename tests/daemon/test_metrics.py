@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from flamed.collector.base import MapStats
 from flamed.daemon.app import create_app
 from flamed.daemon.metrics import ExportMetrics, Metrics, TargetReading
 from tests.daemon.conftest import T0, FakeClock, FakeFactory, make_config, wait_for
@@ -34,6 +35,10 @@ NAMES = {
     "flamed_http_request_duration_seconds_count": ("histogram", {"route", "code"}),
     "flamed_config_reloads_total": ("counter", {"result"}),
     "flamed_build_info": ("gauge", {"version"}),
+    "flamed_jit_map_lines_total": ("counter", {"target", "kind"}),
+    "flamed_jit_map_malformed_total": ("counter", {"target", "kind"}),
+    "flamed_jit_map_truncated_total": ("counter", {"target", "kind"}),
+    "flamed_jit_map_refused_total": ("counter", {"target", "kind", "reason"}),
     "process_resident_memory_bytes": ("gauge", set()),
 }
 
@@ -65,6 +70,8 @@ async def scraped(
     factory.latest("b").status.samples_lost = 17
     factory.latest("a").status.samples_late = 5
     factory.latest("b").status.restarts["perf_rss"] = 1
+    maps = MapStats(lines=40, malformed=2, refused={"owner": 1})
+    factory.latest("b").status.jit_maps = {"perf-map": maps}
     await client.get("/api/v1/flamegraph?target=a")
     await client.get("/api/v1/folded?target=zzz")
     return await (await client.get("/metrics")).text()
@@ -93,6 +100,11 @@ async def test_values(scraped: str) -> None:
     assert ({"target": "a"}, 5.0) in found["flamed_samples_late_total"]
     assert ({"target": "b", "reason": "perf_rss"}, 1.0) in found["flamed_collector_restarts_total"]
     assert ({"version": "9.9.9"}, 1.0) in found["flamed_build_info"]
+    perf_map = {"target": "b", "kind": "perf-map"}
+    assert found["flamed_jit_map_lines_total"] == [(perf_map, 40.0)]  # a reads no maps
+    assert found["flamed_jit_map_malformed_total"] == [(perf_map, 2.0)]
+    refused = {labels["reason"]: value for labels, value in found["flamed_jit_map_refused_total"]}
+    assert refused == {"owner": 1.0, "symlink": 0.0, "not_regular": 0.0, "unreadable": 0.0}
     assert found["flamed_render_seconds_count"] == [({}, 1.0)]
     routes = {
         labels["route"]: labels["code"]
