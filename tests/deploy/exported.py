@@ -16,6 +16,7 @@ COUNTERS = {
     "flamed_collector_restarts_total": {"target", "reason"},
     "flamed_chunks_dropped_total": {"target", "reason"},
     "flamed_config_reloads_total": {"result"},
+    "flamed_jit_map_refused_total": {"target", "kind", "reason"},
 }
 GAUGES = {
     "flamed_collector_up": {"target"},

@@ -168,6 +168,13 @@ def rule_test_groups() -> list[dict[str, Any]]:
                     "flamed_chunks_dropped_total", "0 0 0 4 4 4", target="system", reason="full"
                 ),
                 series("flamed_config_reloads_total", "0 0 1 1 1", result="error"),
+                series(
+                    "flamed_jit_map_refused_total",
+                    "0 0 0 2 2",
+                    target="node",
+                    kind="perf-map",
+                    reason="owner",
+                ),
                 series("flamed_config_reloads_total", "0 1 2 3 4", result="success"),
             ],
             "alert_rule_test": [
@@ -189,6 +196,19 @@ def rule_test_groups() -> list[dict[str, Any]]:
                     "FlamedChunksDropped",
                     "5m",
                     expect("FlamedChunksDropped", "4", **JOB, target="system", reason="full"),
+                ),
+                case("FlamedJitMapsRefused", "2m"),
+                case(
+                    "FlamedJitMapsRefused",
+                    "4m",
+                    expect(
+                        "FlamedJitMapsRefused",
+                        "2",
+                        **JOB,
+                        target="node",
+                        kind="perf-map",
+                        reason="owner",
+                    ),
                 ),
                 case("FlamedConfigReloadFailing", "1m"),
                 case("FlamedConfigReloadFailing", "4m", expect("FlamedConfigReloadFailing", **JOB)),
