@@ -116,7 +116,10 @@ def test_flamed_run_with_real_perf(tmp_path: Path, burner: subprocess.Popen[byte
             return weight(folded, "light") > 0 and weight(folded, "heavy") > 0 and len(folded) > 0
 
         poll(enough)
-        poll(lambda: weight(daemon.folded("target=burn&window=5m"), "light") >= 20)  # samples
+        # light() gets a quarter of the time: with 60 samples in it the heavy/light ratio's
+        # spread is about 0.45 around 3, so the bounds below sit over 2 spreads away (with 20
+        # it failed now and then on a loaded machine)
+        poll(lambda: weight(daemon.folded("target=burn&window=5m"), "light") >= 60)
         folded = daemon.folded("target=burn&window=5m")
         under_burn = sum(c for stack, c in folded.items() if stack.startswith("flamedburn;"))
         assert under_burn >= 0.95 * folded.total(), folded.sorted_items()[:20]
