@@ -37,7 +37,7 @@ from flamed.daemon.middlewares import (
     no_body_middleware,
 )
 from flamed.daemon.notify import Notifier
-from flamed.daemon.query import QUERY_TYPES, ProfileQuery
+from flamed.daemon.query import QUERY_TYPES, ProfileQuery, PythonView
 from flamed.daemon.responses import Rendered, Responder, metrics_handler
 from flamed.daemon.service import Service
 from flamed.daemon.supervisor import SessionFactory, default_factory
@@ -59,7 +59,7 @@ API_WINDOW = 300.0
 """Seconds ``/api/v1/...`` covers without ``window`` or ``from``."""
 QUICK_WINDOW = 60.0
 """Seconds ``/flamegraph.svg`` and ``/folded.txt`` cover without ``window`` or ``from``."""
-RANGE_PARAMS = frozenset({"target", "type", *RANGE_KEYS})
+RANGE_PARAMS = frozenset({"target", "type", "python", *RANGE_KEYS})
 """What every profile endpoint takes; each adds its own (a graph, the render options)."""
 DIFF_PARAMS = RANGE_PARAMS | {"baseline", *DIFF_KEYS}
 
@@ -171,7 +171,8 @@ async def diff(request: web.Request) -> web.StreamResponse:
     name = target_param(request, quick=False)
     before, after = diff_ranges(request.query, service.now(), API_WINDOW)
     kind = type_param(request)
-    a, b = service.query(name, before, kind), service.query(name, after, kind)
+    a = viewed(request, service.query(name, before, kind))
+    b = viewed(request, service.query(name, after, kind))
     title = f"{name}: {after.label} against {before.label}"
     options = renders.render_options(request.query, title, renders.note(b), kind)
     timer = request.app[METRICS].render_seconds
@@ -243,7 +244,15 @@ def ask(
     service = request.app[SERVICE]
     name = target_param(request, quick)
     span = parse_range(request.query, service.now(), window)
-    return service.query(name, span, type_param(request))
+    return viewed(request, service.query(name, span, type_param(request)))
+
+
+def viewed(request: web.Request, query: ProfileQuery) -> ProfileQuery:
+    """``python=1``: the query in the Python view; ``python=0`` (the default): as stored."""
+    value = request.query.get("python", "0")
+    if value not in ("0", "1"):
+        raise UsageError(f"python: expected 0 or 1, not {value[:20]!r}")
+    return PythonView(query) if value == "1" else query
 
 
 def check_params(request: web.Request, accepted: Collection[str]) -> None:

@@ -16,6 +16,7 @@ from typing import Protocol
 from flamed.collapse.errors import FlamedError
 from flamed.collapse.folded import Folded
 from flamed.collapse.hotcold import hot_cold
+from flamed.collapse.python import python_counts
 from flamed.collector.base import PROFILE_TYPES
 from flamed.daemon.store import Selection, Window, bucket_start
 from flamed.daemon.timerange import TimeRange
@@ -131,3 +132,25 @@ class HotColdQuery:
     def folded(self) -> Folded:
         cpu, offcpu = self.parts
         return hot_cold(cpu.folded(), offcpu.folded(), self.us_per_sample)
+
+
+class PythonView:
+    """A query's stacks in the Python view (``flamed.collapse.python``): ``py::`` frames
+    named as Python functions, the interpreter's frames between them left out; stacks
+    without Python frames as they are."""
+
+    def __init__(self, query: ProfileQuery) -> None:
+        self.query = query
+        self.target, self.span, self.frequency = query.target, query.span, query.frequency
+        self.profile, self.selection = query.profile, query.selection
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        return *self.query.key, "python"
+
+    @property
+    def samples(self) -> int:
+        return self.query.samples
+
+    def folded(self) -> Folded:
+        return Folded(python_counts(self.query.folded().counts))

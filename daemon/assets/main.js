@@ -17,9 +17,9 @@
   const VIEWS = ["icicle", "flame", "table", "sandwich"];
   const TYPES = ["cpu", "offcpu", "hotcold"];
   const TYPE_NAMES = {cpu: "CPU", offcpu: "off-CPU", hotcold: "CPU + off-CPU"};
-  const OUR_KEYS = ["target", "type", "window", "from", "until", "view", "compare", "baseline", "a_from",
-    "a_until", "live", "zoom", "search", "ignorecase", "fold", "tz", "fn", "sort", "order",
-    "drag", "s", "i", "x", "y"];
+  const OUR_KEYS = ["target", "type", "window", "from", "until", "view", "compare", "baseline",
+    "a_from", "a_until", "live", "zoom", "search", "ignorecase", "fold", "python", "tz", "fn",
+    "sort", "order", "drag", "s", "i", "x", "y"];
 
   const $ = (id) => document.getElementById(id);
   let state = readState();
@@ -69,6 +69,7 @@
       search: q.get("search") || q.get("s") || "",
       ignoreCase: (q.get("ignorecase") || q.get("i")) === "1",
       fold: q.get("fold") !== "0",
+      python: q.get("python") === "1",
       utc: q.get("tz") === "utc",
       fn: q.get("fn") || "",
       sort: q.get("sort") || "self",
@@ -106,6 +107,7 @@
     put("search", state.search);
     put("ignorecase", state.ignoreCase ? "1" : "");
     put("fold", state.fold ? "" : "0");
+    put("python", state.python ? "1" : "");
     put("tz", state.utc ? "utc" : "");
     put("fn", state.view === "sandwich" ? state.fn : "");
     put("sort", state.sort, "self");
@@ -427,6 +429,9 @@
     if (state.type !== "cpu") {
       params.set("type", state.type);
     }
+    if (state.python) {
+      params.set("python", "1");
+    }
     if (range) {
       params.set("from", range[0]);
       if (range[1] !== "now") {
@@ -503,6 +508,8 @@
       meta: docs[0],
       baseMeta: docs[1] || null,
     };
+    const python = docs.some((doc) => doc.names.some((name) => name.startsWith("py::")));
+    $("python-label").hidden = !python && !state.python;
     rebuild(same);
     lastInstall = performance.now();
     installCost = lastInstall - began;
@@ -811,8 +818,8 @@
     timeline.set(Object.assign({buckets: buckets, start: from, end: until,
       mode: state.compare ? state.drag : "range"}, ranges));
     const rate = state.type === "offcpu" ? "µs off CPU per second, " : "samples per second, ";
-    $("timeline-caption").textContent = rate +
-      format.range(from, until, state.utc) + "; drag across it (or Shift+arrow keys) to choose a range";
+    $("timeline-caption").textContent = rate + format.range(from, until, state.utc) +
+      "; drag across it (or Shift+arrow keys) to choose a range";
     $("clear-range").hidden = !state.from || state.window === "custom";
   }
 
@@ -923,6 +930,7 @@
     $("range-b-label").textContent = ranges ? "compared" : "range";
     $("live").checked = state.live;
     $("fold").checked = state.fold;
+    $("python").checked = state.python;
     $("search").value = state.search;
     $("ignore-case").checked = state.ignoreCase;
     $("graph").hidden = state.view !== "icicle" && state.view !== "flame";
@@ -1010,6 +1018,13 @@
     state.fold = $("fold").checked;
     writeState();
     rebuild(true);
+  }
+
+  // The Python view is the daemon's (python=1): the graph's names change, so zoom starts over.
+  function setPython() {
+    state.python = $("python").checked;
+    state.zoom = [];
+    changed();
   }
 
   function toggleZone() {
@@ -1105,6 +1120,7 @@
     $("custom").addEventListener("submit", applyCustom);
     $("live").addEventListener("change", setLive);
     $("fold").addEventListener("change", setFold);
+    $("python").addEventListener("change", setPython);
     $("search-form").addEventListener("submit", search);
     $("search").addEventListener("input", searchSoon);
     $("ignore-case").addEventListener("change", search);

@@ -105,6 +105,35 @@ async def test_folded_merges_the_window(client: Client) -> None:
     assert await relative.text() == "main;idle 1\nmain;work;hot 6\n"
 
 
+PY_STACKS = (
+    "python3;_start;py::main:app.py;_PyEval_EvalFrameDefault;PyObject_Vectorcall;"
+    "py::work:app.py;sorted 5\n"
+    "python3;_start;py::main:app.py;_PyEval_EvalFrameDefault;_PyFunction_Vectorcall;"
+    "py::work:app.py;sorted 2\n"
+    "python3;_start;py::main:app.py;_PyEval_EvalFrameDefault 1\n"
+)
+
+
+async def test_python_1_asks_for_the_python_view(client: Client, factory: FakeFactory) -> None:
+    """Stored as perf gave them; ``python=1`` names Python frames and drops the interpreter's
+    frames between them, on every profile endpoint (each its own cached answer)."""
+    factory.latest("b").emit(T0 - 20, T0 - 10, PY_STACKS)
+    query = {"target": "b", "window": "1m"}
+    stored = await (await client.get("/api/v1/folded", params=query)).text()
+    assert stored == "".join(sorted(PY_STACKS.splitlines(keepends=True)))
+    viewed = await client.get("/api/v1/folded", params={**query, "python": "1"})
+    assert await viewed.text() == (
+        "python3;_start;main (app.py);_PyEval_EvalFrameDefault 1\n"
+        "python3;_start;main (app.py);work (app.py);sorted 7\n"
+    )
+    svg = await (await client.get("/api/v1/flamegraph", params={**query, "python": "1"})).text()
+    assert "work (app.py)" in svg and "PyObject_Vectorcall" not in svg
+    profile = await (await client.get("/api/v1/profile", params={**query, "python": "1"})).read()
+    assert b"work (app.py)" in profile and b"py::work" not in profile
+    bad = await client.get("/api/v1/folded", params={**query, "python": "yes"})
+    assert bad.status == 400 and "python: expected 0 or 1" in await bad.text()
+
+
 async def test_quick_endpoints_use_the_first_target_and_last_minute(client: Client) -> None:
     folded = await client.get("/folded.txt")
     assert await folded.text() == "main;idle 1\nmain;work;cold 1\nmain;work;hot 8\n"

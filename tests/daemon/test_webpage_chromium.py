@@ -159,6 +159,13 @@ UNKNOWN_CHAIN = ";".join(["[unknown]"] * 127)
 DEEP = f"mystery;{UNKNOWN_CHAIN};leaf_a 9\nmystery;{UNKNOWN_CHAIN};leaf_b 4\n"
 FED_BEFORE = "main;grow 10\nmain;shrink 50\nmain;same 5\n"
 FED_AFTER = "main;grow 60\nmain;shrink 5\nmain;same 5\n"
+PY_STACKS = (
+    "python3;_start;py::main:app.py;_PyEval_EvalFrameDefault;PyObject_Vectorcall;"
+    "py::work:app.py;_PyEval_EvalFrameDefault;list_sort 40\n"
+    "python3;_start;py::main:app.py;_PyEval_EvalFrameDefault;_PyFunction_Vectorcall;"
+    "py::idle:app.py;_PyEval_EvalFrameDefault 10\n"
+)
+"""What perf gives for CPython 3.12+ run with -X perf (no such CPython on Debian 12)."""
 
 
 def deliver(inbox: Path, target: str, text: str) -> None:
@@ -206,6 +213,7 @@ def daemon(
         f'[[targets]]\nname = "ghost"\npids = [{ghost}]\n'
         f'[[targets]]\nname = "broken"\npids = [{workload}]\nbackend = "dtrace"\n'
         f'[[targets]]\nname = "fed"\npids = [{ghost}]\n'
+        f'[[targets]]\nname = "snake"\npids = [{ghost}]\n'
         f'[[targets]]\nname = "sleeper"\npids = [{sleeper}]\noffcpu = {offcpu}\n'
     )
     log = (folder / "daemon.log").open("wb")
@@ -751,6 +759,33 @@ def test_the_keyboard_selects_a_range_on_the_timeline(tab: Tab, proxy: Proxy) ->
     shot(page, "11b-timeline-keyboard")
     page.keyboard.press("Delete")
     wait_query(page, "from", present=False)
+
+
+def test_the_python_view_is_offered_where_there_are_python_frames(
+    tab: Tab, proxy: Proxy, daemon: Daemon
+) -> None:
+    page = open_page(tab, proxy, "target=burner&window=5m&live=0")
+    wait_graph(page)
+    assert page.locator("#python-label").is_hidden()  # a C program's profile
+    deliver(daemon.inbox, "snake", PY_STACKS)
+    folded = f"{daemon.url}/api/v1/folded?target=snake&window=1h"
+    wait_until("snake's stacks ingested", lambda: b"py::work" in get(folded)[1])
+    page = open_page(tab, proxy, "target=snake&window=1h&live=0")
+    wait_frame(page, "py::work:app.py")
+    assert page.locator("#python-label").is_visible()
+    page.check("#python")
+    wait_query(page, "python")
+    wait_frame(page, "work (app.py)")
+    names = {drawn["name"] for drawn in frames(page)}
+    assert {"main (app.py)", "idle (app.py)", "list_sort"} <= names
+    assert not names & {"PyObject_Vectorcall", "_PyFunction_Vectorcall", "py::work:app.py"}
+    assert "_PyEval_EvalFrameDefault" in names  # where idle() spent its time: kept
+    assert any("/api/v1/profile?" in u and "python=1" in u for u in tab.requests)
+    assert "python=1" in (page.get_attribute("#download-folded", "href") or "")
+    shot(page, "20-python-view")
+    page.uncheck("#python")
+    wait_query(page, "python", present=False)
+    wait_frame(page, "py::work:app.py")
 
 
 def test_compare_draws_both_colours_and_the_table_gains_deltas(
