@@ -33,6 +33,9 @@ followed. Needs root, CAP_PERFMON, or a low kernel.perf_event_paranoid.
 With --off-cpu (Linux, as root, with bpftrace and tracefs) it records where the
 threads were blocked instead: microseconds off CPU per stack, counted in the
 kernel, blocks shorter than --min-block left out; the graph counts "us".
+With --hot-cold it records both at once and draws them in one graph, CPU samples
+turned to microseconds (1e6 / HZ each) in warm colours beside the time blocked
+in blue (off-CPU frames marked _[o] in folded text).
 """
 
 
@@ -63,7 +66,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add("--perf", metavar="PATH", help="the perf binary (default: perf on PATH)")
     add("--dtrace", metavar="PATH", help="the dtrace binary (default: dtrace on PATH)")
-    add("--off-cpu", action="store_true", help="record time blocked (off CPU), not CPU samples")
+    kind = parser.add_mutually_exclusive_group()
+    kind.add_argument(
+        "--off-cpu", action="store_true", help="record time blocked (off CPU), not CPU samples"
+    )
+    kind.add_argument(
+        "--hot-cold", action="store_true", help="record CPU samples and time blocked, in one graph"
+    )
     add("--min-block", default="1ms", metavar="DURATION", help="shortest block counted (1ms)")
     add("--bpftrace", metavar="PATH", help="the bpftrace binary (default: bpftrace on PATH)")
 
@@ -150,48 +159,62 @@ def min_block_us(text: str) -> int:
     return round(seconds * 1e6)
 
 
-def write_output(folded: Folded, path: str, title: str, off_cpu: bool = False) -> None:
+def profiles(args: argparse.Namespace) -> tuple[str, ...]:
+    """The profile types recorded: ``cpu``, ``offcpu``, or both for --hot-cold."""
+    if args.hot_cold:
+        return ("cpu", "offcpu")
+    return ("offcpu",) if args.off_cpu else ("cpu",)
+
+
+def write_output(folded: Folded, path: str, title: str, profile: str = "cpu") -> None:
     kind = output_kind(path)
-    data = render_svg(folded, title, off_cpu) if kind == "svg" else folded.to_bytes()
+    data = render_svg(folded, title, profile) if kind == "svg" else folded.to_bytes()
     if path == "-":
         write_stdout(data)
     else:
         write_atomic(path, data)
 
 
-def render_svg(folded: Folded, title: str, off_cpu: bool = False) -> bytes:
+def render_svg(folded: Folded, title: str, profile: str = "cpu") -> bytes:
+    """``profile``: ``cpu``, ``offcpu`` (blue, in us) or ``hotcold`` (both, in us)."""
     from flamed.render import RenderOptions, render_flamegraph
 
     options = RenderOptions(title=title)
-    if off_cpu:
-        options = RenderOptions(title=title, count_name="us", colors="io")
+    if profile != "cpu":
+        colors = "io" if profile == "offcpu" else "hotcold"
+        options = RenderOptions(title=title, count_name="us", colors=colors)
     return render_flamegraph(folded, options).encode("utf-8", "surrogateescape")
 
 
-async def record(args: argparse.Namespace, spec: TargetSpec) -> Folded:
+async def record(args: argparse.Namespace, spec: TargetSpec) -> dict[str, Folded]:
+    """Each profile type's samples (``profiles(args)``), recorded at once."""
     import asyncio
     import contextlib
     import signal
 
     from flamed.collector.sessions import create_session
 
-    merged = Folded()
+    merged = {profile: Folded() for profile in profiles(args)}
     duration = args.duration
 
     def on_chunk(chunk: Chunk) -> None:
-        merged.update(chunk.folded)
+        merged[chunk.profile].update(chunk.folded)
 
-    session = create_session(
-        spec,
-        bucket_seconds=min(duration, 10.0) if duration else 10.0,
-        on_chunk=on_chunk,
-        perf_path=args.perf,
-        dtrace_path=args.dtrace,
-        fail_fast=True,
-        profile="offcpu" if args.off_cpu else "cpu",
-        bpftrace_path=args.bpftrace,
-        min_block_us=min_block_us(args.min_block),
-    )
+    sessions = [
+        create_session(
+            spec,
+            bucket_seconds=min(duration, 10.0) if duration else 10.0,
+            on_chunk=on_chunk,
+            perf_path=args.perf,
+            dtrace_path=args.dtrace,
+            fail_fast=True,
+            profile=profile,
+            bpftrace_path=args.bpftrace,
+            min_block_us=min_block_us(args.min_block),
+        )
+        for profile in merged
+    ]
+    session = sessions[0]
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -202,21 +225,38 @@ async def record(args: argparse.Namespace, spec: TargetSpec) -> Folded:
         while not (spec.pids and session.status.state == "waiting"):
             await asyncio.sleep(0.2)
 
-    runner = asyncio.create_task(session.run())
+    runners = [asyncio.create_task(one.run()) for one in sessions]
     interrupted = asyncio.create_task(done.wait())
     gone = asyncio.create_task(processes_gone())
     try:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(duration):
-                await asyncio.wait({runner, interrupted, gone}, return_when=asyncio.FIRST_COMPLETED)
+                waited = {*runners, interrupted, gone}
+                await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
     finally:
         interrupted.cancel()
         gone.cancel()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        await session.stop()
-        await runner
+        for one in sessions:
+            await one.stop()
+        ended = await asyncio.gather(*runners, return_exceptions=True)
+    for outcome in ended:
+        if isinstance(outcome, BaseException):
+            raise outcome  # the first session that failed says why
     return merged
+
+
+def combined(found: dict[str, Folded], spec: TargetSpec) -> tuple[str, Folded, str]:
+    """What was recorded as one profile: its type, its stacks, and what it shows."""
+    from flamed.collapse.hotcold import hot_cold
+
+    if len(found) == 2:
+        both = hot_cold(found["cpu"], found["offcpu"], 1e6 / spec.frequency)
+        return "hotcold", both, f"CPU and off-CPU time of {spec.describe()}"
+    if "offcpu" in found:
+        return "offcpu", found["offcpu"], f"off-CPU time of {spec.describe()}"
+    return "cpu", found["cpu"], spec.describe()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -229,18 +269,18 @@ def run(args: argparse.Namespace) -> int:
     if not args.off_cpu:
         check_frequency(spec)
     try:
-        folded = asyncio.run(record(args, spec))
+        found = asyncio.run(record(args, spec))
     except OSError as err:
         raise ProfilerError(str(err)) from err
-    what = f"off-CPU time of {spec.describe()}" if args.off_cpu else spec.describe()
-    write_output(folded, args.output, f"flamed record: {what}", args.off_cpu)
+    profile, folded, what = combined(found, spec)
+    write_output(folded, args.output, f"flamed record: {what}", profile)
     if not folded:
         during = f" in {args.duration:g} s" if args.duration else ""
-        why = (
-            f"no block of {args.min_block} or more meanwhile"
-            if args.off_cpu
-            else "it ran on no CPU meanwhile (idle?)"
-        )
+        why = {
+            "offcpu": f"no block of {args.min_block} or more meanwhile",
+            "cpu": "it ran on no CPU meanwhile (idle?)",
+            "hotcold": f"it ran on no CPU and had no block of {args.min_block} or more",
+        }[profile]
         print(
             f"flamed record: no samples of {spec.describe()}{during}: {why}, "
             "or it is not the process you meant",

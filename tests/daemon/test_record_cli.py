@@ -197,6 +197,48 @@ def test_record_off_cpu_time(tmp_path: Path, sleeping: int) -> None:
     assert "off-CPU time of process id" in text and " us" in text and "do_wait" in text
 
 
+@pytest.fixture
+def half_busy() -> Iterator[int]:
+    """A Python process that spins 50 ms, then sleeps 50 ms, over and over."""
+    loop = "import time\nwhile True:\n    t = time.time()\n    while time.time() - t < 0.05:\n"
+    loop += "        pass\n    time.sleep(0.05)\n"
+    proc = subprocess.Popen([sys.executable, "-c", loop])
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+def test_record_hot_cold_puts_cpu_and_blocked_time_in_one_graph(
+    tmp_path: Path, half_busy: int
+) -> None:
+    """Real perf and bpftrace at once: the time it ran and the time it slept, both in us."""
+    from tests.collector.test_offcpu import require_bpftrace
+
+    require_perf()
+    require_bpftrace()
+    out = tmp_path / "both.folded"
+    args = ("record", "--hot-cold", "-p", str(half_busy), "-F", "199", "-d", "4")
+    done = run_flamed(*args, "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    folded = read_folded(out.read_bytes())
+    cold = sum(count for stack, count in folded.items() if stack.endswith("_[o]"))
+    hot = folded.total() - cold
+    assert all(
+        all(frame.endswith("_[o]") for frame in stack.split(";")) or "_[o]" not in stack
+        for stack in folded
+    ), folded.sorted_items()[:5]  # a stack is all CPU or all off-CPU
+    assert any("nanosleep" in stack or "clock_nanosleep" in stack for stack in folded)
+    # each about half of the 4 s, in microseconds (generous: a loaded machine)
+    assert 0.6e6 <= hot <= 3.0e6 and 0.6e6 <= cold <= 3.0e6, (hot, cold)
+    svg = tmp_path / "both.svg"
+    done = run_flamed(*args, "-o", str(svg))
+    assert done.returncode == 0, done.stderr
+    text = svg.read_text()
+    assert "CPU and off-CPU time of process id" in text and " us" in text
+    unmarked = run_flamed("record", "--hot-cold", "--off-cpu", "-p", str(half_busy))
+    assert "not allowed with argument" in one_line_error(unmarked)
+
+
 def test_off_cpu_errors_are_one_line(tmp_path: Path, sleeping: int) -> None:
     done = run_flamed("record", "--off-cpu", "--min-block", "1y", "-p", str(sleeping))
     assert "--min-block: '1y' is not a duration" in one_line_error(done)
