@@ -20,7 +20,7 @@ from flamed.daemon import renders
 from flamed.daemon.app import RESPONDER, SERVICE, create_app
 from flamed.daemon.config import Config
 from tests.daemon.conftest import T0, FakeClock, FakeFactory, make_config, wait_for
-from tests.daemon.test_export import MakeServer, StandIn
+from tests.daemon.test_export import MakeServer, receiving
 from tests.render.pprofread import decode_protobuf
 
 Client = TestClient[web.Request, web.Application]
@@ -427,9 +427,7 @@ async def test_daemon_pushes_buckets_and_serves_pprof(
     pb: ModuleType,
     tmp_path: Path,
 ) -> None:
-    stand_in = StandIn("pyroscope", pb)
-    server = await aiohttp_server(stand_in.app())
-    exporters = f'\n[[exporters]]\nkind = "pyroscope"\nurl = "{server.make_url("/")}"\n'
+    stand_in, exporters = await receiving(aiohttp_server, pb, "pyroscope")
     targets = '[[targets]]\nname = "a"\nall = true\nfrequency = 250\n' + exporters
     config = make_config(tmp_path, targets=targets)
     factory, clock, registry = FakeFactory(), FakeClock(T0), CollectorRegistry()

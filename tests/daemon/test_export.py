@@ -176,6 +176,13 @@ class StandIn:
         )
 
 
+async def receiving(aiohttp_server: MakeServer, pb: ModuleType, kind: str) -> tuple[StandIn, str]:
+    """A running stand-in of ``kind`` and the ``[[exporters]]`` table that points at it."""
+    stand_in = StandIn(kind, pb)
+    server = await aiohttp_server(stand_in.app())
+    return stand_in, f'\n[[exporters]]\nkind = "{kind}"\nurl = "{server.make_url("/")}"\n'
+
+
 def expect(condition: bool, what: object) -> None:
     if not condition:
         raise Violation(f"contract: {what}")

@@ -19,7 +19,7 @@ from flamed.daemon.persist import HEADER
 from flamed.daemon.service import Service
 from tests.daemon.conftest import T0, FakeClock, FakeFactory, make_config, wait_for
 from tests.daemon.test_app import Client, MakeClient, start
-from tests.daemon.test_export import MakeServer, StandIn
+from tests.daemon.test_export import MakeServer, receiving
 from tests.render.pprofread import decode_protobuf
 
 TARGETS = (
@@ -197,9 +197,7 @@ async def test_offcpu_buckets_are_pushed_beside_cpu_ones(
     factory: FakeFactory,
     clock: FakeClock,
 ) -> None:
-    stand_in = StandIn("parca", pb)
-    server = await aiohttp_server(stand_in.app())
-    exporters = f'\n[[exporters]]\nkind = "parca"\nurl = "{server.make_url("/")}"\n'
+    stand_in, exporters = await receiving(aiohttp_server, pb, "parca")
     await start(aiohttp_client, make_config(tmp_path, targets=TARGETS + exporters), factory, clock)
     factory.latest("a", "offcpu").emit(T0 - 20, T0 - 10, "main;read;schedule 250000\n")
     factory.latest("a").emit(T0 - 20, T0 - 10, "main;work 5\n")
