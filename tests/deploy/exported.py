@@ -16,6 +16,8 @@ COUNTERS = {
     "flamed_collector_restarts_total": {"target", "reason"},
     "flamed_chunks_dropped_total": {"target", "reason"},
     "flamed_config_reloads_total": {"result"},
+    "flamed_samples_lost_total": {"target"},
+    "flamed_samples_late_total": {"target"},
     "flamed_jit_map_refused_total": {"target", "kind", "reason"},
 }
 GAUGES = {

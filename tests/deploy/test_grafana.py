@@ -111,6 +111,8 @@ def test_the_issue_s_panels_are_there() -> None:
         "flamed_render_seconds_bucket",  # render latency
         "flamed_http_request_duration_seconds_bucket",  # HTTP latency
         "flamed_collapse_seconds_total",  # throughput = bytes / seconds
+        "flamed_samples_lost_total",  # the kernel dropped samples: the daemon stalled
+        "flamed_jit_map_refused_total",  # JIT frames that stay unnamed
     }
     assert wanted <= used, wanted - used
     assert "histogram_quantile(0.99" in text
