@@ -228,8 +228,10 @@ def test_record_hot_cold_puts_cpu_and_blocked_time_in_one_graph(
         for stack in folded
     ), folded.sorted_items()[:5]  # a stack is all CPU or all off-CPU
     assert any("nanosleep" in stack or "clock_nanosleep" in stack for stack in folded)
-    # each about half of the 4 s, in microseconds (generous: a loaded machine)
-    assert 0.6e6 <= hot <= 3.0e6 and 0.6e6 <= cold <= 3.0e6, (hot, cold)
+    # Each is about half of the 4 s on an idle machine; on a loaded one the spinning thread
+    # waits to run (off CPU, in the scheduler) much longer. One thread is never on and off
+    # CPU for longer than it was recorded (4 s, and a little for the start of the two).
+    assert hot >= 0.1e6 and cold >= 0.3e6 and hot + cold <= 5.0e6, (hot, cold)
     svg = tmp_path / "both.svg"
     done = run_flamed(*args, "-o", str(svg))
     assert done.returncode == 0, done.stderr
