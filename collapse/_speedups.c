@@ -526,14 +526,97 @@ PerfFolder_init(PerfFolder *self, PyObject *args, PyObject *kwds)
     return 0;
 }
 
+/* GO_METHOD of perf.py, searched: \.\(.*\)\. (a Go method's receiver, not arguments) */
+static int
+is_go_method(const char *f, size_t n)
+{
+    const char *open = find_bytes(f, n, ".(", 2);
+    if (open == NULL)
+        return 0;
+    size_t from = (size_t)(open - f) + 2;
+    return find_bytes(f + from, n - from, ").", 2) != NULL;
+}
+
+/* Where perf.py's strip_arguments cuts a C++/Java argument list: the first `(` (but not
+ * `(anonymous namespace)`) with no more `<` than `>` before it; failing that, where the
+ * brackets do not balance, the first such `(`; else n (nothing is cut). */
+static size_t
+arguments_start(const char *f, size_t n)
+{
+    static const char anonymous[] = "anonymous namespace)";
+    const size_t anonymous_len = sizeof anonymous - 1;
+    size_t first = n, opens = 0, closes = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = f[i];
+        if (c == '<')
+            opens++;
+        else if (c == '>')
+            closes++;
+        else if (c == '(' &&
+                 !(n - i - 1 >= anonymous_len && memcmp(f + i + 1, anonymous, anonymous_len) == 0)) {
+            if (opens <= closes)
+                return i;
+            if (first == n)
+                first = i;
+        }
+    }
+    return opens != closes ? first : n;
+}
+
+/* Does the name hold one of Rust's `$..$` escapes (RUST_ESCAPE of symbols.py)? */
+static int
+has_rust_escape(const char *f, size_t n)
+{
+    static const char *const named[] = {"LT", "GT", "C", "RF", "BP", "LP", "RP", "SP"};
+    const char *end = f + n;
+    for (const char *p = memchr(f, '$', n); p != NULL; p = memchr(p + 1, '$', end - p - 1)) {
+        const char *s = p + 1;
+        size_t rest = end - s;
+        for (size_t k = 0; k < sizeof named / sizeof *named; k++) {
+            size_t len = strlen(named[k]);
+            if (rest > len && memcmp(s, named[k], len) == 0 && s[len] == '$')
+                return 1;
+        }
+        if (rest && s[0] == 'u') { /* u[0-9a-f]{1,6} */
+            size_t d = 0;
+            while (1 + d < rest && d < 7 && is_hex_lower((unsigned char)s[1 + d]))
+                d++;
+            if (d >= 1 && d <= 6 && 1 + d < rest && s[1 + d] == '$')
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* Does the name hold `::h` once each ';' is a ':' (where tidy_rust looks for a hash)? */
+static int
+has_hash_marker(const char *f, size_t n)
+{
+    for (const char *p = f, *end = f + n; end - p >= 3; p++) {
+        const char *h = memchr(p + 2, 'h', end - p - 2);
+        if (h == NULL)
+            return 0;
+        if ((h[-1] == ':' || h[-1] == ';') && (h[-2] == ':' || h[-2] == ';'))
+            return 1;
+        p = h - 2;
+    }
+    return 0;
+}
+
 /* One frame name, tidied as PerfCollapser._tidy does, appended to `out`; 0 when the
- * name needs the Python reference, -1 on error. In Python's order: ';' becomes ':',
- * quotes go, then a Java name loses the 'L' it then starts with. */
+ * name needs the Python reference, -1 on error. In Python's order: an argument list
+ * is cut (not a Go method's receiver), ';' becomes ':', quotes go, then a Java name
+ * loses the 'L' it then starts with. A name tidy_rust would change (a `::h` hash, a
+ * `$..$` escape; `;` could make a `::`) goes to Python. */
 static int
 tidy_simple(Buffer *out, const char *f, size_t n, int java)
 {
-    if (memchr(f, '(', n) || memchr(f, '$', n) || contains(f, n, "::h"))
+    if (has_hash_marker(f, n))
         return 0;
+    if (memchr(f, '$', n) && has_rust_escape(f, n))
+        return 0;
+    if (memchr(f, '(', n) && !is_go_method(f, n))
+        n = arguments_start(f, n);
     if (buffer_reserve(out, n) < 0)
         return -1;
     size_t start = out->len;
@@ -966,12 +1049,32 @@ fold_other(PerfFolder *self, const char *start, const char *end)
     return 0;
 }
 
+/* Could this comment line (`#...`, as `perf script --header` writes before the first
+ * record) be read as an event line by perf.py's RECORD? Only if it ends in `:` (spaces
+ * aside). The others the Python reference skips, as the line-by-line reader skips any
+ * `#` line. */
+static int
+comment_may_be_event(const char *line, const char *nl)
+{
+    while (nl > line && is_line_space((unsigned char)nl[-1]))
+        nl--;
+    return nl > line && nl[-1] == ':';
+}
+
 /* Where a record ends (before the empty line after it, or at the end), and whether it is
- * of the common shape: 1 and *ev, *body and *body_len set; 0 when Python must read it. */
+ * of the common shape: 1 and *ev, *body and *body_len set; 0 when Python must read it.
+ * Comment lines before its event line are skipped where Python would skip them. */
 static int
 scan_record(const char *p, const char *end, const char **next, EventLine *ev,
             const char **body, size_t *body_len)
 {
+    int comments_ok = 1;
+    while (*p == '#' && comments_ok) {
+        const char *nl = memchr(p, '\n', end - p);
+        comments_ok = nl != NULL && nl + 1 < end && nl[1] != '\n' && !comment_may_be_event(p, nl);
+        if (comments_ok)
+            p = nl + 1;
+    }
     const char *nl = memchr(p, '\n', end - p);
     const char *line_end = nl ? nl : end;
     const char *q = nl ? nl + 1 : end;
@@ -985,7 +1088,7 @@ scan_record(const char *p, const char *end, const char **next, EventLine *ev,
     }
     *next = q;
     *body_len = q > *body ? (size_t)(q - *body - (q[-1] == '\n')) : 0;
-    return frames_ok && parse_event_line(p, line_end - p, ev);
+    return comments_ok && frames_ok && parse_event_line(p, line_end - p, ev);
 }
 
 static PyObject *

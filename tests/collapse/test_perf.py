@@ -214,6 +214,18 @@ NAME_PARTS = st.sampled_from(
         "_[k]",
         ".llvm.12",
         "(anonymous namespace)",
+        "(anonymous namespace",
+        "<",
+        ">",
+        ".(",
+        ").",
+        "$",
+        "$C$",
+        "$u1f600$",
+        "$u1234567$",
+        "$u$",
+        "h",
+        ":",
     ]
 )
 MODULES = st.sampled_from(
@@ -257,8 +269,13 @@ GENERATED_HEADS = st.one_of(
         st.sampled_from(["cycles", "cycles:u", "instructions", "cpu-clock"]),
     ),
 )
+# `perf script --header` puts comment lines before the first record.
+COMMENTS = st.sampled_from(
+    ["#", "# ========", "# cmdline : perf record -g", "# event: ", "#prog 1/1 [000] 1.5: 1 cycles:"]
+)
 GENERATED_LINES = st.one_of(
     GENERATED_HEADS,
+    COMMENTS,
     GENERATED_FRAMES,
     FRAMES,
     st.sampled_from(["", "", "", " "]),
@@ -296,6 +313,29 @@ def test_corpus_in_small_chunks() -> None:
     data = read_input(folder / "example-perf-stacks.txt")
     expected = (folder / "example-perf-stacks.default.folded").read_bytes()
     assert collapse(data, chunk=4093) == expected
+
+
+def test_c_path_folds_java_and_cpp_names_and_header_comments_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Java names (`$`, `;`), C++ argument lists and `perf script --header` comments are
+    folded in C: no frame line or record of the corpus's example goes to the Python
+    reference (whose regular expressions then need not be compiled). Same output."""
+    if NATIVE_PATHS[1].marks:
+        pytest.skip("the C speedups were not built")
+    data = read_input(conformance_dir("perf") / "example-perf-stacks.txt")
+    options = OPTION_SETS["all"]
+    expected = collapse(data, options, native=False)
+    asked: list[object] = []
+    for name in ("_cache_line", "_fold_mixed"):
+        method = getattr(PerfCollapser, name)
+        monkeypatch.setattr(
+            PerfCollapser,
+            name,
+            lambda self, *args, _m=method: asked.append(args) or _m(self, *args),
+        )
+    assert collapse(data, options, native=True) == expected
+    assert asked == []
 
 
 # -- fixes of the Perl script's bugs ---------------------------------------------
