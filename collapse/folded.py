@@ -57,6 +57,10 @@ def perl_count(count: Count) -> str:
     return f"{count:.15g}"
 
 
+def _first(item: tuple[bytes, Count]) -> bytes:
+    return item[0]
+
+
 def bytewise_key(stack: str) -> bytes:
     """Sort key that orders stacks by their encoded bytes, as ``sort`` in C locale does."""
     return encode(stack)
@@ -95,8 +99,16 @@ class Folded:
             yield f"{stack} {format_count(count)}"
 
     def to_bytes(self) -> bytes:
-        text = "".join(line + "\n" for line in self.lines())
-        return encode(text)
+        """The text of ``lines()``, each line ending in a newline. Each stack is encoded
+        once, sorted as bytes and joined as bytes: making the text and encoding it after
+        the sort copied each stack three more times (~1 ms of `flamed collapse` on 700 kB)."""
+        encoded = [(encode(stack), count) for stack, count in self.counts.items()]
+        encoded.sort(key=_first)
+        parts: list[bytes] = []
+        add = parts.extend
+        for stack, count in encoded:
+            add((stack, b" ", format_count(count).encode(), b"\n"))
+        return b"".join(parts)
 
     def write(self, stream: BinaryIO) -> None:
         stream.write(self.to_bytes())
