@@ -27,6 +27,8 @@ from flamed.collapse.python import python_counts
 from flamed.collapse.symbols import tidy_rust
 
 if TYPE_CHECKING:
+    from mmap import mmap
+
     from flamed.collapse._speedups import PerfFolder
     from flamed.collapse.inline import BinaryTools, Inliner
 
@@ -245,8 +247,9 @@ class PerfCollapser:
 
     # -- streaming ---------------------------------------------------------
 
-    def feed(self, data: bytes) -> None:
-        """Fold every complete record in ``data`` and keep the rest for later."""
+    def feed(self, data: bytes | mmap) -> None:
+        """Fold every complete record in ``data`` and keep the rest for later. ``data`` may
+        be a read-only map of a file where ``reads_mapped`` says so."""
         self.bytes_fed += len(data)
         end = data.rfind(b"\n\n")
         if self._folder is not None and end >= 0:
@@ -257,12 +260,12 @@ class PerfCollapser:
         if end < 0 and len(buffer) > MAX_PENDING:
             end = buffer.rfind(b"\n")
         if end < 0:
-            self._pending = buffer
+            self._pending = bytes(buffer)  # not a map, which may be closed after
             return
         self._pending = buffer[end + 1 :]
         self._fold_records(buffer[: end + 1])
 
-    def _fold_in_place(self, folder: PerfFolder, data: bytes, end: int) -> None:
+    def _fold_in_place(self, folder: PerfFolder, data: bytes | mmap, end: int) -> None:
         """The C folder reads the chunk in place, up to the end of its last record (``end``:
         where a blank line starts). Only the text pending joins the chunk's first records
         and is copied; any cut at a record's end folds alike."""
@@ -285,6 +288,12 @@ class PerfCollapser:
     @property
     def native(self) -> bool:
         """Does this collapser fold with the C speedups?"""
+        return self._folder is not None
+
+    @property
+    def reads_mapped(self) -> bool:
+        """Does ``feed`` read a mapped file where it lies (the C folder), so that it is
+        better given a map of a file than its bytes read (no pages filled and copied)?"""
         return self._folder is not None
 
     @property

@@ -7,12 +7,14 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from stat import S_ISREG
 
 from flamed.collapse.common import TYPE_CHECKING, Collapser
 from flamed.collapse.errors import InputError
 from flamed.collapse.folded import Folded
 
 if TYPE_CHECKING:
+    from mmap import mmap
     from typing import BinaryIO
 
 
@@ -63,6 +65,29 @@ def collapse_file(collapser: Collapser, path: str) -> Folded:
     for chunk in iter_chunks(path):
         collapser.feed(chunk)
     return collapser.finish()
+
+
+def map_file(path: str, limit: int) -> mmap | None:
+    """A read-only map of FILE, when it is a regular file of 1 to ``limit`` bytes and not
+    gzip-compressed; else None (stdin, pipes, gzip, empty or larger files are read).
+    A collapser that reads its input where it lies folds a map without copying it:
+    reading 3 MB cost ~2 ms of fresh pages, zeroed, then filled."""
+    if path == "-":
+        return None
+    import mmap as mmap_module  # only when mapping: start-up time counts
+
+    try:
+        with open(path, "rb") as file:
+            status = os.fstat(file.fileno())
+            if not S_ISREG(status.st_mode) or not 0 < status.st_size <= limit:
+                return None
+            mapped = mmap_module.mmap(file.fileno(), 0, access=mmap_module.ACCESS_READ)
+    except (OSError, ValueError):
+        return None  # the reader reports it
+    if mapped[:2] == GZIP_MAGIC:
+        mapped.close()
+        return None
+    return mapped
 
 
 def plain_file_size(path: str) -> int | None:
