@@ -338,6 +338,29 @@ def test_c_path_folds_java_and_cpp_names_and_header_comments_itself(
     assert asked == []
 
 
+def test_c_path_agrees_where_few_records_repeat_and_its_record_cache_pauses() -> None:
+    """Where few records repeat, the C folder stops storing them for a while (storing cost
+    more than folding afresh) and then tries again: thousands of records, new ones, repeats
+    of records seen before, during and after a pause, and of a second event (dropped), in
+    chunks cut anywhere, give what the pure-Python reference gives."""
+    if NATIVE_PATHS[1].marks:
+        pytest.skip("the C speedups were not built")
+    records = []
+    for index in range(3000):
+        seen = (index * 7919) % (index + 1)  # new records at first, then more repeats
+        chosen = index if index < 600 or index % 3 else seen
+        event = "instructions" if chosen % 11 == 5 else "cycles"
+        frames = "".join(
+            f"\t{40 + depth:x} f{chosen % (depth + 2)} (/bin/p)\n" for depth in range(6)
+        )
+        records.append(f"p{chosen % 5} 1/1 [000] 1.0: {chosen % 3 + 1} {event}:\n{frames}\n")
+    data = "".join(records).encode()
+    for options in (OPTION_SETS["default"], OPTION_SETS["tid"]):
+        expected = collapse(data, options, native=False)
+        assert collapse(data, options, native=True) == expected
+        assert collapse(data, options, chunk=65521, native=True) == expected
+
+
 # -- fixes of the Perl script's bugs ---------------------------------------------
 
 RECORD = "prog 1234/1234 [000] 100.000001: 1 cycles:\n{frames}\n"
