@@ -6,7 +6,6 @@ import errno
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from stat import S_ISREG
 
 from flamed.collapse.common import TYPE_CHECKING, Collapser
@@ -29,26 +28,39 @@ commands in one process, empties it after each."""
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-@contextmanager
-def open_input(path: str) -> Iterator[BinaryIO]:
-    """Open FILE for reading bytes, ``-`` for stdin; gzip-compressed files are unpacked."""
-    if path == "-":
-        yield sys.stdin.buffer
-        return
-    try:
-        raw = open(path, "rb")  # noqa: SIM115 - closed below
-    except OSError as err:
-        raise InputError(f"cannot read {path}: {err.strerror or err}") from err
-    try:
-        if raw.peek(2)[:2] == GZIP_MAGIC:
-            import gzip  # only when needed: start-up time counts
+class InputStream:
+    """``with open_input(path) as stream``: FILE opened for reading bytes, gzip-compressed
+    files unpacked; ``-`` is stdin, left open after. (A class, not contextlib's decorator:
+    importing contextlib cost start-up time in every command.)"""
 
-            with gzip.GzipFile(fileobj=raw) as unpacked:
-                yield unpacked  # type: ignore[misc]
-        else:
-            yield raw
-    finally:
-        raw.close()
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._opened: list[BinaryIO] = []
+
+    def __enter__(self) -> BinaryIO:
+        if self.path == "-":
+            return sys.stdin.buffer
+        try:
+            raw = open(self.path, "rb")
+        except OSError as err:
+            raise InputError(f"cannot read {self.path}: {err.strerror or err}") from err
+        self._opened.append(raw)
+        if raw.peek(2)[:2] != GZIP_MAGIC:
+            return raw
+        import gzip  # only when needed: start-up time counts
+
+        unpacked = gzip.GzipFile(fileobj=raw)
+        self._opened.append(unpacked)  # type: ignore[arg-type]
+        return unpacked  # type: ignore[return-value]
+
+    def __exit__(self, *exc: object) -> None:
+        while self._opened:
+            self._opened.pop().close()
+
+
+def open_input(path: str) -> InputStream:
+    """Open FILE for reading bytes, ``-`` for stdin; gzip-compressed files are unpacked."""
+    return InputStream(path)
 
 
 def iter_chunks(path: str, size: int = CHUNK_SIZE) -> Iterator[bytes]:
@@ -138,6 +150,8 @@ def write_atomic(path: str, data: bytes) -> None:
         os.replace(tmp, path)
     except OSError as err:
         if tmp:
+            from contextlib import suppress  # only on failure: start-up time counts
+
             with suppress(OSError):
                 os.unlink(tmp)
         raise InputError(f"cannot write {path}: {err.strerror or err}") from err
