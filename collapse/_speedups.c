@@ -18,6 +18,8 @@
  *   stack, goes to the Python reference (`fold_run`), which says what to cache, or that
  *   the next run continues the stack.
  *
+ * - folded_bytes(counts) writes folded text, sorted, for Folded.to_bytes (ASCII stacks and
+ *   int counts; None for Python to write the others).
  * - fold_folded(text, counts, in_order, other) adds folded lines (`stack count`) whose
  *   count is plain digits; other lines go to the Python reference (`other`).
  *
@@ -27,6 +29,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Caches are emptied when they reach this many entries or this many bytes of keys. */
@@ -1597,10 +1600,108 @@ fold_folded(PyObject *module, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* -- folded text out: Folded.to_bytes ------------------------------------------------ */
+
+typedef struct {
+    const char *stack;
+    Py_ssize_t len;
+    long long count;
+} FoldedLine;
+
+/* Bytewise, as folded.py sorts encoded stacks (a prefix first). */
+static int
+folded_line_order(const void *a, const void *b)
+{
+    const FoldedLine *x = a, *y = b;
+    int order = memcmp(x->stack, y->stack, (size_t)(x->len < y->len ? x->len : y->len));
+    return order ? order : (x->len > y->len) - (x->len < y->len);
+}
+
+/* `count` in decimal at p; how many bytes. */
+static size_t
+write_count(char *p, long long count)
+{
+    char digits[24];
+    size_t n = 0;
+    unsigned long long value = count < 0 ? 0ULL - (unsigned long long)count : (unsigned long long)count;
+    do {
+        digits[n++] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value);
+    size_t written = 0;
+    if (count < 0)
+        p[written++] = '-';
+    while (n)
+        p[written++] = digits[--n];
+    return written;
+}
+
+/* The stacks of `counts` that folded_bytes can write: all ASCII str, all int counts that
+ * fit a long long. 1: lines filled, *total their size bound; 0: Python must write them. */
+static int
+folded_lines(PyObject *counts, FoldedLine *lines, size_t *total)
+{
+    Py_ssize_t pos = 0, i = 0;
+    PyObject *stack, *count;
+    *total = 0;
+    while (PyDict_Next(counts, &pos, &stack, &count)) {
+        if (!PyUnicode_CheckExact(stack) || PyUnicode_READY(stack) < 0 ||
+            !PyUnicode_IS_ASCII(stack) || !PyLong_CheckExact(count))
+            return 0;
+        int overflow;
+        long long value = PyLong_AsLongLongAndOverflow(count, &overflow);
+        if (overflow || (value == -1 && PyErr_Occurred()))
+            return 0;
+        lines[i].stack = (const char *)PyUnicode_DATA(stack);
+        lines[i].len = PyUnicode_GET_LENGTH(stack);
+        lines[i].count = value;
+        *total += (size_t)lines[i].len + 24;
+        i++;
+    }
+    return 1;
+}
+
+static PyObject *
+folded_bytes(PyObject *module, PyObject *counts)
+{
+    if (!PyDict_CheckExact(counts)) {
+        PyErr_SetString(PyExc_TypeError, "folded_bytes takes a dict");
+        return NULL;
+    }
+    Py_ssize_t n = PyDict_GET_SIZE(counts);
+    FoldedLine *lines = PyMem_Malloc((size_t)(n ? n : 1) * sizeof *lines);
+    if (lines == NULL)
+        return PyErr_NoMemory();
+    size_t total;
+    if (!folded_lines(counts, lines, &total)) {
+        PyMem_Free(lines);
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    qsort(lines, (size_t)n, sizeof *lines, folded_line_order);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+    if (out != NULL) {
+        char *start = PyBytes_AS_STRING(out), *p = start;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            memcpy(p, lines[i].stack, (size_t)lines[i].len);
+            p += lines[i].len;
+            *p++ = ' ';
+            p += write_count(p, lines[i].count);
+            *p++ = '\n';
+        }
+        _PyBytes_Resize(&out, p - start);
+    }
+    PyMem_Free(lines);
+    return out;
+}
+
 static PyMethodDef module_methods[] = {
     {"fold_folded", fold_folded, METH_VARARGS,
      "fold_folded(text, counts, in_order, other): add `stack count` lines split at \\n to\n"
      "counts (and in_order, a list, unless None); lines of another shape go to other(line)"},
+    {"folded_bytes", folded_bytes, METH_O,
+     "folded_bytes(counts) -> bytes | None: `stack count` lines sorted bytewise, as\n"
+     "Folded.to_bytes writes them; None unless every stack is ASCII and every count an int"},
     {NULL, NULL, 0, NULL},
 };
 
