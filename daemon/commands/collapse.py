@@ -422,7 +422,7 @@ def collapse_path(collapser: Collapser, path: str, split_bytes: int, threads: in
         mapped = map_file(path, MAP_MAX_BYTES)
         if mapped is not None:
             with mapped:
-                collapser.feed(mapped)  # type: ignore[arg-type]
+                collapser.feed(mapped)  # type: ignore[arg-type]  # reads_mapped: feed takes it
             return collapser.finish()
     size = plain_file_size(path) if split_bytes and threads > 1 and not native else None
     if size is None or not split_bytes <= size <= SPLIT_MAX_BYTES:

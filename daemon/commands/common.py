@@ -13,6 +13,7 @@ from flamed.collapse.errors import InputError
 from flamed.collapse.folded import Folded
 
 if TYPE_CHECKING:
+    from gzip import GzipFile
     from mmap import mmap
     from typing import BinaryIO
 
@@ -35,7 +36,7 @@ class InputStream:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._opened: list[BinaryIO] = []
+        self._opened: list[BinaryIO | GzipFile] = []
 
     def __enter__(self) -> BinaryIO:
         if self.path == "-":
@@ -50,8 +51,8 @@ class InputStream:
         import gzip  # only when needed: start-up time counts
 
         unpacked = gzip.GzipFile(fileobj=raw)
-        self._opened.append(unpacked)  # type: ignore[arg-type]
-        return unpacked  # type: ignore[return-value]
+        self._opened.append(unpacked)
+        return unpacked  # type: ignore[return-value]  # reads bytes as a BinaryIO does
 
     def __exit__(self, *exc: object) -> None:
         while self._opened:

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from flamed.collapse import perf
 from flamed.collapse.perf import PerfCollapser, PerfOptions, strip_arguments
 from flamed.collapse.symbols import tidy_rust
 from tests.conftest import DATA, NATIVE_PATHS, conformance_dir, run_flamed
@@ -126,6 +127,11 @@ def collapse_record_by_record(data: bytes, options: PerfOptions | None = None) -
 def test_record_by_record_reader_gives_the_same(source: Path, expected: Path, option: str) -> None:
     got = collapse_record_by_record(read_input(source), OPTION_SETS[option])
     assert got == expected.read_bytes()
+
+
+def test_record_split_stride_is_records_groups_and_one() -> None:
+    """RECORD is compiled at first use; the stride its split() gives is a constant."""
+    assert perf.P.RECORD.groups + 1 == perf.SPLIT_STRIDE
 
 
 def test_uniform_input_takes_the_fast_path() -> None:
