@@ -18,6 +18,8 @@
  *   stack, goes to the Python reference (`fold_run`), which says what to cache, or that
  *   the next run continues the stack.
  *
+ * - folded_bytes(counts) writes folded text, sorted, for Folded.to_bytes (ASCII stacks and
+ *   int counts; None for Python to write the others).
  * - fold_folded(text, counts, in_order, other) adds folded lines (`stack count`) whose
  *   count is plain digits; other lines go to the Python reference (`other`).
  *
@@ -27,6 +29,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Caches are emptied when they reach this many entries or this many bytes of keys. */
@@ -34,6 +37,15 @@
 #define CACHE_BYTES ((size_t)64 << 20)
 /* Periods with more digits than this go to Python (its ints do not overflow). */
 #define MAX_PERIOD_DIGITS 18
+/* The record cache pays where records repeat, as most do in continuous profiling. Where
+ * few do (a short recording of deep, varied stacks, such as example-perf-stacks), storing
+ * each new record cost more than folding it afresh (3.9 of 9 ms). So the perf folder
+ * counts, in each window of RECORD_WINDOW records looked up, those found: with fewer than
+ * 1 in RECORD_MIN_HITS, it folds the next RECORD_PAUSE records afresh, neither looking
+ * them up nor storing them (what the cache holds is kept), then tries it again. */
+#define RECORD_WINDOW 256
+#define RECORD_MIN_HITS 4
+#define RECORD_PAUSE 1024
 
 /* -- hashing ------------------------------------------------------------------------ */
 
@@ -452,6 +464,10 @@ typedef struct {
     Buffer stack;           /* scratch: a record's stack */
     Buffer frame;           /* scratch: one line's frames */
     Groups groups;          /* scratch: a record's frame lines' frames */
+    size_t window_records;  /* records looked up in this window of the record cache */
+    size_t window_hits;     /* and found */
+    size_t paused;          /* records still to fold without the record cache */
+    Entry fresh;            /* what the last record folded without the cache counts for */
 } PerfFolder;
 
 static int
@@ -473,6 +489,8 @@ PerfFolder_clear(PerfFolder *self)
     Py_CLEAR(self->fold_other);
     Py_CLEAR(self->stacks);
     Py_CLEAR(self->events);
+    Py_CLEAR(self->fresh.first);
+    Py_CLEAR(self->fresh.second);
     return 0;
 }
 
@@ -526,14 +544,97 @@ PerfFolder_init(PerfFolder *self, PyObject *args, PyObject *kwds)
     return 0;
 }
 
+/* GO_METHOD of perf.py, searched: \.\(.*\)\. (a Go method's receiver, not arguments) */
+static int
+is_go_method(const char *f, size_t n)
+{
+    const char *open = find_bytes(f, n, ".(", 2);
+    if (open == NULL)
+        return 0;
+    size_t from = (size_t)(open - f) + 2;
+    return find_bytes(f + from, n - from, ").", 2) != NULL;
+}
+
+/* Where perf.py's strip_arguments cuts a C++/Java argument list: the first `(` (but not
+ * `(anonymous namespace)`) with no more `<` than `>` before it; failing that, where the
+ * brackets do not balance, the first such `(`; else n (nothing is cut). */
+static size_t
+arguments_start(const char *f, size_t n)
+{
+    static const char anonymous[] = "anonymous namespace)";
+    const size_t anonymous_len = sizeof anonymous - 1;
+    size_t first = n, opens = 0, closes = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = f[i];
+        if (c == '<')
+            opens++;
+        else if (c == '>')
+            closes++;
+        else if (c == '(' &&
+                 !(n - i - 1 >= anonymous_len && memcmp(f + i + 1, anonymous, anonymous_len) == 0)) {
+            if (opens <= closes)
+                return i;
+            if (first == n)
+                first = i;
+        }
+    }
+    return opens != closes ? first : n;
+}
+
+/* Does the name hold one of Rust's `$..$` escapes (RUST_ESCAPE of symbols.py)? */
+static int
+has_rust_escape(const char *f, size_t n)
+{
+    static const char *const named[] = {"LT", "GT", "C", "RF", "BP", "LP", "RP", "SP"};
+    const char *end = f + n;
+    for (const char *p = memchr(f, '$', n); p != NULL; p = memchr(p + 1, '$', end - p - 1)) {
+        const char *s = p + 1;
+        size_t rest = end - s;
+        for (size_t k = 0; k < sizeof named / sizeof *named; k++) {
+            size_t len = strlen(named[k]);
+            if (rest > len && memcmp(s, named[k], len) == 0 && s[len] == '$')
+                return 1;
+        }
+        if (rest && s[0] == 'u') { /* u[0-9a-f]{1,6} */
+            size_t d = 0;
+            while (1 + d < rest && d < 7 && is_hex_lower((unsigned char)s[1 + d]))
+                d++;
+            if (d >= 1 && d <= 6 && 1 + d < rest && s[1 + d] == '$')
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* Does the name hold `::h` once each ';' is a ':' (where tidy_rust looks for a hash)? */
+static int
+has_hash_marker(const char *f, size_t n)
+{
+    for (const char *p = f, *end = f + n; end - p >= 3; p++) {
+        const char *h = memchr(p + 2, 'h', end - p - 2);
+        if (h == NULL)
+            return 0;
+        if ((h[-1] == ':' || h[-1] == ';') && (h[-2] == ':' || h[-2] == ';'))
+            return 1;
+        p = h - 2;
+    }
+    return 0;
+}
+
 /* One frame name, tidied as PerfCollapser._tidy does, appended to `out`; 0 when the
- * name needs the Python reference, -1 on error. In Python's order: ';' becomes ':',
- * quotes go, then a Java name loses the 'L' it then starts with. */
+ * name needs the Python reference, -1 on error. In Python's order: an argument list
+ * is cut (not a Go method's receiver), ';' becomes ':', quotes go, then a Java name
+ * loses the 'L' it then starts with. A name tidy_rust would change (a `::h` hash, a
+ * `$..$` escape; `;` could make a `::`) goes to Python. */
 static int
 tidy_simple(Buffer *out, const char *f, size_t n, int java)
 {
-    if (memchr(f, '(', n) || memchr(f, '$', n) || contains(f, n, "::h"))
+    if (has_hash_marker(f, n))
         return 0;
+    if (memchr(f, '$', n) && has_rust_escape(f, n))
+        return 0;
+    if (memchr(f, '(', n) && !is_go_method(f, n))
+        n = arguments_start(f, n);
     if (buffer_reserve(out, n) < 0)
         return -1;
     size_t start = out->len;
@@ -897,28 +998,68 @@ record_weight(PerfFolder *self, const EventLine *ev)
     return PyLong_FromLongLong(value);
 }
 
+/* What a new record counts for: its stack and weight, or NULLs for another event.
+ * -1 on error. */
+static int
+record_result(PerfFolder *self, const EventLine *ev, const char *body, size_t body_len,
+              PyObject **stack, PyObject **weight)
+{
+    *stack = *weight = NULL;
+    int keep = keep_event(self, ev->event, ev->event_len);
+    if (keep <= 0)
+        return keep;
+    *stack = record_stack(self, ev, body, body_len);
+    *weight = *stack ? record_weight(self, ev) : NULL;
+    if (*weight == NULL) {
+        Py_CLEAR(*stack);
+        return -1;
+    }
+    return 0;
+}
+
+/* A record folded without the cache: kept in self->fresh until the next one. */
+static Entry *
+fresh_entry(PerfFolder *self, const EventLine *ev, const char *body, size_t body_len)
+{
+    PyObject *stack, *weight;
+    if (record_result(self, ev, body, body_len, &stack, &weight) < 0)
+        return NULL;
+    Py_XSETREF(self->fresh.first, stack);
+    Py_XSETREF(self->fresh.second, weight);
+    return &self->fresh;
+}
+
+/* Count a lookup in the record cache's window; at the window's end, pause the cache if it
+ * found too few. */
+static void
+count_lookup(PerfFolder *self, int found)
+{
+    self->window_hits += found;
+    if (++self->window_records < RECORD_WINDOW)
+        return;
+    if (self->window_hits * RECORD_MIN_HITS < RECORD_WINDOW)
+        self->paused = RECORD_PAUSE;
+    self->window_records = self->window_hits = 0;
+}
+
 /* What a record counts for, from the cache or worked out now. NULL on error. */
 static Entry *
 record_entry(PerfFolder *self, const EventLine *ev, const char *body, size_t body_len)
 {
+    if (self->paused) {
+        self->paused--;
+        return fresh_entry(self, ev, body, body_len);
+    }
     if (record_key(self, ev, body, body_len) < 0)
         return NULL;
     uint64_t hash = hash_bytes(self->key.data, self->key.len, 0);
     Entry *e = table_find(&self->records, self->key.data, self->key.len, hash);
+    count_lookup(self, e->key != NULL);
     if (e->key != NULL)
         return e;
-    int keep = keep_event(self, ev->event, ev->event_len);
-    if (keep < 0)
+    PyObject *stack, *weight;
+    if (record_result(self, ev, body, body_len, &stack, &weight) < 0)
         return NULL;
-    PyObject *stack = NULL, *weight = NULL;
-    if (keep) {
-        stack = record_stack(self, ev, body, body_len);
-        weight = stack ? record_weight(self, ev) : NULL;
-        if (weight == NULL) {
-            Py_XDECREF(stack);
-            return NULL;
-        }
-    }
     /* line_frames may have emptied nothing here: the key buffer is still this record's */
     e = table_add(&self->records, self->key.data, self->key.len, hash, 0);
     if (e == NULL) {
@@ -966,12 +1107,32 @@ fold_other(PerfFolder *self, const char *start, const char *end)
     return 0;
 }
 
+/* Could this comment line (`#...`, as `perf script --header` writes before the first
+ * record) be read as an event line by perf.py's RECORD? Only if it ends in `:` (spaces
+ * aside). The others the Python reference skips, as the line-by-line reader skips any
+ * `#` line. */
+static int
+comment_may_be_event(const char *line, const char *nl)
+{
+    while (nl > line && is_line_space((unsigned char)nl[-1]))
+        nl--;
+    return nl > line && nl[-1] == ':';
+}
+
 /* Where a record ends (before the empty line after it, or at the end), and whether it is
- * of the common shape: 1 and *ev, *body and *body_len set; 0 when Python must read it. */
+ * of the common shape: 1 and *ev, *body and *body_len set; 0 when Python must read it.
+ * Comment lines before its event line are skipped where Python would skip them. */
 static int
 scan_record(const char *p, const char *end, const char **next, EventLine *ev,
             const char **body, size_t *body_len)
 {
+    int comments_ok = 1;
+    while (*p == '#' && comments_ok) {
+        const char *nl = memchr(p, '\n', end - p);
+        comments_ok = nl != NULL && nl + 1 < end && nl[1] != '\n' && !comment_may_be_event(p, nl);
+        if (comments_ok)
+            p = nl + 1;
+    }
     const char *nl = memchr(p, '\n', end - p);
     const char *line_end = nl ? nl : end;
     const char *q = nl ? nl + 1 : end;
@@ -985,7 +1146,7 @@ scan_record(const char *p, const char *end, const char **next, EventLine *ev,
     }
     *next = q;
     *body_len = q > *body ? (size_t)(q - *body - (q[-1] == '\n')) : 0;
-    return frames_ok && parse_event_line(p, line_end - p, ev);
+    return comments_ok && frames_ok && parse_event_line(p, line_end - p, ev);
 }
 
 static PyObject *
@@ -1439,10 +1600,108 @@ fold_folded(PyObject *module, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* -- folded text out: Folded.to_bytes ------------------------------------------------ */
+
+typedef struct {
+    const char *stack;
+    Py_ssize_t len;
+    long long count;
+} FoldedLine;
+
+/* Bytewise, as folded.py sorts encoded stacks (a prefix first). */
+static int
+folded_line_order(const void *a, const void *b)
+{
+    const FoldedLine *x = a, *y = b;
+    int order = memcmp(x->stack, y->stack, (size_t)(x->len < y->len ? x->len : y->len));
+    return order ? order : (x->len > y->len) - (x->len < y->len);
+}
+
+/* `count` in decimal at p; how many bytes. */
+static size_t
+write_count(char *p, long long count)
+{
+    char digits[24];
+    size_t n = 0;
+    unsigned long long value = count < 0 ? 0ULL - (unsigned long long)count : (unsigned long long)count;
+    do {
+        digits[n++] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value);
+    size_t written = 0;
+    if (count < 0)
+        p[written++] = '-';
+    while (n)
+        p[written++] = digits[--n];
+    return written;
+}
+
+/* The stacks of `counts` that folded_bytes can write: all ASCII str, all int counts that
+ * fit a long long. 1: lines filled, *total their size bound; 0: Python must write them. */
+static int
+folded_lines(PyObject *counts, FoldedLine *lines, size_t *total)
+{
+    Py_ssize_t pos = 0, i = 0;
+    PyObject *stack, *count;
+    *total = 0;
+    while (PyDict_Next(counts, &pos, &stack, &count)) {
+        if (!PyUnicode_CheckExact(stack) || PyUnicode_READY(stack) < 0 ||
+            !PyUnicode_IS_ASCII(stack) || !PyLong_CheckExact(count))
+            return 0;
+        int overflow;
+        long long value = PyLong_AsLongLongAndOverflow(count, &overflow);
+        if (overflow || (value == -1 && PyErr_Occurred()))
+            return 0;
+        lines[i].stack = (const char *)PyUnicode_DATA(stack);
+        lines[i].len = PyUnicode_GET_LENGTH(stack);
+        lines[i].count = value;
+        *total += (size_t)lines[i].len + 24;
+        i++;
+    }
+    return 1;
+}
+
+static PyObject *
+folded_bytes(PyObject *module, PyObject *counts)
+{
+    if (!PyDict_CheckExact(counts)) {
+        PyErr_SetString(PyExc_TypeError, "folded_bytes takes a dict");
+        return NULL;
+    }
+    Py_ssize_t n = PyDict_GET_SIZE(counts);
+    FoldedLine *lines = PyMem_Malloc((size_t)(n ? n : 1) * sizeof *lines);
+    if (lines == NULL)
+        return PyErr_NoMemory();
+    size_t total;
+    if (!folded_lines(counts, lines, &total)) {
+        PyMem_Free(lines);
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    qsort(lines, (size_t)n, sizeof *lines, folded_line_order);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+    if (out != NULL) {
+        char *start = PyBytes_AS_STRING(out), *p = start;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            memcpy(p, lines[i].stack, (size_t)lines[i].len);
+            p += lines[i].len;
+            *p++ = ' ';
+            p += write_count(p, lines[i].count);
+            *p++ = '\n';
+        }
+        _PyBytes_Resize(&out, p - start);
+    }
+    PyMem_Free(lines);
+    return out;
+}
+
 static PyMethodDef module_methods[] = {
     {"fold_folded", fold_folded, METH_VARARGS,
      "fold_folded(text, counts, in_order, other): add `stack count` lines split at \\n to\n"
      "counts (and in_order, a list, unless None); lines of another shape go to other(line)"},
+    {"folded_bytes", folded_bytes, METH_O,
+     "folded_bytes(counts) -> bytes | None: `stack count` lines sorted bytewise, as\n"
+     "Folded.to_bytes writes them; None unless every stack is ASCII and every count an int"},
     {NULL, NULL, 0, NULL},
 };
 

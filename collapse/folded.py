@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
+from flamed.collapse import speedups
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without the start-up cost of typing
 if TYPE_CHECKING:
     from typing import BinaryIO
@@ -57,9 +59,26 @@ def perl_count(count: Count) -> str:
     return f"{count:.15g}"
 
 
+def _first(item: tuple[bytes, Count]) -> bytes:
+    return item[0]
+
+
 def bytewise_key(stack: str) -> bytes:
     """Sort key that orders stacks by their encoded bytes, as ``sort`` in C locale does."""
     return encode(stack)
+
+
+def sorted_bytes(counts: dict[str, Count]) -> bytes:
+    """Folded text of ``counts``, sorted bytewise. Each stack is encoded once, sorted as
+    bytes and joined as bytes: making the text and encoding it after the sort copied
+    each stack three more times."""
+    encoded = [(encode(stack), count) for stack, count in counts.items()]
+    encoded.sort(key=_first)
+    parts: list[bytes] = []
+    add = parts.extend
+    for stack, count in encoded:
+        add((stack, b" ", format_count(count).encode(), b"\n"))
+    return b"".join(parts)
 
 
 class Folded:
@@ -95,8 +114,12 @@ class Folded:
             yield f"{stack} {format_count(count)}"
 
     def to_bytes(self) -> bytes:
-        text = "".join(line + "\n" for line in self.lines())
-        return encode(text)
+        """The text of ``lines()``, each line ending in a newline: written by the C speedups
+        where they are used and every stack is ASCII and every count an int, else by
+        ``sorted_bytes``."""
+        module = speedups.module()
+        joined = module.folded_bytes(self.counts) if module is not None else None
+        return sorted_bytes(self.counts) if joined is None else joined
 
     def write(self, stream: BinaryIO) -> None:
         stream.write(self.to_bytes())
@@ -134,7 +157,6 @@ class FoldedCollapser:
     ) -> None:
         import codecs
 
-        from flamed.collapse import speedups
         from flamed.collapse.common import WarnOnce
 
         self.warn = WarnOnce()

@@ -21,64 +21,104 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 
 from flamed.collapse import speedups
-from flamed.collapse.common import TYPE_CHECKING, WarnOnce
+from flamed.collapse.common import TYPE_CHECKING, LazyPatterns, WarnOnce
 from flamed.collapse.folded import Count, Folded, decode
-from flamed.collapse.python import python_counts
 from flamed.collapse.symbols import tidy_rust
 
 if TYPE_CHECKING:
+    from mmap import mmap
+    from typing import ClassVar
+
     from flamed.collapse._speedups import PerfFolder
     from flamed.collapse.inline import BinaryTools, Inliner
 
-# `comm pid[/tid] ...`: the command name may hold spaces, so it is the shortest
-# prefix followed by a number. The Perl script's pattern, ASCII classes, and a pid or
-# tid of -1 (perf's for a sample it has no thread for, which the Perl script misreads).
-EVENT_LINE = re.compile(r"(\S.+?)\s++(\d++|-1)/*+(\d++|-1)?\s", re.ASCII)
-# `...: PERIOD EVENT:` at the end of the event line (period optional).
-PERIOD_EVENT = re.compile(r":(?:\s*+(\d++))?\s++(\S+):\s*$", re.ASCII)
-# A record without a call chain carries its only frame on the event line.
-INLINE_FRAME = re.compile(r":(?:\s*+(\d++))?\s++(\S+?):\s++([0-9a-fA-F]++\s++\S.*\))\s*$", re.ASCII)
-FRAME_LINE = re.compile(r"\s*+(\w++)\s*(.+) \((.*)\)$", re.ASCII)
-OFFSET = re.compile(r"\+0x[\da-f]+$")
-GO_METHOD = re.compile(r"\.\(.*\)\.")
-ARGS_START = re.compile(r"\((?!anonymous namespace\))")
-EVENT_MODIFIERS = re.compile(r":[ukhpPGHISDWe]+$")
-KERNEL_MODULE = re.compile(r"(^\[|vmlinux$|/vmlinux-[^/]*$|\.ko(\.[a-z]+)?$)")
-# perf-map frames, and the ELF files `perf inject --jit` writes beside a jitdump file
-# (wherever that is: the JIT's working folder, ~/.debug/jit/..., /tmp).
-JIT_MODULE = re.compile(r"(/tmp/perf-\d+\.map|(?:^|/)jitted-\d+-\d+\.so)")
-# The module perf gives a frame of a JIT's perf map: the pid is the process's as perf sees it.
-PERF_MAP_MODULE = re.compile(r"/tmp/perf-(\d+)\.map")
-# The common record, whole, in bytes: an event line ending in `PERIOD EVENT:` (the
-# two patterns above, kept within one line), the indented frame lines after it and
-# the blank lines that end it. `.` (any byte but a newline) is the engine's fastest loop.
-# Possessive and atomic parts keep every pattern here linear in the line's length:
-# the Perl script's `(\d+)*` backtracked exponentially on a run of digits, and
-# retrying every longer command name made lines of spaces or `1 1 1 ...` quadratic.
-RECORD = re.compile(
-    rb"^(?>(\S.+?)(?<!\s\s)[^\S\n]++(\d++|-1)/*+(\d++|-1)?[^\S\n])"
-    rb".*?:(?:[^\S\n]*+(\d++))?[^\S\n]++(\S+):[^\S\n]*\n"
-    rb"((?:[ \t].*\n)*+)\n*+",
-    re.ASCII | re.MULTILINE,
-)
-# RECORD.split() gives the text before each record, then its groups:
-# comm, pid, tid, period, event, frame lines.
-SPLIT_STRIDE = RECORD.groups + 1
 # perf script's default event line (`comm pid/tid [cpu] time: period event:`, no
-# space in comm) after a blank line, up to its first colon. Splitting at these is
-# the fastest way through the input: what is between two of them is the rest of
-# one record (`period event:` and the frame lines), checked by parse_uniform().
-# When it matches, it gives what RECORD gives.
+# space in comm) after a blank line, up to its first colon: see P.UNIFORM_HEAD.
 _UNIFORM_HEAD = rb"\n\n++(\S[^\s]++)[^\S\n]++%s[^\S\n][^:\n]*+:"
 _PID_TID = rb"(?:\d++|-1)/*+(?:\d++|-1)?+"
-UNIFORM_HEAD = re.compile(_UNIFORM_HEAD % b"(%s)" % _PID_TID, re.ASCII)
-# The same without the pid/tid group, when records are counted by comm: a third
-# fewer objects to make.
-UNIFORM_HEAD_BY_COMM = re.compile(_UNIFORM_HEAD % _PID_TID, re.ASCII)
-# The rest of that event line: RECORD's `.*?:` may pass more colons.
-UNIFORM_TAIL = re.compile(rb"(?:.*?:)??(?:[^\S\n]*+(\d++))?[^\S\n]++(\S+):[^\S\n]*+", re.ASCII)
-# A line of a record's frame lines that is not indented ends the record for RECORD.
-UNINDENTED = re.compile(rb"\n[^ \t]")
+
+
+class _Patterns(LazyPatterns):
+    """The regular expressions of the pure-Python reader, compiled at first use: the C
+    folder needs none of them for the common record shapes."""
+
+    EVENT_LINE: re.Pattern[str]
+    PERIOD_EVENT: re.Pattern[str]
+    INLINE_FRAME: re.Pattern[str]
+    FRAME_LINE: re.Pattern[str]
+    OFFSET: re.Pattern[str]
+    GO_METHOD: re.Pattern[str]
+    ARGS_START: re.Pattern[str]
+    EVENT_MODIFIERS: re.Pattern[str]
+    KERNEL_MODULE: re.Pattern[str]
+    JIT_MODULE: re.Pattern[str]
+    PERF_MAP_MODULE: re.Pattern[str]
+    RECORD: re.Pattern[bytes]
+    UNIFORM_HEAD: re.Pattern[bytes]
+    UNIFORM_HEAD_BY_COMM: re.Pattern[bytes]
+    UNIFORM_TAIL: re.Pattern[bytes]
+    UNINDENTED: re.Pattern[bytes]
+
+    SOURCES: ClassVar[dict[str, tuple[str | bytes, int]]] = {
+        # `comm pid[/tid] ...`: the command name may hold spaces, so it is the shortest
+        # prefix followed by a number. The Perl script's pattern, ASCII classes, and a pid
+        # or tid of -1 (perf's for a sample it has no thread for, which the Perl script
+        # misreads).
+        "EVENT_LINE": (r"(\S.+?)\s++(\d++|-1)/*+(\d++|-1)?\s", re.ASCII),
+        # `...: PERIOD EVENT:` at the end of the event line (period optional).
+        "PERIOD_EVENT": (r":(?:\s*+(\d++))?\s++(\S+):\s*$", re.ASCII),
+        # A record without a call chain carries its only frame on the event line.
+        "INLINE_FRAME": (
+            r":(?:\s*+(\d++))?\s++(\S+?):\s++([0-9a-fA-F]++\s++\S.*\))\s*$",
+            re.ASCII,
+        ),
+        "FRAME_LINE": (r"\s*+(\w++)\s*(.+) \((.*)\)$", re.ASCII),
+        "OFFSET": (r"\+0x[\da-f]+$", 0),
+        "GO_METHOD": (r"\.\(.*\)\.", 0),
+        "ARGS_START": (r"\((?!anonymous namespace\))", 0),
+        "EVENT_MODIFIERS": (r":[ukhpPGHISDWe]+$", 0),
+        "KERNEL_MODULE": (r"(^\[|vmlinux$|/vmlinux-[^/]*$|\.ko(\.[a-z]+)?$)", 0),
+        # perf-map frames, and the ELF files `perf inject --jit` writes beside a jitdump
+        # file (wherever that is: the JIT's working folder, ~/.debug/jit/..., /tmp).
+        "JIT_MODULE": (r"(/tmp/perf-\d+\.map|(?:^|/)jitted-\d+-\d+\.so)", 0),
+        # The module perf gives a frame of a JIT's perf map: the pid is the process's as
+        # perf sees it.
+        "PERF_MAP_MODULE": (r"/tmp/perf-(\d+)\.map", 0),
+        # The common record, whole, in bytes: an event line ending in `PERIOD EVENT:` (the
+        # two patterns above, kept within one line), the indented frame lines after it and
+        # the blank lines that end it. `.` (any byte but a newline) is the engine's fastest
+        # loop. Possessive and atomic parts keep every pattern here linear in the line's
+        # length: the Perl script's `(\d+)*` backtracked exponentially on a run of digits,
+        # and retrying every longer command name made lines of spaces or `1 1 1 ...`
+        # quadratic. Its split() gives the text before each record, then its groups:
+        # comm, pid, tid, period, event, frame lines (SPLIT_STRIDE apart).
+        "RECORD": (
+            rb"^(?>(\S.+?)(?<!\s\s)[^\S\n]++(\d++|-1)/*+(\d++|-1)?[^\S\n])"
+            rb".*?:(?:[^\S\n]*+(\d++))?[^\S\n]++(\S+):[^\S\n]*\n"
+            rb"((?:[ \t].*\n)*+)\n*+",
+            re.ASCII | re.MULTILINE,
+        ),
+        # perf script's default event line up to its first colon, after a blank line.
+        # Splitting at these is the fastest way through the input: what is between two of
+        # them is the rest of one record (`period event:` and the frame lines), checked by
+        # parse_uniform(). When it matches, it gives what RECORD gives.
+        "UNIFORM_HEAD": (_UNIFORM_HEAD % b"(%s)" % _PID_TID, re.ASCII),
+        # The same without the pid/tid group, when records are counted by comm: a third
+        # fewer objects to make.
+        "UNIFORM_HEAD_BY_COMM": (_UNIFORM_HEAD % _PID_TID, re.ASCII),
+        # The rest of that event line: RECORD's `.*?:` may pass more colons.
+        "UNIFORM_TAIL": (
+            rb"(?:.*?:)??(?:[^\S\n]*+(\d++))?[^\S\n]++(\S+):[^\S\n]*+",
+            re.ASCII,
+        ),
+        # A line of a record's frame lines that is not indented ends the record for RECORD.
+        "UNINDENTED": (rb"\n[^ \t]", 0),
+    }
+
+
+P = _Patterns()
+SPLIT_STRIDE = 7
+"""RECORD's groups + 1: its split() gives the text before a record, then its 6 groups."""
 
 MapResolver = Callable[[int, int], str | None]
 """Names a perf-map frame: (pid in the module's name, address) -> the symbol, or None."""
@@ -245,8 +285,9 @@ class PerfCollapser:
 
     # -- streaming ---------------------------------------------------------
 
-    def feed(self, data: bytes) -> None:
-        """Fold every complete record in ``data`` and keep the rest for later."""
+    def feed(self, data: bytes | mmap) -> None:
+        """Fold every complete record in ``data`` and keep the rest for later. ``data`` may
+        be a read-only map of a file where ``reads_mapped`` says so."""
         self.bytes_fed += len(data)
         end = data.rfind(b"\n\n")
         if self._folder is not None and end >= 0:
@@ -257,12 +298,12 @@ class PerfCollapser:
         if end < 0 and len(buffer) > MAX_PENDING:
             end = buffer.rfind(b"\n")
         if end < 0:
-            self._pending = buffer
+            self._pending = bytes(buffer)  # not a map, which may be closed after
             return
         self._pending = buffer[end + 1 :]
         self._fold_records(buffer[: end + 1])
 
-    def _fold_in_place(self, folder: PerfFolder, data: bytes, end: int) -> None:
+    def _fold_in_place(self, folder: PerfFolder, data: bytes | mmap, end: int) -> None:
         """The C folder reads the chunk in place, up to the end of its last record (``end``:
         where a blank line starts). Only the text pending joins the chunk's first records
         and is copied; any cut at a record's end folds alike."""
@@ -280,11 +321,21 @@ class PerfCollapser:
             self._fold_records(self._pending + b"\n")
         self._pending = b""
         counts = self.counts
-        return Folded(python_counts(counts) if self.options.python else counts)
+        if self.options.python:
+            from flamed.collapse.python import python_counts  # only for --python
+
+            counts = python_counts(counts)
+        return Folded(counts)
 
     @property
     def native(self) -> bool:
         """Does this collapser fold with the C speedups?"""
+        return self._folder is not None
+
+    @property
+    def reads_mapped(self) -> bool:
+        """Does ``feed`` read a mapped file where it lies (the C folder), so that it is
+        better given a map of a file than its bytes read (no pages filled and copied)?"""
         return self._folder is not None
 
     @property
@@ -336,7 +387,7 @@ class PerfCollapser:
         ``EVENT:`` and indented frame lines) are cut out by one regular expression and
         counted alike ones together; any other text between them goes, in its place in
         the input, through the line-by-line reader ``_fold_lines``."""
-        parts = RECORD.split(data)
+        parts = P.RECORD.split(data)
         gaps = parts[::SPLIT_STRIDE]
         first = 0
         if any(gaps):
@@ -455,9 +506,9 @@ class PerfCollapser:
         """Parse an event line; None when the event filter drops the sample."""
         comm, pid, tid = event.group(1, 2, 3)
         frame_lines = []
-        found = PERIOD_EVENT.search(header)
+        found = P.PERIOD_EVENT.search(header)
         if found is None:
-            found = INLINE_FRAME.search(header)
+            found = P.INLINE_FRAME.search(header)
             if found is not None:
                 frame_lines.append(found.group(3))
         period = 1
@@ -562,7 +613,7 @@ class PerfCollapser:
                 return (chain,)
         if self._maps is not None:
             raw = self._map_symbol(pc, module) or raw
-        raw = OFFSET.sub("", raw)
+        raw = P.OFFSET.sub("", raw)
         if raw.startswith("("):
             return ()
         frames: list[str] = []
@@ -580,7 +631,7 @@ class PerfCollapser:
     def _map_symbol(self, pc: str, module: str) -> str | None:
         """The name of a perf-map frame in the process's map, if the resolver has one."""
         assert self._maps is not None
-        found = PERF_MAP_MODULE.fullmatch(module)
+        found = P.PERF_MAP_MODULE.fullmatch(module)
         if found is None:
             return None
         try:
@@ -596,7 +647,7 @@ class PerfCollapser:
     @staticmethod
     def _tidy(func: str, java: bool) -> str:
         func = func.replace(";", ":")
-        if "(" in func and not GO_METHOD.search(func):
+        if "(" in func and not P.GO_METHOD.search(func):
             func = strip_arguments(func)
         func = tidy_rust(func).replace('"', "").replace("'", "")
         if java and "/" in func and func.startswith("L"):
@@ -607,9 +658,9 @@ class PerfCollapser:
         options = self.options
         if inlined:
             return func if "_[i]" in func else func + "_[i]"
-        if options.annotate_kernel and KERNEL_MODULE.search(module) and "unknown" not in module:
+        if options.annotate_kernel and P.KERNEL_MODULE.search(module) and "unknown" not in module:
             return func + "_[k]"
-        if options.annotate_jit and JIT_MODULE.search(module):
+        if options.annotate_jit and P.JIT_MODULE.search(module):
             return func if "_[j]" in func else func + "_[j]"
         return func
 
@@ -630,16 +681,16 @@ def frame_line(line: str) -> re.Match[str] | None:
     Cutting the line there first keeps the match linear in the line's length
     (``(.+) \\((.*)\\)`` on the whole line is quadratic without a ``)``).
     """
-    return FRAME_LINE.match(line, 0, line.rfind(")") + 1)
+    return P.FRAME_LINE.match(line, 0, line.rfind(")") + 1)
 
 
 def event_line(line: str) -> re.Match[str] | None:
     """Match an event line. Without call chains perf indents it and puts the frame on it."""
     if not line[:1].isspace():
-        return EVENT_LINE.match(line)
+        return P.EVENT_LINE.match(line)
     stripped = line.lstrip()
-    if INLINE_FRAME.search(stripped):
-        return EVENT_LINE.match(stripped)
+    if P.INLINE_FRAME.search(stripped):
+        return P.EVENT_LINE.match(stripped)
     return None
 
 
@@ -648,7 +699,7 @@ def count_uniform(data: bytes | memoryview, by_pid: bool) -> tuple[bytes, dict[R
     pid/tid too). Gives the text before the first cut (the first record and anything
     before it) and the distinct records' counts in order of first appearance; None
     when a record between two cuts is not of the uniform shape."""
-    head = UNIFORM_HEAD if by_pid else UNIFORM_HEAD_BY_COMM
+    head = P.UNIFORM_HEAD if by_pid else P.UNIFORM_HEAD_BY_COMM
     parts = head.split(data)
     stride = head.groups + 1
     if len(parts) <= stride:
@@ -670,8 +721,8 @@ def parse_uniform(comm: bytes, ids: bytes | None, rest: bytes) -> Record | None:
     """Parse a record cut by UNIFORM_HEAD: ``rest`` is its event line after the first
     colon and its frame lines. None when RECORD would not read it as one record."""
     tail, _, body = rest.partition(b"\n")
-    found = UNIFORM_TAIL.fullmatch(tail)
-    if found is None or (body and (body[0] not in b" \t" or UNINDENTED.search(body))):
+    found = P.UNIFORM_TAIL.fullmatch(tail)
+    if found is None or (body and (body[0] not in b" \t" or P.UNINDENTED.search(body))):
         return None
     pid = tid = None
     if ids is not None:
@@ -686,7 +737,7 @@ def decode_optional(data: bytes | None) -> str | None:
 
 def event_base(event: str) -> str:
     """An event's name without its modifiers: ``cycles:ppp`` -> ``cycles``."""
-    return EVENT_MODIFIERS.sub("", event)
+    return P.EVENT_MODIFIERS.sub("", event)
 
 
 def strip_arguments(func: str) -> str:
@@ -695,7 +746,7 @@ def strip_arguments(func: str) -> str:
     ``(anonymous namespace)`` is kept. Where brackets do not balance
     (``operator<<``), the first ``(`` is taken, as the Perl script does.
     """
-    starts = [m.start() for m in ARGS_START.finditer(func)]
+    starts = [m.start() for m in P.ARGS_START.finditer(func)]
     if not starts:
         return func
     for start in starts:
@@ -743,7 +794,9 @@ def is_applicable(head: bytes) -> bool | None:
     """Does this look like ``perf script`` output? None: not enough input to say."""
     lines = [line for line in decode(head).split("\n") if line and not line.startswith("#")]
     for index, line in enumerate(lines[:-1]):
-        if EVENT_LINE.match(line) and (PERIOD_EVENT.search(line) or INLINE_FRAME.search(line)):
+        if P.EVENT_LINE.match(line) and (
+            P.PERIOD_EVENT.search(line) or P.INLINE_FRAME.search(line)
+        ):
             following = lines[index + 1]
-            return bool(frame_line(following) or EVENT_LINE.match(following))
+            return bool(frame_line(following) or P.EVENT_LINE.match(following))
     return None if len(head) < 64 * 1024 else False

@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
-import re
+from flamed.collapse.common import TYPE_CHECKING, LazyPatterns
 
-# Rust's legacy mangling, as printed by demanglers that do not know it:
-# `_$LT$core..result..Result$LT$T$C$$u20$E$GT$$GT$::and_then::h47fa4b8545196b9b`.
-RUST_HASH = re.compile(r"::h[0-9a-fA-F]{16}$")  # any case, as inferno
-LLVM_SUFFIX = re.compile(r"\.llvm\.\d+$")
-RUST_ESCAPE = re.compile(r"\$(LT|GT|C|RF|BP|LP|RP|SP|u[0-9a-f]{1,6})\$")
+if TYPE_CHECKING:
+    import re
+    from typing import ClassVar
+
+
+class _Patterns(LazyPatterns):
+    """Rust's legacy mangling, as printed by demanglers that do not know it:
+    `_$LT$core..result..Result$LT$T$C$$u20$E$GT$$GT$::and_then::h47fa4b8545196b9b`.
+    Compiled at first use (most names are not Rust's)."""
+
+    RUST_HASH: re.Pattern[str]
+    LLVM_SUFFIX: re.Pattern[str]
+    RUST_ESCAPE: re.Pattern[str]
+
+    SOURCES: ClassVar[dict[str, tuple[str | bytes, int]]] = {
+        "RUST_HASH": (r"::h[0-9a-fA-F]{16}$", 0),  # any case, as inferno
+        "LLVM_SUFFIX": (r"\.llvm\.\d+$", 0),
+        "RUST_ESCAPE": (r"\$(LT|GT|C|RF|BP|LP|RP|SP|u[0-9a-f]{1,6})\$", 0),
+    }
+
+
+P = _Patterns()
 RUST_NAMED = {
     "LT": "<",
     "GT": ">",
@@ -42,10 +59,10 @@ def tidy_rust(name: str) -> str:
     """
     if "$" not in name and "::h" not in name:
         return name
-    stripped = LLVM_SUFFIX.sub("", name)
-    hashless = RUST_HASH.sub("", stripped)
-    if hashless == stripped and not RUST_ESCAPE.search(name):
+    stripped = P.LLVM_SUFFIX.sub("", name)
+    hashless = P.RUST_HASH.sub("", stripped)
+    if hashless == stripped and not P.RUST_ESCAPE.search(name):
         return name
     if hashless.startswith("_$"):
         hashless = hashless[1:]
-    return RUST_ESCAPE.sub(_rust_unescape, hashless).replace("..", "::")
+    return P.RUST_ESCAPE.sub(_rust_unescape, hashless).replace("..", "::")

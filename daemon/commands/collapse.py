@@ -16,6 +16,7 @@ from flamed.collapse.errors import InputError
 from flamed.collapse.folded import Folded
 from flamed.daemon.commands.common import (
     collapse_file,
+    map_file,
     nothing_found,
     plain_file_size,
     read_whole,
@@ -28,6 +29,10 @@ NAME = "collapse"
 # tests/bench/bench_perf.py (-n 1 against the default).
 PERF_SPLIT_BYTES = 8 << 20
 SPLIT_MAX_BYTES = 2 << 30
+# Plain files up to this size are mapped, not read, for a collapser that reads them
+# where they lie; larger ones are read in chunks, so a file without a blank line, which
+# perf's reader then copies, costs no more than this.
+MAP_MAX_BYTES = 256 << 20
 # Collapsers warn through WarnOnce only, which imports logging at the first warning.
 LAZY_LOGGING = True
 # One conversion, then the process ends: skip freeing its many objects one by one.
@@ -410,8 +415,15 @@ def run(args: argparse.Namespace) -> int:
 def collapse_path(collapser: Collapser, path: str, split_bytes: int, threads: int) -> Folded:
     """Fold FILE; a large plain file on several cores where that pays: for the pure-Python
     perf collapser, not for the C one (forking and sending the stacks back cost more
-    than the C loop saves; see tests/bench/bench_perf.py)."""
+    than the C loop saves; see tests/bench/bench_perf.py). A collapser that reads a file
+    where it lies (perf's C folder) is given the file mapped, up to MAP_MAX_BYTES."""
     native = getattr(collapser, "native", False)
+    if getattr(collapser, "reads_mapped", False):
+        mapped = map_file(path, MAP_MAX_BYTES)
+        if mapped is not None:
+            with mapped:
+                collapser.feed(mapped)  # type: ignore[arg-type]  # reads_mapped: feed takes it
+            return collapser.finish()
     size = plain_file_size(path) if split_bytes and threads > 1 and not native else None
     if size is None or not split_bytes <= size <= SPLIT_MAX_BYTES:
         return collapse_file(collapser, path)

@@ -6,13 +6,15 @@ import errno
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from stat import S_ISREG
 
 from flamed.collapse.common import TYPE_CHECKING, Collapser
 from flamed.collapse.errors import InputError
 from flamed.collapse.folded import Folded
 
 if TYPE_CHECKING:
+    from gzip import GzipFile
+    from mmap import mmap
     from typing import BinaryIO
 
 
@@ -27,26 +29,39 @@ commands in one process, empties it after each."""
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-@contextmanager
-def open_input(path: str) -> Iterator[BinaryIO]:
-    """Open FILE for reading bytes, ``-`` for stdin; gzip-compressed files are unpacked."""
-    if path == "-":
-        yield sys.stdin.buffer
-        return
-    try:
-        raw = open(path, "rb")  # noqa: SIM115 - closed below
-    except OSError as err:
-        raise InputError(f"cannot read {path}: {err.strerror or err}") from err
-    try:
-        if raw.peek(2)[:2] == GZIP_MAGIC:
-            import gzip  # only when needed: start-up time counts
+class InputStream:
+    """``with open_input(path) as stream``: FILE opened for reading bytes, gzip-compressed
+    files unpacked; ``-`` is stdin, left open after. (A class, not contextlib's decorator:
+    importing contextlib cost start-up time in every command.)"""
 
-            with gzip.GzipFile(fileobj=raw) as unpacked:
-                yield unpacked  # type: ignore[misc]
-        else:
-            yield raw
-    finally:
-        raw.close()
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._opened: list[BinaryIO | GzipFile] = []
+
+    def __enter__(self) -> BinaryIO:
+        if self.path == "-":
+            return sys.stdin.buffer
+        try:
+            raw = open(self.path, "rb")
+        except OSError as err:
+            raise InputError(f"cannot read {self.path}: {err.strerror or err}") from err
+        self._opened.append(raw)
+        if raw.peek(2)[:2] != GZIP_MAGIC:
+            return raw
+        import gzip  # only when needed: start-up time counts
+
+        unpacked = gzip.GzipFile(fileobj=raw)
+        self._opened.append(unpacked)
+        return unpacked  # type: ignore[return-value]  # reads bytes as a BinaryIO does
+
+    def __exit__(self, *exc: object) -> None:
+        while self._opened:
+            self._opened.pop().close()
+
+
+def open_input(path: str) -> InputStream:
+    """Open FILE for reading bytes, ``-`` for stdin; gzip-compressed files are unpacked."""
+    return InputStream(path)
 
 
 def iter_chunks(path: str, size: int = CHUNK_SIZE) -> Iterator[bytes]:
@@ -63,6 +78,29 @@ def collapse_file(collapser: Collapser, path: str) -> Folded:
     for chunk in iter_chunks(path):
         collapser.feed(chunk)
     return collapser.finish()
+
+
+def map_file(path: str, limit: int) -> mmap | None:
+    """A read-only map of FILE, when it is a regular file of 1 to ``limit`` bytes and not
+    gzip-compressed; else None (stdin, pipes, gzip, empty or larger files are read).
+    A collapser that reads its input where it lies folds a map without copying it:
+    reading 3 MB cost ~2 ms of fresh pages, zeroed, then filled."""
+    if path == "-":
+        return None
+    import mmap as mmap_module  # only when mapping: start-up time counts
+
+    try:
+        with open(path, "rb") as file:
+            status = os.fstat(file.fileno())
+            if not S_ISREG(status.st_mode) or not 0 < status.st_size <= limit:
+                return None
+            mapped = mmap_module.mmap(file.fileno(), 0, access=mmap_module.ACCESS_READ)
+    except (OSError, ValueError):
+        return None  # the reader reports it
+    if mapped[:2] == GZIP_MAGIC:
+        mapped.close()
+        return None
+    return mapped
 
 
 def plain_file_size(path: str) -> int | None:
@@ -113,6 +151,8 @@ def write_atomic(path: str, data: bytes) -> None:
         os.replace(tmp, path)
     except OSError as err:
         if tmp:
+            from contextlib import suppress  # only on failure: start-up time counts
+
             with suppress(OSError):
                 os.unlink(tmp)
         raise InputError(f"cannot write {path}: {err.strerror or err}") from err

@@ -70,6 +70,20 @@ def terminal_width() -> int:
         return 80
 
 
+class VersionAction(argparse.Action):
+    """``flamed --version``, looked up only when asked: importlib.metadata is slow to import."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help=str(kwargs.get("help")))
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        from flamed.collapse.speedups import describe
+        from flamed.daemon.version import version
+
+        print(f"flamed {version()} ({describe()})")
+        parser.exit()
+
+
 def add_log_flags(parser: argparse.ArgumentParser) -> None:
     """``-q``/``-v`` after a command's name too, where inferno's commands take them;
     they mean what ``flamed -q``/``flamed -v`` mean."""

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from flamed.collapse import speedups
 from flamed.collapse.folded import (
     OTHER,
     Count,
@@ -24,6 +25,7 @@ from flamed.collapse.folded import (
     paired,
     parse_line,
     read_folded,
+    sorted_bytes,
     strip_hex,
     top,
 )
@@ -241,3 +243,33 @@ def test_any_chunks_read_as_the_whole(lines: list[str], cuts: list[int], native:
         profile = collapser.finish()
         results.append((list(profile.items()), collapser.in_order, collapser.warn.counts))
     assert results[0] == results[1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    counts=st.dictionaries(
+        st.one_of(st.text(max_size=12), st.text(alphabet="ab;c[]_ ", max_size=12)),
+        st.one_of(
+            st.integers(),
+            st.integers(min_value=-(2**63), max_value=2**63 - 1),
+            st.floats(allow_nan=False),
+            st.booleans(),
+        ),
+        max_size=20,
+    )
+)
+def test_c_writes_folded_text_as_python_does(counts: dict[str, Count]) -> None:
+    """The C speedups write `stack count` lines, sorted bytewise, where every stack is
+    ASCII and every count an int that fits 64 bits (else they leave it to Python): the
+    same bytes as the pure-Python writer, surrogate-escaped bytes and bools included."""
+    module = speedups.built()
+    if module is None:
+        pytest.skip("the C speedups were not built")
+    written = module.folded_bytes(counts)
+    simple = all(
+        stack.isascii() and type(count) is int and -(2**63) <= count < 2**63
+        for stack, count in counts.items()
+    )
+    assert (written is not None) == simple
+    assert written in (None, sorted_bytes(counts))
+    assert Folded(counts).to_bytes() == sorted_bytes(counts)

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from flamed.collapse import perf
 from flamed.collapse.perf import PerfCollapser, PerfOptions, strip_arguments
 from flamed.collapse.symbols import tidy_rust
 from tests.conftest import DATA, NATIVE_PATHS, conformance_dir, run_flamed
@@ -128,6 +129,11 @@ def test_record_by_record_reader_gives_the_same(source: Path, expected: Path, op
     assert got == expected.read_bytes()
 
 
+def test_record_split_stride_is_records_groups_and_one() -> None:
+    """RECORD is compiled at first use; the stride its split() gives is a constant."""
+    assert perf.P.RECORD.groups + 1 == perf.SPLIT_STRIDE
+
+
 def test_uniform_input_takes_the_fast_path() -> None:
     data = (DATA / "perf" / "system-wide.txt").read_bytes()
     counted = PerfCollapser(native=False).count_records(data)
@@ -214,6 +220,18 @@ NAME_PARTS = st.sampled_from(
         "_[k]",
         ".llvm.12",
         "(anonymous namespace)",
+        "(anonymous namespace",
+        "<",
+        ">",
+        ".(",
+        ").",
+        "$",
+        "$C$",
+        "$u1f600$",
+        "$u1234567$",
+        "$u$",
+        "h",
+        ":",
     ]
 )
 MODULES = st.sampled_from(
@@ -257,8 +275,13 @@ GENERATED_HEADS = st.one_of(
         st.sampled_from(["cycles", "cycles:u", "instructions", "cpu-clock"]),
     ),
 )
+# `perf script --header` puts comment lines before the first record.
+COMMENTS = st.sampled_from(
+    ["#", "# ========", "# cmdline : perf record -g", "# event: ", "#prog 1/1 [000] 1.5: 1 cycles:"]
+)
 GENERATED_LINES = st.one_of(
     GENERATED_HEADS,
+    COMMENTS,
     GENERATED_FRAMES,
     FRAMES,
     st.sampled_from(["", "", "", " "]),
@@ -296,6 +319,52 @@ def test_corpus_in_small_chunks() -> None:
     data = read_input(folder / "example-perf-stacks.txt")
     expected = (folder / "example-perf-stacks.default.folded").read_bytes()
     assert collapse(data, chunk=4093) == expected
+
+
+def test_c_path_folds_java_and_cpp_names_and_header_comments_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Java names (`$`, `;`), C++ argument lists and `perf script --header` comments are
+    folded in C: no frame line or record of the corpus's example goes to the Python
+    reference (whose regular expressions then need not be compiled). Same output."""
+    if NATIVE_PATHS[1].marks:
+        pytest.skip("the C speedups were not built")
+    data = read_input(conformance_dir("perf") / "example-perf-stacks.txt")
+    options = OPTION_SETS["all"]
+    expected = collapse(data, options, native=False)
+    asked: list[object] = []
+    for name in ("_cache_line", "_fold_mixed"):
+        method = getattr(PerfCollapser, name)
+        monkeypatch.setattr(
+            PerfCollapser,
+            name,
+            lambda self, *args, _m=method: asked.append(args) or _m(self, *args),
+        )
+    assert collapse(data, options, native=True) == expected
+    assert asked == []
+
+
+def test_c_path_agrees_where_few_records_repeat_and_its_record_cache_pauses() -> None:
+    """Where few records repeat, the C folder stops storing them for a while (storing cost
+    more than folding afresh) and then tries again: thousands of records, new ones, repeats
+    of records seen before, during and after a pause, and of a second event (dropped), in
+    chunks cut anywhere, give what the pure-Python reference gives."""
+    if NATIVE_PATHS[1].marks:
+        pytest.skip("the C speedups were not built")
+    records = []
+    for index in range(3000):
+        seen = (index * 7919) % (index + 1)  # new records at first, then more repeats
+        chosen = index if index < 600 or index % 3 else seen
+        event = "instructions" if chosen % 11 == 5 else "cycles"
+        frames = "".join(
+            f"\t{40 + depth:x} f{chosen % (depth + 2)} (/bin/p)\n" for depth in range(6)
+        )
+        records.append(f"p{chosen % 5} 1/1 [000] 1.0: {chosen % 3 + 1} {event}:\n{frames}\n")
+    data = "".join(records).encode()
+    for options in (OPTION_SETS["default"], OPTION_SETS["tid"]):
+        expected = collapse(data, options, native=False)
+        assert collapse(data, options, native=True) == expected
+        assert collapse(data, options, chunk=65521, native=True) == expected
 
 
 # -- fixes of the Perl script's bugs ---------------------------------------------

@@ -76,3 +76,21 @@ def test_main_drops_what_a_one_shot_command_kept(tmp_path: Path) -> None:
         [sys.executable, "-c", script, str(folded)], capture_output=True, check=False, timeout=60
     )
     assert done.stderr.decode() == "0 0"
+
+
+def test_the_garbage_collector_is_on_again_when_the_command_runs() -> None:
+    """`flamed` turns the cyclic garbage collector off while the command's modules load and
+    its line is parsed (start-up time), and on again before the command runs: `flamed run`
+    is a daemon."""
+    script = (
+        "import gc, os, sys\n"
+        "from flamed.daemon import cli\n"
+        "from flamed.daemon.commands import check_config\n"
+        "check_config.run = lambda args: os.write(2, b'on' if gc.isenabled() else b'off') and 0\n"
+        "sys.argv = ['flamed', 'check-config', 'flamed.toml']\n"
+        "cli.console_main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, check=False, timeout=60
+    )
+    assert (done.returncode, done.stderr) == (0, b"on")

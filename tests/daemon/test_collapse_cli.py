@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import pytest
 
+from flamed.collapse.perf import PerfCollapser, PerfOptions
 from flamed.daemon.cli import build_parser
-from flamed.daemon.commands.collapse import FORMATS
+from flamed.daemon.commands.collapse import FORMATS, MAP_MAX_BYTES, collapse_path
+from flamed.daemon.commands.common import map_file
 from tests.conftest import run_flamed
 
 GARBAGE = bytes((i * 151 + 7) % 256 for i in range(3000))  # fixed, binary
@@ -67,3 +70,36 @@ def test_only_the_named_format_gets_a_parser() -> None:
     assert done.returncode == 0
     listed = done.stdout.decode()
     assert all(f"    {name} " in listed or f"    {name}\n" in listed for name in FORMATS)
+
+
+PERF_TEXT = (
+    b"prog 1/1 [000] 1.0: 3 cycles:\n\t4005d6 main+0x1 (/bin/prog)\n\n"
+    b"prog 1/1 [000] 2.0: 4 cycles:\n\t4005d7 work (/bin/prog)\n\t4005d6 main+0x1 (/bin/prog)"
+)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [PERF_TEXT, PERF_TEXT.replace(b"\n\n", b"\n"), PERF_TEXT + b"\n\n\n"],
+    ids=["last-record-unended", "no-blank-line", "blank-lines-after"],
+)
+def test_a_plain_file_is_folded_mapped_as_read(tmp_path: Path, data: bytes) -> None:
+    """perf's C folder is given a plain file mapped (not read: no pages to fill and copy);
+    what it keeps after the map is closed (the text after the last blank line) still
+    folds, and the output is what stdin and gzip input give."""
+    source = tmp_path / "in.txt"
+    source.write_bytes(data)
+    collapser = PerfCollapser(PerfOptions(), native=None)
+    mapped = map_file(str(source), MAP_MAX_BYTES)
+    assert mapped is not None and collapser.reads_mapped == collapser.native
+    mapped.close()
+    (tmp_path / "in.gz").write_bytes(gzip.compress(data))
+    assert map_file(str(tmp_path / "in.gz"), MAP_MAX_BYTES) is None
+    assert map_file(str(source), len(data) - 1) is None
+    outputs = {
+        run_flamed("collapse", "perf", str(source)).stdout,
+        run_flamed("collapse", "perf", str(tmp_path / "in.gz")).stdout,
+        run_flamed("collapse", "perf", stdin=data).stdout,
+        collapse_path(collapser, str(source), 0, 1).to_bytes(),
+    }
+    assert len(outputs) == 1 and outputs.pop().startswith(b"prog;main 3\n")
