@@ -36,3 +36,13 @@ def fold_folded(
     other: Callable[[bytes], None],
     /,
 ) -> None: ...
+def perf_cut_runs(
+    text: bytes,
+    now: float,
+    size: float,
+    offset: float,
+    max_late: float,
+    since: float,
+    until: float,
+    /,
+) -> tuple[list[tuple[int, int, int]], list[int]]: ...
