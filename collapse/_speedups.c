@@ -1493,7 +1493,7 @@ line_head(const char *line, const char *end, const char **time, const char **tim
     return 0;
 }
 
-/* float(digits), as Python parses it; -1.0 with an exception set on failure. */
+/* float(digits), as Python parses it; -1 with an exception set on failure. */
 static int
 parse_time(const char *s, const char *end, double *when)
 {
