@@ -22,12 +22,15 @@
  *   int counts; None for Python to write the others).
  * - fold_folded(text, counts, in_order, other) adds folded lines (`stack count`) whose
  *   count is plain digits; other lines go to the Python reference (`other`).
+ * - perf_cut_runs(text, ...) cuts the daemon's perf script stream into runs of records
+ *   of one bucket by each record's time, as flamed.collector.records.cut_runs does.
  *
  * Keys are hashed and compared as bytes, so no Python object is made for a record,
  * run or line that is already known.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1695,6 +1698,183 @@ folded_bytes(PyObject *module, PyObject *counts)
     return out;
 }
 
+/* -- perf_cut_runs: perf script's stream cut into runs of one bucket ------------------ */
+
+#define LOST_TEXT "PERF_RECORD_LOST lost "
+
+/* Does " PID/TID +SECS.FRAC: " start at s (a space) before end? Then the time's digits
+ * are [*time, *time_end) and the match ends at *after. */
+static int
+head_at(const char *s, const char *end, const char **time, const char **time_end,
+        const char **after)
+{
+    const char *q = s + 1, *first = q;
+    while (q < end && is_digit((unsigned char)*q))
+        q++;
+    if (q == first || q == end || *q != '/')
+        return 0;
+    first = ++q;
+    while (q < end && is_digit((unsigned char)*q))
+        q++;
+    if (q == first || q == end || *q != ' ')
+        return 0;
+    while (q < end && *q == ' ')
+        q++;
+    *time = first = q;
+    while (q < end && is_digit((unsigned char)*q))
+        q++;
+    if (q == first || q == end || *q != '.')
+        return 0;
+    first = ++q;
+    while (q < end && is_digit((unsigned char)*q))
+        q++;
+    if (q == first || end - q < 2 || q[0] != ':' || q[1] != ' ')
+        return 0;
+    *time_end = q;
+    *after = q + 2;
+    return 1;
+}
+
+/* records.HEAD on the line [line, end): a first byte that is not \s, then the LAST place
+ * where head_at matches (the regular expression's greedy [^\n]* backtracks to it). */
+static int
+line_head(const char *line, const char *end, const char **time, const char **time_end,
+          const char **after)
+{
+    if (line == end || is_space((unsigned char)*line))
+        return 0;
+    for (const char *s = end - 1; s > line; s--)
+        if (*s == ' ' && head_at(s, end, time, time_end, after))
+            return 1;
+    return 0;
+}
+
+/* float(digits), as Python parses it; -1 with an exception set on failure. */
+static int
+parse_time(const char *s, const char *end, double *when)
+{
+    char small[64];
+    size_t n = (size_t)(end - s);
+    char *text = n < sizeof small ? small : PyMem_Malloc(n + 1);
+    if (text == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(text, s, n);
+    text[n] = '\0';
+    *when = PyOS_string_to_double(text, NULL, NULL);
+    if (text != small)
+        PyMem_Free(text);
+    return *when == -1.0 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* A LOST line's number after `at`: appended to `lost` when it is one (strip(), isdigit()). */
+static int
+lost_count(const char *at, const char *end, PyObject *lost)
+{
+    while (at < end && is_space((unsigned char)*at))
+        at++;
+    while (end > at && is_space((unsigned char)end[-1]))
+        end--;
+    if (at == end)
+        return 0;
+    for (const char *p = at; p < end; p++)
+        if (!is_digit((unsigned char)*p))
+            return 0;
+    PyObject *digits = PyBytes_FromStringAndSize(at, end - at);
+    PyObject *count = digits ? PyNumber_Long(digits) : NULL;
+    int status = count ? PyList_Append(lost, count) : -1;
+    Py_XDECREF(digits);
+    Py_XDECREF(count);
+    return status;
+}
+
+typedef struct {
+    double now, size, offset, max_late, since, until;
+} CutWindow;
+
+/* BucketCutter.index(when, now): the bucket of a time, that of `now` when it is absurd. */
+static double
+bucket_of(const CutWindow *w, double when)
+{
+    if (!(w->now - w->max_late <= when && when <= w->now + w->size))
+        when = w->now;
+    return floor((when + w->offset) / w->size);
+}
+
+/* records._add: a run that is not empty and not left out. */
+static int
+add_run(PyObject *runs, Py_ssize_t start, Py_ssize_t end, int kept, double index)
+{
+    if (end <= start || !kept)
+        return 0;
+    PyObject *bucket = PyLong_FromDouble(index);
+    PyObject *run = bucket ? Py_BuildValue("(nnN)", start, end, bucket) : NULL;
+    int status = run ? PyList_Append(runs, run) : -1;
+    Py_XDECREF(run);
+    return status;
+}
+
+static int
+cut_runs(const char *text, Py_ssize_t length, const CutWindow *w, PyObject *runs,
+         PyObject *lost)
+{
+    const char *end = text + length, *line = text;
+    double moment = bucket_of(w, w->now), index = moment;
+    Py_ssize_t start = 0;
+    int kept = 1;
+    while (line < end) {
+        const char *nl = memchr(line, '\n', (size_t)(end - line));
+        const char *stop = nl ? nl : end, *time, *time_end, *after;
+        Py_ssize_t at = line - text;
+        if (line_head(line, stop, &time, &time_end, &after)) {
+            if ((size_t)(stop - after) >= sizeof LOST_TEXT - 1 &&
+                memcmp(after, LOST_TEXT, sizeof LOST_TEXT - 1) == 0) {
+                if (add_run(runs, start, at, kept, index) < 0 ||
+                    lost_count(after + sizeof LOST_TEXT - 1, stop, lost) < 0)
+                    return -1;
+                start = (nl ? nl + 1 : end) - text;
+                index = moment;
+                kept = 1;
+            } else {
+                double when;
+                if (parse_time(time, time_end, &when) < 0)
+                    return -1;
+                int this_kept = w->since <= when && when < w->until;
+                double this = this_kept ? bucket_of(w, when) : 0.0;
+                if (this_kept != kept || this != index) {
+                    if (add_run(runs, start, at, kept, index) < 0)
+                        return -1;
+                    start = at;
+                    index = this;
+                    kept = this_kept;
+                }
+            }
+        }
+        if (nl == NULL)
+            break;
+        line = nl + 1;
+    }
+    return add_run(runs, start, length, kept, index);
+}
+
+static PyObject *
+perf_cut_runs(PyObject *module, PyObject *args)
+{
+    Py_buffer view;
+    CutWindow w;
+    if (!PyArg_ParseTuple(args, "y*dddddd:perf_cut_runs", &view, &w.now, &w.size, &w.offset,
+                          &w.max_late, &w.since, &w.until))
+        return NULL;
+    PyObject *runs = PyList_New(0), *lost = PyList_New(0), *result = NULL;
+    if (runs && lost && cut_runs(view.buf, view.len, &w, runs, lost) == 0)
+        result = PyTuple_Pack(2, runs, lost);
+    Py_XDECREF(runs);
+    Py_XDECREF(lost);
+    PyBuffer_Release(&view);
+    return result;
+}
+
 static PyMethodDef module_methods[] = {
     {"fold_folded", fold_folded, METH_VARARGS,
      "fold_folded(text, counts, in_order, other): add `stack count` lines split at \\n to\n"
@@ -1702,6 +1882,10 @@ static PyMethodDef module_methods[] = {
     {"folded_bytes", folded_bytes, METH_O,
      "folded_bytes(counts) -> bytes | None: `stack count` lines sorted bytewise, as\n"
      "Folded.to_bytes writes them; None unless every stack is ASCII and every count an int"},
+    {"perf_cut_runs", perf_cut_runs, METH_VARARGS,
+     "perf_cut_runs(text, now, size, offset, max_late, since, until): perf script's complete\n"
+     "lines cut into runs of one bucket, ([(start, end, index)], [lost counts]); as\n"
+     "flamed.collector.records.cut_runs"},
     {NULL, NULL, 0, NULL},
 };
 

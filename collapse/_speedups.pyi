@@ -37,3 +37,13 @@ def fold_folded(
     /,
 ) -> None: ...
 def folded_bytes(counts: dict[str, Count], /) -> bytes | None: ...
+def perf_cut_runs(
+    text: bytes,
+    now: float,
+    size: float,
+    offset: float,
+    max_late: float,
+    since: float,
+    until: float,
+    /,
+) -> tuple[list[tuple[int, int, int]], list[int]]: ...

@@ -6,11 +6,11 @@ the other: EOF for perf script, EPIPE for perf record). Both pipes are grown to
 1 MiB (Linux's limit for a user): when perf script stops to load a big binary's
 symbols, or flamed stops reading, perf record keeps emptying its ring buffer
 into the pipe instead of losing samples (about 20 s of a busy machine at
-99 Hz). perf script's stdout is read on the event loop as it comes and handed
-to a sink; the tails of both stderrs are kept for error messages. ``stop()``
-asks perf record to finish (SIGINT: it writes what its buffers hold), lets
-perf script drain the pipe, and kills whatever is left after the timeout;
-``kill()`` does not ask.
+99 Hz). perf script's stdout is read on the event loop every ``READ_EVERY``
+seconds (all the pipe holds) and handed to a sink; the tails of both stderrs
+are kept for error messages. ``stop()`` asks perf record to finish (SIGINT:
+it writes what its buffers hold), lets perf script drain the pipe, and kills
+whatever is left after the timeout; ``kill()`` does not ask.
 """
 
 from __future__ import annotations
@@ -32,6 +32,13 @@ DEVNULL = asyncio.subprocess.DEVNULL
 STDERR_LINES = 20
 READ_SIZE = 1 << 16
 PIPE_SIZE = 1 << 20
+READ_EVERY = 0.5
+"""Seconds between reads of perf script's output. perf script writes 4 KiB at a time;
+reading at each write woke the daemon 6 times a second on a busy machine (27 for a steady
+writer), each wake-up costing more than the bytes it brought; on a timer it is 2, and the
+samples come 0.25 s later (median). The pipe holds 1 MiB: 10 s of a busy machine."""
+MAX_DRAIN = 4 * PIPE_SIZE
+"""Bytes read at most per turn, so a writer faster than the daemon does not hold the loop."""
 
 
 class Pipeline:
@@ -41,14 +48,15 @@ class Pipeline:
         self,
         record: asyncio.subprocess.Process,
         script: asyncio.subprocess.Process,
-        output: tuple[asyncio.StreamReader, asyncio.BaseTransport],
+        output: int,
         sink: Callable[[bytes], None],
         name: str,
         commands: int | None = None,
     ) -> None:
         self.record = record
         self.script = script
-        self.output, self._transport = output
+        self.output: int | None = output
+        """The read end of perf script's stdout (non-blocking), ours until ``kill()``."""
         self.bytes_out = 0
         self.record_stopped = False
         """perf record was still running when ``stop()`` or ``kill()`` ended it."""
@@ -60,12 +68,27 @@ class Pipeline:
             asyncio.create_task(read_lines(record, self.record_errors, f"{name}: perf record")),
             asyncio.create_task(read_lines(script, self.script_errors, f"{name}: perf script")),
         ]
-        self.ended = asyncio.create_task(self._read_output(sink))
+        self._closing = False
+        self.ended = asyncio.create_task(self._read_output(output, sink))
 
-    async def _read_output(self, sink: Callable[[bytes], None]) -> None:
-        while data := await self.output.read(READ_SIZE):
+    async def _read_output(self, fd: int, sink: Callable[[bytes], None]) -> None:
+        """Every READ_EVERY seconds, what perf script wrote since; until its end (or
+        ``kill()`` gives up on it)."""
+        while self._drain(fd, sink) and not self._closing:
+            await asyncio.sleep(READ_EVERY)
+
+    def _drain(self, fd: int, sink: Callable[[bytes], None]) -> bool:
+        """Hand what the pipe holds to the sink (at most MAX_DRAIN bytes); False at its end."""
+        for _ in range(MAX_DRAIN // READ_SIZE):
+            try:
+                data = os.read(fd, READ_SIZE)
+            except BlockingIOError:
+                return True
+            if not data:
+                return False
             self.bytes_out += len(data)
             sink(data)
+        return True
 
     def ping(self) -> None:
         """Ask perf record to write what its ring buffers hold now (``ping`` wakes it; it
@@ -101,10 +124,10 @@ class Pipeline:
         await asyncio.gather(self.record.wait(), self.script.wait())
         # Whatever still holds perf script's stdout elsewhere does not keep us waiting.
         await asyncio.wait([self.ended], timeout=1.0)
-        self._transport.close()
+        self._closing = True
         await asyncio.gather(self.ended, *self._tasks, return_exceptions=True)
-        close(self.commands)
-        self.commands = None
+        close(self.commands, self.output)
+        self.commands = self.output = None
 
     def failure(self) -> tuple[str, int | None, str]:
         """Which child failed, its exit code and stderr tail, once both have ended.
@@ -142,20 +165,15 @@ async def start_pipeline(
     try:
         started.append(await _spawn([*wrapper, *record_argv], DEVNULL, between[1], env, theirs))
         started.append(await _spawn([*wrapper, *script_argv], between[0], output[1], env))
-    except BaseException:
+    except BaseException:  # or cancelled (the daemon stopping): nothing may outlive the start
         await kill_all(started)
         close(output[0], commands)
         raise
     finally:
         close(*between, output[1], *theirs)
-    try:
-        reader, transport = await read_pipe(output[0])  # owns output[0] from its first step
-    except BaseException:  # cancelled (the daemon stopping): nothing may outlive the start
-        await kill_all(started)
-        close(commands)
-        raise
+    os.set_blocking(output[0], False)
     record, script = started
-    return Pipeline(record, script, (reader, transport), sink, name, commands)
+    return Pipeline(record, script, output[0], sink, name, commands)
 
 
 async def kill_all(children: list[asyncio.subprocess.Process]) -> None:
@@ -184,16 +202,6 @@ def grown_pipe() -> tuple[int, int]:
     with contextlib.suppress(OSError, AttributeError):
         fcntl.fcntl(writing, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
     return reading, writing
-
-
-async def read_pipe(fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
-    """An asyncio reader of the pipe ``fd`` (which it then owns), and its transport."""
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=READ_SIZE, loop=loop)
-    transport, _ = await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader, loop=loop), os.fdopen(fd, "rb", 0)
-    )
-    return reader, transport
 
 
 async def _spawn(

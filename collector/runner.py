@@ -38,7 +38,8 @@ Outcome = Literal["stop", "targets", "rss", "stalled"]
 or perf stopped giving output while its target ran (stuck or stopped)."""
 GRACE = 3.0
 """Seconds past a bucket's end before it is handed out when no later sample closed it: perf,
-pinged every second, delivers a single process's samples 1.8 s late (median; 3.5 s at most)."""
+pinged every second, delivered a single process's samples 1.8 s late (median; 3.5 s at most)
+when read as they came; the daemon reads every half second, which adds up to 0.5 s."""
 
 TRACEFS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 

@@ -224,6 +224,7 @@ def report_cpu(
         print("steady state of the long runs (median), % of one core:")
         for name in ("perf record", "perf script"):
             print(f"  {name}: {100 * median.get(name, 0.0):.2f}")
+        print(f"  the daemon's own process: {100 * median.get('daemon process', 0.0):.2f}, of it")
         print(f"  the collapser (cutting and folding the stream): {100 * collapser:.2f}")
         print(f"  the rest of the daemon's process (event loop, HTTP, disk): {100 * rest:.2f}")
 

@@ -11,21 +11,25 @@ workload of ``bench_overhead.py``, once per variant, and prints for each:
 * samples perf reported lost, and perf script's RSS at the end.
 
     python tests/bench/bench_pipeline.py [--frequency 99] [--seconds 60] [--warm 15]
-        [--variants default,m8,m64,nobuf,m8+linebuf,m8+ping] [--rounds 1] [--target all|burner]
+        [--variants default,m8,m64,nobuf,m8+linebuf,m8+ping,m8+ping+timer] [--rounds 1]
+        [--target all|burner]
 
 Variants: ``default`` is perf's own ring (512 KiB per CPU as root), ``mN`` is
 ``-m N`` pages, ``nobuf`` is ``--no-buffering`` (a wake-up per sample),
 ``+linebuf`` runs perf script under ``stdbuf -oL`` (its stdout flushed per line
 instead of per 4 KiB), ``+ping`` writes ``ping`` to perf record's command pipe
 (``--control``) every second, as the daemon does, so perf writes what its rings
-hold. ``--target burner`` samples the C burner alone (``-p``) instead of the
-whole machine. Rounds alternate the variants. Needs root for ``-a``.
+hold; ``+timer`` reads perf script's output every ``READ_EVERY`` seconds (all the
+pipe holds), as the daemon does, instead of as soon as it is readable.
+``--target burner`` samples the C burner alone (``-p``) instead of the whole
+machine. Rounds alternate the variants. Needs root for ``-a``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import select
@@ -41,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from flamed.collector.perf import SCRIPT_FIELDS, detect_event  # noqa: E402
+from flamed.collector.pipeline import READ_EVERY  # noqa: E402
 from flamed.collector.procfs import cpu_seconds, resident_bytes  # noqa: E402
 from tests.bench.workload import Workload  # noqa: E402
 
@@ -79,6 +84,8 @@ def run(variant: str, args: argparse.Namespace, event: str) -> dict[str, float]:
     assert record.stdout is not None and script.stdout is not None
     record.stdout.close()
     fd = script.stdout.fileno()
+    timer = "timer" in variant.split("+")
+    os.set_blocking(fd, not timer)
     began = time.monotonic()
     first: tuple[float, float, float] | None = None
     late: list[float] = []
@@ -90,9 +97,7 @@ def run(variant: str, args: argparse.Namespace, event: str) -> dict[str, float]:
             pinged = time.monotonic()
         if first is None and time.monotonic() >= began + args.warm:
             first = (time.monotonic(), cpu_seconds(PROC, record.pid), cpu_seconds(PROC, script.pid))
-        if not select.select([fd], [], [], 0.2)[0]:
-            continue
-        data, now = os.read(fd, 1 << 16), time.monotonic()
+        data, now = read(fd, timer), time.monotonic()
         if first is not None:
             late += [now - float(found) for found in HEAD.findall(data) if float(found) > first[0]]
         lost += sum(int(count) for count in LOST.findall(data))
@@ -105,6 +110,7 @@ def run(variant: str, args: argparse.Namespace, event: str) -> dict[str, float]:
         "lost": float(lost),
     }
     record.send_signal(signal.SIGINT)
+    os.set_blocking(fd, True)
     while os.read(fd, 1 << 16):
         pass
     record.wait()
@@ -117,12 +123,26 @@ def run(variant: str, args: argparse.Namespace, event: str) -> dict[str, float]:
     return result
 
 
+def read(fd: int, timer: bool) -> bytes:
+    """As soon as something is there (0.2 s at most), or, on a timer, all there is."""
+    if not timer:
+        return os.read(fd, 1 << 16) if select.select([fd], [], [], 0.2)[0] else b""
+    time.sleep(READ_EVERY)
+    parts = []
+    with contextlib.suppress(BlockingIOError):
+        while part := os.read(fd, 1 << 16):
+            parts.append(part)
+    return b"".join(parts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frequency", type=int, default=99)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--warm", type=float, default=15.0)
-    parser.add_argument("--variants", default="default,m8,m64,nobuf,m8+linebuf,m8+ping")
+    parser.add_argument(
+        "--variants", default="default,m8,m64,nobuf,m8+linebuf,m8+ping,m8+ping+timer"
+    )
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--workload", choices=("mixed", "burn"), default="mixed")
     parser.add_argument("--target", choices=("all", "burner"), default="all")

@@ -26,18 +26,45 @@ def living_children(marker: str) -> list[int]:
     return found
 
 
-async def test_a_start_cancelled_after_both_children_began_leaves_neither(
+async def test_a_start_cancelled_after_the_first_child_began_leaves_none(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A daemon stopping while perf script's output is being hooked up (the last step of the
-    start) used to leave both groups running: the wrapper's sleep outlived the daemon."""
+    """A daemon stopping while the start is under way (here, while perf script is being
+    spawned, the start's last await) used to leave the children already started running:
+    the wrapper's sleep outlived the daemon."""
+    spawn = pipeline._spawn
+    calls = 0
 
-    async def cancelled(fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
-        os.close(fd)  # read_pipe owns the descriptor from its first step
-        raise asyncio.CancelledError
+    async def cancelled_second(*args: object, **kwargs: object) -> asyncio.subprocess.Process:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise asyncio.CancelledError
+        return await spawn(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(pipeline, "read_pipe", cancelled)
+    monkeypatch.setattr(pipeline, "_spawn", cancelled_second)
     argv = ["sleep", "31.5"]
     with pytest.raises(asyncio.CancelledError):
         await pipeline.start_pipeline(argv, argv, lambda data: None, name="t")
+    assert calls == 2
     assert living_children("31.5") == []
+
+
+async def test_output_is_read_on_a_timer_to_its_end_and_kill_closes_it() -> None:
+    """perf script's output comes in whole, a read every READ_EVERY seconds, not one per
+    write; its end ends ``ended``; ``kill()`` closes what is ours."""
+    received: list[bytes] = []
+    writer = "for i in $(seq 40); do printf 'line %03d\\n' $i; sleep 0.02; done"
+    run = await pipeline.start_pipeline(
+        ["sleep", "0"], ["sh", "-c", writer], received.append, name="t"
+    )
+    await asyncio.wait_for(asyncio.shield(run.ended), timeout=30)
+    text = b"".join(received)
+    assert text == b"".join(b"line %03d\n" % i for i in range(1, 41))
+    assert run.bytes_out == len(text)
+    assert len(received) <= 4, f"{len(received)} reads for 0.8 s of writes"
+    fd = run.output
+    await run.kill()
+    assert run.output is None and fd is not None
+    with pytest.raises(OSError):
+        os.fstat(fd)
