@@ -159,6 +159,7 @@ class DTraceCollapser:
         if self._frames and (self._started or not self._header_only(self._frames)):
             self.warn("input ends inside a stack (no count after its frames)", decode(pending))
         self._frames = []
+        self._folder = None  # it holds this collapser's methods: a cycle (see PerfCollapser)
         return Folded(dict(self.counts))
 
     # -- runs --------------------------------------------------------------

@@ -222,10 +222,9 @@ class Window:
                 groups.setdefault(slot, []).append(bucket)
         done = []
         for members in groups.values():
-            readable = [self._readable(member) for member in members]
-            if len(members) < 2 or None in readable:
+            merged = self._merge_all(members) if len(members) > 1 else None
+            if merged is None:
                 continue
-            merged = merge_buckets(filter(None, readable), self.max_stacks)
             samples = sum(member.samples for member in members)
             coarse = make_bucket(
                 members[0].start, members[-1].end, merged, self.max_stacks, samples
@@ -235,14 +234,19 @@ class Window:
             self._replace(done)
         return done
 
-    def _readable(self, bucket: Bucket) -> Bucket | None:
-        """The bucket with its stacks (read back when cold); None if they cannot be read."""
-        if not bucket.cold:
-            return bucket
-        folded = self.read_cold(bucket) if self.read_cold is not None else None
-        if folded is None:
-            return None
-        return make_bucket(bucket.start, bucket.end, folded, self.max_stacks, bucket.samples)
+    def _merge_all(self, members: list[Bucket]) -> Folded | None:
+        """The members merged, cold ones read back one at a time (never all at once: a
+        10-minute roll-up would hold 60 buckets' stacks); None if one cannot be read."""
+        unreadable: list[Bucket] = []
+
+        def read(bucket: Bucket) -> Folded | None:
+            folded = self.read_cold(bucket) if self.read_cold is not None else None
+            if folded is None:
+                unreadable.append(bucket)
+            return folded
+
+        merged = merge_buckets(members, self.max_stacks, read)
+        return None if unreadable else merged
 
     def _replace(self, done: list[tuple[Bucket, list[Bucket]]]) -> None:
         gone = {id(member) for _, members in done for member in members}

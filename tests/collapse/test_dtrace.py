@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
+import weakref
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -305,3 +307,19 @@ def test_a_live_stream_counts_a_dumps_last_stack_without_waiting() -> None:
     assert collapser.counts == {"a`main;a`f": 3, "a`main;a`g": 2}
     collapser.feed(b"\n  0  64091      :tick-10s \n\n  a`g\n  a`main\n  1\n\n")
     assert collapser.finish().counts == {"a`main;a`f": 3, "a`main;a`g": 3}
+
+
+@pytest.mark.parametrize("native", NATIVE_PATHS)
+def test_a_finished_collapser_is_freed_without_the_garbage_collector(native: bool) -> None:
+    """Like the perf collapser's: a daemon finishes one per bucket, and its caches must go
+    when it is dropped, not at the cyclic garbage collector's next full pass."""
+    collapser = DTraceCollapser(native=native)
+    collapser.feed(b"\n              libc.so.1`main+0x4\n                3\n")
+    assert collapser.finish().counts == {"libc.so.1`main": 3}
+    alive = weakref.ref(collapser)
+    gc.disable()
+    try:
+        del collapser
+        assert alive() is None
+    finally:
+        gc.enable()

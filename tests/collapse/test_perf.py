@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
 import logging
 import os
+import weakref
 from pathlib import Path
 
 import pytest
@@ -812,3 +814,19 @@ def test_python_view_with_jit_annotations_drops_the_jit_mark(native: bool) -> No
     plain = collapse(source, PerfOptions(python=True), native=native)
     marked = collapse(source, PerfOptions(python=True, annotate_jit=True), native=native)
     assert marked == plain and b"foo (/src/script.py)" in plain
+
+
+@pytest.mark.parametrize("native", NATIVE_PATHS)
+def test_a_finished_collapser_is_freed_without_the_garbage_collector(native: bool) -> None:
+    """The daemon finishes a collapser per bucket: its caches (every stack of the bucket)
+    must go when it is dropped, not wait for a full pass of the cyclic garbage collector."""
+    collapser = PerfCollapser(native=native)
+    collapser.feed(b"perf 1 [000] 1.0: 1 cpu-clock:\n\tffff main (/bin/x)\n\n")
+    assert collapser.finish().counts == {"perf;main": 1}
+    alive = weakref.ref(collapser)
+    gc.disable()
+    try:
+        del collapser
+        assert alive() is None
+    finally:
+        gc.enable()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -157,3 +159,27 @@ def test_rollup_leaves_a_group_alone_when_a_cold_member_cannot_be_read() -> None
     window.evict(base + 100)
     assert window.rollup(base + 1000, 600) == []
     assert [b.cold for b in window.buckets] == [True] + [False] * 5
+
+
+def test_rollup_reads_cold_members_one_at_a_time() -> None:
+    """A roll-up of cold buckets holds the running (capped) sum and one member read back,
+    never every member's stacks at once (60 of them for a 10-minute roll-up). Here the
+    members' files hold more stacks than the cap, as after a reload lowered max_stacks."""
+    files: dict[int, str] = {}
+    window = Window("a", 50, read_cold=lambda cold: folded_of(files[cold.key]))
+    base = 1_700_000_400.0
+    for i in range(40):
+        text = "".join(f"{'main;' * 60}f{i}_{j} 1\n" for j in range(200))
+        made = make_bucket(base + i * 15, base + (i + 1) * 15, folded_of(text), 1000)
+        files[made.key] = text
+        window.add(made)
+    window.evict(base + 600)
+    member = len(files[window.buckets[0].key])
+    tracemalloc.start()
+    try:
+        ((coarse, members),) = window.rollup(base + 1000, 600)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(members) == 40 and coarse.samples == 8000
+    assert peak < 6 * member  # 4 times here; the 40 members held at once, 16 times
