@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
+import weakref
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,3 +52,15 @@ def run_flamed(*args: str, stdin: bytes | None = None) -> subprocess.CompletedPr
         timeout=120,
         check=False,
     )
+
+
+def assert_freed_when_dropped(holder: list[Any]) -> None:
+    """``holder`` has the only reference to an object: dropping it must free the object at
+    once, not at the cyclic garbage collector's next full pass."""
+    alive = weakref.ref(holder[0])
+    gc.disable()
+    try:
+        holder.clear()
+        assert alive() is None
+    finally:
+        gc.enable()

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
-import weakref
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,7 +12,14 @@ from hypothesis import strategies as st
 from flamed.collapse import dtrace
 from flamed.collapse.dtrace import DTraceCollapser, DTraceOptions, is_applicable
 from flamed.collapse.folded import Folded
-from tests.conftest import CONFORMANCE, DATA, NATIVE_PATHS, conformance_dir, run_flamed
+from tests.conftest import (
+    CONFORMANCE,
+    DATA,
+    NATIVE_PATHS,
+    assert_freed_when_dropped,
+    conformance_dir,
+    run_flamed,
+)
 
 FIXTURES = DATA / "dtrace"
 REGEN = os.environ.get("FLAMED_REGEN") == "1"
@@ -316,10 +321,6 @@ def test_a_finished_collapser_is_freed_without_the_garbage_collector(native: boo
     collapser = DTraceCollapser(native=native)
     collapser.feed(b"\n              libc.so.1`main+0x4\n                3\n")
     assert collapser.finish().counts == {"libc.so.1`main": 3}
-    alive = weakref.ref(collapser)
-    gc.disable()
-    try:
-        del collapser
-        assert alive() is None
-    finally:
-        gc.enable()
+    holder = [collapser]
+    del collapser
+    assert_freed_when_dropped(holder)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import gc
 import gzip
 import logging
 import os
-import weakref
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,13 @@ from hypothesis import strategies as st
 from flamed.collapse import perf
 from flamed.collapse.perf import PerfCollapser, PerfOptions, strip_arguments
 from flamed.collapse.symbols import tidy_rust
-from tests.conftest import DATA, NATIVE_PATHS, conformance_dir, run_flamed
+from tests.conftest import (
+    DATA,
+    NATIVE_PATHS,
+    assert_freed_when_dropped,
+    conformance_dir,
+    run_flamed,
+)
 
 OPTION_SETS = {
     "default": PerfOptions(),
@@ -823,10 +827,6 @@ def test_a_finished_collapser_is_freed_without_the_garbage_collector(native: boo
     collapser = PerfCollapser(native=native)
     collapser.feed(b"perf 1 [000] 1.0: 1 cpu-clock:\n\tffff main (/bin/x)\n\n")
     assert collapser.finish().counts == {"perf;main": 1}
-    alive = weakref.ref(collapser)
-    gc.disable()
-    try:
-        del collapser
-        assert alive() is None
-    finally:
-        gc.enable()
+    holder = [collapser]
+    del collapser
+    assert_freed_when_dropped(holder)
