@@ -1708,30 +1708,26 @@ static int
 head_at(const char *s, const char *end, const char **time, const char **time_end,
         const char **after)
 {
-    const char *q = s + 1, *first = q;
-    while (q < end && is_digit((unsigned char)*q))
-        q++;
-    if (q == first || q == end || *q != '/')
+    size_t n = (size_t)(end - s), i = 1, d = digits_at(s, n, i);
+    if (!d || i + d == n || s[i + d] != '/')
         return 0;
-    first = ++q;
-    while (q < end && is_digit((unsigned char)*q))
-        q++;
-    if (q == first || q == end || *q != ' ')
+    i += d + 1; /* the tid */
+    d = digits_at(s, n, i);
+    if (!d || i + d == n || s[i + d] != ' ')
         return 0;
-    while (q < end && *q == ' ')
-        q++;
-    *time = first = q;
-    while (q < end && is_digit((unsigned char)*q))
-        q++;
-    if (q == first || q == end || *q != '.')
+    for (i += d; i < n && s[i] == ' '; i++)
+        ;
+    size_t seconds = i;
+    d = digits_at(s, n, i);
+    if (!d || i + d == n || s[i + d] != '.')
         return 0;
-    first = ++q;
-    while (q < end && is_digit((unsigned char)*q))
-        q++;
-    if (q == first || end - q < 2 || q[0] != ':' || q[1] != ' ')
+    i += d + 1; /* the fraction */
+    d = digits_at(s, n, i);
+    if (!d || n - (i + d) < 2 || s[i + d] != ':' || s[i + d + 1] != ' ')
         return 0;
-    *time_end = q;
-    *after = q + 2;
+    *time = s + seconds;
+    *time_end = s + i + d;
+    *after = s + i + d + 2;
     return 1;
 }
 
