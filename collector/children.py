@@ -60,24 +60,44 @@ def wrapper_works(prefix: tuple[str, ...]) -> bool:
 async def spawn(
     argv: list[str],
     *,
+    stdin: int | None = None,
     stdout: int | None = None,
     wrapper: tuple[str, ...] = (),
     env: Mapping[str, str] | None = None,
+    pass_fds: tuple[int, ...] = (),
 ) -> asyncio.subprocess.Process:
     """Start ``argv`` (behind ``wrapper``) in a new process group with stderr piped, in
-    ``env`` (None: ours).
+    ``env`` (None: ours); stdin and stdout are /dev/null unless given.
 
-    OSError propagates.
+    OSError propagates. A start cancelled half-way still kills the child's whole group and
+    reaps it: asyncio's own clean-up would kill only the child, leaving what it started.
     """
-    return await asyncio.create_subprocess_exec(
-        *wrapper,
-        *argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL if stdout is None else stdout,
-        stderr=asyncio.subprocess.PIPE,
-        process_group=0,
-        env=env,
+    starting = asyncio.ensure_future(
+        asyncio.create_subprocess_exec(
+            *wrapper,
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL if stdin is None else stdin,
+            stdout=asyncio.subprocess.DEVNULL if stdout is None else stdout,
+            stderr=asyncio.subprocess.PIPE,
+            process_group=0,
+            env=env,
+            pass_fds=pass_fds,
+        )
     )
+    try:
+        return await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        await _kill_when_started(starting)
+        raise
+
+
+async def _kill_when_started(starting: asyncio.Future[asyncio.subprocess.Process]) -> None:
+    try:
+        proc = await starting
+    except OSError:
+        return
+    kill_group(proc.pid, signal.SIGKILL)
+    await proc.wait()
 
 
 def kill_group(pid: int, sig: int) -> None:

@@ -24,7 +24,7 @@ import signal
 from collections import deque
 from collections.abc import Callable, Mapping
 
-from flamed.collector.children import kill_group, stop_group
+from flamed.collector.children import kill_group, spawn, stop_group
 
 log = logging.getLogger("flamed.collector")
 
@@ -163,8 +163,12 @@ async def start_pipeline(
         record_argv = [*record_argv[:2], "--control", f"fd:{theirs[0]}", *record_argv[2:]]
     started: list[asyncio.subprocess.Process] = []
     try:
-        started.append(await _spawn([*wrapper, *record_argv], DEVNULL, between[1], env, theirs))
-        started.append(await _spawn([*wrapper, *script_argv], between[0], output[1], env))
+        started.append(
+            await spawn(record_argv, stdout=between[1], wrapper=wrapper, env=env, pass_fds=theirs)
+        )
+        started.append(
+            await spawn(script_argv, stdin=between[0], stdout=output[1], wrapper=wrapper, env=env)
+        )
     except BaseException:  # or cancelled (the daemon stopping): nothing may outlive the start
         await kill_all(started)
         close(output[0], commands)
@@ -202,24 +206,6 @@ def grown_pipe() -> tuple[int, int]:
     with contextlib.suppress(OSError, AttributeError):
         fcntl.fcntl(writing, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
     return reading, writing
-
-
-async def _spawn(
-    argv: list[str],
-    stdin: int,
-    stdout: int,
-    env: Mapping[str, str] | None,
-    pass_fds: tuple[int, ...] = (),
-) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=stdin,
-        stdout=stdout,
-        stderr=asyncio.subprocess.PIPE,
-        process_group=0,
-        env=env,
-        pass_fds=pass_fds,
-    )
 
 
 async def read_lines(proc: asyncio.subprocess.Process, tail: deque[str], what: str) -> None:

@@ -32,7 +32,7 @@ async def test_a_start_cancelled_after_the_first_child_began_leaves_none(
     """A daemon stopping while the start is under way (here, while perf script is being
     spawned, the start's last await) used to leave the children already started running:
     the wrapper's sleep outlived the daemon."""
-    spawn = pipeline._spawn
+    spawn = pipeline.spawn
     calls = 0
 
     async def cancelled_second(*args: object, **kwargs: object) -> asyncio.subprocess.Process:
@@ -42,7 +42,7 @@ async def test_a_start_cancelled_after_the_first_child_began_leaves_none(
             raise asyncio.CancelledError
         return await spawn(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(pipeline, "_spawn", cancelled_second)
+    monkeypatch.setattr(pipeline, "spawn", cancelled_second)
     argv = ["sleep", "31.5"]
     with pytest.raises(asyncio.CancelledError):
         await pipeline.start_pipeline(argv, argv, lambda data: None, name="t")
