@@ -6,14 +6,14 @@ every ``flamed collapse``, and most inputs have nothing to warn about.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 # typing.TYPE_CHECKING without importing typing: start-up time counts in every
-# `flamed collapse`. At run time the protocols below are plain classes.
+# `flamed collapse` (collections.abc's too: it imports collections). At run time the
+# protocols below are plain classes.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
     import re
+    from collections.abc import Callable
     from typing import Any, ClassVar, Protocol
 
     from flamed.collapse.folded import Folded
@@ -21,6 +21,10 @@ else:
     Protocol = object
 
 LOGGER_NAME = "flamed.collapse"
+# re.ASCII and re.MULTILINE for LazyPatterns.SOURCES, without importing re (~8 ms of every
+# start, enum included); tests/collapse/test_common.py checks that they agree.
+ASCII = 256
+MULTILINE = 8
 _deferred_setup: list[Callable[[], None]] = []
 
 

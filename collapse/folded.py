@@ -9,13 +9,11 @@ bytes that were read. Text output is sorted bytewise, like the Perl tools.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Iterator
-
 from flamed.collapse import speedups
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without the start-up cost of typing
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
     from typing import BinaryIO
 
 OTHER = "[other]"
@@ -320,14 +318,17 @@ def format_pairs(pairs: dict[str, tuple[Count, Count]]) -> bytes:
     return encode("".join(lines))
 
 
-HEX_ADDRESS = re.compile(r"0x[0-9a-fA-F]+")
+HEX_ADDRESS = r"0x[0-9a-fA-F]+"
 
 
 def strip_hex(profile: Folded) -> Folded:
     """Replace every hex address ``0x…`` in the stacks by ``0x...``; stacks that meet are summed."""
+    import re  # only here: start-up time counts in every command
+
+    hex_address = re.compile(HEX_ADDRESS)
     stripped = Folded()
     for stack, count in profile.items():
-        stripped.add(HEX_ADDRESS.sub("0x...", stack), count)
+        stripped.add(hex_address.sub("0x...", stack), count)
     return stripped
 
 

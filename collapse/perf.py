@@ -16,16 +16,15 @@ including its fixes (see ``PerfOptions``).
 
 from __future__ import annotations
 
-import re
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-
 from flamed.collapse import speedups
-from flamed.collapse.common import TYPE_CHECKING, LazyPatterns, WarnOnce
+from flamed.collapse.common import ASCII, MULTILINE, TYPE_CHECKING, LazyPatterns, WarnOnce
 from flamed.collapse.folded import Count, Folded, decode
 from flamed.collapse.symbols import tidy_rust
 
 if TYPE_CHECKING:
+    import re
+    from collections import Counter
+    from collections.abc import Callable, Iterable, Iterator
     from mmap import mmap
     from typing import ClassVar
 
@@ -36,6 +35,10 @@ if TYPE_CHECKING:
 # space in comm) after a blank line, up to its first colon: see P.UNIFORM_HEAD.
 _UNIFORM_HEAD = rb"\n\n++(\S[^\s]++)[^\S\n]++%s[^\S\n][^:\n]*+:"
 _PID_TID = rb"(?:\d++|-1)/*+(?:\d++|-1)?+"
+
+
+# perf's event modifiers (`cycles:ppp`, `cpu-clock:u`): event_base() drops them.
+EVENT_MODIFIER_LETTERS = "ukhpPGHISDWe"
 
 
 class _Patterns(LazyPatterns):
@@ -49,7 +52,6 @@ class _Patterns(LazyPatterns):
     OFFSET: re.Pattern[str]
     GO_METHOD: re.Pattern[str]
     ARGS_START: re.Pattern[str]
-    EVENT_MODIFIERS: re.Pattern[str]
     KERNEL_MODULE: re.Pattern[str]
     JIT_MODULE: re.Pattern[str]
     PERF_MAP_MODULE: re.Pattern[str]
@@ -64,19 +66,18 @@ class _Patterns(LazyPatterns):
         # prefix followed by a number. The Perl script's pattern, ASCII classes, and a pid
         # or tid of -1 (perf's for a sample it has no thread for, which the Perl script
         # misreads).
-        "EVENT_LINE": (r"(\S.+?)\s++(\d++|-1)/*+(\d++|-1)?\s", re.ASCII),
+        "EVENT_LINE": (r"(\S.+?)\s++(\d++|-1)/*+(\d++|-1)?\s", ASCII),
         # `...: PERIOD EVENT:` at the end of the event line (period optional).
-        "PERIOD_EVENT": (r":(?:\s*+(\d++))?\s++(\S+):\s*$", re.ASCII),
+        "PERIOD_EVENT": (r":(?:\s*+(\d++))?\s++(\S+):\s*$", ASCII),
         # A record without a call chain carries its only frame on the event line.
         "INLINE_FRAME": (
             r":(?:\s*+(\d++))?\s++(\S+?):\s++([0-9a-fA-F]++\s++\S.*\))\s*$",
-            re.ASCII,
+            ASCII,
         ),
-        "FRAME_LINE": (r"\s*+(\w++)\s*(.+) \((.*)\)$", re.ASCII),
+        "FRAME_LINE": (r"\s*+(\w++)\s*(.+) \((.*)\)$", ASCII),
         "OFFSET": (r"\+0x[\da-f]+$", 0),
         "GO_METHOD": (r"\.\(.*\)\.", 0),
         "ARGS_START": (r"\((?!anonymous namespace\))", 0),
-        "EVENT_MODIFIERS": (r":[ukhpPGHISDWe]+$", 0),
         "KERNEL_MODULE": (r"(^\[|vmlinux$|/vmlinux-[^/]*$|\.ko(\.[a-z]+)?$)", 0),
         # perf-map frames, and the ELF files `perf inject --jit` writes beside a jitdump
         # file (wherever that is: the JIT's working folder, ~/.debug/jit/..., /tmp).
@@ -96,20 +97,20 @@ class _Patterns(LazyPatterns):
             rb"^(?>(\S.+?)(?<!\s\s)[^\S\n]++(\d++|-1)/*+(\d++|-1)?[^\S\n])"
             rb".*?:(?:[^\S\n]*+(\d++))?[^\S\n]++(\S+):[^\S\n]*\n"
             rb"((?:[ \t].*\n)*+)\n*+",
-            re.ASCII | re.MULTILINE,
+            ASCII | MULTILINE,
         ),
         # perf script's default event line up to its first colon, after a blank line.
         # Splitting at these is the fastest way through the input: what is between two of
         # them is the rest of one record (`period event:` and the frame lines), checked by
         # parse_uniform(). When it matches, it gives what RECORD gives.
-        "UNIFORM_HEAD": (_UNIFORM_HEAD % b"(%s)" % _PID_TID, re.ASCII),
+        "UNIFORM_HEAD": (_UNIFORM_HEAD % b"(%s)" % _PID_TID, ASCII),
         # The same without the pid/tid group, when records are counted by comm: a third
         # fewer objects to make.
-        "UNIFORM_HEAD_BY_COMM": (_UNIFORM_HEAD % _PID_TID, re.ASCII),
+        "UNIFORM_HEAD_BY_COMM": (_UNIFORM_HEAD % _PID_TID, ASCII),
         # The rest of that event line: RECORD's `.*?:` may pass more colons.
         "UNIFORM_TAIL": (
             rb"(?:.*?:)??(?:[^\S\n]*+(\d++))?[^\S\n]++(\S+):[^\S\n]*+",
-            re.ASCII,
+            ASCII,
         ),
         # A line of a record's frame lines that is not indented ends the record for RECORD.
         "UNINDENTED": (rb"\n[^ \t]", 0),
@@ -120,7 +121,10 @@ P = _Patterns()
 SPLIT_STRIDE = 7
 """RECORD's groups + 1: its split() gives the text before a record, then its 6 groups."""
 
-MapResolver = Callable[[int, int], str | None]
+if TYPE_CHECKING:
+    MapResolver = Callable[[int, int], str | None]
+else:  # a name for annotations, without importing collections.abc: start-up time counts
+    MapResolver = "Callable[[int, int], str | None]"
 """Names a perf-map frame: (pid in the module's name, address) -> the symbol, or None."""
 Record = tuple[bytes, bytes | None, bytes | None, bytes | None, bytes, bytes]
 """A record's comm, pid, tid, period, event and frame lines (without the last newline)."""
@@ -413,6 +417,8 @@ class PerfCollapser:
         )
         if not (self.options.include_pid or self.options.include_tid):
             pids = tids = [None] * (end - first)  # one count for all processes of a comm
+        from collections import Counter  # only on this path: start-up time counts
+
         distinct: Counter[tuple[bytes | None, ...]] = Counter(
             zip(comms, pids, tids, periods, events, bodies, strict=True)
         )
@@ -711,6 +717,8 @@ def count_uniform(data: bytes | memoryview, by_pid: bool) -> tuple[bytes, dict[R
     comms, rests = parts[1::stride], parts[stride::stride]
     rests[-1] = rests[-1].rstrip(b"\n")
     keys = (comms, parts[2::stride], rests) if by_pid else (comms, rests)
+    from collections import Counter  # only on this path: start-up time counts
+
     alike = Counter(zip(*keys, strict=True))
     records: dict[Record, int] = {}
     for key, count in alike.items():
@@ -740,8 +748,13 @@ def decode_optional(data: bytes | None) -> str | None:
 
 
 def event_base(event: str) -> str:
-    """An event's name without its modifiers: ``cycles:ppp`` -> ``cycles``."""
-    return P.EVENT_MODIFIERS.sub("", event)
+    """An event's name without its modifiers: ``cycles:ppp`` -> ``cycles``. (Not a regular
+    expression: the C path calls this, and importing re cost ~8 ms of every start.)"""
+    body, newline = (event[:-1], "\n") if event.endswith("\n") else (event, "")
+    head, colon, modifiers = body.rpartition(":")
+    if colon and modifiers and not modifiers.strip(EVENT_MODIFIER_LETTERS):
+        return head + newline
+    return event
 
 
 def strip_arguments(func: str) -> str:
@@ -781,6 +794,8 @@ def split_balanced(line: str) -> tuple[str, str, str] | None:
 
 def srcline_suffix(line: str) -> str:
     """The ``:file.c:12`` to append from a ``perf script -F+srcline`` source line."""
+    import re  # only on this path: start-up time counts
+
     source = re.sub(r"\[.*?\]", "", line).strip()
     return f":{source}" if source else ""
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 
-from flamed.collapse.common import WarnOnce, printable
+from flamed.collapse.common import ASCII, MULTILINE, WarnOnce, printable
 
 
 def test_a_warning_shows_the_offending_text_short_and_printable(
@@ -30,3 +31,8 @@ def test_printable() -> None:
     assert printable("a\x1b[31mb\tc\x00") == "a\\x1b[31mb\\tc\\x00"
     assert printable(b"caf\xe9\xff".decode("utf-8", "surrogateescape")) == "caf\\xe9\\xff"
     assert printable("x" * 500, 20) == "x" * 20 + "..."
+
+
+def test_the_flags_patterns_are_compiled_with_are_re_s() -> None:
+    """common.py names re's flags without importing re (start-up time counts)."""
+    assert (ASCII, MULTILINE) == (re.ASCII, re.MULTILINE)
