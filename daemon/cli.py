@@ -18,6 +18,8 @@ import sys
 from flamed.collapse.common import TYPE_CHECKING, defer_logging_setup
 from flamed.collapse.errors import FlamedError
 from flamed.daemon.commands import COMMANDS
+from flamed.daemon.commands.declaration import Declaration
+from flamed.daemon.commands.quickparse import quick_parse
 
 if TYPE_CHECKING:
     import argparse
@@ -49,18 +51,12 @@ def chosen_command(argv: Sequence[str]) -> str | None:
     return None
 
 
-def build_parser(only: str | None = None, words: Sequence[str] = ()) -> argparse.ArgumentParser:
-    """The parser of every command, or of ``only``; ``words`` (what follows the command on
-    the line) go to a command module's ``add_arguments_for``, if it has one: `collapse`
-    then builds only the named format's parser."""
-    from flamed.daemon.commands.helpformat import HelpFormatter, OneLineParser, VersionAction
-
-    parser = OneLineParser(
-        prog="flamed",
-        description=DESCRIPTION,
-        formatter_class=HelpFormatter,
-    )
-    parser.add_argument("--version", action=VersionAction, help="print the version and exit")
+def declare(only: str | None = None, words: Sequence[str] = ()) -> Declaration:
+    """The parser of every command, or of ``only``, as declared; ``words`` (what follows
+    the command on the line) go to a command module's ``add_arguments_for``, if it has
+    one: `collapse` then declares only the named format's parser."""
+    parser = Declaration(prog="flamed", description=DESCRIPTION, formatter_class="flamed")
+    parser.add_argument("--version", action="flamed-version", help="print the version and exit")
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="log more (repeat for debug output)"
     )
@@ -72,7 +68,7 @@ def build_parser(only: str | None = None, words: Sequence[str] = ()) -> argparse
             module.NAME,
             help=module.HELP,
             description=getattr(module, "DESCRIPTION", module.HELP),
-            formatter_class=HelpFormatter,
+            formatter_class="flamed",  # helpformat.HelpFormatter
         )
         add_for = getattr(module, "add_arguments_for", None)
         if add_for is not None:
@@ -85,6 +81,13 @@ def build_parser(only: str | None = None, words: Sequence[str] = ()) -> argparse
             fast_exit=getattr(module, "FAST_EXIT", False),
         )
     return parser
+
+
+def build_parser(only: str | None = None, words: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """argparse's parser of ``declare(only, words)``."""
+    from flamed.daemon.commands.helpformat import build_argparse
+
+    return build_argparse(declare(only, words))
 
 
 def configure_logging(verbose: int, quiet: bool) -> None:
@@ -141,10 +144,18 @@ def run_command(arguments: list[str]) -> tuple[int, bool]:
 
 
 def parse_command(arguments: list[str]) -> argparse.Namespace:
-    """The command line parsed, with the command's handler; usage errors exit (status 2)."""
+    """The command line parsed, with the command's handler; usage errors exit (status 2).
+    The quick parser reads the common lines; argparse, built from the same declaration,
+    the rest (help, errors, anything the quick parser is not sure of)."""
     command = chosen_command(arguments)
     words = arguments[arguments.index(command) + 1 :] if command else []
-    parser = build_parser(command, words)
+    declaration = declare(command, words)
+    quick = quick_parse(declaration, arguments)
+    if quick is not None:
+        return quick
+    from flamed.daemon.commands.helpformat import build_argparse
+
+    parser = build_argparse(declaration)
     args = parser.parse_args(arguments)
     if args.command is None:
         from flamed.daemon.commands.helpformat import usage_error

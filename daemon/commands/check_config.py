@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from flamed.daemon.commands.declaration import Declaration
+
 if TYPE_CHECKING:
     from flamed.daemon.config import Config
 
@@ -19,7 +21,7 @@ for off-CPU profiles (bpftrace, root, tracefs); its CPU profile would still run.
 """
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: Declaration) -> None:
     parser.add_argument("file", metavar="FILE", help="the TOML configuration")
 
 

@@ -6,12 +6,10 @@ collapser from the parsed arguments. Output is sorted bytewise on stdout.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
-from collections.abc import Callable, Sequence
 
-from flamed.collapse.common import Collapser
+from flamed.collapse.common import TYPE_CHECKING, Collapser
 from flamed.collapse.errors import InputError
 from flamed.collapse.folded import Folded
 from flamed.daemon.commands.common import (
@@ -22,7 +20,11 @@ from flamed.daemon.commands.common import (
     read_whole,
     write_stdout,
 )
-from flamed.daemon.commands.helpformat import HelpFormatter, add_log_flags
+from flamed.daemon.commands.declaration import Declaration, add_log_flags
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Sequence
 
 NAME = "collapse"
 # Plain perf script files this large are folded on several cores; measured in
@@ -53,7 +55,7 @@ class Format:
         self,
         help: str,
         description: str,
-        add_arguments: Callable[[argparse.ArgumentParser], None],
+        add_arguments: Callable[[Declaration], None],
         make_collapser: Callable[[argparse.Namespace], Collapser],
         records: str,
         expected: str,
@@ -71,7 +73,7 @@ class Format:
         """Plain files this large are folded on several cores (0: never)."""
 
 
-def add_perf_arguments(parser: argparse.ArgumentParser) -> None:
+def add_perf_arguments(parser: Declaration) -> None:
     add = parser.add_argument
     add("--pid", action="store_true", help="append the process id to the command name: comm-PID")
     add("--tid", action="store_true", help="append process and thread id: comm-PID/TID")
@@ -142,7 +144,7 @@ def make_perf_collapser(args: argparse.Namespace) -> Collapser:
     )
 
 
-def add_dtrace_arguments(parser: argparse.ArgumentParser) -> None:
+def add_dtrace_arguments(parser: Declaration) -> None:
     parser.add_argument(
         "--includeoffset",
         action="store_true",
@@ -156,7 +158,7 @@ def make_dtrace_collapser(args: argparse.Namespace) -> Collapser:
     return DTraceCollapser(DTraceOptions(include_offset=args.includeoffset))
 
 
-def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+def add_threads_argument(parser: Declaration) -> None:
     parser.add_argument(
         "-n",
         "--nthreads",
@@ -173,21 +175,23 @@ def positive_int(text: str) -> int:
     except ValueError:
         value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+        from argparse import ArgumentTypeError  # only for the error: start-up time counts
+
+        raise ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
     return value
 
 
-def add_no_arguments(parser: argparse.ArgumentParser) -> None:
+def add_no_arguments(parser: Declaration) -> None:
     del parser
 
 
-def add_no_modules(parser: argparse.ArgumentParser) -> None:
+def add_no_modules(parser: Declaration) -> None:
     parser.add_argument(
         "--no-modules", action="store_true", help="function names alone, without their module"
     )
 
 
-def add_ghcprof_arguments(parser: argparse.ArgumentParser) -> None:
+def add_ghcprof_arguments(parser: Declaration) -> None:
     source = parser.add_mutually_exclusive_group()
     add = source.add_argument
     add(
@@ -368,11 +372,11 @@ FORMATS: dict[str, Format] = {
 }
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: Declaration) -> None:
     add_arguments_for(parser, ())
 
 
-def add_arguments_for(parser: argparse.ArgumentParser, words: Sequence[str]) -> None:
+def add_arguments_for(parser: Declaration, words: Sequence[str]) -> None:
     """The formats' parsers; only the one named first in ``words`` (the line after
     `collapse`) if it is one: building all ten cost ~2 ms at every start."""
     from flamed.collapse.speedups import COLLAPSE, describe
@@ -386,7 +390,7 @@ def add_arguments_for(parser: argparse.ArgumentParser, words: Sequence[str]) -> 
             name,
             help=fmt.help,
             description=fmt.description,
-            formatter_class=HelpFormatter,
+            formatter_class="flamed",  # helpformat.HelpFormatter
             epilog=epilog,
         )
         fmt.add_arguments(sub)

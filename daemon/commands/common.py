@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from collections.abc import Iterator
 from stat import S_ISREG
 
 from flamed.collapse.common import TYPE_CHECKING, Collapser
@@ -13,6 +12,7 @@ from flamed.collapse.errors import InputError
 from flamed.collapse.folded import Folded
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from gzip import GzipFile
     from mmap import mmap
     from typing import BinaryIO

@@ -6,6 +6,7 @@ import argparse
 
 from flamed.collapse.folded import FoldedCollapser, format_pairs, paired, strip_hex
 from flamed.daemon.commands.common import collapse_file, write_stdout
+from flamed.daemon.commands.declaration import Declaration
 
 NAME = "diff-folded"
 HELP = "pair the counts of two folded files, for a differential flame graph (difffolded.pl)"
@@ -18,7 +19,7 @@ as Perl prints them. Same output as difffolded.pl.
 """
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: Declaration) -> None:
     add = parser.add_argument
     add(
         "-n",

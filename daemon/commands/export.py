@@ -15,6 +15,7 @@ from flamed.daemon.commands.common import (
     write_atomic,
     write_stdout,
 )
+from flamed.daemon.commands.declaration import Declaration
 
 NAME = "export"
 HELP = "convert folded stacks to another profiler's format (pprof, speedscope)"
@@ -43,7 +44,7 @@ count. Open it at speedscope's page or with `speedscope FILE`.
 """
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: Declaration) -> None:
     formats = parser.add_subparsers(dest="format", metavar="FORMAT", required=True)
     sub = formats.add_parser("pprof", help="gzip-compressed pprof", description=PPROF_DESCRIPTION)
     add = sub.add_argument
@@ -71,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_speedscope_arguments(sub: argparse.ArgumentParser) -> None:
+def add_speedscope_arguments(sub: Declaration) -> None:
     add = sub.add_argument
     add("--name", metavar="NAME", help="the profile's name in speedscope (default: FILE's name)")
     add("-o", "--output", metavar="OUT", help="write to OUT (atomically) instead of stdout")

@@ -21,7 +21,7 @@ from flamed.collapse.common import WarnOnce
 from flamed.collapse.errors import UsageError
 from flamed.collapse.folded import Count, FoldedCollapser, parse_line
 from flamed.daemon.commands.common import EXIT_NO_SAMPLES, KEPT, iter_chunks, write_atomic
-from flamed.daemon.commands.helpformat import add_log_flags
+from flamed.daemon.commands.declaration import Declaration, add_log_flags
 
 if TYPE_CHECKING:
     from flamed.render.nameattr import FrameAttrs
@@ -46,7 +46,7 @@ LAZY_LOGGING = True
 FAST_EXIT = True
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: Declaration) -> None:
     from flamed.render.options import PALETTES
 
     add = parser.add_argument

@@ -7,14 +7,13 @@ import argparse
 import os
 import sys
 
+from flamed.daemon.commands.declaration import SUPPRESS, USAGE_PROG, Declaration, Recorder
+
 # typing.TYPE_CHECKING without importing typing: start-up time counts in every command.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from typing import NoReturn
-
-USAGE_PROG = "usage_prog"
-"""The namespace attribute naming the innermost (sub)command that parsed the line."""
+    from typing import Any, NoReturn
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -84,9 +83,39 @@ class VersionAction(argparse.Action):
         parser.exit()
 
 
-def add_log_flags(parser: argparse.ArgumentParser) -> None:
-    """``-q``/``-v`` after a command's name too, where inferno's commands take them;
-    they mean what ``flamed -q``/``flamed -v`` mean."""
-    add = parser.add_argument
-    add("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="errors only")
-    add("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="log more")
+NAMED: dict[tuple[str, str], object] = {
+    ("action", "flamed-version"): VersionAction,
+    ("formatter_class", "flamed"): HelpFormatter,
+}
+"""The project's own argparse classes, named in declarations by these words (a
+declaration does not import argparse, of which they are made): (keyword, word) -> class."""
+
+
+def build_argparse(declaration: Declaration) -> OneLineParser:
+    """The argparse parser a Declaration describes."""
+    parser = OneLineParser(**argparse_kwargs(declaration.kwargs))
+    replay(declaration, parser)
+    return parser
+
+
+def replay(recorder: Recorder, target: Any) -> None:
+    """Make each recorded call on ``target`` (argparse's object), then the calls recorded
+    on what it returned (a group, the subcommands, a subcommand's parser) on argparse's."""
+    for call in recorder.calls:
+        result = getattr(target, call.method)(*call.args, **argparse_kwargs(call.kwargs))
+        if call.child is not None:
+            replay(call.child, result)
+
+
+def argparse_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A recorded call's keyword arguments for argparse: argparse's own SUPPRESS object
+    (it compares by identity), the project's classes for the words that name them."""
+    return {key: argparse_value(key, value) for key, value in kwargs.items()}
+
+
+def argparse_value(key: str, value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    if value == SUPPRESS:
+        return argparse.SUPPRESS
+    return NAMED.get((key, value), value)

@@ -18,6 +18,7 @@ from flamed.collapse.errors import InputError, ProfilerError, UsageError
 from flamed.collapse.folded import Folded
 from flamed.collector.base import Chunk, TargetSpec
 from flamed.daemon.commands.common import EXIT_NO_SAMPLES, write_atomic, write_stdout
+from flamed.daemon.commands.declaration import Declaration
 
 NAME = "record"
 HELP = "profile a process, a service or the whole machine once and write a flame graph"
@@ -39,7 +40,7 @@ in blue (off-CPU frames marked _[o] in folded text).
 """
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: Declaration) -> None:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("-p", "--pid", metavar="PID[,PID...]", help="these process ids")
     target.add_argument("--process", metavar="REGEX", help="processes whose name matches")

@@ -7,6 +7,7 @@ import dataclasses
 import logging
 
 from flamed.collapse.errors import UsageError
+from flamed.daemon.commands.declaration import Declaration
 
 NAME = "run"
 HELP = "run the daemon: sample targets, keep rolling windows, serve graphs and metrics"
@@ -22,7 +23,7 @@ bucket. Under systemd, Type=notify and WatchdogSec= are supported.
 """
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: Declaration) -> None:
     parser.add_argument(
         "--config", metavar="FILE", help="TOML configuration (default: the embedded one)"
     )
