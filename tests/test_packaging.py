@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,9 @@ def test_wheel_contains_every_module(tmp_path: Path) -> None:
     )
     target = tmp_path / "site"
     wheel = next(wheel_dir.glob("flamed-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        script = archive.read("flamed-0.1.0.data/scripts/flamed").decode()
+    assert script.startswith("#!python\n")  # pip writes the installing interpreter there
     subprocess.run(
         [
             sys.executable,
@@ -102,12 +106,14 @@ def test_collapse_command_does_not_import_aiohttp() -> None:
 def test_collapse_perf_start_up_imports_only_what_it_uses(tmp_path: Path) -> None:
     """Start-up time counts in every `flamed collapse perf` (and in its benchmark against
     the Perl script): a clean input must not pull in modules that cost milliseconds to
-    import and that it does not need (logging is imported at the first warning)."""
+    import and that it does not need (logging is imported at the first warning; argparse,
+    with re, gettext and locale, for help and usage errors only)."""
     data = (Path(__file__).parent / "data" / "perf" / "c-burn.txt").read_bytes()
     script = (
         "import sys\nfrom flamed.daemon.cli import main\n"
-        "code = main(['collapse', 'perf', sys.argv[1]])\n"
-        "slow = ('logging', 'dataclasses', 'typing', 'shutil', 'pickle', 'gzip', 'inspect')\n"
+        "code = main(['collapse', 'perf', '--all', sys.argv[1]])\n"
+        "slow = ('logging', 'dataclasses', 'typing', 'shutil', 'pickle', 'gzip', 'inspect',\n"
+        "        're', 'argparse', 'gettext', 'locale', 'enum', 'collections', 'functools')\n"
         "print(' '.join(m for m in slow if m in sys.modules), file=sys.stderr)\n"
     )
     source = tmp_path / "in.txt"
@@ -118,3 +124,32 @@ def test_collapse_perf_start_up_imports_only_what_it_uses(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(b"burn;"), result.stdout[:200]
     assert result.stderr.decode().strip() == ""
+
+
+def test_the_flamed_command_starts_without_importing_re() -> None:
+    """The installed `flamed` is bin/flamed, not a console-script wrapper: pip's wrapper
+    imports re (~8 ms, enum with it) before flamed starts."""
+    script = Path(sys.executable).with_name("flamed").read_text()
+    shebang = script.split("\n", 1)[0]
+    assert shebang.startswith("#!/") and "python" in Path(shebang[2:]).name, shebang
+    assert "import re" not in script
+    assert script.split("\n", 1)[1] == (ROOT / "bin" / "flamed").read_text().split("\n", 1)[1]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            str(Path(sys.executable).with_name("flamed")),
+            "collapse",
+            "perf",
+            "--all",
+            str(ROOT / "tests" / "data" / "perf" / "c-burn.txt"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines()}
+    assert not imported & {"re", "argparse", "enum"}, sorted(imported)
