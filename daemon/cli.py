@@ -1,6 +1,8 @@
 """The ``flamed`` command line: one module per command in ``flamed.daemon.commands``.
 
-Each command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and
+Each command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` (``parser``
+is a ``Declaration``: the calls argparse would take, recorded; argparse is built from
+it only for help, errors and lines the quick parser leaves to it) and
 ``run(args) -> int``, and imports nothing heavy at module level (aiohttp and
 friends are imported inside ``run``) so ``flamed collapse`` starts fast. A module
 that sets ``LAZY_LOGGING = True`` logs only through WarnOnce, and logging is then

@@ -7,6 +7,8 @@ A command declares its options on a Declaration exactly as on an argparse parser
 definition then serves two readers: ``helpformat.build_argparse`` replays the calls on
 argparse, and ``quickparse`` reads them to parse the common lines itself. Importing
 argparse, with the ``re``, gettext and locale it brings, cost ~10 ms of every start.
+The project's own argparse classes are named by a word (``action="flamed-version"``,
+``formatter_class="flamed"``): helpformat.NAMED gives the class.
 """
 
 from __future__ import annotations
