@@ -64,7 +64,7 @@ class Argument:
         action = kwargs.get("action") or "store"
         if not isinstance(action, str) or action in OTHER_ARGPARSE_ACTIONS:
             raise Unsure
-        # None: the project's own action (helpformat.ACTIONS), never taken here.
+        # None: the project's own action (helpformat.NAMED: --version), argparse's to take.
         self.action: str | None = action if action in VALUE_ACTIONS + FLAG_ACTIONS else None
         self.nargs = kwargs.get("nargs")
         if self.nargs not in ((None, "?") if self.positional else (None,)):
@@ -129,7 +129,6 @@ class Table:
         self.group_required: dict[int, bool] = {}
         self.subcommands: dict[str, Declaration] = {}
         self.subcommand_dest = SUPPRESS
-        self.subcommand_required = False
         self.has_subcommands = False
         self.read(declaration, None)
         self.options = {name: arg for arg in self.arguments for name in arg.names}
@@ -166,7 +165,6 @@ class Table:
             raise Unsure
         self.has_subcommands = True
         self.subcommand_dest = kwargs.get("dest", SUPPRESS)
-        self.subcommand_required = bool(kwargs.get("required"))
         for call in subcommands.calls:
             if call.method != "add_parser" or call.child is None or "prog" in call.kwargs:
                 raise Unsure
@@ -187,8 +185,11 @@ class Table:
 def quick_parse(declaration: Declaration, argv: Sequence[str]) -> Namespace | None:
     """argparse's namespace for ``argv``, or None where argparse should parse it."""
     namespace: dict[str, Any] = {}
+    prog = declaration.kwargs.get("prog")  # argparse's default, argv[0]'s name, is not read
     try:
-        parse_into(declaration, str(declaration.kwargs.get("prog", "")), list(argv), namespace)
+        if not isinstance(prog, str):
+            raise Unsure
+        parse_into(declaration, prog, list(argv), namespace)
     except Unsure:
         return None
     return Namespace(**namespace)
