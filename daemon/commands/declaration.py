@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 SUPPRESS = "==SUPPRESS=="
 """argparse.SUPPRESS's text (the replay hands argparse its own object: it compares by
-identity). tests/daemon/test_declaration.py checks that they agree."""
+identity). tests/daemon/test_quickparse.py checks that they agree."""
 USAGE_PROG = "usage_prog"
 """The namespace attribute naming the innermost (sub)command that parsed the line."""
 
@@ -38,7 +38,7 @@ class Call:
 
 
 class Recorder:
-    """Keeps the calls made on it, in order, and replays them on an argparse object."""
+    """Keeps the calls made on it, in order (helpformat.replay makes them on argparse)."""
 
     def __init__(self, **kwargs: Any) -> None:
         self.kwargs = kwargs
