@@ -128,13 +128,13 @@ def test_collapse_perf_start_up_imports_only_what_it_uses(tmp_path: Path) -> Non
 
 
 def test_the_flamed_command_starts_without_importing_re() -> None:
-    """The installed `flamed` is bin/flamed, not a console-script wrapper: pip's wrapper
+    """The installed `flamed` is daemon/flamed, not a console-script wrapper: pip's wrapper
     imports re (~8 ms, enum with it) before flamed starts."""
     script = Path(sys.executable).with_name("flamed").read_text()
     shebang = script.split("\n", 1)[0]
     assert shebang.startswith("#!/") and "python" in Path(shebang[2:]).name, shebang
     assert "import re" not in script
-    assert script.split("\n", 1)[1] == (ROOT / "bin" / "flamed").read_text().split("\n", 1)[1]
+    assert script.split("\n", 1)[1] == (ROOT / "daemon" / "flamed").read_text().split("\n", 1)[1]
     result = subprocess.run(
         [
             sys.executable,
