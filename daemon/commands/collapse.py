@@ -11,10 +11,11 @@ import gc
 import os
 from collections.abc import Callable, Sequence
 
-from flamed.collapse.common import Collapser
+from flamed.collapse.common import TYPE_CHECKING, Collapser, retire_into
 from flamed.collapse.errors import InputError
 from flamed.collapse.folded import Folded
 from flamed.daemon.commands.common import (
+    KEPT,
     collapse_file,
     map_file,
     nothing_found,
@@ -23,6 +24,9 @@ from flamed.daemon.commands.common import (
     write_stdout,
 )
 from flamed.daemon.commands.helpformat import HelpFormatter, add_log_flags
+
+if TYPE_CHECKING:
+    from mmap import mmap
 
 NAME = "collapse"
 # Plain perf script files this large are folded on several cores; measured in
@@ -404,7 +408,11 @@ def run(args: argparse.Namespace) -> int:
     gc.disable()
     fmt = FORMATS[args.format]
     collapser = fmt.make_collapser(args)
-    folded = collapse_path(collapser, args.file, fmt.split_bytes, getattr(args, "nthreads", 1))
+    retire_into(KEPT)  # FAST_EXIT: the collapser's caches are dropped at the exit, at once
+    try:
+        folded = collapse_path(collapser, args.file, fmt.split_bytes, getattr(args, "nthreads", 1))
+    finally:
+        retire_into(None)
     if not folded:
         reason = getattr(collapser, "empty_reason", lambda: None)()
         raise InputError(reason) if reason else nothing_found(args.file, fmt.records, fmt.expected)
@@ -413,20 +421,25 @@ def run(args: argparse.Namespace) -> int:
 
 
 def collapse_path(collapser: Collapser, path: str, split_bytes: int, threads: int) -> Folded:
-    """Fold FILE; a large plain file on several cores where that pays: for the pure-Python
-    perf collapser, not for the C one (forking and sending the stacks back cost more
-    than the C loop saves; see tests/bench/bench_perf.py). A collapser that reads a file
-    where it lies (perf's C folder) is given the file mapped, up to MAP_MAX_BYTES."""
-    native = getattr(collapser, "native", False)
+    """Fold FILE; a large plain file (``split_bytes`` and more) on up to ``threads`` cores.
+    A collapser that reads a file where it lies (perf's C folder) is given the file mapped,
+    up to MAP_MAX_BYTES, and its forked helpers fold their parts of the same map."""
+    parts = min(threads, os.cpu_count() or 1) if split_bytes else 1
     if getattr(collapser, "reads_mapped", False):
         mapped = map_file(path, MAP_MAX_BYTES)
         if mapped is not None:
             with mapped:
+                if parts > 1 and len(mapped) >= split_bytes:
+                    return fold_parts(collapser, mapped, parts)
                 collapser.feed(mapped)  # type: ignore[arg-type]  # reads_mapped: feed takes it
-            return collapser.finish()
-    size = plain_file_size(path) if split_bytes and threads > 1 and not native else None
+                return collapser.finish()
+    size = plain_file_size(path) if parts > 1 else None
     if size is None or not split_bytes <= size <= SPLIT_MAX_BYTES:
         return collapse_file(collapser, path)
+    return fold_parts(collapser, read_whole(path), parts)
+
+
+def fold_parts(collapser: Collapser, data: bytes | mmap, parts: int) -> Folded:
     from flamed.collapse.parallel import fold_in_parts
 
-    return fold_in_parts(collapser, read_whole(path), min(threads, os.cpu_count() or 1))
+    return fold_in_parts(collapser, data, parts)
