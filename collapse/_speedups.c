@@ -92,8 +92,8 @@ typedef struct {
     char *key;          /* malloc'd; NULL: empty slot. For lines, the frames follow the key. */
     size_t klen;
     size_t vlen;        /* lines: length of the frames text after the key */
-    PyObject *first;    /* records: the stack (NULL: another event); runs: the stack */
-    PyObject *second;   /* records: the weight; runs: the count */
+    PyObject *first;    /* records: the stack (NULL: another event); runs, names: the stack */
+    PyObject *second;   /* runs: the count */
 } Entry;
 
 typedef struct {
@@ -206,6 +206,29 @@ table_add(Table *t, const char *key, size_t klen, uint64_t hash, size_t extra)
     t->used++;
     t->bytes += klen + extra;
     return e;
+}
+
+/* The str of a stack's text (UTF-8, surrogateescape), one object for each distinct text
+ * while `names` holds it: records and runs that fold alike share it, so the counts dict
+ * finds it by identity instead of comparing its text, and it is decoded once. New
+ * reference; NULL on error. */
+static PyObject *
+stack_name(Table *names, const char *text, size_t len)
+{
+    uint64_t hash = hash_bytes(text, len, 0x737461636b);
+    Entry *e = table_find(names, text, len, hash);
+    if (e->key != NULL)
+        return Py_NewRef(e->first);
+    PyObject *name = PyUnicode_DecodeUTF8(text, len, "surrogateescape");
+    if (name == NULL)
+        return NULL;
+    e = table_add(names, text, len, hash, 0);
+    if (e == NULL) {
+        Py_DECREF(name);
+        return NULL;
+    }
+    e->first = Py_NewRef(name);
+    return name;
 }
 
 /* -- a growable byte buffer --------------------------------------------------------- */
@@ -462,6 +485,7 @@ typedef struct {
     int maps; /* perf-map frames are named by Python (the caller's map resolver) */
     Table records;
     Table lines;
+    Table names;            /* stack text -> its str (stack_name) */
     PyObject *events;       /* dict: event bytes -> bool */
     Buffer key;             /* scratch: a record's key */
     Buffer stack;           /* scratch: a record's stack */
@@ -504,6 +528,7 @@ PerfFolder_dealloc(PerfFolder *self)
     PerfFolder_clear(self);
     table_free(&self->records);
     table_free(&self->lines);
+    table_free(&self->names);
     buffer_free(&self->key);
     buffer_free(&self->stack);
     buffer_free(&self->frame);
@@ -542,7 +567,8 @@ PerfFolder_init(PerfFolder *self, PyObject *args, PyObject *kwds)
     self->weights = weights;
     self->maps = maps;
     self->events = PyDict_New();
-    if (self->events == NULL || table_init(&self->records) < 0 || table_init(&self->lines) < 0)
+    if (self->events == NULL || table_init(&self->records) < 0 || table_init(&self->lines) < 0 ||
+        table_init(&self->names) < 0)
         return -1;
     return 0;
 }
@@ -922,7 +948,10 @@ key_add_part(Buffer *key, const char *part, size_t len)
     return part == NULL ? 0 : buffer_add(key, part, len);
 }
 
-/* The key of a record: everything its stack and weight depend on. */
+/* The key of a record: everything its stack depends on. Not its period: records of one
+ * stack come with many periods (cpu-clock's vary by a few nanoseconds), and each period
+ * in the key made another record to fold (32k distinct records in place of 20k on a 40 s
+ * whole-machine recording); the weight is read from each record's event line. */
 static int
 record_key(PerfFolder *self, const EventLine *ev, const char *body, size_t body_len)
 {
@@ -932,7 +961,6 @@ record_key(PerfFolder *self, const EventLine *ev, const char *body, size_t body_
     if (key_add_part(key, ev->comm, ev->comm_len) < 0 ||
         key_add_part(key, ids ? ev->pid : NULL, ev->pid_len) < 0 ||
         key_add_part(key, ids ? ev->tid : NULL, ev->tid_len) < 0 ||
-        key_add_part(key, self->weights ? ev->period : NULL, ev->period_len) < 0 ||
         key_add_part(key, ev->event, ev->event_len) < 0)
         return -1;
     return buffer_add(key, body, body_len);
@@ -987,7 +1015,7 @@ record_stack(PerfFolder *self, const EventLine *ev, const char *body, size_t bod
     out->len = 0;
     if (add_pname(self, out, ev) < 0 || groups_join_reversed(groups, out) < 0)
         return NULL;
-    return PyUnicode_DecodeUTF8(out->data, out->len, "surrogateescape");
+    return stack_name(&self->names, out->data, out->len);
 }
 
 static PyObject *
@@ -1001,34 +1029,27 @@ record_weight(PerfFolder *self, const EventLine *ev)
     return PyLong_FromLongLong(value);
 }
 
-/* What a new record counts for: its stack and weight, or NULLs for another event.
- * -1 on error. */
+/* What a new record counts for: its stack, or NULL for another event. -1 on error. */
 static int
 record_result(PerfFolder *self, const EventLine *ev, const char *body, size_t body_len,
-              PyObject **stack, PyObject **weight)
+              PyObject **stack)
 {
-    *stack = *weight = NULL;
+    *stack = NULL;
     int keep = keep_event(self, ev->event, ev->event_len);
     if (keep <= 0)
         return keep;
     *stack = record_stack(self, ev, body, body_len);
-    *weight = *stack ? record_weight(self, ev) : NULL;
-    if (*weight == NULL) {
-        Py_CLEAR(*stack);
-        return -1;
-    }
-    return 0;
+    return *stack == NULL ? -1 : 0;
 }
 
 /* A record folded without the cache: kept in self->fresh until the next one. */
 static Entry *
 fresh_entry(PerfFolder *self, const EventLine *ev, const char *body, size_t body_len)
 {
-    PyObject *stack, *weight;
-    if (record_result(self, ev, body, body_len, &stack, &weight) < 0)
+    PyObject *stack;
+    if (record_result(self, ev, body, body_len, &stack) < 0)
         return NULL;
     Py_XSETREF(self->fresh.first, stack);
-    Py_XSETREF(self->fresh.second, weight);
     return &self->fresh;
 }
 
@@ -1060,18 +1081,16 @@ record_entry(PerfFolder *self, const EventLine *ev, const char *body, size_t bod
     count_lookup(self, e->key != NULL);
     if (e->key != NULL)
         return e;
-    PyObject *stack, *weight;
-    if (record_result(self, ev, body, body_len, &stack, &weight) < 0)
+    PyObject *stack;
+    if (record_result(self, ev, body, body_len, &stack) < 0)
         return NULL;
     /* line_frames may have emptied nothing here: the key buffer is still this record's */
     e = table_add(&self->records, self->key.data, self->key.len, hash, 0);
     if (e == NULL) {
         Py_XDECREF(stack);
-        Py_XDECREF(weight);
         return NULL;
     }
     e->first = stack;
-    e->second = weight;
     return e;
 }
 
@@ -1090,6 +1109,18 @@ count_stack(PyObject *counts, PyObject *stack, PyObject *count)
         return -1;
     int status = PyDict_SetItem(counts, stack, sum);
     Py_DECREF(sum);
+    return status;
+}
+
+/* stacks[stack] += the record's weight */
+static int
+count_record(PerfFolder *self, PyObject *stack, const EventLine *ev)
+{
+    PyObject *weight = record_weight(self, ev);
+    if (weight == NULL)
+        return -1;
+    int status = count_stack(self->stacks, stack, weight);
+    Py_DECREF(weight);
     return status;
 }
 
@@ -1180,7 +1211,7 @@ PerfFolder_fold(PerfFolder *self, PyObject *arg)
             goto error;
         other = NULL;
         Entry *e = record_entry(self, &ev, body, body_len);
-        if (e == NULL || (e->first != NULL && count_stack(self->stacks, e->first, e->second) < 0))
+        if (e == NULL || (e->first != NULL && count_record(self, e->first, &ev) < 0))
             goto error;
         samples += e->first != NULL;
         p = next;
@@ -1224,6 +1255,7 @@ typedef struct {
     int include_offset;     /* the leaf line folds differently from the same line above it */
     Table runs;
     Table lines, leaves;
+    Table names;            /* stack text -> its str (stack_name) */
     Groups groups;          /* scratch: a run's frame lines' frames */
     Buffer stack;
 } RunFolder;
@@ -1254,6 +1286,7 @@ RunFolder_dealloc(RunFolder *self)
     table_free(&self->runs);
     table_free(&self->lines);
     table_free(&self->leaves);
+    table_free(&self->names);
     groups_free(&self->groups);
     buffer_free(&self->stack);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -1276,7 +1309,8 @@ RunFolder_init(RunFolder *self, PyObject *args, PyObject *kwds)
     self->fold_line = Py_NewRef(fold_line);
     self->counts = Py_NewRef(counts);
     self->include_offset = include_offset;
-    if (table_init(&self->runs) < 0 || table_init(&self->lines) < 0)
+    if (table_init(&self->runs) < 0 || table_init(&self->lines) < 0 ||
+        table_init(&self->names) < 0)
         return -1;
     return table_init(&self->leaves);
 }
@@ -1421,7 +1455,7 @@ fold_simple_run(RunFolder *self, const char *run, size_t n, PyObject **stack,
         return -1;
     if (out->len == 0) /* no frames at all: Python says what that is */
         return 0;
-    *stack = PyUnicode_DecodeUTF8(out->data, out->len, "surrogateescape");
+    *stack = stack_name(&self->names, out->data, out->len);
     *count = *stack ? PyLong_FromLongLong(number) : NULL;
     if (*count == NULL) {
         Py_CLEAR(*stack);

@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))  # run as a script from anywhere
 
 from flamed.collapse import parallel  # noqa: E402
-from flamed.collapse.common import Collapser  # noqa: E402
+from flamed.collapse.common import Collapser, retire_into  # noqa: E402
 from flamed.collapse.dtrace import DTraceCollapser  # noqa: E402
 from flamed.collapse.perf import PerfCollapser  # noqa: E402
 from tests.bench.timing import child_cpu  # noqa: E402
@@ -89,7 +89,9 @@ def main() -> None:
     args = parser.parse_args()
     whole = args.input.read_bytes()
     make = MAKERS[args.format]
-    gc.disable()  # as `flamed collapse` runs
+    gc.disable()  # as `flamed collapse` runs, its caches kept to the end
+    kept: list[object] = []
+    retire_into(kept)
     print(f"{args.input.name}, {args.format}: medians of {args.runs} alternating runs, ms")
     print(" MiB | 1 core: wall  CPU | 2 parts: wall  CPU here  CPU child  critical path")
     for mib in (int(size) for size in args.sizes.split(",")):
@@ -103,6 +105,7 @@ def main() -> None:
             for _ in range(args.runs):
                 one.append(run_once(path, make, 1))
                 two.append(run_once(path, make, 2))
+                kept.clear()
         wall1, cpu1, *_ = (1000 * statistics.median(column) for column in zip(*one, strict=True))
         wall2, here, child, critical = (
             1000 * statistics.median(column) for column in zip(*two, strict=True)
