@@ -7,10 +7,11 @@ For each size (the input's first MiB, cut at a record break; the whole input whe
 it is smaller), the input is written to a file, mapped as `flamed collapse` maps it
 and folded, runs alternating: on one core (``feed`` of the whole map, ``finish``), and
 in two parts (``fold_in_parts``: a forked child folds the second half). Printed: the
-medians of the wall time and of this process's CPU time, the child's CPU time, and the
-"critical path": this process's CPU time plus the time it waited for the child beyond
-that, as wall time would be on two idle cores. On a loaded machine wall time mostly
-says how busy it was; the CPU figures say what each process did.
+medians of the wall time and of this process's CPU time (and of it, the part before it
+waits for the child), the child's CPU time, and the "critical path": the longer of the
+two before that wait, and this process's CPU time after it, as wall time would be on
+two idle cores. On a loaded machine wall time mostly says how busy it was; the CPU
+figures say what each process did.
 """
 
 from __future__ import annotations
@@ -62,9 +63,10 @@ parallel.child_result = timed_child_result
 
 
 def run_once(path: Path, make: Callable[[], Collapser], parts: int) -> tuple[float, ...]:
-    """(wall, this process's CPU, the child's CPU, the critical path) of one fold of the
-    mapped file. The critical path: this process's CPU time before it waits for the
-    child, or the child's, whichever is longer, and its CPU time after."""
+    """(wall, this process's CPU, of which before it waits, the child's CPU, the critical
+    path) of one fold of the mapped file. The critical path: this process's CPU time
+    before it waits for the child, or the child's, whichever is longer, and its CPU time
+    after."""
     with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
         collapser = make()
         WAITS.clear()
@@ -77,7 +79,8 @@ def run_once(path: Path, make: Callable[[], Collapser], parts: int) -> tuple[flo
         end = time.process_time()
         child = child_cpu() - children
         before = (WAITS[0] if WAITS else end) - cpu
-        return time.perf_counter() - wall, end - cpu, child, max(before, child) + end - cpu - before
+        after = end - cpu - before
+        return time.perf_counter() - wall, end - cpu, before, child, max(before, child) + after
 
 
 def main() -> None:
@@ -93,7 +96,7 @@ def main() -> None:
     kept: list[object] = []
     retire_into(kept)
     print(f"{args.input.name}, {args.format}: medians of {args.runs} alternating runs, ms")
-    print(" MiB | 1 core: wall  CPU | 2 parts: wall  CPU here  CPU child  critical path")
+    print(" MiB | 1 core: wall  CPU | 2 parts: wall  CPU here (before wait)  CPU child  critical")
     for mib in (int(size) for size in args.sizes.split(",")):
         data = prefix(whole, mib)
         with tempfile.NamedTemporaryFile(suffix=".txt") as file:
@@ -107,12 +110,12 @@ def main() -> None:
                 two.append(run_once(path, make, 2))
                 kept.clear()
         wall1, cpu1, *_ = (1000 * statistics.median(column) for column in zip(*one, strict=True))
-        wall2, here, child, critical = (
+        wall2, here, before, child, critical = (
             1000 * statistics.median(column) for column in zip(*two, strict=True)
         )
         print(
             f"{len(data) / (1 << 20):4.0f} | {wall1:11.1f} {cpu1:5.1f} |"
-            f" {wall2:13.1f} {here:9.1f} {child:10.1f} {critical:14.1f}"
+            f" {wall2:13.1f} {here:9.1f} {before:13.1f} {child:10.1f} {critical:9.1f}"
         )
         if len(data) == len(whole):
             break
