@@ -568,6 +568,33 @@ is_jit_module(const char *m, size_t n)
     return 0;
 }
 
+/* -- counts added up in C ------------------------------------------------------------ */
+
+/* What records count for during one fold() call, added up here and into the counts dict
+ * at its end, in order of first count (the dict's order is as if counted one by one):
+ * adding each record's weight to the dict made two Python ints and two lookups a record. */
+typedef struct {
+    PyObject *stack;  /* a reference held until the sum goes to the dict */
+    long long sum;
+} Pending;
+
+typedef struct {
+    Pending *items;   /* in order of first count */
+    size_t count, capacity;
+    size_t *index;    /* open addressing on the stack's address: item number + 1; 0: empty */
+    size_t mask;      /* index size - 1 (a power of two), or 0 before the first */
+} Tally;
+
+static void
+tally_free(Tally *t)
+{
+    for (size_t k = 0; k < t->count; k++)
+        Py_DECREF(t->items[k].stack);
+    PyMem_Free(t->items);
+    PyMem_Free(t->index);
+    memset(t, 0, sizeof *t);
+}
+
 /* -- perf: the folder --------------------------------------------------------------- */
 
 typedef struct {
@@ -590,6 +617,7 @@ typedef struct {
     size_t window_hits;     /* and found */
     size_t paused;          /* records still to fold without the record cache */
     Entry fresh;            /* what the last record folded without the cache counts for */
+    Tally tally;            /* this fold's counts, not yet in stacks */
 } PerfFolder;
 
 static int
@@ -628,6 +656,7 @@ PerfFolder_dealloc(PerfFolder *self)
     buffer_free(&self->stack);
     buffer_free(&self->frame);
     groups_free(&self->groups);
+    tally_free(&self->tally);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -1113,17 +1142,6 @@ record_stack(PerfFolder *self, const EventLine *ev, const char *body, size_t bod
     return stack_name(&self->names, out->data, out->len);
 }
 
-static PyObject *
-record_weight(PerfFolder *self, const EventLine *ev)
-{
-    if (!self->weights || ev->period == NULL)
-        return PyLong_FromLong(1);
-    long long value = 0;
-    for (size_t i = 0; i < ev->period_len; i++)
-        value = value * 10 + (ev->period[i] - '0');
-    return PyLong_FromLongLong(value);
-}
-
 /* What a new record counts for: its stack, or NULL for another event. -1 on error. */
 static int
 record_result(PerfFolder *self, const EventLine *ev, const char *body, size_t body_len,
@@ -1207,16 +1225,108 @@ count_stack(PyObject *counts, PyObject *stack, PyObject *count)
     return status;
 }
 
-/* stacks[stack] += the record's weight */
+/* Add what the tally holds to `counts` and empty it; 0, or -1 on error (all the same
+ * emptied, its references dropped). */
 static int
-count_record(PerfFolder *self, PyObject *stack, const EventLine *ev)
+tally_flush(Tally *t, PyObject *counts)
 {
-    PyObject *weight = record_weight(self, ev);
-    if (weight == NULL)
-        return -1;
-    int status = count_stack(self->stacks, stack, weight);
-    Py_DECREF(weight);
+    int status = 0;
+    for (size_t k = 0; k < t->count; k++) {
+        Pending *item = &t->items[k];
+        if (status == 0) {
+            PyObject *sum = PyLong_FromLongLong(item->sum);
+            status = sum == NULL ? -1 : count_stack(counts, item->stack, sum);
+            Py_XDECREF(sum);
+        }
+        Py_DECREF(item->stack);
+    }
+    t->count = 0;
+    if (t->mask)
+        memset(t->index, 0, (t->mask + 1) * sizeof *t->index);
     return status;
+}
+
+static inline size_t
+tally_slot(const Tally *t, PyObject *stack)
+{
+    uint64_t h = (uint64_t)(uintptr_t)stack * 0x9E3779B97F4A7C15ULL;
+    return (size_t)(h >> 32) & t->mask;
+}
+
+/* Room for one more item, the index at most half full; -1 on error. */
+static int
+tally_reserve(Tally *t)
+{
+    if (t->count == t->capacity) {
+        size_t capacity = t->capacity ? t->capacity * 2 : 256;
+        Pending *items = PyMem_Realloc(t->items, capacity * sizeof *items);
+        if (items == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        t->items = items;
+        t->capacity = capacity;
+    }
+    if ((t->count + 1) * 2 <= t->mask + 1 && t->mask)
+        return 0;
+    size_t size = t->mask ? (t->mask + 1) * 2 : 512;
+    size_t *index = PyMem_Calloc(size, sizeof *index);
+    if (index == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    PyMem_Free(t->index);
+    t->index = index;
+    t->mask = size - 1;
+    for (size_t k = 0; k < t->count; k++) {
+        size_t i = tally_slot(t, t->items[k].stack);
+        while (t->index[i])
+            i = (i + 1) & t->mask;
+        t->index[i] = k + 1;
+    }
+    return 0;
+}
+
+/* tally[stack] += weight; a sum that would overflow sends the tally to `counts` first. */
+static int
+tally_add(Tally *t, PyObject *stack, long long weight, PyObject *counts)
+{
+    if (t->mask) {
+        size_t i = tally_slot(t, stack);
+        for (; t->index[i]; i = (i + 1) & t->mask) {
+            Pending *item = &t->items[t->index[i] - 1];
+            if (item->stack != stack)
+                continue;
+            long long sum;
+            if (!__builtin_add_overflow(item->sum, weight, &sum)) {
+                item->sum = sum;
+                return 0;
+            }
+            if (tally_flush(t, counts) < 0)
+                return -1;
+            break;
+        }
+    }
+    if (tally_reserve(t) < 0)
+        return -1;
+    size_t i = tally_slot(t, stack);
+    while (t->index[i])
+        i = (i + 1) & t->mask;
+    t->items[t->count] = (Pending){Py_NewRef(stack), weight};
+    t->index[i] = ++t->count;
+    return 0;
+}
+
+/* The weight of a record: its period (at most MAX_PERIOD_DIGITS digits), or 1. */
+static long long
+record_weight(PerfFolder *self, const EventLine *ev)
+{
+    if (!self->weights || ev->period == NULL)
+        return 1;
+    long long value = 0;
+    for (size_t i = 0; i < ev->period_len; i++)
+        value = value * 10 + (ev->period[i] - '0');
+    return value;
 }
 
 /* Hand text of other shapes to Python, in its place in the input. */
@@ -1306,7 +1416,9 @@ PerfFolder_fold(PerfFolder *self, PyObject *arg)
             goto error;
         other = NULL;
         Entry *e = record_entry(self, &ev, body, body_len);
-        if (e == NULL || (e->first != NULL && count_record(self, e->first, &ev) < 0))
+        if (e == NULL || (e->first != NULL && tally_add(&self->tally, e->first,
+                                                        record_weight(self, &ev),
+                                                        self->stacks) < 0))
             goto error;
         samples += e->first != NULL;
         p = next;
@@ -1314,9 +1426,17 @@ PerfFolder_fold(PerfFolder *self, PyObject *arg)
     if (fold_other(self, other, end) < 0)
         goto error;
     PyBuffer_Release(&view);
+    if (tally_flush(&self->tally, self->stacks) < 0)
+        return NULL;
     return PyLong_FromSsize_t(samples);
 error:
     PyBuffer_Release(&view);
+    if (PyErr_Occurred()) { /* what was counted still counts; the first error is raised */
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        (void)tally_flush(&self->tally, self->stacks);
+        PyErr_Restore(type, value, traceback);
+    }
     return NULL;
 }
 
