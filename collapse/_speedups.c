@@ -26,7 +26,10 @@
  *   of one bucket by each record's time, as flamed.collector.records.cut_runs does.
  *
  * Keys are hashed and compared as bytes, so no Python object is made for a record,
- * run or line that is already known.
+ * run or line that is already known. Each distinct stack text has one str (`names`), and
+ * perf's folder adds up a fold's weights in C before they go to the counts dict (Tally).
+ * The caches' keys live in blocks freed together; large blocks and slot arrays are
+ * offered to the kernel for transparent huge pages.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
