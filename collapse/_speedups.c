@@ -1075,10 +1075,11 @@ key_add_part(Buffer *key, const char *part, size_t len)
     return part == NULL ? 0 : buffer_add(key, part, len);
 }
 
-/* The key of a record: everything its stack depends on. Not its period: records of one
- * stack come with many periods (cpu-clock's vary by a few nanoseconds), and each period
- * in the key made another record to fold (32k distinct records in place of 20k on a 40 s
- * whole-machine recording); the weight is read from each record's event line. */
+/* The key of a record: everything its stack depends on. Not its period, which is read
+ * from each record's event line: in perf's frequency mode (`-F` with cycles) samples of
+ * one stack come with ever other periods, and a key with the period made each a record
+ * to fold afresh. (cpu-clock's periods hardly vary: the same 32k distinct records either
+ * way on the 40 s whole-machine recording.) */
 static int
 record_key(PerfFolder *self, const EventLine *ev, const char *body, size_t body_len)
 {
