@@ -245,18 +245,30 @@ table_free(Table *t)
     t->slots = NULL;
 }
 
+/* The slot of a key given in two parts, `a` then `b`, compared as if joined (a record's
+ * event line fields and its frame lines, read where they lie): its entry, else the empty
+ * slot where it would go. */
 static Entry *
-table_find(Table *t, const char *key, size_t klen, uint64_t hash)
+table_find_parts(Table *t, const char *a, size_t alen, const char *b, size_t blen,
+                 uint64_t hash)
 {
+    size_t klen = alen + blen;
     size_t i = (size_t)hash & t->mask;
     for (;;) {
         Entry *e = &t->slots[i];
         if (e->key == NULL)
             return e;
-        if (e->hash == hash && e->klen == klen && memcmp(e->key, key, klen) == 0)
+        if (e->hash == hash && e->klen == klen && memcmp(e->key, a, alen) == 0 &&
+            memcmp(e->key + alen, b, blen) == 0)
             return e;
         i = (i + 1) & t->mask;
     }
+}
+
+static Entry *
+table_find(Table *t, const char *key, size_t klen, uint64_t hash)
+{
+    return table_find_parts(t, key, klen, "", 0, hash);
 }
 
 static int
@@ -281,20 +293,24 @@ table_grow(Table *t)
     return 0;
 }
 
-/* A new entry for a key that table_find did not find: emptied first when the table is
- * at its bounds. `extra` bytes are reserved after the key. Returns NULL on error. */
+/* A new entry for a key (in two parts, as table_find_parts takes it) that was not found:
+ * the table is emptied first when it is at its bounds. `extra` bytes are reserved after
+ * the key. Returns NULL on error. */
 static Entry *
-table_add(Table *t, const char *key, size_t klen, uint64_t hash, size_t extra)
+table_add_parts(Table *t, const char *a, size_t alen, const char *b, size_t blen,
+                uint64_t hash, size_t extra)
 {
+    size_t klen = alen + blen;
     if (t->used >= CACHE_ENTRIES || t->bytes + klen + extra > CACHE_BYTES)
         table_clear(t);
     if ((t->used + 1) * 4 > (t->mask + 1) * 3 && table_grow(t) < 0)
         return NULL;
-    Entry *e = table_find(t, key, klen, hash);
+    Entry *e = table_find_parts(t, a, alen, b, blen, hash);
     char *copy = table_store(t, klen + extra + 1);
     if (copy == NULL)
         return NULL;
-    memcpy(copy, key, klen);
+    memcpy(copy, a, alen);
+    memcpy(copy + alen, b, blen);
     e->hash = hash;
     e->key = copy;
     e->klen = klen;
@@ -304,6 +320,12 @@ table_add(Table *t, const char *key, size_t klen, uint64_t hash, size_t extra)
     t->used++;
     t->bytes += klen + extra;
     return e;
+}
+
+static Entry *
+table_add(Table *t, const char *key, size_t klen, uint64_t hash, size_t extra)
+{
+    return table_add_parts(t, key, klen, "", 0, hash, extra);
 }
 
 /* The str of a stack's text (UTF-8, surrogateescape), one object for each distinct text
@@ -1075,23 +1097,24 @@ key_add_part(Buffer *key, const char *part, size_t len)
     return part == NULL ? 0 : buffer_add(key, part, len);
 }
 
-/* The key of a record: everything its stack depends on. Not its period, which is read
+/* The first part of a record's key, into self->key: the fields of its event line that its
+ * stack depends on; the second part is its frame lines, hashed and compared where they
+ * lie (copied only into the cache). Not its period, which is read
  * from each record's event line: in perf's frequency mode (`-F` with cycles) samples of
  * one stack come with ever other periods, and a key with the period made each a record
  * to fold afresh. (cpu-clock's periods hardly vary: the same 32k distinct records either
  * way on the 40 s whole-machine recording.) */
 static int
-record_key(PerfFolder *self, const EventLine *ev, const char *body, size_t body_len)
+record_key(PerfFolder *self, const EventLine *ev)
 {
     Buffer *key = &self->key;
     int ids = self->include_pid || self->include_tid;
     key->len = 0;
     if (key_add_part(key, ev->comm, ev->comm_len) < 0 ||
         key_add_part(key, ids ? ev->pid : NULL, ev->pid_len) < 0 ||
-        key_add_part(key, ids ? ev->tid : NULL, ev->tid_len) < 0 ||
-        key_add_part(key, ev->event, ev->event_len) < 0)
+        key_add_part(key, ids ? ev->tid : NULL, ev->tid_len) < 0)
         return -1;
-    return buffer_add(key, body, body_len);
+    return key_add_part(key, ev->event, ev->event_len);
 }
 
 /* The process name a stack starts with: comm, comm-PID or comm-PID/TID (perf.py _pname). */
@@ -1191,10 +1214,12 @@ record_entry(PerfFolder *self, const EventLine *ev, const char *body, size_t bod
         self->paused--;
         return fresh_entry(self, ev, body, body_len);
     }
-    if (record_key(self, ev, body, body_len) < 0)
+    if (record_key(self, ev) < 0)
         return NULL;
-    uint64_t hash = hash_bytes(self->key.data, self->key.len, 0);
-    Entry *e = table_find(&self->records, self->key.data, self->key.len, hash);
+    const char *fields = self->key.data; /* the key: these, then the frame lines */
+    size_t fields_len = self->key.len;
+    uint64_t hash = hash_bytes(body, body_len, hash_bytes(fields, fields_len, 0));
+    Entry *e = table_find_parts(&self->records, fields, fields_len, body, body_len, hash);
     count_lookup(self, e->key != NULL);
     if (e->key != NULL)
         return e;
@@ -1202,7 +1227,7 @@ record_entry(PerfFolder *self, const EventLine *ev, const char *body, size_t bod
     if (record_result(self, ev, body, body_len, &stack) < 0)
         return NULL;
     /* line_frames may have emptied nothing here: the key buffer is still this record's */
-    e = table_add(&self->records, self->key.data, self->key.len, hash, 0);
+    e = table_add_parts(&self->records, fields, fields_len, body, body_len, hash, 0);
     if (e == NULL) {
         Py_XDECREF(stack);
         return NULL;
