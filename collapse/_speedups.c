@@ -27,7 +27,7 @@
  *
  * Keys are hashed and compared as bytes, so no Python object is made for a record,
  * run or line that is already known. Each distinct stack text has one str (`names`), and
- * perf's folder adds up a fold's weights in C before they go to the counts dict (Tally).
+ * both folders add up a fold's counts in C before they go to the counts dict (Tally).
  * The caches' keys live in blocks freed together; large blocks and slot arrays are
  * offered to the kernel for transparent huge pages.
  */
@@ -1346,6 +1346,32 @@ tally_add(Tally *t, PyObject *stack, long long weight, PyObject *counts)
     return 0;
 }
 
+/* On an error: what was counted still counts, and the error is the one raised. */
+static void
+tally_flush_after_error(Tally *t, PyObject *counts)
+{
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    (void)tally_flush(t, counts);
+    PyErr_Clear();
+    PyErr_Restore(type, value, traceback);
+}
+
+/* tally[stack] += count, an int; one too large for a long long goes to `counts` at once,
+ * after what the tally holds. */
+static int
+tally_add_int(Tally *t, PyObject *stack, PyObject *count, PyObject *counts)
+{
+    int overflow = 1;
+    long long value = PyLong_CheckExact(count) ? PyLong_AsLongLongAndOverflow(count, &overflow)
+                                               : 0;
+    if (value == -1 && PyErr_Occurred())
+        return -1;
+    if (!overflow)
+        return tally_add(t, stack, value, counts);
+    return tally_flush(t, counts) < 0 ? -1 : count_stack(counts, stack, count);
+}
+
 /* The weight of a record: its period (at most MAX_PERIOD_DIGITS digits), or 1. */
 static long long
 record_weight(PerfFolder *self, const EventLine *ev)
@@ -1460,12 +1486,7 @@ PerfFolder_fold(PerfFolder *self, PyObject *arg)
     return PyLong_FromSsize_t(samples);
 error:
     PyBuffer_Release(&view);
-    if (PyErr_Occurred()) { /* what was counted still counts; the first error is raised */
-        PyObject *type, *value, *traceback;
-        PyErr_Fetch(&type, &value, &traceback);
-        (void)tally_flush(&self->tally, self->stacks);
-        PyErr_Restore(type, value, traceback);
-    }
+    tally_flush_after_error(&self->tally, self->stacks);
     return NULL;
 }
 
@@ -1500,6 +1521,7 @@ typedef struct {
     Table runs;
     Table lines, leaves;
     Table names;            /* stack text -> its str (stack_name) */
+    Tally tally;            /* this fold's counts, not yet in counts */
     Groups groups;          /* scratch: a run's frame lines' frames */
     Buffer stack;
 } RunFolder;
@@ -1531,6 +1553,7 @@ RunFolder_dealloc(RunFolder *self)
     table_free(&self->lines);
     table_free(&self->leaves);
     table_free(&self->names);
+    tally_free(&self->tally);
     groups_free(&self->groups);
     buffer_free(&self->stack);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -1718,7 +1741,7 @@ fold_run(RunFolder *self, const char *run, size_t n, int *carry)
     if (!*carry) {
         e = table_find(&self->runs, run, n, hash);
         if (e->key != NULL)
-            return count_stack(self->counts, e->first, e->second) < 0 ? -1 : 1;
+            return tally_add_int(&self->tally, e->first, e->second, self->counts) < 0 ? -1 : 1;
     }
     PyObject *stack = NULL, *count = NULL;
     int simple = *carry ? 0 : fold_simple_run(self, run, n, &stack, &count);
@@ -1726,7 +1749,7 @@ fold_run(RunFolder *self, const char *run, size_t n, int *carry)
         return -1;
     if (simple) {
         e = table_add(&self->runs, run, n, hash, 0);
-        if (e == NULL || count_stack(self->counts, stack, count) < 0) {
+        if (e == NULL || tally_add_int(&self->tally, stack, count, self->counts) < 0) {
             Py_DECREF(stack);
             Py_DECREF(count);
             return -1;
@@ -1735,6 +1758,9 @@ fold_run(RunFolder *self, const char *run, size_t n, int *carry)
         e->second = count;
         return 1; /* counted here: as a hit */
     }
+    /* Python counts this run itself: what was counted before it goes first */
+    if (tally_flush(&self->tally, self->counts) < 0)
+        return -1;
     PyObject *text = PyBytes_FromStringAndSize(run, n);
     if (text == NULL)
         return -1;
@@ -1776,6 +1802,7 @@ RunFolder_fold(RunFolder *self, PyObject *args)
         int hit = fold_run(self, p, stop - p, &carry);
         if (hit < 0) {
             PyBuffer_Release(&view);
+            tally_flush_after_error(&self->tally, self->counts);
             return NULL;
         }
         hits += hit;
@@ -1784,6 +1811,8 @@ RunFolder_fold(RunFolder *self, PyObject *args)
         p = sep + 2;
     }
     PyBuffer_Release(&view);
+    if (tally_flush(&self->tally, self->counts) < 0)
+        return NULL;
     return PyLong_FromSsize_t(hits);
 }
 
