@@ -26,7 +26,10 @@
  *   of one bucket by each record's time, as flamed.collector.records.cut_runs does.
  *
  * Keys are hashed and compared as bytes, so no Python object is made for a record,
- * run or line that is already known.
+ * run or line that is already known. Each distinct stack text has one str (`names`), and
+ * both folders add up a fold's counts in C before they go to the counts dict (Tally).
+ * The caches' keys live in blocks freed together; large blocks and slot arrays are
+ * offered to the kernel for transparent huge pages.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -34,6 +37,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#endif
 
 /* Caches are emptied when they reach this many entries or this many bytes of keys. */
 #define CACHE_ENTRIES 200000
@@ -85,15 +91,82 @@ hash_bytes(const char *data, size_t len, uint64_t seed)
     return h * 0x94D049BB133111EBULL ^ (h >> 32);
 }
 
+/* -- memory for large caches -------------------------------------------------------- */
+
+/* Allocations of HUGE_BYTES and more (a large cache's slot array, its later key blocks) are
+ * mapped and offered to the kernel for transparent huge pages: in 4 KiB pages the caches
+ * of a 31 MB recording took ~16k page faults, which cost about a fifth of the fold. Under
+ * AddressSanitizer every allocation is the allocator's, so that it sees each one's bounds. */
+#define HUGE_BYTES ((size_t)2 << 20)
+#if defined(MAP_ANONYMOUS) && !defined(__SANITIZE_ADDRESS__)
+#define MAP_LARGE 1
+#else
+#define MAP_LARGE 0
+#endif
+
+/* `size` bytes, zeroed if `zero` (mapped memory always is); NULL with MemoryError set. */
+static void *
+large_alloc(size_t size, int zero)
+{
+#if MAP_LARGE
+    if (size >= HUGE_BYTES) {
+        void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+#ifdef MADV_HUGEPAGE
+        (void)madvise(p, size, MADV_HUGEPAGE); /* a hint: without it, 4 KiB pages */
+#endif
+        return p;
+    }
+#endif
+    void *p = zero ? PyMem_Calloc(1, size) : PyMem_Malloc(size);
+    if (p == NULL)
+        PyErr_NoMemory();
+    return p;
+}
+
+static void
+large_free(void *p, size_t size)
+{
+#if MAP_LARGE
+    if (size >= HUGE_BYTES) {
+        munmap(p, size);
+        return;
+    }
+#endif
+    (void)size;
+    PyMem_Free(p);
+}
+
+/* Keys are stored one after another in blocks, freed together when their table empties
+ * (keys are never freed one by one). Blocks double from BLOCK_FIRST to BLOCK_MAX bytes;
+ * under AddressSanitizer each key has a block of its own. */
+#ifdef __SANITIZE_ADDRESS__
+#define BLOCK_FIRST 0
+#define BLOCK_MAX 0
+#else
+#define BLOCK_FIRST ((size_t)64 << 10)
+#define BLOCK_MAX ((size_t)4 << 20)
+#endif
+
+typedef struct Block {
+    struct Block *next; /* the block filled before this one */
+    size_t size;        /* of the whole block, this header included */
+    size_t used;        /* bytes used, this header included */
+} Block;
+
 /* -- a bounded hash table of byte keys ---------------------------------------------- */
 
 typedef struct {
     uint64_t hash;
-    char *key;          /* malloc'd; NULL: empty slot. For lines, the frames follow the key. */
+    char *key;          /* in the table's blocks; NULL: empty slot. For lines, the frames
+                           follow the key. */
     size_t klen;
     size_t vlen;        /* lines: length of the frames text after the key */
-    PyObject *first;    /* records: the stack (NULL: another event); runs: the stack */
-    PyObject *second;   /* records: the weight; runs: the count */
+    PyObject *first;    /* records: the stack (NULL: another event); runs, names: the stack */
+    PyObject *second;   /* runs: the count */
 } Entry;
 
 typedef struct {
@@ -101,20 +174,44 @@ typedef struct {
     size_t mask;        /* capacity - 1; capacity is a power of two */
     size_t used;
     size_t bytes;
+    Block *blocks;      /* where the keys are: the last block filled first */
 } Table;
 
 static int
 table_init(Table *t)
 {
-    t->slots = PyMem_Calloc(1024, sizeof(Entry));
-    if (t->slots == NULL) {
-        PyErr_NoMemory();
+    t->slots = large_alloc(1024 * sizeof(Entry), 1);
+    if (t->slots == NULL)
         return -1;
-    }
     t->mask = 1023;
     t->used = 0;
     t->bytes = 0;
+    t->blocks = NULL;
     return 0;
+}
+
+/* Room for `n` bytes of a key in the table's blocks; NULL with MemoryError set. */
+static char *
+table_store(Table *t, size_t n)
+{
+    Block *last = t->blocks;
+    if (last == NULL || last->size - last->used < n) {
+        size_t size = last == NULL ? BLOCK_FIRST : last->size * 2;
+        if (size > BLOCK_MAX)
+            size = BLOCK_MAX;
+        if (size < sizeof(Block) + n)
+            size = sizeof(Block) + n;
+        Block *block = large_alloc(size, 0);
+        if (block == NULL)
+            return NULL;
+        block->next = last;
+        block->size = size;
+        block->used = sizeof(Block);
+        t->blocks = last = block;
+    }
+    char *room = (char *)last + last->used;
+    last->used += n;
+    return room;
 }
 
 static void
@@ -125,11 +222,15 @@ table_clear(Table *t)
     for (size_t i = 0; i <= t->mask; i++) {
         Entry *e = &t->slots[i];
         if (e->key != NULL) {
-            PyMem_Free(e->key);
             Py_CLEAR(e->first);
             Py_CLEAR(e->second);
             e->key = NULL;
         }
+    }
+    while (t->blocks != NULL) {
+        Block *block = t->blocks;
+        t->blocks = block->next;
+        large_free(block, block->size);
     }
     t->used = 0;
     t->bytes = 0;
@@ -139,33 +240,44 @@ static void
 table_free(Table *t)
 {
     table_clear(t);
-    PyMem_Free(t->slots);
+    if (t->slots != NULL)
+        large_free(t->slots, (t->mask + 1) * sizeof(Entry));
     t->slots = NULL;
 }
 
+/* The slot of a key given in two parts, `a` then `b`, compared as if joined (a record's
+ * event line fields and its frame lines, read where they lie): its entry, else the empty
+ * slot where it would go. */
 static Entry *
-table_find(Table *t, const char *key, size_t klen, uint64_t hash)
+table_find_parts(Table *t, const char *a, size_t alen, const char *b, size_t blen,
+                 uint64_t hash)
 {
+    size_t klen = alen + blen;
     size_t i = (size_t)hash & t->mask;
     for (;;) {
         Entry *e = &t->slots[i];
         if (e->key == NULL)
             return e;
-        if (e->hash == hash && e->klen == klen && memcmp(e->key, key, klen) == 0)
+        if (e->hash == hash && e->klen == klen && memcmp(e->key, a, alen) == 0 &&
+            memcmp(e->key + alen, b, blen) == 0)
             return e;
         i = (i + 1) & t->mask;
     }
+}
+
+static Entry *
+table_find(Table *t, const char *key, size_t klen, uint64_t hash)
+{
+    return table_find_parts(t, key, klen, "", 0, hash);
 }
 
 static int
 table_grow(Table *t)
 {
     size_t capacity = (t->mask + 1) * 2;
-    Entry *slots = PyMem_Calloc(capacity, sizeof(Entry));
-    if (slots == NULL) {
-        PyErr_NoMemory();
+    Entry *slots = large_alloc(capacity * sizeof(Entry), 1);
+    if (slots == NULL)
         return -1;
-    }
     for (size_t i = 0; i <= t->mask; i++) {
         Entry *old = &t->slots[i];
         if (old->key == NULL)
@@ -175,28 +287,30 @@ table_grow(Table *t)
             j = (j + 1) & (capacity - 1);
         slots[j] = *old;
     }
-    PyMem_Free(t->slots);
+    large_free(t->slots, (t->mask + 1) * sizeof(Entry));
     t->slots = slots;
     t->mask = capacity - 1;
     return 0;
 }
 
-/* A new entry for a key that table_find did not find: emptied first when the table is
- * at its bounds. `extra` bytes are reserved after the key. Returns NULL on error. */
+/* A new entry for a key (in two parts, as table_find_parts takes it) that was not found:
+ * the table is emptied first when it is at its bounds. `extra` bytes are reserved after
+ * the key. Returns NULL on error. */
 static Entry *
-table_add(Table *t, const char *key, size_t klen, uint64_t hash, size_t extra)
+table_add_parts(Table *t, const char *a, size_t alen, const char *b, size_t blen,
+                uint64_t hash, size_t extra)
 {
+    size_t klen = alen + blen;
     if (t->used >= CACHE_ENTRIES || t->bytes + klen + extra > CACHE_BYTES)
         table_clear(t);
     if ((t->used + 1) * 4 > (t->mask + 1) * 3 && table_grow(t) < 0)
         return NULL;
-    Entry *e = table_find(t, key, klen, hash);
-    char *copy = PyMem_Malloc(klen + extra + 1);
-    if (copy == NULL) {
-        PyErr_NoMemory();
+    Entry *e = table_find_parts(t, a, alen, b, blen, hash);
+    char *copy = table_store(t, klen + extra + 1);
+    if (copy == NULL)
         return NULL;
-    }
-    memcpy(copy, key, klen);
+    memcpy(copy, a, alen);
+    memcpy(copy + alen, b, blen);
     e->hash = hash;
     e->key = copy;
     e->klen = klen;
@@ -206,6 +320,35 @@ table_add(Table *t, const char *key, size_t klen, uint64_t hash, size_t extra)
     t->used++;
     t->bytes += klen + extra;
     return e;
+}
+
+static Entry *
+table_add(Table *t, const char *key, size_t klen, uint64_t hash, size_t extra)
+{
+    return table_add_parts(t, key, klen, "", 0, hash, extra);
+}
+
+/* The str of a stack's text (UTF-8, surrogateescape), one object for each distinct text
+ * while `names` holds it: records and runs that fold alike share it, so the counts dict
+ * finds it by identity instead of comparing its text, and it is decoded once. New
+ * reference; NULL on error. */
+static PyObject *
+stack_name(Table *names, const char *text, size_t len)
+{
+    uint64_t hash = hash_bytes(text, len, 0x737461636b);
+    Entry *e = table_find(names, text, len, hash);
+    if (e->key != NULL)
+        return Py_NewRef(e->first);
+    PyObject *name = PyUnicode_DecodeUTF8(text, len, "surrogateescape");
+    if (name == NULL)
+        return NULL;
+    e = table_add(names, text, len, hash, 0);
+    if (e == NULL) {
+        Py_DECREF(name);
+        return NULL;
+    }
+    e->first = Py_NewRef(name);
+    return name;
 }
 
 /* -- a growable byte buffer --------------------------------------------------------- */
@@ -450,6 +593,33 @@ is_jit_module(const char *m, size_t n)
     return 0;
 }
 
+/* -- counts added up in C ------------------------------------------------------------ */
+
+/* What records count for during one fold() call, added up here and into the counts dict
+ * at its end, in order of first count (the dict's order is as if counted one by one):
+ * adding each record's weight to the dict made two Python ints and two lookups a record. */
+typedef struct {
+    PyObject *stack;  /* a reference held until the sum goes to the dict */
+    long long sum;
+} Pending;
+
+typedef struct {
+    Pending *items;   /* in order of first count */
+    size_t count, capacity;
+    size_t *index;    /* open addressing on the stack's address: item number + 1; 0: empty */
+    size_t mask;      /* index size - 1 (a power of two), or 0 before the first */
+} Tally;
+
+static void
+tally_free(Tally *t)
+{
+    for (size_t k = 0; k < t->count; k++)
+        Py_DECREF(t->items[k].stack);
+    PyMem_Free(t->items);
+    PyMem_Free(t->index);
+    memset(t, 0, sizeof *t);
+}
+
 /* -- perf: the folder --------------------------------------------------------------- */
 
 typedef struct {
@@ -462,6 +632,7 @@ typedef struct {
     int maps; /* perf-map frames are named by Python (the caller's map resolver) */
     Table records;
     Table lines;
+    Table names;            /* stack text -> its str (stack_name) */
     PyObject *events;       /* dict: event bytes -> bool */
     Buffer key;             /* scratch: a record's key */
     Buffer stack;           /* scratch: a record's stack */
@@ -471,6 +642,7 @@ typedef struct {
     size_t window_hits;     /* and found */
     size_t paused;          /* records still to fold without the record cache */
     Entry fresh;            /* what the last record folded without the cache counts for */
+    Tally tally;            /* this fold's counts, not yet in stacks */
 } PerfFolder;
 
 static int
@@ -504,10 +676,12 @@ PerfFolder_dealloc(PerfFolder *self)
     PerfFolder_clear(self);
     table_free(&self->records);
     table_free(&self->lines);
+    table_free(&self->names);
     buffer_free(&self->key);
     buffer_free(&self->stack);
     buffer_free(&self->frame);
     groups_free(&self->groups);
+    tally_free(&self->tally);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -542,7 +716,8 @@ PerfFolder_init(PerfFolder *self, PyObject *args, PyObject *kwds)
     self->weights = weights;
     self->maps = maps;
     self->events = PyDict_New();
-    if (self->events == NULL || table_init(&self->records) < 0 || table_init(&self->lines) < 0)
+    if (self->events == NULL || table_init(&self->records) < 0 || table_init(&self->lines) < 0 ||
+        table_init(&self->names) < 0)
         return -1;
     return 0;
 }
@@ -922,20 +1097,24 @@ key_add_part(Buffer *key, const char *part, size_t len)
     return part == NULL ? 0 : buffer_add(key, part, len);
 }
 
-/* The key of a record: everything its stack and weight depend on. */
+/* The first part of a record's key, into self->key: the fields of its event line that its
+ * stack depends on; the second part is its frame lines, hashed and compared where they
+ * lie (copied only into the cache). Not its period, which is read
+ * from each record's event line: in perf's frequency mode (`-F` with cycles) samples of
+ * one stack come with ever other periods, and a key with the period made each a record
+ * to fold afresh. (cpu-clock's periods hardly vary: the same 32k distinct records either
+ * way on the 40 s whole-machine recording.) */
 static int
-record_key(PerfFolder *self, const EventLine *ev, const char *body, size_t body_len)
+record_key(PerfFolder *self, const EventLine *ev)
 {
     Buffer *key = &self->key;
     int ids = self->include_pid || self->include_tid;
     key->len = 0;
     if (key_add_part(key, ev->comm, ev->comm_len) < 0 ||
         key_add_part(key, ids ? ev->pid : NULL, ev->pid_len) < 0 ||
-        key_add_part(key, ids ? ev->tid : NULL, ev->tid_len) < 0 ||
-        key_add_part(key, self->weights ? ev->period : NULL, ev->period_len) < 0 ||
-        key_add_part(key, ev->event, ev->event_len) < 0)
+        key_add_part(key, ids ? ev->tid : NULL, ev->tid_len) < 0)
         return -1;
-    return buffer_add(key, body, body_len);
+    return key_add_part(key, ev->event, ev->event_len);
 }
 
 /* The process name a stack starts with: comm, comm-PID or comm-PID/TID (perf.py _pname). */
@@ -987,48 +1166,30 @@ record_stack(PerfFolder *self, const EventLine *ev, const char *body, size_t bod
     out->len = 0;
     if (add_pname(self, out, ev) < 0 || groups_join_reversed(groups, out) < 0)
         return NULL;
-    return PyUnicode_DecodeUTF8(out->data, out->len, "surrogateescape");
+    return stack_name(&self->names, out->data, out->len);
 }
 
-static PyObject *
-record_weight(PerfFolder *self, const EventLine *ev)
-{
-    if (!self->weights || ev->period == NULL)
-        return PyLong_FromLong(1);
-    long long value = 0;
-    for (size_t i = 0; i < ev->period_len; i++)
-        value = value * 10 + (ev->period[i] - '0');
-    return PyLong_FromLongLong(value);
-}
-
-/* What a new record counts for: its stack and weight, or NULLs for another event.
- * -1 on error. */
+/* What a new record counts for: its stack, or NULL for another event. -1 on error. */
 static int
 record_result(PerfFolder *self, const EventLine *ev, const char *body, size_t body_len,
-              PyObject **stack, PyObject **weight)
+              PyObject **stack)
 {
-    *stack = *weight = NULL;
+    *stack = NULL;
     int keep = keep_event(self, ev->event, ev->event_len);
     if (keep <= 0)
         return keep;
     *stack = record_stack(self, ev, body, body_len);
-    *weight = *stack ? record_weight(self, ev) : NULL;
-    if (*weight == NULL) {
-        Py_CLEAR(*stack);
-        return -1;
-    }
-    return 0;
+    return *stack == NULL ? -1 : 0;
 }
 
 /* A record folded without the cache: kept in self->fresh until the next one. */
 static Entry *
 fresh_entry(PerfFolder *self, const EventLine *ev, const char *body, size_t body_len)
 {
-    PyObject *stack, *weight;
-    if (record_result(self, ev, body, body_len, &stack, &weight) < 0)
+    PyObject *stack;
+    if (record_result(self, ev, body, body_len, &stack) < 0)
         return NULL;
     Py_XSETREF(self->fresh.first, stack);
-    Py_XSETREF(self->fresh.second, weight);
     return &self->fresh;
 }
 
@@ -1053,25 +1214,25 @@ record_entry(PerfFolder *self, const EventLine *ev, const char *body, size_t bod
         self->paused--;
         return fresh_entry(self, ev, body, body_len);
     }
-    if (record_key(self, ev, body, body_len) < 0)
+    if (record_key(self, ev) < 0)
         return NULL;
-    uint64_t hash = hash_bytes(self->key.data, self->key.len, 0);
-    Entry *e = table_find(&self->records, self->key.data, self->key.len, hash);
+    const char *fields = self->key.data; /* the key: these, then the frame lines */
+    size_t fields_len = self->key.len;
+    uint64_t hash = hash_bytes(body, body_len, hash_bytes(fields, fields_len, 0));
+    Entry *e = table_find_parts(&self->records, fields, fields_len, body, body_len, hash);
     count_lookup(self, e->key != NULL);
     if (e->key != NULL)
         return e;
-    PyObject *stack, *weight;
-    if (record_result(self, ev, body, body_len, &stack, &weight) < 0)
+    PyObject *stack;
+    if (record_result(self, ev, body, body_len, &stack) < 0)
         return NULL;
     /* line_frames may have emptied nothing here: the key buffer is still this record's */
-    e = table_add(&self->records, self->key.data, self->key.len, hash, 0);
+    e = table_add_parts(&self->records, fields, fields_len, body, body_len, hash, 0);
     if (e == NULL) {
         Py_XDECREF(stack);
-        Py_XDECREF(weight);
         return NULL;
     }
     e->first = stack;
-    e->second = weight;
     return e;
 }
 
@@ -1091,6 +1252,136 @@ count_stack(PyObject *counts, PyObject *stack, PyObject *count)
     int status = PyDict_SetItem(counts, stack, sum);
     Py_DECREF(sum);
     return status;
+}
+
+/* Add what the tally holds to `counts` and empty it; 0, or -1 on error (all the same
+ * emptied, its references dropped). */
+static int
+tally_flush(Tally *t, PyObject *counts)
+{
+    int status = 0;
+    for (size_t k = 0; k < t->count; k++) {
+        Pending *item = &t->items[k];
+        if (status == 0) {
+            PyObject *sum = PyLong_FromLongLong(item->sum);
+            status = sum == NULL ? -1 : count_stack(counts, item->stack, sum);
+            Py_XDECREF(sum);
+        }
+        Py_DECREF(item->stack);
+    }
+    t->count = 0;
+    if (t->mask)
+        memset(t->index, 0, (t->mask + 1) * sizeof *t->index);
+    return status;
+}
+
+static inline size_t
+tally_slot(const Tally *t, PyObject *stack)
+{
+    uint64_t h = (uint64_t)(uintptr_t)stack * 0x9E3779B97F4A7C15ULL;
+    return (size_t)(h >> 32) & t->mask;
+}
+
+/* Room for one more item, the index at most half full; -1 on error. */
+static int
+tally_reserve(Tally *t)
+{
+    if (t->count == t->capacity) {
+        size_t capacity = t->capacity ? t->capacity * 2 : 256;
+        Pending *items = PyMem_Realloc(t->items, capacity * sizeof *items);
+        if (items == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        t->items = items;
+        t->capacity = capacity;
+    }
+    if ((t->count + 1) * 2 <= t->mask + 1 && t->mask)
+        return 0;
+    size_t size = t->mask ? (t->mask + 1) * 2 : 512;
+    size_t *index = PyMem_Calloc(size, sizeof *index);
+    if (index == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    PyMem_Free(t->index);
+    t->index = index;
+    t->mask = size - 1;
+    for (size_t k = 0; k < t->count; k++) {
+        size_t i = tally_slot(t, t->items[k].stack);
+        while (t->index[i])
+            i = (i + 1) & t->mask;
+        t->index[i] = k + 1;
+    }
+    return 0;
+}
+
+/* tally[stack] += weight; a sum that would overflow sends the tally to `counts` first. */
+static int
+tally_add(Tally *t, PyObject *stack, long long weight, PyObject *counts)
+{
+    if (t->mask) {
+        size_t i = tally_slot(t, stack);
+        for (; t->index[i]; i = (i + 1) & t->mask) {
+            Pending *item = &t->items[t->index[i] - 1];
+            if (item->stack != stack)
+                continue;
+            long long sum;
+            if (!__builtin_add_overflow(item->sum, weight, &sum)) {
+                item->sum = sum;
+                return 0;
+            }
+            if (tally_flush(t, counts) < 0)
+                return -1;
+            break;
+        }
+    }
+    if (tally_reserve(t) < 0)
+        return -1;
+    size_t i = tally_slot(t, stack);
+    while (t->index[i])
+        i = (i + 1) & t->mask;
+    t->items[t->count] = (Pending){Py_NewRef(stack), weight};
+    t->index[i] = ++t->count;
+    return 0;
+}
+
+/* On an error: what was counted still counts, and the error is the one raised. */
+static void
+tally_flush_after_error(Tally *t, PyObject *counts)
+{
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    (void)tally_flush(t, counts);
+    PyErr_Clear();
+    PyErr_Restore(type, value, traceback);
+}
+
+/* tally[stack] += count, an int; one too large for a long long goes to `counts` at once,
+ * after what the tally holds. */
+static int
+tally_add_int(Tally *t, PyObject *stack, PyObject *count, PyObject *counts)
+{
+    int overflow = 1;
+    long long value = PyLong_CheckExact(count) ? PyLong_AsLongLongAndOverflow(count, &overflow)
+                                               : 0;
+    if (value == -1 && PyErr_Occurred())
+        return -1;
+    if (!overflow)
+        return tally_add(t, stack, value, counts);
+    return tally_flush(t, counts) < 0 ? -1 : count_stack(counts, stack, count);
+}
+
+/* The weight of a record: its period (at most MAX_PERIOD_DIGITS digits), or 1. */
+static long long
+record_weight(PerfFolder *self, const EventLine *ev)
+{
+    if (!self->weights || ev->period == NULL)
+        return 1;
+    long long value = 0;
+    for (size_t i = 0; i < ev->period_len; i++)
+        value = value * 10 + (ev->period[i] - '0');
+    return value;
 }
 
 /* Hand text of other shapes to Python, in its place in the input. */
@@ -1180,7 +1471,9 @@ PerfFolder_fold(PerfFolder *self, PyObject *arg)
             goto error;
         other = NULL;
         Entry *e = record_entry(self, &ev, body, body_len);
-        if (e == NULL || (e->first != NULL && count_stack(self->stacks, e->first, e->second) < 0))
+        if (e == NULL || (e->first != NULL && tally_add(&self->tally, e->first,
+                                                        record_weight(self, &ev),
+                                                        self->stacks) < 0))
             goto error;
         samples += e->first != NULL;
         p = next;
@@ -1188,9 +1481,12 @@ PerfFolder_fold(PerfFolder *self, PyObject *arg)
     if (fold_other(self, other, end) < 0)
         goto error;
     PyBuffer_Release(&view);
+    if (tally_flush(&self->tally, self->stacks) < 0)
+        return NULL;
     return PyLong_FromSsize_t(samples);
 error:
     PyBuffer_Release(&view);
+    tally_flush_after_error(&self->tally, self->stacks);
     return NULL;
 }
 
@@ -1224,6 +1520,8 @@ typedef struct {
     int include_offset;     /* the leaf line folds differently from the same line above it */
     Table runs;
     Table lines, leaves;
+    Table names;            /* stack text -> its str (stack_name) */
+    Tally tally;            /* this fold's counts, not yet in counts */
     Groups groups;          /* scratch: a run's frame lines' frames */
     Buffer stack;
 } RunFolder;
@@ -1254,6 +1552,8 @@ RunFolder_dealloc(RunFolder *self)
     table_free(&self->runs);
     table_free(&self->lines);
     table_free(&self->leaves);
+    table_free(&self->names);
+    tally_free(&self->tally);
     groups_free(&self->groups);
     buffer_free(&self->stack);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -1276,7 +1576,8 @@ RunFolder_init(RunFolder *self, PyObject *args, PyObject *kwds)
     self->fold_line = Py_NewRef(fold_line);
     self->counts = Py_NewRef(counts);
     self->include_offset = include_offset;
-    if (table_init(&self->runs) < 0 || table_init(&self->lines) < 0)
+    if (table_init(&self->runs) < 0 || table_init(&self->lines) < 0 ||
+        table_init(&self->names) < 0)
         return -1;
     return table_init(&self->leaves);
 }
@@ -1421,7 +1722,7 @@ fold_simple_run(RunFolder *self, const char *run, size_t n, PyObject **stack,
         return -1;
     if (out->len == 0) /* no frames at all: Python says what that is */
         return 0;
-    *stack = PyUnicode_DecodeUTF8(out->data, out->len, "surrogateescape");
+    *stack = stack_name(&self->names, out->data, out->len);
     *count = *stack ? PyLong_FromLongLong(number) : NULL;
     if (*count == NULL) {
         Py_CLEAR(*stack);
@@ -1440,7 +1741,7 @@ fold_run(RunFolder *self, const char *run, size_t n, int *carry)
     if (!*carry) {
         e = table_find(&self->runs, run, n, hash);
         if (e->key != NULL)
-            return count_stack(self->counts, e->first, e->second) < 0 ? -1 : 1;
+            return tally_add_int(&self->tally, e->first, e->second, self->counts) < 0 ? -1 : 1;
     }
     PyObject *stack = NULL, *count = NULL;
     int simple = *carry ? 0 : fold_simple_run(self, run, n, &stack, &count);
@@ -1448,7 +1749,7 @@ fold_run(RunFolder *self, const char *run, size_t n, int *carry)
         return -1;
     if (simple) {
         e = table_add(&self->runs, run, n, hash, 0);
-        if (e == NULL || count_stack(self->counts, stack, count) < 0) {
+        if (e == NULL || tally_add_int(&self->tally, stack, count, self->counts) < 0) {
             Py_DECREF(stack);
             Py_DECREF(count);
             return -1;
@@ -1457,6 +1758,9 @@ fold_run(RunFolder *self, const char *run, size_t n, int *carry)
         e->second = count;
         return 1; /* counted here: as a hit */
     }
+    /* Python counts this run itself: what was counted before it goes first */
+    if (tally_flush(&self->tally, self->counts) < 0)
+        return -1;
     PyObject *text = PyBytes_FromStringAndSize(run, n);
     if (text == NULL)
         return -1;
@@ -1498,6 +1802,7 @@ RunFolder_fold(RunFolder *self, PyObject *args)
         int hit = fold_run(self, p, stop - p, &carry);
         if (hit < 0) {
             PyBuffer_Release(&view);
+            tally_flush_after_error(&self->tally, self->counts);
             return NULL;
         }
         hits += hit;
@@ -1506,6 +1811,8 @@ RunFolder_fold(RunFolder *self, PyObject *args)
         p = sep + 2;
     }
     PyBuffer_Release(&view);
+    if (tally_flush(&self->tally, self->counts) < 0)
+        return NULL;
     return PyLong_FromSsize_t(hits);
 }
 

@@ -37,11 +37,12 @@ from __future__ import annotations
 import re
 
 from flamed.collapse import speedups
-from flamed.collapse.common import TYPE_CHECKING, WarnOnce
+from flamed.collapse.common import TYPE_CHECKING, WarnOnce, retire
 from flamed.collapse.folded import Folded, decode
 from flamed.collapse.symbols import tidy_rust
 
 if TYPE_CHECKING:
+    from mmap import mmap
     from typing import TypeVar
 
     from flamed.collapse._speedups import RunFolder
@@ -124,10 +125,29 @@ class DTraceCollapser:
 
     # -- streaming ---------------------------------------------------------
 
-    def feed(self, data: bytes) -> None:
-        """Fold every complete run in ``data`` and keep the rest for later."""
-        self.bytes_fed += len(data)
-        buffer = self._pending + data if self._pending else data
+    @property
+    def reads_mapped(self) -> bool:
+        """Does ``feed`` read a mapped file where it lies (the C folder)? See PerfCollapser."""
+        return self._folder is not None
+
+    def feed(self, data: bytes | mmap) -> None:
+        """Fold every complete run in ``data`` and keep the rest for later. ``data`` may be a
+        read-only map of a file where ``reads_mapped`` says so."""
+        self.feed_range(data, 0, len(data))
+
+    def feed_range(self, data: bytes | mmap, start: int, stop: int) -> None:
+        """``feed(data[start:stop])``; the C folder reads the runs of that range where they
+        lie, so a mapped file, or a part of it, is folded without being copied."""
+        self.bytes_fed += stop - start
+        if self._folder is not None and not self._pending:
+            end = data.rfind(b"\n\n", start, stop)
+            if end >= 0:
+                self._pending = data[end + 2 : stop]
+                self._fold_runs_in_place(self._folder, data, start, end)
+                self._fold_closed_tail()
+                return
+        chunk = data[start:stop]
+        buffer = self._pending + chunk if self._pending else chunk
         end = buffer.rfind(b"\n\n")
         if end >= 0:
             self._pending = buffer[end + 2 :]
@@ -139,6 +159,18 @@ class DTraceCollapser:
         else:
             self._pending = buffer
         self._fold_closed_tail()
+
+    def part_break(self, data: bytes | mmap, start: int) -> int:
+        """Where input folded in parts may be cut (see ``flamed.collapse.parallel``): the
+        first blank line at or after ``start`` that follows a count line, so that no stack
+        goes on across it (header lines before it are the next part's to skip); -1: none."""
+        found = data.find(b"\n\n", start)
+        while found >= 0:
+            line = data.rfind(b"\n", 0, found) + 1
+            if COUNT_LINE.fullmatch(data[line:found]):
+                return found
+            found = data.find(b"\n\n", found + 1)
+        return found
 
     def _fold_closed_tail(self) -> None:
         """Fold the rest now when it ends with a count line, so a live stream's last stack
@@ -159,6 +191,7 @@ class DTraceCollapser:
         if self._frames and (self._started or not self._header_only(self._frames)):
             self.warn("input ends inside a stack (no count after its frames)", decode(pending))
         self._frames = []
+        retire(self._folder)
         self._folder = None  # it holds this collapser's methods: a cycle (see PerfCollapser)
         return Folded(dict(self.counts))
 
@@ -169,13 +202,7 @@ class DTraceCollapser:
         whose frames go on (see the module's doc) is folded line by line, never cached."""
         carry = bool(self._frames)  # the rest of a run begun before, or a stack going on
         if self._folder is not None:
-            # The first run here, where a dump's header may be, is Python's to read; after
-            # it a blank line has been seen, which is all the C folder does not know.
-            first, blank, rest = text.partition(b"\n\n")
-            carry = self._fold_run(first) is True
-            self._started = True
-            if blank:
-                self.samples += self._folder.fold(rest, carry)
+            self._fold_runs_in_place(self._folder, text, 0, len(text))
             return
         counts = self.counts
         cache = self._run_cache
@@ -190,6 +217,19 @@ class DTraceCollapser:
             hits += 1
         self.samples += hits
         self._started = True
+
+    def _fold_runs_in_place(
+        self, folder: RunFolder, data: bytes | mmap, start: int, end: int
+    ) -> None:
+        """The C folder counts the runs of ``data[start:end]`` (complete runs: ``end`` is
+        just before a blank line) where they lie. The first one, where a dump's header may
+        be, is Python's to read; after it a blank line has been seen, which is all the C
+        folder does not know."""
+        first = data.find(b"\n\n", start, end)
+        carry = self._fold_run(data[start : end if first < 0 else first]) is True
+        self._started = True
+        if first >= 0:
+            self.samples += folder.fold(memoryview(data)[first + 2 : end], carry)
 
     def _fold_run(self, run: bytes) -> tuple[str, int] | bool:
         """A run the run cache does not know, or one after frames that go on: folded and

@@ -1,7 +1,8 @@
 """Fold one large input on several cores: forked children fold parts of it.
 
-The input is cut at record breaks (an empty line, where perf script and DTrace
-output may be cut: see ``Collapser``), each forked child folds one part with its
+The input is cut at record breaks (an empty line, where perf script output may be
+cut: see ``Collapser``; a collapser may narrow that down with ``part_break``: DTrace's
+where no stack goes on after it), each forked child folds one part with its
 copy of the collapser and sends back its stacks, and this process folds the first
 part and adds them up. Records that occur in several parts are folded in each,
 at the same time.
@@ -16,11 +17,14 @@ from __future__ import annotations
 
 import marshal
 import os
+from collections.abc import Callable
 
-from flamed.collapse.common import TYPE_CHECKING, Collapser
+from flamed.collapse.common import TYPE_CHECKING, Collapser, retire_into
 from flamed.collapse.folded import Folded
 
 if TYPE_CHECKING:
+    from mmap import mmap
+
     from flamed.collapse.folded import Count
 
     PartResult = tuple[str | None, dict[str, Count]]
@@ -30,42 +34,60 @@ if TYPE_CHECKING:
 RECORD_BREAK = b"\n\n"
 
 
-def cut_points(data: bytes, parts: int) -> list[int]:
-    """Where to cut ``data`` into about equal ``parts``: just inside record breaks, so
-    that each part but the first starts with an empty line."""
+def record_break(data: bytes | mmap, start: int) -> int:
+    """The first record break (``\n\n``) at or after ``start``; -1 if there is none."""
+    return data.find(RECORD_BREAK, start)
+
+
+def cut_points(
+    data: bytes | mmap, parts: int, find_break: Callable[[bytes | mmap, int], int] = record_break
+) -> list[int]:
+    """Where to cut ``data`` into about equal ``parts``: just inside record breaks (as
+    ``find_break`` finds them), so that each part but the first starts with an empty line."""
     cuts: list[int] = []
     for index in range(1, parts):
         start = max(len(data) * index // parts, cuts[-1] if cuts else 0)
-        found = data.find(RECORD_BREAK, start)
+        found = find_break(data, start)
         if found < 0:
             break
         cuts.append(found + 1)
     return cuts
 
 
-def fold_in_parts(collapser: Collapser, data: bytes, parts: int) -> Folded:
-    """Fold ``data`` with ``parts - 1`` forked helpers; the same result as one process."""
-    cuts = cut_points(data, parts)
+def fold_in_parts(collapser: Collapser, data: bytes | mmap, parts: int) -> Folded:
+    """Fold ``data`` with ``parts - 1`` forked helpers; the same result as one process.
+    ``data`` may be a map of a file for a collapser that reads one where it lies
+    (``feed_range``): the children then fold their parts of it uncopied."""
+    cuts = cut_points(data, parts, getattr(collapser, "part_break", record_break))
     if not cuts:
-        collapser.feed(data)
+        feed_part(collapser, data, 0, len(data))
         return collapser.finish()
     bounds = list(zip([0, *cuts], [*cuts, len(data)], strict=True))
     children = [fork_part(collapser, data, start, end) for start, end in bounds[1:]]
-    collapser.feed(data[: cuts[0]])
+    feed_part(collapser, data, 0, cuts[0])
     results = [child_result(child, pipe) for child, pipe in children]
     theirs: list[Folded] = []
     for (start, end), result in zip(bounds[1:], results, strict=True):
         if result is not None and same_event(event_of(collapser), result[0]):
             theirs.append(Folded(result[1]))
         else:
-            collapser.feed(data[start:end])  # fold that part here after all
+            feed_part(collapser, data, start, end)  # fold that part here after all
     folded = collapser.finish()
     for other in theirs:
         folded.update(other)
     return folded
 
 
-def fork_part(collapser: Collapser, data: bytes, start: int, end: int) -> tuple[int, int]:
+def feed_part(collapser: Collapser, data: bytes | mmap, start: int, end: int) -> None:
+    """``collapser.feed(data[start:end])``, uncopied where the collapser reads ranges."""
+    feed_range = getattr(collapser, "feed_range", None)
+    if feed_range is not None:
+        feed_range(data, start, end)
+    else:
+        collapser.feed(data[start:end])
+
+
+def fork_part(collapser: Collapser, data: bytes | mmap, start: int, end: int) -> tuple[int, int]:
     """Fold ``data[start:end]`` in a forked child; its pid and the pipe its result comes
     through."""
     read_end, write_end = os.pipe()
@@ -73,8 +95,9 @@ def fork_part(collapser: Collapser, data: bytes, start: int, end: int) -> tuple[
     if child == 0:  # pragma: no cover - runs in the forked child
         os.close(read_end)
         code = 1
+        retire_into([])  # this process ends by os._exit: freeing caches one by one is waste
         try:
-            collapser.feed(data[start:end])
+            feed_part(collapser, data, start, end)
             result: PartResult = (event_of(collapser), collapser.finish().counts)
             with os.fdopen(write_end, "wb") as out:
                 out.write(marshal.dumps(result))

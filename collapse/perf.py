@@ -17,7 +17,7 @@ including its fixes (see ``PerfOptions``).
 from __future__ import annotations
 
 from flamed.collapse import speedups
-from flamed.collapse.common import ASCII, MULTILINE, TYPE_CHECKING, LazyPatterns, WarnOnce
+from flamed.collapse.common import ASCII, MULTILINE, TYPE_CHECKING, LazyPatterns, WarnOnce, retire
 from flamed.collapse.folded import Count, Folded, decode
 from flamed.collapse.symbols import tidy_rust
 
@@ -292,12 +292,18 @@ class PerfCollapser:
     def feed(self, data: bytes | mmap) -> None:
         """Fold every complete record in ``data`` and keep the rest for later. ``data`` may
         be a read-only map of a file where ``reads_mapped`` says so."""
-        self.bytes_fed += len(data)
-        end = data.rfind(b"\n\n")
+        self.feed_range(data, 0, len(data))
+
+    def feed_range(self, data: bytes | mmap, start: int, stop: int) -> None:
+        """``feed(data[start:stop])``; the C folder reads that range where it lies, so a
+        part of a mapped file is folded without being copied."""
+        self.bytes_fed += stop - start
+        end = data.rfind(b"\n\n", start, stop)
         if self._folder is not None and end >= 0:
-            self._fold_in_place(self._folder, data, end)
+            self._fold_in_place(self._folder, data, start, end, stop)
             return
-        buffer = self._pending + data if self._pending else data
+        chunk = data[start:stop]
+        buffer = self._pending + chunk if self._pending else chunk
         end = buffer.rfind(b"\n\n")
         if end < 0 and len(buffer) > MAX_PENDING:
             end = buffer.rfind(b"\n")
@@ -307,17 +313,19 @@ class PerfCollapser:
         self._pending = buffer[end + 1 :]
         self._fold_records(buffer[: end + 1])
 
-    def _fold_in_place(self, folder: PerfFolder, data: bytes | mmap, end: int) -> None:
-        """The C folder reads the chunk in place, up to the end of its last record (``end``:
-        where a blank line starts). Only the text pending joins the chunk's first records
+    def _fold_in_place(
+        self, folder: PerfFolder, data: bytes | mmap, start: int, end: int, stop: int
+    ) -> None:
+        """The C folder reads ``data[start:stop]`` in place, up to the end of its last record
+        (``end``: where a blank line starts). Only the text pending joins the first records
         and is copied; any cut at a record's end folds alike."""
-        start = 0
         if self._pending:
-            start = data.find(b"\n\n") + 1
-            self.samples += folder.fold(self._pending + data[:start])
+            first = data.find(b"\n\n", start, stop) + 1
+            self.samples += folder.fold(self._pending + data[start:first])
+            start = first
         if start <= end:
             self.samples += folder.fold(memoryview(data)[start : end + 1])
-        self._pending = data[end + 1 :]
+        self._pending = data[end + 1 : stop]
 
     def finish(self) -> Folded:
         """Fold what is left (a last record needs no blank line after it) and return the profile."""
@@ -328,6 +336,7 @@ class PerfCollapser:
         # The C folder holds this collapser's methods: a reference cycle, freed with its
         # caches only by the garbage collector's full passes (a daemon's bucket each, piling up
         # for minutes). Dropping it here frees them now; more input folds in Python.
+        retire(self._folder)
         self._folder = None
         if self.options.python:
             from flamed.collapse.python import python_counts  # only for --python

@@ -9,10 +9,11 @@ from __future__ import annotations
 import gc
 import os
 
-from flamed.collapse.common import TYPE_CHECKING, Collapser
+from flamed.collapse.common import TYPE_CHECKING, Collapser, retire_into
 from flamed.collapse.errors import InputError
 from flamed.collapse.folded import Folded
 from flamed.daemon.commands.common import (
+    KEPT,
     collapse_file,
     map_file,
     nothing_found,
@@ -25,11 +26,17 @@ from flamed.daemon.commands.declaration import Declaration, add_log_flags
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable, Sequence
+    from mmap import mmap
 
 NAME = "collapse"
 # Plain perf script files this large are folded on several cores; measured in
-# tests/bench/bench_perf.py (-n 1 against the default).
+# tests/bench/bench_perf.py (-n 1 against the default) for pure Python, and in
+# tests/bench/bench_parts.py for the C folder, whose own loop is ~10x faster: forking and
+# adding up the child's stacks cost as much as half the fold saves up to ~12 MiB (16 MiB:
+# -9%, 31 MiB: -24% of the fold's time). DTrace's C folder counts 16 MB of stacks in
+# ~15-20 ms, which two cores did not make faster: it is never split.
 PERF_SPLIT_BYTES = 8 << 20
+PERF_NATIVE_SPLIT_BYTES = 16 << 20
 SPLIT_MAX_BYTES = 2 << 30
 # Plain files up to this size are mapped, not read, for a collapser that reads them
 # where they lie; larger ones are read in chunks, so a file without a blank line, which
@@ -60,6 +67,7 @@ class Format:
         records: str,
         expected: str,
         split_bytes: int = 0,
+        native_split_bytes: int = 0,
     ) -> None:
         self.help = help
         self.description = description
@@ -71,6 +79,8 @@ class Format:
         """What input the format takes, for that message."""
         self.split_bytes = split_bytes
         """Plain files this large are folded on several cores (0: never)."""
+        self.native_split_bytes = native_split_bytes
+        """The same, where the C speedups fold."""
 
 
 def add_perf_arguments(parser: Declaration) -> None:
@@ -275,6 +285,7 @@ FORMATS: dict[str, Format] = {
         records="perf script records",
         expected="`perf script` output",
         split_bytes=PERF_SPLIT_BYTES,
+        native_split_bytes=PERF_NATIVE_SPLIT_BYTES,
     ),
     "dtrace": Format(
         help="DTrace stack()/ustack() aggregation output (stackcollapse.pl)",
@@ -408,7 +419,12 @@ def run(args: argparse.Namespace) -> int:
     gc.disable()
     fmt = FORMATS[args.format]
     collapser = fmt.make_collapser(args)
-    folded = collapse_path(collapser, args.file, fmt.split_bytes, getattr(args, "nthreads", 1))
+    split = fmt.native_split_bytes if getattr(collapser, "native", False) else fmt.split_bytes
+    retire_into(KEPT)  # FAST_EXIT: the collapser's caches are dropped at the exit, at once
+    try:
+        folded = collapse_path(collapser, args.file, split, getattr(args, "nthreads", 1))
+    finally:
+        retire_into(None)
     if not folded:
         reason = getattr(collapser, "empty_reason", lambda: None)()
         raise InputError(reason) if reason else nothing_found(args.file, fmt.records, fmt.expected)
@@ -417,20 +433,27 @@ def run(args: argparse.Namespace) -> int:
 
 
 def collapse_path(collapser: Collapser, path: str, split_bytes: int, threads: int) -> Folded:
-    """Fold FILE; a large plain file on several cores where that pays: for the pure-Python
-    perf collapser, not for the C one (forking and sending the stacks back cost more
-    than the C loop saves; see tests/bench/bench_perf.py). A collapser that reads a file
-    where it lies (perf's C folder) is given the file mapped, up to MAP_MAX_BYTES."""
-    native = getattr(collapser, "native", False)
+    """Fold FILE; a large plain file (``split_bytes`` and more) on up to ``threads`` cores.
+    A collapser that reads a file where it lies (the perf and DTrace C folders) is given
+    the file mapped, up to MAP_MAX_BYTES, and its forked helpers fold their parts of the
+    same map."""
+    parts = min(threads, os.cpu_count() or 1) if split_bytes else 1
     if getattr(collapser, "reads_mapped", False):
         mapped = map_file(path, MAP_MAX_BYTES)
-        if mapped is not None:
-            with mapped:
-                collapser.feed(mapped)  # type: ignore[arg-type]  # reads_mapped: feed takes it
+        if mapped is None:  # stdin, gzip, larger files: read in chunks, bounded
+            return collapse_file(collapser, path)
+        with mapped:
+            if parts > 1 and len(mapped) >= split_bytes:
+                return fold_parts(collapser, mapped, parts)
+            collapser.feed(mapped)  # type: ignore[arg-type]  # reads_mapped: feed takes it
             return collapser.finish()
-    size = plain_file_size(path) if split_bytes and threads > 1 and not native else None
+    size = plain_file_size(path) if parts > 1 else None
     if size is None or not split_bytes <= size <= SPLIT_MAX_BYTES:
         return collapse_file(collapser, path)
+    return fold_parts(collapser, read_whole(path), parts)
+
+
+def fold_parts(collapser: Collapser, data: bytes | mmap, parts: int) -> Folded:
     from flamed.collapse.parallel import fold_in_parts
 
-    return fold_in_parts(collapser, read_whole(path), min(threads, os.cpu_count() or 1))
+    return fold_in_parts(collapser, data, parts)

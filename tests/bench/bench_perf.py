@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 from flamed.collapse.perf import PerfCollapser, PerfOptions
+from flamed.daemon.commands.collapse import PERF_NATIVE_SPLIT_BYTES, PERF_SPLIT_BYTES
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))  # run as a script from anywhere
@@ -41,7 +42,6 @@ from tests.bench.timing import (  # noqa: E402
 
 OUT = HERE / "out"
 CORPUS = HERE.parents[2] / "shared" / "conformance" / "perf" / "example-perf-stacks.txt.gz"
-SPLIT_BYTES = 8 << 20  # daemon/commands/collapse.py: PERF_SPLIT_BYTES
 
 
 def corpus_input() -> Path | None:
@@ -66,7 +66,7 @@ def bench(path: Path, options: list[str], runs: int, python: bool) -> None:
     )
     extra: dict[str, Timings] = {}
     env = {"FLAMED_NO_EXTENSIONS": "1"} if python else None
-    if path.stat().st_size >= SPLIT_BYTES:
+    if path.stat().st_size >= (PERF_SPLIT_BYTES if python else PERF_NATIVE_SPLIT_BYTES):
         extra["flamed -n 1"] = Timings([flamed_script(), "collapse", "perf", "-n", "1", *options,
                                         str(path)], env)  # fmt: skip
     if annotate:

@@ -1,13 +1,17 @@
-"""What every collapser shares: the once-per-kind warnings."""
+"""What every collapser shares: the once-per-kind warnings, caches retired at finish."""
 
 from __future__ import annotations
 
 import logging
 import re
+import sys
 
 import pytest
 
-from flamed.collapse.common import ASCII, MULTILINE, WarnOnce, printable
+from flamed.collapse.common import ASCII, MULTILINE, WarnOnce, printable, retire_into
+from flamed.collapse.dtrace import DTraceCollapser
+from flamed.collapse.perf import PerfCollapser
+from tests.conftest import NATIVE_PATHS
 
 
 def test_a_warning_shows_the_offending_text_short_and_printable(
@@ -36,3 +40,32 @@ def test_printable() -> None:
 def test_the_flags_patterns_are_compiled_with_are_re_s() -> None:
     """common.py names re's flags without importing re (start-up time counts)."""
     assert (ASCII, MULTILINE) == (re.ASCII, re.MULTILINE)
+
+
+@pytest.mark.parametrize("native", NATIVE_PATHS)
+@pytest.mark.parametrize("make", [PerfCollapser, DTraceCollapser])
+def test_a_one_shot_command_keeps_the_caches_for_its_exit(
+    make: type[PerfCollapser | DTraceCollapser], native: bool
+) -> None:
+    """`flamed collapse` ends by os._exit: freeing the C folder's caches entry by entry at
+    finish() was waste, so they go to the list the command keeps; then freed with it.
+    Without that list (a daemon), finish() drops them at once."""
+    kept: list[object] = []
+    retire_into(kept)
+    try:
+        collapser = make(native=native)
+        collapser.feed(b"")
+        collapser.finish()
+    finally:
+        retire_into(None)
+    if native:
+        (caches,) = kept
+        assert type(caches).__module__ == "flamed.collapse._speedups"
+        # the list holds the only other reference: emptying it frees them
+        assert sys.getrefcount(caches) == 3  # the list's, this name's, the call's
+        del caches
+    assert len(kept) == native
+    kept.clear()
+    collapser = make(native=native)
+    collapser.finish()
+    assert kept == []

@@ -324,3 +324,24 @@ def test_a_finished_collapser_is_freed_without_the_garbage_collector(native: boo
     holder = [collapser]
     del collapser
     assert_freed_when_dropped(holder)
+
+
+@pytest.mark.parametrize("native", NATIVE_PATHS)
+def test_stacks_are_counted_in_order_of_first_appearance_and_past_64_bits(native: bool) -> None:
+    """The C folder adds up a fold's counts before they go to the counts dict, and a run it
+    leaves to Python (a count of more than 18 digits) is counted by Python at once: the
+    dict still has the stacks in order of first appearance, with exact sums."""
+    huge = 10**20
+    big = 900_000_000_000_000_000  # 18 digits: the C folder's, summed past 2**63
+    runs = [(b"a`f", 7), (b"a`g", huge), (b"a`f", 5), (b"a`h", big)] * 12
+    data = b"".join(b"\n  %s\n  a`main\n  %d\n" % (frame, count) for frame, count in runs)
+    collapser = DTraceCollapser(native=native)
+    collapser.feed(data)
+    counts = collapser.finish().counts
+    assert list(counts) == ["a`main;a`f", "a`main;a`g", "a`main;a`h"]
+    assert counts == {
+        "a`main;a`f": 144,
+        "a`main;a`g": 12 * huge,
+        "a`main;a`h": 12 * big,
+    }
+    assert 12 * big > 2**63

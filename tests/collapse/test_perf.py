@@ -841,3 +841,28 @@ def test_event_base_drops_modifiers_as_the_regular_expression_did(event: str) ->
     """event_base() lost its regular expression (the C path calls it, and importing re cost
     ~8 ms of every start); it still drops what `:[ukhpPGHISDWe]+$` matched."""
     assert perf.event_base(event) == re.sub(r":[ukhpPGHISDWe]+$", "", event)
+
+
+@pytest.mark.parametrize("native", NATIVE_PATHS)
+def test_stacks_are_counted_in_order_of_first_appearance_and_past_64_bits(native: bool) -> None:
+    """The C folder adds up each fold's weights before they go to the counts dict: the
+    dict still has the stacks in order of first appearance, and sums past 2**63 (periods
+    of 18 digits) are exact, as Python's ints make them."""
+    big = 900_000_000_000_000_000
+    records = [
+        (b"bee", b"g", big),
+        (b"ant", b"f", 3),
+        (b"bee", b"g", big),
+        (b"cat", b"h", 5),
+        (b"ant", b"f", 4),
+    ] * 6
+    data = b"".join(
+        b"%s 1/1 [000] 1.0: %d cycles:\n\t1 %s (/x)\n\n" % (comm, period, frame)
+        for comm, frame, period in records
+    )
+    collapser = PerfCollapser(native=native)
+    collapser.feed(data)
+    counts = collapser.finish().counts
+    assert list(counts) == ["bee;g", "ant;f", "cat;h"]
+    assert counts == {"bee;g": 12 * big, "ant;f": 42, "cat;h": 30}
+    assert 12 * big > 2**63

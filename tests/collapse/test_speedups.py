@@ -68,3 +68,37 @@ def test_a_machine_without_a_compiler_still_builds_with_one_warning(tmp_path: Pa
     names = zipfile.ZipFile(wheel).namelist()
     assert not any(name.endswith(".so") for name in names)
     assert "flamed/collapse/perf.py" in names
+
+
+C_CACHE_ENTRIES = 200_000
+"""_speedups.c's CACHE_ENTRIES: a C cache is emptied when it holds this many entries."""
+
+
+@pytest.mark.parametrize("fmt", ["perf", "dtrace"])
+def test_c_caches_emptied_at_their_bounds_fold_on_alike(fmt: str) -> None:
+    """More distinct records (and frame lines, and stacks) than a C cache holds: the caches
+    are emptied at their bound (their keys' blocks freed together, the large ones mapped
+    memory) and filled again; what was folded before and after counts alike."""
+    module = speedups.built()
+    if module is None:
+        pytest.skip("the C speedups were not built")
+    from flamed.collapse.dtrace import DTraceCollapser
+    from flamed.collapse.perf import PerfCollapser
+
+    distinct = C_CACHE_ENTRIES + 30_000
+    if fmt == "perf":
+        record = b"prog 1/1 [000] 1.0: 1 cycles:\n\t%x f%d (/x)\n\n"
+        collapser: PerfCollapser | DTraceCollapser = PerfCollapser(native=True)
+        stack = "prog;f%d"
+    else:
+        record = b"  m`f%x\n  m`g%d\n  1\n\n"
+        collapser = DTraceCollapser(native=True)
+        stack = "m`g%d;m`f%x"
+    again = distinct // 3  # the first third comes again, after the caches were emptied
+    records = [record % (index, index) for index in range(distinct)]
+    collapser.feed(b"".join(records + records[:again]))
+    counts = collapser.finish().counts
+    assert len(counts) == distinct
+    for index in (0, 1, again - 1, again, distinct - 1):
+        key = stack % ((index,) if fmt == "perf" else (index, index))
+        assert counts[key] == (2 if index < again else 1), key

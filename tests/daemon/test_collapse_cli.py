@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import gzip
+import os
 from pathlib import Path
 
 import pytest
 
+from flamed.collapse.dtrace import DTraceCollapser
 from flamed.collapse.perf import PerfCollapser, PerfOptions
 from flamed.daemon.cli import build_parser
 from flamed.daemon.commands.collapse import FORMATS, MAP_MAX_BYTES, collapse_path
 from flamed.daemon.commands.common import map_file
-from tests.conftest import run_flamed
+from tests.conftest import DATA, NATIVE_PATHS, run_flamed
 
 GARBAGE = bytes((i * 151 + 7) % 256 for i in range(3000))  # fixed, binary
 
@@ -103,3 +105,24 @@ def test_a_plain_file_is_folded_mapped_as_read(tmp_path: Path, data: bytes) -> N
         collapse_path(collapser, str(source), 0, 1).to_bytes(),
     }
     assert len(outputs) == 1 and outputs.pop().startswith(b"prog;main 3\n")
+
+
+@pytest.mark.parametrize("native", NATIVE_PATHS)
+@pytest.mark.parametrize("fmt", ["perf", "dtrace"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_large_plain_file_is_folded_on_two_cores(
+    tmp_path: Path, fmt: str, threads: int, native: bool
+) -> None:
+    """A file of split_bytes or more is folded in two parts (the C folders' of the same
+    map), as one core folds it; `-n 1` keeps it on one core."""
+    data = (DATA / fmt / ("system-wide.txt" if fmt == "perf" else "stack-ustack.txt")).read_bytes()
+    data = b"\n".join([data] * 5)
+    source = tmp_path / "in.txt"
+    source.write_bytes(data)
+    make = PerfCollapser if fmt == "perf" else DTraceCollapser
+    one = make(native=native)
+    one.feed(data)
+    expected = one.finish().to_bytes()
+    collapser = make(native=native)
+    assert collapse_path(collapser, str(source), 1, threads).to_bytes() == expected
+    assert (collapser.bytes_fed < len(data) * 2 // 3) == (threads == 2 and os.cpu_count() != 1)
