@@ -34,30 +34,51 @@ dropped with a warning instead of being merged into nothing.
 
 from __future__ import annotations
 
-import re
-
 from flamed.collapse import speedups
-from flamed.collapse.common import TYPE_CHECKING, WarnOnce, retire
+from flamed.collapse.common import (
+    ASCII,
+    MULTILINE,
+    TYPE_CHECKING,
+    LazyPatterns,
+    WarnOnce,
+    retire,
+)
 from flamed.collapse.folded import Folded, decode
 from flamed.collapse.symbols import tidy_rust
 
 if TYPE_CHECKING:
+    import re
     from mmap import mmap
-    from typing import TypeVar
+    from typing import ClassVar, TypeVar
 
     from flamed.collapse._speedups import RunFolder
 
     K = TypeVar("K")
     V = TypeVar("V")
 
-# The count that closes a stack: digits alone on a line (ASCII, as Perl on bytes).
-COUNT_LINE = re.compile(rb"[ \t\r\f\v]*(\d+)[ \t\r\f\v]*", re.ASCII)
-BLANK_LINE = re.compile(rb"[ \t\r\f\v]*", re.ASCII)
-# The lines DTrace prints before an aggregation when not run with -q:
-# `CPU     ID                    FUNCTION:NAME` and `  0  64091   :tick-60s`.
-HEADER_LINE = re.compile(r"\s*(CPU\s+ID\s+FUNCTION:NAME|\d+\s+\d+\s+\S*:\S*)\s*$", re.ASCII)
-# A line that is not a frame: blank, or a count.
-NOT_A_FRAME = re.compile(rb"^[ \t\r\f\v]*(\d+[ \t\r\f\v]*)?$", re.ASCII | re.MULTILINE)
+
+class _Patterns(LazyPatterns):
+    """The regular expressions of the pure-Python reader, compiled at first use: the C
+    folder needs none of them for a plain aggregation (importing re cost ~5 ms of every
+    start)."""
+
+    COUNT_LINE: re.Pattern[bytes]
+    BLANK_LINE: re.Pattern[bytes]
+    HEADER_LINE: re.Pattern[str]
+    NOT_A_FRAME: re.Pattern[bytes]
+    SOURCES: ClassVar[dict[str, tuple[str | bytes, int]]] = {
+        # The count that closes a stack: digits alone on a line (ASCII, as Perl on bytes).
+        "COUNT_LINE": (rb"[ \t\r\f\v]*(\d+)[ \t\r\f\v]*", ASCII),
+        "BLANK_LINE": (rb"[ \t\r\f\v]*", ASCII),
+        # The lines DTrace prints before an aggregation when not run with -q:
+        # `CPU     ID                    FUNCTION:NAME` and `  0  64091   :tick-60s`.
+        "HEADER_LINE": (r"\s*(CPU\s+ID\s+FUNCTION:NAME|\d+\s+\d+\s+\S*:\S*)\s*$", ASCII),
+        # A line that is not a frame: blank, or a count.
+        "NOT_A_FRAME": (rb"^[ \t\r\f\v]*(\d+[ \t\r\f\v]*)?$", ASCII | MULTILINE),
+    }
+
+
+P = _Patterns()
 
 # A header longer than this many unindented lines is not DTrace's (format guessing).
 MAX_HEADER_LINES = 10
@@ -167,7 +188,7 @@ class DTraceCollapser:
         found = data.find(b"\n\n", start)
         while found >= 0:
             line = data.rfind(b"\n", 0, found) + 1
-            if COUNT_LINE.fullmatch(data[line:found]):
+            if P.COUNT_LINE.fullmatch(data[line:found]):
                 return found
             found = data.find(b"\n\n", found + 1)
         return found
@@ -179,7 +200,7 @@ class DTraceCollapser:
         if not pending.endswith(b"\n"):
             return
         start = pending.rfind(b"\n", 0, len(pending) - 1) + 1
-        if COUNT_LINE.fullmatch(pending, start, len(pending) - 1):
+        if P.COUNT_LINE.fullmatch(pending, start, len(pending) - 1):
             self._pending = b""
             self._fold_lines(pending[:-1].split(b"\n"))
 
@@ -236,7 +257,7 @@ class DTraceCollapser:
         counted. Gives what to cache for it, else whether frames go on into the next run."""
         if not self._frames:
             body, _, last = run.rpartition(b"\n")
-            count = COUNT_LINE.fullmatch(last)
+            count = P.COUNT_LINE.fullmatch(last)
             stack = self._body_stack(body) if count is not None and body else None
             if count is not None and stack is not None:
                 number = int(count.group(1))
@@ -251,7 +272,7 @@ class DTraceCollapser:
     def _body_stack(self, body: bytes) -> str | None:
         """The stack of a run's frame lines, cached; None unless they are all frame lines."""
         stack = self._body_cache.get(body)
-        if stack is None and NOT_A_FRAME.search(body) is None:
+        if stack is None and P.NOT_A_FRAME.search(body) is None:
             stack = self._fold_stack(body.split(b"\n"))
             if stack is not None:
                 remember(self._body_cache, body, stack, RUN_CACHE_LIMIT)
@@ -260,7 +281,7 @@ class DTraceCollapser:
     def _fold_lines(self, lines: list[bytes]) -> None:
         """The general path: lines in order, with frames carried across calls."""
         for line in lines:
-            count = COUNT_LINE.fullmatch(line)
+            count = P.COUNT_LINE.fullmatch(line)
             if count is not None:
                 stack = self._fold_stack(self._frames) if self._frames else None
                 if stack is not None:
@@ -269,7 +290,7 @@ class DTraceCollapser:
                     self.warn("count without frames", decode(line))
                 self._frames = []
                 self._started = True
-            elif BLANK_LINE.fullmatch(line):
+            elif P.BLANK_LINE.fullmatch(line):
                 self._end_run()
             else:
                 self._frames.append(line)
@@ -283,7 +304,7 @@ class DTraceCollapser:
 
     @staticmethod
     def _header_only(lines: list[bytes]) -> bool:
-        return all(HEADER_LINE.match(decode(line)) for line in lines)
+        return all(P.HEADER_LINE.match(decode(line)) for line in lines)
 
     def _count(self, stack: str, count: int) -> None:
         counts = self.counts
@@ -372,10 +393,10 @@ def is_applicable(head: bytes) -> bool | None:
     frames = 0
     header: int | None = 0  # unindented lines before the first blank line; None after it
     for line in head.split(b"\n")[:-1]:
-        if COUNT_LINE.fullmatch(line):
+        if P.COUNT_LINE.fullmatch(line):
             if frames:
                 return True
-        elif BLANK_LINE.fullmatch(line):
+        elif P.BLANK_LINE.fullmatch(line):
             frames, header = 0, None
         elif line[:1] in (b" ", b"\t"):
             frames += 1
@@ -383,6 +404,6 @@ def is_applicable(head: bytes) -> bool | None:
             header += 1
             if header > MAX_HEADER_LINES:
                 return False
-        elif not frames and not HEADER_LINE.match(decode(line)):
+        elif not frames and not P.HEADER_LINE.match(decode(line)):
             return False
     return None if len(head) < 64 * 1024 else False

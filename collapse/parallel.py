@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import marshal
 import os
-from collections.abc import Callable
 
 from flamed.collapse.common import TYPE_CHECKING, Collapser, retire_into
 from flamed.collapse.folded import Folded
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from mmap import mmap
 
     from flamed.collapse.folded import Count
