@@ -1,12 +1,15 @@
 """``perf record -o - | perf script -i -``: the two children of one sampling run.
 
-Both start in process groups of their own behind the parent-death guard, with
-a pipe between them that flamed does not keep open (so either one's death ends
-the other: EOF for perf script, EPIPE for perf record). Both pipes are grown to
-1 MiB (Linux's limit for a user): when perf script stops to load a big binary's
-symbols, or flamed stops reading, perf record keeps emptying its ring buffer
-into the pipe instead of losing samples (about 20 s of a busy machine at
-99 Hz). perf script's stdout is read on the event loop every ``READ_EVERY``
+Both start in process groups of their own behind the parent-death guard. With
+a ``mend`` function, flamed relays perf record's output to perf script through
+it (``relay``: a read, mended, written; the next read only once perf script's
+pipe took it all, so a slow perf script still fills perf record's pipe and
+then its ring); without, the pipe between them is theirs alone. Either way
+either one's death ends the other: EOF for perf script, EPIPE for perf record.
+Every pipe is grown to 1 MiB (Linux's limit for a user): when perf script stops
+to load a big binary's symbols, or flamed stops reading, perf record keeps
+emptying its ring buffer into the pipes instead of losing samples (about 20 s
+of a busy machine at 99 Hz). perf script's stdout is read on the event loop every ``READ_EVERY``
 seconds (all the pipe holds) and handed to a sink; the tails of both stderrs
 are kept for error messages. ``stop()`` asks perf record to finish (SIGINT:
 it writes what its buffers hold), lets perf script drain the pipe, and kills
@@ -23,6 +26,7 @@ import os
 import signal
 from collections import deque
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from flamed.collector.children import kill_group, spawn, stop_group
 
@@ -52,6 +56,7 @@ class Pipeline:
         sink: Callable[[bytes], None],
         name: str,
         commands: int | None = None,
+        relay: asyncio.Task[None] | None = None,
     ) -> None:
         self.record = record
         self.script = script
@@ -68,6 +73,7 @@ class Pipeline:
             asyncio.create_task(read_lines(record, self.record_errors, f"{name}: perf record")),
             asyncio.create_task(read_lines(script, self.script_errors, f"{name}: perf script")),
         ]
+        self._relay = relay
         self._closing = False
         self.ended = asyncio.create_task(self._read_output(output, sink))
 
@@ -122,6 +128,10 @@ class Pipeline:
         for proc in (self.record, self.script):  # also what a leader left in its group
             kill_group(proc.pid, signal.SIGKILL)
         await asyncio.gather(self.record.wait(), self.script.wait())
+        if self._relay is not None:  # both ends are dead: it ends by itself, or now
+            await asyncio.wait([self._relay], timeout=1.0)
+            self._relay.cancel()
+            await asyncio.gather(self._relay, return_exceptions=True)
         # Whatever still holds perf script's stdout elsewhere does not keep us waiting.
         await asyncio.wait([self.ended], timeout=1.0)
         self._closing = True
@@ -152,32 +162,102 @@ async def start_pipeline(
     wrapper: tuple[str, ...] = (),
     env: Mapping[str, str] | None = None,
     control: bool = False,
+    mender: Mender | None = None,
 ) -> Pipeline:
     """Start both children. OSError (perf missing, ...) propagates, nothing left running.
 
-    With ``control``, perf record gets a command pipe (``--control fd:N``) for ``ping()``.
+    With ``control``, perf record gets a command pipe (``--control fd:N``) for ``ping()``;
+    with a ``mender``, its output goes through it to perf script (``relay``).
     """
     between, output = grown_pipe(), grown_pipe()
+    recorded = grown_pipe() if mender is not None else between  # perf record's stdout
     theirs, commands = command_pipe() if control else ((), None)
     if theirs:
         record_argv = [*record_argv[:2], "--control", f"fd:{theirs[0]}", *record_argv[2:]]
+    ours = [output[0], commands, *((recorded[0], between[1]) if mender is not None else ())]
     started: list[asyncio.subprocess.Process] = []
     try:
         started.append(
-            await spawn(record_argv, stdout=between[1], wrapper=wrapper, env=env, pass_fds=theirs)
+            await spawn(record_argv, stdout=recorded[1], wrapper=wrapper, env=env, pass_fds=theirs)
         )
         started.append(
             await spawn(script_argv, stdin=between[0], stdout=output[1], wrapper=wrapper, env=env)
         )
     except BaseException:  # or cancelled (the daemon stopping): nothing may outlive the start
         await kill_all(started)
-        close(output[0], commands)
+        close(*ours)
         raise
     finally:
-        close(*between, output[1], *theirs)
+        close(*{between[0], output[1], recorded[1], *theirs})
     os.set_blocking(output[0], False)
     record, script = started
-    return Pipeline(record, script, output[0], sink, name, commands)
+    task = None
+    if mender is not None:
+        task = asyncio.create_task(relay(recorded[0], between[1], mender))
+    return Pipeline(record, script, output[0], sink, name, commands, task)
+
+
+class Mender(Protocol):
+    """Mends perf record's stream on its way to perf script (``perfstream.StreamMender``)."""
+
+    def feed(self, data: bytes) -> bytes: ...
+
+    def finish(self) -> bytes: ...
+
+
+async def relay(source: int, target: int, mender: Mender) -> None:
+    """perf record's output (``source``) through ``mender`` to perf script (``target``), to
+    the end of either: one read of at most READ_SIZE bytes at a time, written whole before
+    the next, so flamed holds no more than that and a stalled perf script stalls perf record
+    as a pipe between them would. Closes both (perf record then gets EPIPE)."""
+    os.set_blocking(source, False)
+    os.set_blocking(target, False)
+    loop = asyncio.get_running_loop()
+    try:
+        while data := await read_when_ready(loop, source):
+            await write_all(loop, target, mender.feed(data))
+        await write_all(loop, target, mender.finish())
+    except BrokenPipeError:  # perf script ended
+        pass
+    finally:
+        close(source, target)
+
+
+async def read_when_ready(loop: asyncio.AbstractEventLoop, fd: int) -> bytes:
+    while True:
+        try:
+            return os.read(fd, READ_SIZE)
+        except BlockingIOError:
+            await ready(loop.add_reader, loop.remove_reader, loop, fd)
+
+
+async def write_all(loop: asyncio.AbstractEventLoop, fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            await ready(loop.add_writer, loop.remove_writer, loop, fd)
+
+
+async def ready(
+    add: Callable[..., None],
+    remove: Callable[[int], object],
+    loop: asyncio.AbstractEventLoop,
+    fd: int,
+) -> None:
+    """Until ``fd`` is readable (``add_reader``) or writable (``add_writer``)."""
+    waiter: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    add(fd, wake)
+    try:
+        await waiter
+    finally:
+        remove(fd)
 
 
 async def kill_all(children: list[asyncio.subprocess.Process]) -> None:
