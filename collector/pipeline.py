@@ -1,15 +1,15 @@
 """``perf record -o - | perf script -i -``: the two children of one sampling run.
 
 Both start in process groups of their own behind the parent-death guard. With
-a ``mend`` function, flamed relays perf record's output to perf script through
-it (``relay``: a read, mended, written; the next read only once perf script's
-pipe took it all, so a slow perf script still fills perf record's pipe and
-then its ring); without, the pipe between them is theirs alone. Either way
-either one's death ends the other: EOF for perf script, EPIPE for perf record.
-Every pipe is grown to 1 MiB (Linux's limit for a user): when perf script stops
-to load a big binary's symbols, or flamed stops reading, perf record keeps
-emptying its ring buffer into the pipes instead of losing samples (about 20 s
-of a busy machine at 99 Hz). perf script's stdout is read on the event loop every ``READ_EVERY``
+a ``mender``, flamed relays perf record's output to perf script through it
+(``relay``: a read, mended, written; the next read only once perf script's pipe
+took it all, so a slow perf script still fills perf record's pipe and then its
+ring); without, the pipe between them is theirs alone. Either way either one's
+death ends the other: EOF for perf script, EPIPE for perf record. Every pipe is
+grown to 1 MiB (Linux's limit for a user): when perf script stops to load a big
+binary's symbols, or flamed stops reading, perf record keeps emptying its ring
+buffer into the pipes instead of losing samples (about 20 s of a busy machine
+at 99 Hz). perf script's stdout is read on the event loop every ``READ_EVERY``
 seconds (all the pipe holds) and handed to a sink; the tails of both stderrs
 are kept for error messages. ``stop()`` asks perf record to finish (SIGINT:
 it writes what its buffers hold), lets perf script drain the pipe, and kills
