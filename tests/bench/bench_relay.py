@@ -7,10 +7,11 @@ perf script's stdin) and with the relay that mends KSYMBOL records
 (``relay``). For each run, over its steady part, prints the CPU of this process
 (the relay, reading perf script's output, the event loop; % of one core, CPU
 time), the part of it spent mending (``StreamMender.feed``), perf script's CPU,
-the bytes relayed and the relay's reads per second; then the medians per variant.
+the bytes relayed and the relay's reads per second, and how late samples reached
+this process (median, p99, from their own time stamps); then the medians per variant.
 
     python tests/bench/bench_relay.py [--seconds 60] [--warm 10] [--rounds 3]
-        [--frequency 99] [--workload mixed|burn]
+        [--frequency 99] [--workload mixed|burn] [--variants direct,relay]
 
 Needs root (``-a``).
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import statistics
 import sys
 import tempfile
@@ -35,6 +37,7 @@ from flamed.collector.procfs import cpu_seconds  # noqa: E402
 from tests.bench.workload import Workload  # noqa: E402
 
 PROC = Path("/proc")
+HEAD = re.compile(rb"^\S[^\n]* \d+/\d+ +(\d+\.\d+): ", re.MULTILINE)
 
 
 class TimedMender(StreamMender):
@@ -60,11 +63,18 @@ async def run(variant: str, args: argparse.Namespace, event: str) -> dict[str, f
     record += ["-k", "CLOCK_MONOTONIC", "-o", "-", "--no-buildid-cache", "--no-bpf-event"]
     record += ["-m", str(RING_PAGES), "-a"]
     mender = TimedMender() if variant == "relay" else None
-    out = [0]
+    late: list[float] = []
+    measuring = [False]
+
+    def sink(data: bytes) -> None:
+        if measuring[0]:
+            now = time.monotonic()
+            late.extend(now - float(stamp) for stamp in HEAD.findall(data))
+
     pipeline = await start_pipeline(
         record,
         script_argv("perf"),
-        lambda data: out.__setitem__(0, out[0] + len(data)),
+        sink,
         name=variant,
         control=True,
         mender=mender,
@@ -75,6 +85,7 @@ async def run(variant: str, args: argparse.Namespace, event: str) -> dict[str, f
         await asyncio.sleep(1.0)
     start = (time.monotonic(), time.process_time(), cpu_seconds(PROC, pipeline.script.pid))
     mended = (mender.cpu, mender.bytes, mender.calls) if mender else (0.0, 0, 0)
+    measuring[0] = True
     while time.monotonic() < start[0] + args.seconds:
         pipeline.ping()
         await asyncio.sleep(1.0)
@@ -83,6 +94,9 @@ async def run(variant: str, args: argparse.Namespace, event: str) -> dict[str, f
         "flamed %": 100 * (time.process_time() - start[1]) / elapsed,
         "script %": 100 * (cpu_seconds(PROC, pipeline.script.pid) - start[2]) / elapsed,
     }
+    late.sort()
+    result["latency median s"] = late[len(late) // 2] if late else float("nan")
+    result["latency p99 s"] = late[int(len(late) * 0.99)] if late else float("nan")
     if mender is not None:
         result["mending %"] = 100 * (mender.cpu - mended[0]) / elapsed
         result["KiB/s"] = (mender.bytes - mended[1]) / elapsed / 1024
@@ -98,9 +112,10 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--frequency", type=int, default=99)
     parser.add_argument("--workload", choices=("mixed", "burn"), default="mixed")
+    parser.add_argument("--variants", default="direct,relay")
     args = parser.parse_args()
     event = await detect_event("perf")
-    results: dict[str, list[dict[str, float]]] = {"direct": [], "relay": []}
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in args.variants.split(",")}
     with tempfile.TemporaryDirectory() as tmp:
         workload = Workload(Path(tmp), args.workload)
         try:
