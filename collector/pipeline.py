@@ -166,7 +166,7 @@ async def start_pipeline(
     """Start both children. OSError (perf missing, ...) propagates, nothing left running.
 
     With ``control``, perf record gets a command pipe (``--control fd:N``) for ``ping()``;
-    with a ``mender``, its output goes through it to perf script (``relay``).
+    with a ``mender``, its output goes through it to perf script (``Relay``).
     """
     between, output = grown_pipe(), grown_pipe()
     recorded = grown_pipe() if mender is not None else between  # perf record's stdout

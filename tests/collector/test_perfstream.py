@@ -217,3 +217,26 @@ async def test_a_second_perf_and_a_bpf_program_leave_the_daemon_s_perf_running(
     assert session.status.records_fixed.get("truncated", 0) > 0
     after = merged([c for c in chunks if c.start >= mended_at[0]])
     assert weight(after, "work") > 0, after.sorted_items()[:5]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    attribute=st.booleans(),
+    body=st.binary(max_size=3000),
+    pieces=st.lists(st.integers(min_value=1, max_value=700), max_size=10),
+)
+def test_any_bytes_are_passed_on_whole_and_alike_in_pieces(
+    attribute: bool, body: bytes, pieces: list[int]
+) -> None:
+    """Whatever follows the pipe header (here maybe a HEADER_ATTR of an event tracking
+    KSYMBOLs, then anything), the mender neither raises nor loses a byte it does not
+    drop, however the input is cut."""
+    head = b"PERFILE2" + struct.pack("<Q", 16)
+    if attribute:
+        attr = bytearray(120)
+        struct.pack_into("<IIQQQQQ", attr, 0, 1, 120, 9, 99, 0x1C6, 0, (1 << 29) | (1 << 18))
+        head += RECORD.pack(HEADER_ATTR, 0, 8 + 120 + 8) + bytes(attr) + struct.pack("<Q", 7)
+    whole, fixed = mend(head + body)
+    assert mend(head + body, pieces) == (whole, fixed)
+    if not fixed:
+        assert whole == head + body
