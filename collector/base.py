@@ -106,6 +106,8 @@ class SessionStatus:
     """Samples the profiler reported lost (perf: its ring buffer was full, e.g. flamed stalled)."""
     samples_late: int = 0
     """Samples read after their bucket was handed out (handed out again as a late part)."""
+    records_fixed: dict[str, int] = field(default_factory=dict)
+    """perf records mended on their way to perf script, by fix (``RECORD_FIXES``)."""
     jit_maps: dict[str, MapStats] = field(default_factory=dict)
     """The JIT maps the session reads, by kind (``perf-map``, ``jitdump``): live counters."""
 
@@ -125,6 +127,8 @@ class SessionStatus:
 # Metrics report each of them from the start (at 0), so no series appears later.
 RESTART_REASONS = ("crash", "rss", "stalled", "targets")
 DROP_REASONS: tuple[str, ...] = ()
+RECORD_FIXES = ("truncated", "dropped")
+"""What perf's stream mender does to a KSYMBOL record perf script could not read."""
 
 ChunkSink = Callable[[Chunk], None]
 

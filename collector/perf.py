@@ -10,7 +10,10 @@ later) to write what its rings hold: a quiet target's samples come within a
 couple of seconds instead of when a ring is half full (20 s and more). The cutter
 belongs to the session, not to one pipeline, so a restart (the target set
 changed, a process died, stalled, or outgrew the memory cap) keeps the part of
-the bucket already read and loses at most the samples in flight.
+the bucket already read and loses at most the samples in flight. perf
+record's output reaches perf script through flamed, which cuts the KSYMBOL
+records a second perf session on the machine makes unreadable
+(``perfstream.py``; perf script used to exit on them).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from flamed.collapse.errors import ProfilerError
 from flamed.collapse.perf import PerfCollapser, PerfOptions
 from flamed.collector.base import ChunkSink, TargetSpec
 from flamed.collector.jitnames import JitNames
+from flamed.collector.perfstream import StreamMender
 from flamed.collector.pipeline import PIPE_SIZE, Pipeline, start_pipeline
 from flamed.collector.procfs import cpu_seconds, resident_bytes
 from flamed.collector.records import PerfRecords
@@ -47,8 +51,8 @@ with perf's default (512 KiB) and 2.5 % with a wake-up per sample (``--no-buffer
 SAMPLE_BYTES = 64
 """The smallest sample perf writes with a call chain (header, ip, pid/tid, time, period, one
 frame): perf's rings and the pipe hold at most their size over this many samples."""
-PIPE_BYTES = 2 * PIPE_SIZE
-"""What the pipes after perf record hold."""
+PIPE_BYTES = 3 * PIPE_SIZE
+"""What the pipes after perf record hold (to flamed's relay, to perf script, its output)."""
 SETTLE = 1.0
 """Seconds perf record gets to end by itself after perf script did (and the reverse)."""
 PINGED_SAMPLES = 50
@@ -258,6 +262,7 @@ class PerfSession(SamplingSession):
                 wrapper=self.options.child_wrapper,
                 env={**os.environ, "FLAMED_TARGET": self.spec.name},
                 control=await takes_commands(perf),
+                mender=StreamMender(self._mended),
             )
         except FileNotFoundError as err:
             raise missing_perf(perf) from err
@@ -395,3 +400,7 @@ class PerfSession(SamplingSession):
 
     def _lost(self, count: int) -> None:
         self.status.samples_lost += count
+
+    def _mended(self, fix: str) -> None:
+        fixed = self.status.records_fixed
+        fixed[fix] = fixed.get(fix, 0) + 1

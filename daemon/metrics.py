@@ -20,7 +20,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from flamed.collector.base import DROP_REASONS, MAP_REFUSALS, RESTART_REASONS, MapStats
+from flamed.collector.base import (
+    DROP_REASONS,
+    MAP_REFUSALS,
+    RECORD_FIXES,
+    RESTART_REASONS,
+    MapStats,
+)
 
 RENDER_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
@@ -42,6 +48,7 @@ class TargetReading:
     dropped: dict[str, int] = field(default_factory=dict)
     samples_lost: int = 0
     samples_late: int = 0
+    records_fixed: dict[str, int] = field(default_factory=dict)
     offcpu_up: bool | None = None
     """The off-CPU sampler runs (None: the target records no off-CPU profile)."""
     jit_maps: dict[str, MapStats] = field(default_factory=dict)
@@ -125,6 +132,12 @@ class TargetCollector(Collector):
             "Samples read after their bucket was stored (added to that bucket afterwards)",
             labels=["target"],
         )
+        fixed = CounterMetricFamily(
+            "flamed_perf_records_fixed",
+            "KSYMBOL records flamed mended on their way to perf script, which could not read "
+            "them (truncated: cut to their true size; dropped: past mending)",
+            labels=["target", "fix"],
+        )
         offcpu = GaugeMetricFamily(
             "flamed_offcpu_up",
             "1 if the target's off-CPU sampler (bpftrace) runs; only targets with offcpu = true",
@@ -145,7 +158,9 @@ class TargetCollector(Collector):
             )
             lost.add_metric([reading.target], reading.samples_lost)
             late.add_metric([reading.target], reading.samples_late)
-        yield from (up, pids, stacks, restarts, dropped, lost, late, offcpu, *maps.families())
+            add_by_reason(fixed, reading.target, reading.records_fixed, RECORD_FIXES)
+        yield from (up, pids, stacks, restarts, dropped, lost, late, fixed, offcpu)
+        yield from maps.families()
 
     def describe(self) -> Iterator[Metric]:
         return iter(())

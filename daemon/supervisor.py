@@ -182,6 +182,7 @@ class Supervisor:
             dropped=dict(Counter(status.chunks_dropped) + self.dropped),
             samples_lost=status.samples_lost,
             samples_late=status.samples_late,
+            records_fixed=dict(status.records_fixed),
             jit_maps={kind: snapshot(stats) for kind, stats in status.jit_maps.items()},
         )
 

@@ -68,3 +68,37 @@ async def test_output_is_read_on_a_timer_to_its_end_and_kill_closes_it() -> None
     assert run.output is None and fd is not None
     with pytest.raises(OSError):
         os.fstat(fd)
+
+
+class Passing:
+    """A mender that changes nothing and keeps the sizes it was fed."""
+
+    def __init__(self) -> None:
+        self.fed: list[int] = []
+
+    def feed(self, data: bytes) -> bytes:
+        self.fed.append(len(data))
+        return data
+
+    def finish(self) -> bytes:
+        return b""
+
+
+async def test_the_relay_holds_one_read_when_perf_script_does_not_read() -> None:
+    """Back-pressure through the relay: a reader that takes nothing stops the relay, and the
+    writer once the pipes are full (1 MiB each); nothing piles up in flamed."""
+    mender = Passing()
+    run = await pipeline.start_pipeline(
+        ["head", "-c", "100000000", "/dev/zero"], ["sleep", "30"], lambda data: None,
+        name="t", mender=mender,
+    )  # fmt: skip
+    writer = Path(f"/proc/{run.record.pid}/io")
+    written = -1
+    while written != (written := int(writer.read_text().split("wchar:")[1].split()[0])):
+        await asyncio.sleep(0.5)  # until the writer is blocked
+    assert run.record.returncode is None
+    assert written <= 2 * pipeline.PIPE_SIZE + pipeline.READ_SIZE
+    assert sum(mender.fed) <= pipeline.PIPE_SIZE + pipeline.READ_SIZE
+    assert max(mender.fed) <= pipeline.READ_SIZE
+    await run.kill()
+    assert run.record.returncode == run.script.returncode == -9

@@ -29,6 +29,7 @@ NAMES = {
     "flamed_chunks_dropped_total": ("counter", {"target", "reason"}),
     "flamed_samples_lost_total": ("counter", {"target"}),
     "flamed_samples_late_total": ("counter", {"target"}),
+    "flamed_perf_records_fixed_total": ("counter", {"target", "fix"}),
     "flamed_target_pids": ("gauge", {"target"}),
     "flamed_window_stacks": ("gauge", {"target"}),
     "flamed_render_seconds_count": ("histogram", set()),
@@ -69,6 +70,7 @@ async def scraped(
     factory.latest("b").status.chunks_dropped["backlog"] = 2
     factory.latest("b").status.samples_lost = 17
     factory.latest("a").status.samples_late = 5
+    factory.latest("a").status.records_fixed["truncated"] = 4
     factory.latest("b").status.restarts["perf_rss"] = 1
     maps = MapStats(lines=40, malformed=2, refused={"owner": 1})
     factory.latest("b").status.jit_maps = {"perf-map": maps}
@@ -98,6 +100,8 @@ async def test_values(scraped: str) -> None:
     assert ({"target": "b"}, 17.0) in found["flamed_samples_lost_total"]
     assert ({"target": "a"}, 0.0) in found["flamed_samples_lost_total"]
     assert ({"target": "a"}, 5.0) in found["flamed_samples_late_total"]
+    assert ({"target": "a", "fix": "truncated"}, 4.0) in found["flamed_perf_records_fixed_total"]
+    assert ({"target": "b", "fix": "dropped"}, 0.0) in found["flamed_perf_records_fixed_total"]
     assert ({"target": "b", "reason": "perf_rss"}, 1.0) in found["flamed_collector_restarts_total"]
     assert ({"version": "9.9.9"}, 1.0) in found["flamed_build_info"]
     perf_map = {"target": "b", "kind": "perf-map"}

@@ -18,6 +18,7 @@ COUNTERS = {
     "flamed_config_reloads_total": {"result"},
     "flamed_samples_lost_total": {"target"},
     "flamed_samples_late_total": {"target"},
+    "flamed_perf_records_fixed_total": {"target", "fix"},
     "flamed_jit_map_refused_total": {"target", "kind", "reason"},
 }
 GAUGES = {
